@@ -1,0 +1,50 @@
+# GXO developer commands. `make run` and `make test` are the whole quickstart.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+GXO     = $(VENV)/bin/gxo
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test test-fast lint format typecheck bench schema docs snapshots-update clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(GXO) run examples/quickstart.gxo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider --cov=gxo --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
+	$(PY) tools/coverage_gate.py .coverage.json
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gxo tests bench tools
+	$(VENV)/bin/ruff format --check gxo tests bench tools
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format gxo tests bench tools
+	$(VENV)/bin/ruff check --fix gxo tests bench tools
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+schema: $(STAMP)
+	$(PY) -m gxo.config.schema --write
+
+docs: $(STAMP)
+	$(PY) -m gxo.modules.docs --write
+
+snapshots-update: $(STAMP)
+	$(PY) -m pytest tests/tui --snapshot-update
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage .coverage.json htmlcov .hypothesis .mypy_cache .ruff_cache

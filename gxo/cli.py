@@ -1,0 +1,171 @@
+"""The ``gxo`` command line: one thin function per command.
+
+Commands import what they need when they run, so ``gxo --help`` stays fast and
+never loads Textual, prompt-toolkit, httpx or networkx.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gxo.errors import GxoError, UsageError
+
+app = typer.Typer(
+    name="gxo",
+    help="GXO: a declarative automation kernel. Run YAML playbooks of workloads as a DAG.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ExtraVars = Annotated[
+    list[str] | None,
+    typer.Option("--extra-vars", "-e", help="Variable override key=value, @file.yaml or a JSON object (repeatable)"),
+]
+VarsFile = Annotated[Path | None, typer.Option("--vars-file", help="YAML/JSON file of variables")]
+
+
+def _fail(exc: GxoError) -> None:
+    from gxo.console import err_console, print_error
+
+    print_error(err_console(), str(exc))
+    raise typer.Exit(exc.exit_code)
+
+
+def _variables(extra: list[str] | None, vars_file: Path | None) -> dict:
+    from gxo.config.variables import load_vars_file, parse_extra_vars
+
+    merged = load_vars_file(vars_file) if vars_file else {}
+    merged.update(parse_extra_vars(extra))
+    return merged
+
+
+@app.command()
+def run(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file (*.gxo.yaml)")],
+    extra_vars: ExtraVars = None,
+    vars_file: VarsFile = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Directory relative paths resolve against; 'temp' for a throw-away one")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each workload's output and summary")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final line")] = False,
+) -> None:
+    """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
+    from gxo.runtime import run_headless
+
+    try:
+        code = run_headless(
+            playbook,
+            variables=_variables(extra_vars, vars_file),
+            report=report,
+            concurrency=concurrency,
+            workspace=workspace,
+            verbose=verbose,
+            quiet=quiet,
+        )
+    except GxoError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    playbooks: Annotated[list[Path], typer.Argument(help="Playbook files")],
+    extra_vars: ExtraVars = None,
+    vars_file: VarsFile = None,
+) -> None:
+    """Load and validate playbooks without running them. Exit 0 valid, 2 invalid."""
+    from gxo.config.loader import load_playbook
+    from gxo.console import err_console, print_error, print_warnings
+
+    console = err_console()
+    try:
+        names = set(_variables(extra_vars, vars_file))
+    except GxoError as exc:
+        _fail(exc)
+    bad = 0
+    for path in playbooks:
+        try:
+            loaded = load_playbook(path, extra_names=names)
+        except GxoError as exc:
+            bad += 1
+            print_error(console, str(exc))
+            continue
+        print_warnings(console, loaded.warnings)
+        n = len(loaded.playbook.workloads)
+        typer.echo(f"ok: {path} ({loaded.playbook.name}, {n} workload{'s' if n != 1 else ''})")
+    raise typer.Exit(2 if bad else 0)
+
+
+@app.command()
+def migrate(
+    file: Annotated[Path, typer.Option("--file", "-f", help="Legacy (v0.1.2a) playbook")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result here instead of stdout")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite FILE itself")] = False,
+) -> None:
+    """Convert a legacy playbook to schemaVersion 1.0.0, keeping comments and key order."""
+    from gxo.config.migrate import migrate_file
+    from gxo.console import err_console, print_warnings
+
+    if output is not None and in_place:
+        _fail(UsageError("use either --output or --in-place, not both"))
+    try:
+        text, warnings = migrate_file(file)
+    except GxoError as exc:
+        _fail(exc)
+    print_warnings(err_console(), warnings)
+    target = file if in_place else output
+    if target is None:
+        sys.stdout.write(text)
+    else:
+        target.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def schema() -> None:
+    """Print the playbook JSON Schema (v1.0.0)."""
+    from gxo.config.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
+def modules(
+    name: Annotated[str | None, typer.Argument(help="Show this module's parameters and example")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """List modules by layer, or show one module's parameters."""
+    from gxo.modules.reference import print_module, print_module_list
+
+    try:
+        print_module_list(as_json=as_json) if name is None else print_module(name, as_json=as_json)
+    except GxoError as exc:
+        _fail(exc)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit")] = False,
+) -> None:
+    if version:
+        from gxo import __version__
+
+        typer.echo(f"gxo {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

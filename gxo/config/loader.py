@@ -1,0 +1,309 @@
+"""Loading playbooks: YAML → plain data with positions → pydantic model → validation.
+
+Every failure is a :class:`~gxo.errors.ConfigError` whose message names the file,
+the line and column, and the workload — never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gxo.config.models import Playbook
+from gxo.errors import ConfigError, GxoError, Location, PlaybookSyntaxError, PlaybookValidationError
+
+__all__ = ["LoadedPlaybook", "PositionMap", "load_playbook", "parse_yaml", "pydantic_problems"]
+
+Path_ = tuple[Any, ...]
+MAX_NODES = 1_000_000  # guards alias expansion ("billion laughs") and huge documents
+
+
+class PositionMap(dict[Path_, tuple[int, int]]):
+    """Data path → (line, column), both 1-based."""
+
+    def nearest(self, path: Iterable[Any]) -> tuple[int, int] | None:
+        p = tuple(path)
+        while True:
+            if p in self:
+                return self[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+
+@dataclass
+class LoadedPlaybook:
+    """A validated playbook plus what the loader knows about its source."""
+
+    playbook: Playbook
+    source: str  # file path as given, or "<string>"
+    positions: PositionMap = field(default_factory=PositionMap)
+    warnings: list[str] = field(default_factory=list)
+    legacy: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).resolve().parent if self.source != "<string>" else Path.cwd()
+
+    def location(self, path: Iterable[Any]) -> Location:
+        pos = self.positions.nearest(path)
+        return Location(self.source, *pos) if pos else Location(self.source)
+
+    def workload_index(self, name: str) -> int | None:
+        for i, w in enumerate(self.playbook.workloads):
+            if w.name == name:
+                return i
+        return None
+
+    def workload_location(self, name: str, *sub: Any) -> Location:
+        i = self.workload_index(name)
+        return self.location(("workloads", i, *sub)) if i is not None else Location(self.source)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, PositionMap]:
+    """Parse YAML text into plain Python data and a position map."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        loc = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source)
+        raise PlaybookSyntaxError(f"YAML syntax error: {problem}", location=loc) from None
+    except YAMLError as exc:
+        raise PlaybookSyntaxError(f"YAML syntax error: {exc}", location=Location(source)) from None
+    except RecursionError:
+        raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
+    positions = PositionMap()
+    counter = [0]
+    try:
+        data = _plain(doc, (), positions, counter, source)
+    except RecursionError:
+        raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
+    return data, positions
+
+
+def _plain(node: Any, path: Path_, positions: PositionMap, counter: list[int], source: str) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise PlaybookSyntaxError(
+            f"document too large (more than {MAX_NODES} nodes after alias expansion)", location=Location(source)
+        )
+    if isinstance(node, CommentedMap):
+        if path == () and node.lc.line is not None:
+            positions[()] = (node.lc.line + 1, node.lc.col + 1)
+        out = {}
+        for key, value in node.items():
+            try:
+                kpos = node.lc.key(key)
+            except (KeyError, TypeError, AttributeError):
+                kpos = None
+            if not isinstance(key, str):
+                loc = Location(source, kpos[0] + 1, kpos[1] + 1) if kpos else Location(source)
+                raise PlaybookValidationError(f"mapping keys must be strings, got {key!r}", location=loc)
+            sub = (*path, key)
+            if kpos:
+                positions[sub] = (kpos[0] + 1, kpos[1] + 1)
+            out[key] = _plain(value, sub, positions, counter, source)
+        return out
+    if isinstance(node, CommentedSeq):
+        out_list = []
+        for i, value in enumerate(node):
+            sub = (*path, i)
+            try:
+                ipos = node.lc.item(i)
+                positions[sub] = (ipos[0] + 1, ipos[1] + 1)
+            except (KeyError, TypeError, AttributeError):
+                pass
+            out_list.append(_plain(value, sub, positions, counter, source))
+        return out_list
+    # Scalars: ruamel's scalar subclasses become plain Python values.
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, dict):
+        return {k: _plain(v, (*path, k), positions, counter, source) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v, (*path, i), positions, counter, source) for i, v in enumerate(node)]
+    # dates, timestamps, binary: keep their text form
+    return str(node)
+
+
+def _workload_name_at(data: Any, path: Path_) -> str | None:
+    if len(path) >= 2 and path[0] == "workloads" and isinstance(path[1], int):
+        try:
+            name = data["workloads"][path[1]].get("name")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+        return name if isinstance(name, str) else f"#{path[1] + 1}"
+    return None
+
+
+def pydantic_problems(
+    exc: ValidationError,
+    *,
+    base_path: Path_,
+    positions: PositionMap,
+    source: str,
+    data: Any,
+    model: type[BaseModel] | None = None,
+    ignore: Any = None,
+    workload: str | None = None,
+) -> list[GxoError]:
+    """Readable errors, one per pydantic error, located in the YAML file.
+
+    ``ignore(loc)`` may return True for errors to drop (template-valued params).
+    """
+    problems: list[GxoError] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if ignore is not None and ignore(loc):
+            continue
+        full = (*base_path, *loc)
+        pos = positions.nearest(full)
+        location = Location(source, *pos) if pos else Location(source)
+        wname = workload or _workload_name_at(data, full)
+        problems.append(
+            PlaybookValidationError(_describe(err, loc, model), location=location, workload=wname)
+        )
+    return problems
+
+
+def _describe(err: Any, loc: Path_, model: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    dotted = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else "?"
+        msg = f"unknown key '{key}'"
+        allowed = _allowed_keys(model, loc[:-1])
+        if allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            msg += f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
+        return msg
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'" if loc else "missing required key"
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "literal_error" and loc and loc[-1] == "schemaVersion":
+        message = f'unsupported schemaVersion {err.get("input")!r}: expected "1.0.0"'
+    return f"{dotted}: {message}" if dotted else message
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: Path_) -> list[str]:
+    """Field names of the (nested) model at ``loc`` — for "did you mean" hints."""
+    import types
+    import typing
+
+    if model is None:
+        return []
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        fld = next(
+            (f for n, f in current.model_fields.items() if (f.alias or n) == part or n == part),
+            None,
+        )
+        if fld is None:
+            return []
+        current = _unwrap(fld.annotation, types, typing)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any, types: Any, typing: Any) -> Any:
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (list, typing.Union, types.UnionType) or origin is typing.Annotated:
+        for a in args:
+            found = _unwrap(a, types, typing)
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                return found
+    return annotation
+
+
+def load_playbook(
+    source: str | Path | None = None,
+    *,
+    text: str | None = None,
+    name: str | None = None,
+    check_lifecycles: bool = False,
+    extra_names: set[str] | None = None,
+) -> LoadedPlaybook:
+    """Load and fully validate a playbook from a file (``source``) or from ``text``.
+
+    ``check_lifecycles`` rejects non-``run_once`` workloads (what ``gxo run`` needs);
+    ``extra_names`` are variables that will be supplied at run time (``-e``).
+    """
+    from gxo.config.legacy import is_legacy, migrate_data
+    from gxo.config.validate import validate_playbook
+
+    display = name or (str(source) if source is not None else "<string>")
+    if text is None:
+        if source is None:
+            raise ConfigError("no playbook given")
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"playbook not found: {source}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"playbook path is a directory: {source}") from None
+        except UnicodeDecodeError as exc:
+            raise PlaybookSyntaxError(f"playbook is not UTF-8 text: {exc.reason}", location=Location(display)) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read playbook {source}: {exc.strerror}") from None
+    data, positions = parse_yaml(text, display)
+    if data is None:
+        raise PlaybookValidationError("playbook is empty", location=Location(display))
+    if not isinstance(data, dict):
+        pos = positions.nearest(())
+        raise PlaybookValidationError(
+            f"a playbook must be a mapping with schemaVersion, name and workloads, got {type(data).__name__}",
+            location=Location(display, *pos) if pos else Location(display, 1, 1),
+        )
+    warnings: list[str] = []
+    legacy = False
+    if "tasks" in data and "workloads" in data:
+        raise PlaybookValidationError(
+            "a playbook cannot have both 'tasks' (legacy) and 'workloads': use only 'workloads'",
+            location=Location(display, *(positions.nearest(("tasks",)) or (1, 1))),
+        )
+    if is_legacy(data):
+        legacy = True
+        data, positions, migration_warnings = migrate_data(data, positions, display)
+        warnings.append(
+            f"{display}: playbook uses the deprecated 'tasks' format (v0.1.2a); it was migrated in memory. "
+            f"Run 'gxo migrate -f {display} --in-place' to upgrade the file."
+        )
+        warnings.extend(migration_warnings)
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        problems = pydantic_problems(
+            exc, base_path=(), positions=positions, source=display, data=data, model=Playbook
+        )
+        raise PlaybookValidationError(str(problems[0]), problems=problems) from None
+    loaded = LoadedPlaybook(playbook, display, positions, warnings, legacy, data)
+    validate_playbook(loaded, check_lifecycles=check_lifecycles, extra_names=extra_names)
+    return loaded

@@ -1,0 +1,114 @@
+"""Human output of the headless CLI: progress lines on stderr, errors, summaries.
+
+Progress is an event-bus listener, so ``gxo run`` shows exactly what the TUI
+shows, from the same events.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from gxo.engine.events import Event, EventKind
+
+if TYPE_CHECKING:
+    from gxo.engine.scheduler import RunResult
+
+__all__ = ["ProgressPrinter", "err_console", "print_error", "print_summary", "print_warnings"]
+
+_STYLE = {
+    "Running": ("▶", "cyan"),
+    "Completed": ("✔", "green"),
+    "Failed": ("✘", "red"),
+    "Skipped": ("↷", "yellow"),
+}
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_error(console: Console, message: str) -> None:
+    for line in str(message).splitlines() or [""]:
+        console.print(f"[bold red]error:[/] {escape(line)}")
+
+
+def print_warnings(console: Console, warnings: list[str]) -> None:
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.0f}ms" if value < 1000 else f"{value / 1000:.2f}s"
+
+
+class ProgressPrinter:
+    """Prints one line per workload transition; with ``verbose``, its output lines too."""
+
+    def __init__(self, console: Console, *, verbose: bool = False, quiet: bool = False) -> None:
+        self.console = console
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        kind, name, data = event.kind, event.workload, event.data
+        if kind == EventKind.WORKLOAD_STATUS:
+            status = data["status"]
+            if status == "Running" and not self.verbose:
+                return
+            icon, color = _STYLE.get(status, ("•", "white"))
+            line = f"[{color}]{icon} {escape(name or '')}[/] [dim]{status}[/]"
+            if status in ("Completed", "Failed") and data.get("duration_ms") is not None:
+                line += f" [dim]{_ms(data['duration_ms'])}[/]"
+            if data.get("attempts", 0) > 1:
+                line += f" [dim]({data['attempts']} attempts)[/]"
+            if status == "Skipped" and data.get("reason"):
+                line += f" [dim]— {escape(str(data['reason']))}[/]"
+            if status == "Failed" and data.get("error"):
+                line += f"\n    [red]{escape(str(data['error']))}[/]"
+            self.console.print(line)
+        elif kind == EventKind.WORKLOAD_RETRYING:
+            self.console.print(
+                f"[yellow]↻ {escape(name or '')}[/] [dim]attempt {data['attempt']} failed: "
+                f"{escape(str(data['error']))}; retrying in {data['delay']}s[/]"
+            )
+        elif kind == EventKind.LOG and self.verbose:
+            stream = data.get("stream", "log")
+            style = "red" if stream == "stderr" else "dim"
+            self.console.print(f"  [{style}]{escape(name or '')} | {escape(str(data.get('line', '')))}[/]")
+        elif kind == EventKind.WARNING:
+            self.console.print(f"[yellow]warning:[/] {escape(str(data.get('message', '')))}")
+
+
+def print_summary(console: Console, result: RunResult, *, verbose: bool = False) -> None:
+    counts: dict[str, int] = {}
+    for state in result.states.values():
+        counts[state.status.value] = counts.get(state.status.value, 0) + 1
+    parts = [f"{counts.get(s, 0)} {s.lower()}" for s in ("Completed", "Failed", "Skipped") if counts.get(s)]
+    color = {"Completed": "green", "Failed": "red", "Interrupted": "yellow"}[result.status]
+    console.print(
+        f"[bold {color}]{result.status}[/] {escape(result.playbook)} "
+        f"[dim](run {result.run_id}: {', '.join(parts) or 'nothing ran'} in {_ms(result.duration_ms)})[/]"
+    )
+    if verbose:
+        for state in result.states.values():
+            if state.summary not in (None, {}, []):
+                console.print(f"[dim]{escape(state.name)} summary:[/] {escape(_short(state.summary))}")
+
+
+def _short(value: Any, limit: int = 500) -> str:
+    import json
+
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def isatty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,345 @@
+"""Run-time state shared by the engine, and the context a module performs in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import ChainMap, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gxo.config.models import AccessMode, Workload
+from gxo.engine.events import EventBus, EventKind
+from gxo.engine.streams import MergedReader, StreamWriter
+from gxo.errors import ModuleError
+from gxo.state.store import MemoryStore, Store, copy_record
+from gxo.template.engine import TemplateEngine
+
+__all__ = ["ModuleContext", "RunContext", "Status", "WorkloadState"]
+
+T = TypeVar("T")
+LOG_TAIL = 1000  # log lines kept per workload for the report, TUI and REPL
+
+
+class Status(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    # daemon lifecycles
+    PAUSED = "Paused"
+    RESTARTING = "Restarting"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.STOPPED)
+
+
+@dataclass
+class WorkloadState:
+    """What the engine knows about one workload during and after a run."""
+
+    workload: Workload
+    status: Status = Status.PENDING
+    reason: str | None = None  # why Skipped
+    blocked: bool = False  # Skipped because something upstream failed (propagates)
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    summary: Any = None
+    records_in: int = 0
+    records_out: int = 0
+    records_dropped: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+    logs: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+    rendered_params: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.workload.name
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return round((end - self.started_at) * 1000, 3)
+
+    @property
+    def satisfies_dependents(self) -> bool:
+        """Whether workloads that depend on this one may run."""
+        if self.status == Status.COMPLETED:
+            return True
+        if self.status == Status.SKIPPED:
+            return not self.blocked
+        if self.status == Status.FAILED:
+            return self.workload.ignore_errors
+        return False
+
+    def public(self) -> dict[str, Any]:
+        """The view templates get as ``_gxo.workloads.<name>``."""
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "error": self.error,
+            "attempts": self.attempts,
+            "summary": self.summary,
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+        }
+
+
+class _WorkloadsView(Mapping[str, Any]):
+    """``_gxo.workloads``: a live, read-only view (built per access, never stale)."""
+
+    def __init__(self, states: dict[str, WorkloadState]) -> None:
+        self._states = states
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self._states[key].public()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+class RunContext:
+    """Everything shared by the workloads of one run."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        workspace: Path,
+        variables: dict[str, Any],
+        states: dict[str, WorkloadState],
+        store: Store | None = None,
+        templates: TemplateEngine | None = None,
+        bus: EventBus | None = None,
+        access_mode: AccessMode = AccessMode.deep_copy,
+        resume_payload: Any = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workspace = workspace
+        self.variables = variables
+        self.states = states
+        self.store: Store = store if store is not None else MemoryStore()
+        self.templates = templates or TemplateEngine()
+        self.secrets = self.templates.secrets
+        self.bus = bus or EventBus()
+        self.bus.set_redactor(self.secrets.redact)
+        self.access_mode = access_mode
+        self._deferred: list[Callable[[], Awaitable[None]]] = []
+        workloads_view = _WorkloadsView(states)
+        self.gxo = {
+            "run_id": run_id,
+            "workspace": str(workspace),
+            "workloads": workloads_view,
+            "tasks": workloads_view,  # legacy alias
+            "resume_payload": resume_payload,
+        }
+        self._registered = _StoreView(self.store)
+
+    def template_context(self, extra: Mapping[str, Any] | None = None) -> ChainMap[str, Any]:
+        """Names visible to templates: extra > registered results > vars, plus ``_gxo``."""
+        maps: list[Mapping[str, Any]] = [{"_gxo": self.gxo}, self._registered, self.variables]
+        if extra:
+            maps.insert(0, extra)
+        return ChainMap(*maps)  # type: ignore[arg-type]
+
+    def register(self, key: str, value: Any) -> None:
+        self.store.set(key, self.secrets.redact(value))
+
+    def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._deferred.append(callback)
+
+    async def run_deferred(self, timeout: float = 10.0) -> list[str]:
+        """Run end-of-run callbacks, last registered first; returns their errors."""
+        errors = []
+        while self._deferred:
+            callback = self._deferred.pop()
+            try:
+                async with asyncio.timeout(timeout):
+                    await callback()
+            except Exception as exc:
+                errors.append(f"cleanup failed: {type(exc).__name__}: {exc}")
+        return errors
+
+    def log(self, workload: str, line: str, *, stream: str = "log", level: str = "info") -> None:
+        line = self.secrets.redact_str(line) if self.secrets else line
+        state = self.states.get(workload)
+        if state is not None:
+            state.logs.append((time.time(), stream, line))
+        self.bus.emit(EventKind.LOG, workload, stream=stream, level=level, line=line)
+
+
+class _StoreView(Mapping[str, Any]):
+    """Registered results as a mapping for templates (no copy: rendering never mutates)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._store:
+            raise KeyError(key)
+        return self._store.get(key, copy=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._store
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store.keys())
+
+    def __len__(self) -> int:
+        return len(self._store.keys())
+
+
+class ModuleContext:
+    """What a module's ``perform`` gets besides its params.
+
+    Streams: ``async for record in ctx.records()`` (or ``ctx.batches()``) reads the
+    merged ``stream_inputs``; ``await ctx.emit(record)`` writes the output stream.
+    Templates: ``ctx.render(value, record=r)`` renders with the workload's context
+    plus extra names. Everything logged or published is redacted.
+    """
+
+    def __init__(
+        self,
+        run: RunContext,
+        state: WorkloadState,
+        *,
+        reader: MergedReader | None = None,
+        writer: StreamWriter | None = None,
+        local_vars: Mapping[str, Any] | None = None,
+        iteration: int | None = None,
+    ) -> None:
+        self.run = run
+        self.state = state
+        self.workload = state.workload.name
+        self.input = reader or MergedReader(self.workload)
+        self.output = writer or StreamWriter(self.workload)
+        self.local_vars = dict(local_vars or {})
+        self.iteration = iteration
+        access = state.workload.state_policy.access_mode if state.workload.state_policy else run.access_mode
+        self.deep_copy = access == AccessMode.deep_copy
+
+    # -- identity --------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def workspace(self) -> Path:
+        return self.run.workspace
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path relative to the run's workspace (absolute paths are kept)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.run.workspace / p
+
+    # -- streams -----------------------------------------------------------------
+
+    @property
+    def has_input(self) -> bool:
+        return self.input.connected
+
+    @property
+    def has_output(self) -> bool:
+        return self.output.connected
+
+    def records(self) -> AsyncIterator[dict[str, Any]]:
+        return self.input.__aiter__()
+
+    def batches(self, max_records: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        return self.input.batches(max_records)
+
+    def input_from(self, producer: str) -> MergedReader:
+        return self.input.by_producer(producer)
+
+    async def emit(self, record: dict[str, Any]) -> None:
+        await self.output.send(record)
+
+    async def emit_many(self, records: Iterable[dict[str, Any]]) -> None:
+        await self.output.send_many(records)
+
+    # -- templates ---------------------------------------------------------------
+
+    def template_context(self, **extra: Any) -> ChainMap[str, Any]:
+        if self.local_vars:
+            extra = {**self.local_vars, **extra}
+        return self.run.template_context(extra)
+
+    def render(self, value: Any, *, path: str = "", **extra: Any) -> Any:
+        result = self.run.templates.render(value, self.template_context(**extra), path=path, workload=self.workload)
+        return copy_record(result) if self.deep_copy and isinstance(result, dict | list) else result
+
+    def evaluate(self, expression: Any, *, path: str = "", **extra: Any) -> Any:
+        result = self.run.templates.evaluate(expression, self.template_context(**extra), path=path, workload=self.workload)
+        return copy_record(result) if self.deep_copy and isinstance(result, dict | list) else result
+
+    def truthy(self, expression: Any, *, path: str = "", **extra: Any) -> bool:
+        from gxo.template.filters import is_truthy
+
+        return is_truthy(self.evaluate(expression, path=path, **extra))
+
+    def compile(self, template: str, *, bare: bool = False) -> Callable[..., Any]:
+        """A fast renderer for a per-record template: ``fn(**extra) -> value``."""
+        engine = self.run.templates
+        compiled = engine.compile_bare(template) if bare else engine.compile(template)
+        base = self.template_context()
+        workload = self.workload
+
+        def render(path: str = "", **extra: Any) -> Any:
+            return engine._run(compiled, base.new_child(extra), path, workload)
+
+        return render
+
+    # -- state -------------------------------------------------------------------
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        return self.run.store.get(key, default, copy=self.deep_copy)
+
+    def publish(self, summary: dict[str, Any]) -> None:
+        """Make ``summary`` visible now (and again on each call), before perform returns.
+
+        Long-lived modules (a mock server) use it to expose what they observe.
+        """
+        redacted = self.run.secrets.redact(summary)
+        self.state.summary = redacted
+        if self.state.workload.register_key and self.iteration is None:
+            self.run.register(self.state.workload.register_key, redacted)
+        self.run.bus.emit(EventKind.WORKLOAD_SUMMARY, self.workload, summary=redacted)
+
+    def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` when the whole run ends (servers, connections)."""
+        self.run.defer(callback)
+
+    # -- observability -----------------------------------------------------------
+
+    def log(self, line: str, *, stream: str = "log", level: str = "info") -> None:
+        self.run.log(self.workload, line, stream=stream, level=level)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a named counter shown in the report (``skipped``, ``dead_lettered`` ...)."""
+        self.state.counters[name] = self.state.counters.get(name, 0) + n
+
+    def redact(self, value: Any) -> Any:
+        return self.run.secrets.redact(value)
+
+    def fail(self, message: str, *, summary: dict[str, Any] | None = None) -> ModuleError:
+        """An error to ``raise``: ``raise ctx.fail("bad thing", summary=partial)``."""
+        return ModuleError(message, summary=summary, workload=self.workload)
+
+    async def to_thread(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking code off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)

@@ -1,0 +1,231 @@
+"""The workload graph: edges inferred from templates, ``stream_inputs`` and ``depends_on``.
+
+Three kinds of edge, all producer → consumer:
+
+* state: the consumer's templates read the producer's ``register`` key or
+  ``_gxo.workloads.<producer>``; the consumer starts after the producer ends;
+* order: ``depends_on``; same scheduling as a state edge;
+* stream: ``stream_inputs``; both run at the same time, records flow between them.
+
+Workloads joined by stream edges form a *pipeline* (a connected component over
+stream edges). The scheduler starts a pipeline as one unit, once every state or
+order dependency of its members has ended. A state edge inside a pipeline, or a
+cycle between pipelines, could deadlock (a producer completes only after its
+consumers drained it) and is rejected.
+
+The hot path uses the standard library (``graphlib``); networkx, which costs
+~0.3 s to import, is loaded only by :meth:`WorkloadGraph.to_networkx` for
+analysis and display (levels for the TUI, ``gxo validate --graph``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import TYPE_CHECKING, Any
+
+from gxo.template.engine import find_references, is_template, iter_template_strings
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from gxo.config.models import Playbook
+
+__all__ = ["Pipeline", "WorkloadGraph", "template_sources"]
+
+# Names every template may use without a definition in the playbook.
+BUILTIN_NAMES = frozenset(
+    {"_gxo", "secret", "range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none"}
+)
+
+
+@dataclass
+class Pipeline:
+    """Workloads connected by streams; scheduled together as one unit."""
+
+    index: int
+    members: list[str]
+    deps: set[int] = field(default_factory=set)  # pipelines this one waits for
+    dependents: set[int] = field(default_factory=set)
+
+
+@dataclass
+class TemplateRef:
+    """Where a workload reads a name: ``path`` is its field path (``process.params.url``)."""
+
+    path: tuple[Any, ...]
+    source: str
+    roots: set[str]
+    workloads: set[str]
+    optional: set[str] = field(default_factory=set)
+
+
+def template_sources(workload: Any, raw_paths: frozenset[str] = frozenset()) -> list[tuple[tuple[Any, ...], str, bool]]:
+    """``(path, template, bare)`` for each template string a workload contains."""
+    out: list[tuple[tuple[Any, ...], str, bool]] = []
+    if isinstance(workload.when, str):
+        out.append((("when",), workload.when, True))
+    if isinstance(workload.loop, str):
+        out.append((("loop",), workload.loop, False))
+    elif isinstance(workload.loop, list):
+        for p, s in iter_template_strings(workload.loop):
+            out.append((("loop", *_split(p)), s, False))
+    for p, s in iter_template_strings(workload.process.params):
+        out.append((("process", "params", *_split(p)), s, False))
+    # Raw (module-rendered) params that are bare expressions, e.g. data:filter condition.
+    for key in raw_paths:
+        value = workload.process.params.get(key)
+        if isinstance(value, str) and value.strip() and not is_template(value):
+            out.append((("process", "params", key), value, True))
+    return out
+
+
+def _split(dotted: str) -> list[Any]:
+    parts: list[Any] = []
+    for chunk in dotted.split("."):
+        while "[" in chunk:
+            head, rest = chunk.split("[", 1)
+            if head:
+                parts.append(head)
+            idx, chunk = rest.split("]", 1)
+            parts.append(int(idx))
+        if chunk:
+            parts.append(chunk)
+    return parts
+
+
+class WorkloadGraph:
+    """Dependencies of a playbook's workloads, and the pipelines they form."""
+
+    def __init__(self, playbook: Playbook, raw_paths: dict[str, frozenset[str]] | None = None) -> None:
+        self.names: list[str] = [w.name for w in playbook.workloads]
+        self.register_owner: dict[str, str] = {w.register_key: w.name for w in playbook.workloads if w.register_key}
+        self.state_deps: dict[str, set[str]] = {n: set() for n in self.names}
+        self.order_deps: dict[str, set[str]] = {n: set() for n in self.names}
+        self.stream_deps: dict[str, list[str]] = {n: [] for n in self.names}
+        self.stream_consumers: dict[str, list[str]] = {n: [] for n in self.names}
+        self.refs: dict[str, list[TemplateRef]] = {n: [] for n in self.names}
+        raw_paths = raw_paths or {}
+        known = set(self.names)
+        for w in playbook.workloads:
+            for path, source, bare in template_sources(w, raw_paths.get(w.name, frozenset())):
+                roots, wrefs, optional = find_references(source, bare=bare)
+                self.refs[w.name].append(TemplateRef(path, source, roots, wrefs, optional))
+                for root in roots:
+                    owner = self.register_owner.get(root)
+                    if owner is not None:
+                        self.state_deps[w.name].add(owner)
+                for target in wrefs:
+                    if target in known:
+                        self.state_deps[w.name].add(target)
+            self.order_deps[w.name].update(d for d in w.depends_on if d in known)
+            for producer in w.stream_inputs:
+                if producer in known:
+                    self.stream_deps[w.name].append(producer)
+                    self.stream_consumers[producer].append(w.name)
+        self.dependents: dict[str, set[str]] = {n: set() for n in self.names}
+        for n in self.names:
+            for d in self.state_deps[n] | self.order_deps[n]:
+                if d != n:
+                    self.dependents[d].add(n)
+        self.pipelines: list[Pipeline] = []
+        self.pipeline_of: dict[str, int] = {}
+
+    # -- analysis ------------------------------------------------------------------
+
+    def all_deps(self, name: str) -> set[str]:
+        """Every workload ``name`` waits for or reads from (state, order and stream)."""
+        return self.state_deps[name] | self.order_deps[name] | set(self.stream_deps[name])
+
+    def find_cycle(self) -> list[str] | None:
+        """A dependency cycle as a closed path (``[a, b, a]``), or None."""
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for n in self.names:
+            sorter.add(n, *self.all_deps(n))
+        try:
+            sorter.prepare()
+        except CycleError as exc:
+            cycle = list(exc.args[1])
+            # graphlib lists the cycle backwards (each node followed by its dependency).
+            return list(reversed(cycle))
+        return None
+
+    def build_pipelines(self) -> list[str]:
+        """Group workloads into pipelines; returns deadlock problems (empty if none)."""
+        parent = {n: n for n in self.names}
+
+        def find(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for consumer, producers in self.stream_deps.items():
+            for p in producers:
+                parent[find(consumer)] = find(p)
+        groups: dict[str, list[str]] = {}
+        for n in self.names:  # playbook order inside each pipeline
+            groups.setdefault(find(n), []).append(n)
+        self.pipelines = [Pipeline(i, members) for i, members in enumerate(groups.values())]
+        self.pipeline_of = {m: p.index for p in self.pipelines for m in p.members}
+        problems: list[str] = []
+        for n in self.names:
+            for d in sorted(self.state_deps[n] | self.order_deps[n]):
+                a, b = self.pipeline_of[d], self.pipeline_of[n]
+                if a == b and d != n:
+                    problems.append(
+                        f"workload '{n}' waits for '{d}' (state or depends_on) while both are in the same "
+                        f"stream pipeline ({', '.join(self.pipelines[a].members)}): '{d}' completes only "
+                        f"after its stream is drained, so this would deadlock"
+                    )
+                elif a != b:
+                    self.pipelines[b].deps.add(a)
+                    self.pipelines[a].dependents.add(b)
+        if not problems:
+            sorter: TopologicalSorter[int] = TopologicalSorter()
+            for p in self.pipelines:
+                sorter.add(p.index, *p.deps)
+            try:
+                sorter.prepare()
+            except CycleError as exc:
+                members = [", ".join(self.pipelines[i].members) for i in exc.args[1]]
+                problems.append(
+                    "stream pipelines wait for each other in a cycle (would deadlock): " + " -> ".join(f"[{m}]" for m in members)
+                )
+        return problems
+
+    def order(self) -> list[str]:
+        """Workloads in a valid execution order (dependencies first)."""
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for n in self.names:
+            sorter.add(n, *self.all_deps(n))
+        return list(sorter.static_order())
+
+    def levels(self) -> list[list[str]]:
+        """Workloads grouped by dependency depth (for display)."""
+        depth: dict[str, int] = {}
+        for n in self.order():
+            deps = self.all_deps(n)
+            depth[n] = 1 + max((depth[d] for d in deps), default=-1)
+        out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for n in self.names:
+            out[depth[n]].append(n)
+        return out
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """``(producer, consumer, kind)`` with kind ``state``, ``order`` or ``stream``."""
+        out = []
+        for n in self.names:
+            out += [(d, n, "state") for d in sorted(self.state_deps[n])]
+            out += [(d, n, "order") for d in sorted(self.order_deps[n] - self.state_deps[n])]
+            out += [(d, n, "stream") for d in self.stream_deps[n]]
+        return out
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        import networkx as nx
+
+        g = nx.MultiDiGraph()
+        g.add_nodes_from(self.names)
+        for a, b, kind in self.edges():
+            g.add_edge(a, b, kind=kind)
+        return g

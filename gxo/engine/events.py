@@ -1,0 +1,147 @@
+"""The in-process event bus: what the engine tells progress output, the TUI and tests.
+
+Emitting never blocks the engine. Each subscriber has its own bounded queue; when
+a slow subscriber's queue is full its events are dropped, counted, and a warning
+is logged once per subscriber. Events pass through secret redaction before they
+are queued, so no subscriber ever sees a secret value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Event", "EventBus", "EventKind", "Subscription"]
+
+log = logging.getLogger("gxo.events")
+
+
+class EventKind(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    WORKLOAD_STATUS = "workload_status"  # data: status, reason?, attempts, duration_ms, error?
+    WORKLOAD_RETRYING = "workload_retrying"  # data: attempt, delay, error
+    WORKLOAD_ITERATION = "workload_iteration"  # data: index, item?, status, error?
+    WORKLOAD_SUMMARY = "workload_summary"  # data: summary (published or final)
+    LOG = "log"  # data: stream (stdout|stderr|log), level, line
+    STREAM_STATS = "stream_stats"  # data: links: [{producer, consumer, sent, delivered, depth, capacity, dropped}]
+    WARNING = "warning"  # data: message
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    workload: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+    seq: int = 0
+
+
+class Subscription:
+    """One subscriber's bounded queue. Iterate it, or call :meth:`get`."""
+
+    def __init__(self, bus: EventBus, maxsize: int, kinds: frozenset[EventKind] | None) -> None:
+        self._bus = bus
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
+        self.kinds = kinds
+        self.dropped = 0
+        self._warned = False
+        self.closed = False
+
+    def offer(self, event: Event | None) -> None:
+        if self.closed:
+            return
+        if event is not None and self.kinds is not None and event.kind not in self.kinds:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            if event is None:
+                # The end marker must arrive: make room by dropping the oldest event.
+                self.queue.get_nowait()
+                self.dropped += 1
+                self.queue.put_nowait(None)
+                return
+            self.dropped += 1
+            if not self._warned:
+                self._warned = True
+                log.warning("event subscriber is too slow: dropping events (queue size %d)", self.queue.maxsize)
+
+    async def get(self) -> Event | None:
+        return await self.queue.get()
+
+    def get_nowait(self) -> Event | None:
+        return self.queue.get_nowait()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+
+class EventBus:
+    """Fan-out of engine events to subscribers and synchronous listeners."""
+
+    def __init__(self, redact: Callable[[Any], Any] | None = None) -> None:
+        self._subs: list[Subscription] = []
+        self._listeners: list[Callable[[Event], None]] = []
+        self._redact = redact
+        self._seq = 0
+        self.closed = False
+
+    def set_redactor(self, redact: Callable[[Any], Any]) -> None:
+        self._redact = redact
+
+    def subscribe(self, maxsize: int = 10_000, kinds: set[EventKind] | None = None) -> Subscription:
+        sub = Subscription(self, maxsize, frozenset(kinds) if kinds else None)
+        self._subs.append(sub)
+        if self.closed:
+            sub.offer(None)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.closed = True
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """A synchronous callback for every event. It must be fast and must not raise."""
+        self._listeners.append(listener)
+
+    @property
+    def has_audience(self) -> bool:
+        return bool(self._subs or self._listeners)
+
+    def emit(self, kind: EventKind, workload: str | None = None, **data: Any) -> None:
+        if not (self._subs or self._listeners):
+            return
+        if self._redact is not None and data:
+            data = self._redact(data)
+        self._seq += 1
+        event = Event(kind, workload, data, time.time(), self._seq)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must never break the run
+                log.exception("event listener failed")
+        for sub in self._subs:
+            sub.offer(event)
+
+    def close(self) -> None:
+        """End of run: every subscription's iterator finishes after the last event."""
+        self.closed = True
+        for sub in self._subs:
+            sub.offer(None)
+
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self._subs)

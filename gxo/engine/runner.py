@@ -1,0 +1,315 @@
+"""Running one workload: ``when``, ``loop``, ``retry``, ``timeout``, ``register``.
+
+The scheduler decides *when* a workload may run; this module decides *how*. It
+never raises for a workload's own failure: the outcome is recorded on the
+:class:`~gxo.engine.context.WorkloadState` and announced on the event bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from gxo.engine.context import ModuleContext, RunContext, Status, WorkloadState
+from gxo.engine.events import EventKind
+from gxo.engine.streams import MergedReader, StreamWriter
+from gxo.errors import GxoError, ModuleError, ModuleParamsError, TemplateError, UpstreamFailedError
+from gxo.modules.base import REGISTRY, ModuleSpec
+from gxo.state.store import copy_record
+from gxo.template.filters import is_truthy
+
+__all__ = ["WorkloadRunner"]
+
+# Errors that another attempt cannot fix.
+_NOT_RETRYABLE = (TemplateError, ModuleParamsError)
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, blocked: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.blocked = blocked
+
+
+class WorkloadRunner:
+    """Executes workloads of one run."""
+
+    def __init__(self, run: RunContext, *, sleep: Any = asyncio.sleep, rng: random.Random | None = None) -> None:
+        self.run = run
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def set_status(self, state: WorkloadState, status: Status, **data: Any) -> None:
+        state.status = status
+        now = time.monotonic()
+        if status == Status.RUNNING and state.started_at is None:
+            state.started_at = now
+        if status.terminal:
+            state.finished_at = now
+        self.run.bus.emit(
+            EventKind.WORKLOAD_STATUS,
+            state.name,
+            status=status.value,
+            reason=state.reason,
+            attempts=state.attempts,
+            duration_ms=state.duration_ms,
+            error=state.error,
+            **data,
+        )
+
+    def skip(self, state: WorkloadState, reason: str, *, blocked: bool = False) -> None:
+        state.reason = reason
+        state.blocked = blocked
+        self.set_status(state, Status.SKIPPED)
+
+    async def execute(self, state: WorkloadState, reader: MergedReader, writer: StreamWriter) -> None:
+        """Run ``state``'s workload to a terminal status. Closes ``writer`` when done."""
+        w = state.workload
+        failed_stream = False
+        try:
+            spec = REGISTRY.get(w.process.module)
+            if spec is None:  # validated earlier; a registry change at run time is a bug
+                raise ModuleError(f"unknown module '{w.process.module}'")
+            context = self.run.template_context()
+            if w.when is not None:
+                try:
+                    ok = is_truthy(self.run.templates.evaluate(w.when, context, path="when", workload=w.name))
+                except TemplateError as exc:
+                    raise _FailNow(exc) from None
+                if not ok:
+                    raise _Skip("when condition is false")
+            self.set_status(state, Status.RUNNING)
+            if w.loop is not None:
+                await self._run_loop(state, spec, reader, writer)
+            else:
+                summary = await self._run_attempts(state, spec, reader, writer, {}, None)
+                state.summary = summary
+                if w.register_key:
+                    self.run.register(w.register_key, summary)
+                state.summary = self.run.secrets.redact(summary)
+            # A producer completes only after each consumer drained its stream.
+            writer.close()
+            await writer.wait_drained()
+            self._collect_counts(state, reader, writer)
+            self.set_status(state, Status.COMPLETED)
+        except _Skip as skip:
+            failed_stream = skip.blocked
+            self._collect_counts(state, reader, writer)
+            self.skip(state, skip.reason, blocked=skip.blocked)
+        except UpstreamFailedError as exc:
+            failed_stream = True
+            self._collect_counts(state, reader, writer)
+            self.skip(state, f"dependency failed: {exc.message}", blocked=True)
+        except _FailNow as fail:
+            failed_stream = not w.ignore_errors
+            self._fail(state, fail.error, reader, writer)
+        except GxoError as exc:
+            failed_stream = not w.ignore_errors
+            self._fail(state, exc, reader, writer)
+        except asyncio.CancelledError:
+            failed_stream = True
+            state.error = "cancelled: the run was interrupted"
+            self._collect_counts(state, reader, writer)
+            self.set_status(state, Status.FAILED)
+            raise
+        finally:
+            reader.abandon()
+            writer.close(failed=failed_stream)
+
+    def _fail(self, state: WorkloadState, error: BaseException, reader: MergedReader, writer: StreamWriter) -> None:
+        state.error = self.run.secrets.redact_str(_describe(error))
+        partial = getattr(error, "summary", None)
+        if partial is not None and state.workload.loop is None:
+            state.summary = self.run.secrets.redact(partial)
+            if state.workload.register_key:
+                self.run.register(state.workload.register_key, partial)
+        self._collect_counts(state, reader, writer)
+        self.set_status(state, Status.FAILED)
+
+    @staticmethod
+    def _collect_counts(state: WorkloadState, reader: MergedReader, writer: StreamWriter) -> None:
+        state.records_in = reader.records_in
+        state.records_out = writer.records_out
+        state.records_dropped = writer.dropped
+
+    # -- loops --------------------------------------------------------------------
+
+    async def _run_loop(self, state: WorkloadState, spec: ModuleSpec, reader: MergedReader, writer: StreamWriter) -> None:
+        w = state.workload
+        items = w.loop
+        if isinstance(items, str) or _has_template(items):
+            try:
+                items = self.run.templates.render(items, self.run.template_context(), path="loop", workload=w.name)
+            except TemplateError as exc:
+                raise _FailNow(exc) from None
+        if isinstance(items, dict):
+            raise _FailNow(ModuleError("loop must be a list, got a mapping (use '| dict2items')"))
+        if not isinstance(items, list | tuple):
+            raise _FailNow(ModuleError(f"loop must be a list, got {type(items).__name__}: {items!r}"))
+        loop_var = w.loop_control.loop_var if w.loop_control else "item"
+        parallel = w.loop_control.parallel if w.loop_control else 1
+        results: list[Any] = [None] * len(items)
+        errors: list[tuple[int, BaseException]] = []
+        state.iterations = [{"index": i, "status": Status.PENDING.value} for i in range(len(items))]
+        semaphore = asyncio.Semaphore(parallel)
+
+        async def iteration(index: int, item: Any) -> None:
+            async with semaphore:
+                record = state.iterations[index]
+                record["status"] = Status.RUNNING.value
+                local = {loop_var: item, "loop_index": index}
+                try:
+                    results[index] = await self._run_attempts(state, spec, reader, writer, local, index)
+                    record["status"] = Status.COMPLETED.value
+                except _FailNow as fail:
+                    results[index] = getattr(fail.error, "summary", None)
+                    record["status"] = Status.FAILED.value
+                    record["error"] = self.run.secrets.redact_str(_describe(fail.error))
+                    errors.append((index, fail.error))
+                self.run.bus.emit(EventKind.WORKLOAD_ITERATION, w.name, **self.run.secrets.redact(record))
+
+        tasks = [asyncio.create_task(iteration(i, item)) for i, item in enumerate(items)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        redacted = self.run.secrets.redact(results)
+        state.summary = redacted
+        if w.register_key:
+            self.run.register(w.register_key, results)
+        if errors:
+            index, first = min(errors, key=lambda e: e[0])
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise _FailNow(ModuleError(f"loop iteration {index} failed: {_describe(first)}{more}"))
+
+    # -- attempts -----------------------------------------------------------------
+
+    async def _run_attempts(
+        self,
+        state: WorkloadState,
+        spec: ModuleSpec,
+        reader: MergedReader,
+        writer: StreamWriter,
+        local: dict[str, Any],
+        iteration: int | None,
+    ) -> Any:
+        w = state.workload
+        retry = w.retry
+        attempts = retry.attempts if retry else 1
+        for attempt in range(1, attempts + 1):
+            # Loop iterations retry independently: the workload shows the most any needed.
+            state.attempts = max(state.attempts, attempt)
+            if iteration is not None:
+                state.iterations[iteration]["attempts"] = attempt
+            try:
+                return await self._attempt(state, spec, reader, writer, local, iteration)
+            except (asyncio.CancelledError, UpstreamFailedError, _Skip):
+                raise
+            except Exception as exc:  # every module failure goes through retry policy
+                error = exc
+                if isinstance(exc, _NOT_RETRYABLE) or attempt >= attempts or retry is None:
+                    raise _FailNow(error) from None
+                delay = retry.delay_for(attempt - 1)
+                if retry.jitter:
+                    delay *= 1 + self._rng.uniform(-retry.jitter, retry.jitter)
+                delay = max(0.0, delay)
+                self.run.bus.emit(
+                    EventKind.WORKLOAD_RETRYING,
+                    w.name,
+                    attempt=attempt,
+                    next_attempt=attempt + 1,
+                    delay=round(delay, 3),
+                    error=self.run.secrets.redact_str(_describe(error)),
+                )
+                self.run.log(w.name, f"attempt {attempt} failed: {_describe(error)}; retrying in {delay:.2f}s", level="warning")
+                await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        state: WorkloadState,
+        spec: ModuleSpec,
+        reader: MergedReader,
+        writer: StreamWriter,
+        local: dict[str, Any],
+        iteration: int | None,
+    ) -> Any:
+        w = state.workload
+        ctx = ModuleContext(self.run, state, reader=reader, writer=writer, local_vars=local, iteration=iteration)
+        rendered = self.run.templates.render(
+            w.process.params,
+            ctx.template_context(),
+            path="",
+            workload=w.name,
+            skip=spec.is_raw if spec.raw_paths else None,
+        )
+        if ctx.deep_copy:
+            rendered = copy_record(rendered)
+        state.rendered_params = self.run.secrets.redact(rendered)
+        try:
+            params = spec.params_model.model_validate(rendered)
+        except ValidationError as exc:
+            raise ModuleParamsError(_params_message(spec, exc), workload=w.name) from None
+        module = spec.instantiate()
+        if w.timeout is not None:
+            deadline = asyncio.timeout(w.timeout)
+            try:
+                async with deadline:
+                    summary = await module.perform(ctx, params)
+            except TimeoutError:
+                if deadline.expired():
+                    raise ModuleError(f"timed out after {_fmt_seconds(w.timeout)}") from None
+                raise
+        else:
+            summary = await module.perform(ctx, params)
+        return {} if summary is None else summary
+
+
+class _FailNow(Exception):
+    """Carries the error that fails the workload (after retries)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _has_template(value: Any) -> bool:
+    from gxo.template.engine import iter_template_strings
+
+    return any(True for _ in iter_template_strings(value))
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, GxoError):
+        if isinstance(error, TemplateError) and error.param_path:
+            return f"param '{error.param_path}': {error.message}"
+        return error.message
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _params_message(spec: ModuleSpec, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown param '{loc}'")
+        elif err["type"] == "missing":
+            parts.append(f"missing required param '{loc}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"param '{loc}': {msg} (got {err.get('input')!r})" if loc else msg)
+    return f"module '{spec.name}' params: " + "; ".join(parts)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    from gxo.config.durations import format_duration
+
+    return format_duration(seconds)

@@ -1,0 +1,333 @@
+"""The scheduler: runs a validated playbook's workloads as a DAG on asyncio.
+
+Scheduling unit is the *pipeline* (workloads joined by streams, see
+:mod:`gxo.engine.dag`): a pipeline starts when every workload it waits for has
+ended, and all its members run at the same time, holding one concurrency slot
+between them — a consumer never waits for a slot its own producer needs.
+
+``cancel()`` (SIGINT/SIGTERM, quitting the TUI) cancels every running workload,
+waits for each to clean up (child processes are killed), and ends the run with
+status ``Interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gxo.config.loader import LoadedPlaybook
+from gxo.engine.context import RunContext, Status, WorkloadState
+from gxo.engine.dag import Pipeline, WorkloadGraph
+from gxo.engine.events import EventBus, EventKind
+from gxo.engine.runner import WorkloadRunner
+from gxo.engine.streams import Channel, MergedReader, StreamWriter
+from gxo.errors import GxoError, TemplateError
+from gxo.state.store import Store
+from gxo.template.engine import TemplateEngine, is_template
+from gxo.template.secrets import SecretRegistry
+
+__all__ = ["Engine", "RunResult", "default_concurrency"]
+
+STATS_INTERVAL = 0.25
+
+
+def default_concurrency() -> int:
+    return (os.cpu_count() or 1) * 4
+
+
+class RunStatus:
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    INTERRUPTED = "Interrupted"
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run."""
+
+    playbook: str
+    run_id: str
+    status: str
+    started_at: datetime
+    duration_ms: float
+    states: dict[str, WorkloadState]
+    warnings: list[str] = field(default_factory=list)
+    secrets: SecretRegistry | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.INTERRUPTED: 130}[self.status]
+
+    def report(self) -> dict[str, Any]:
+        from gxo.engine.report import build_report
+
+        return build_report(self)
+
+
+class Engine:
+    """Runs one playbook once. Create a new Engine for each run."""
+
+    def __init__(
+        self,
+        loaded: LoadedPlaybook,
+        *,
+        extra_vars: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        workspace: str | Path | None = None,
+        run_id: str | None = None,
+        store: Store | None = None,
+        bus: EventBus | None = None,
+        secrets: SecretRegistry | None = None,
+        resume_payload: Any = None,
+        only: set[str] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.playbook = loaded.playbook
+        graph: WorkloadGraph | None = getattr(loaded, "graph", None)
+        if graph is None:
+            from gxo.config.validate import validate_playbook
+
+            graph = validate_playbook(loaded)
+        if not graph.pipelines:
+            graph.build_pipelines()
+        self.graph = graph
+        self.extra_vars = dict(extra_vars or {})
+        self.concurrency = max(1, concurrency or default_concurrency())
+        self.workspace_arg = workspace
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.store = store
+        self.bus = bus or EventBus()
+        self.secrets = secrets or SecretRegistry()
+        self.resume_payload = resume_payload
+        self.only = only
+        self.states: dict[str, WorkloadState] = {w.name: WorkloadState(w) for w in self.playbook.workloads}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cancelled = False
+        self._done: asyncio.Event | None = None
+        self.run_context: RunContext | None = None
+
+    # -- public --------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Interrupt the run: running workloads are cancelled and cleaned up."""
+        self._cancelled = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._done is not None:
+            self._done.set()
+
+    async def run(self) -> RunResult:
+        started_wall = datetime.now(UTC)
+        started = time.monotonic()
+        warnings = list(self.loaded.warnings)
+        workspace, temp_dir = self._workspace()
+        templates = TemplateEngine(self.secrets)
+        status = RunStatus.COMPLETED
+        stats_task: asyncio.Task[None] | None = None
+        try:
+            variables = self._render_vars(templates)
+            run = RunContext(
+                run_id=self.run_id,
+                workspace=workspace,
+                variables=variables,
+                states=self.states,
+                store=self.store,
+                templates=templates,
+                bus=self.bus,
+                access_mode=self.playbook.state_policy.access_mode,
+                resume_payload=self.resume_payload,
+            )
+            self.run_context = run
+            self.bus.emit(
+                EventKind.RUN_STARTED,
+                playbook=self.playbook.name,
+                run_id=self.run_id,
+                workspace=str(workspace),
+                workloads=list(self.states),
+                edges=[list(e) for e in self.graph.edges()],
+                levels=self.graph.levels(),
+            )
+            channels = self._channels()
+            if channels and self.bus.has_audience:
+                stats_task = asyncio.create_task(self._stats_loop(channels))
+            runner = WorkloadRunner(run)
+            await self._schedule(runner, channels)
+            cleanup_errors = await run.run_deferred()
+            warnings.extend(cleanup_errors)
+        except TemplateError as exc:  # playbook vars failed to render
+            status = RunStatus.FAILED
+            warnings.append(str(exc))
+            for state in self.states.values():
+                if state.status == Status.PENDING:
+                    state.status, state.reason, state.blocked = Status.SKIPPED, "run aborted", True
+        except asyncio.CancelledError:
+            self.cancel()
+            await self._await_tasks()
+            self._mark_interrupted()
+            raise
+        finally:
+            if stats_task is not None:
+                stats_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stats_task
+                self._emit_stats(self._all_channels)
+            if self.run_context is not None and self.run_context._deferred:
+                warnings.extend(await self.run_context.run_deferred())
+            if temp_dir is not None:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+        if self._cancelled:
+            status = RunStatus.INTERRUPTED
+        elif any(s.status == Status.FAILED and not s.workload.ignore_errors for s in self.states.values()):
+            status = RunStatus.FAILED
+        duration_ms = round((time.monotonic() - started) * 1000, 3)
+        self.bus.emit(EventKind.RUN_FINISHED, status=status, duration_ms=duration_ms, run_id=self.run_id)
+        self.bus.close()
+        return RunResult(
+            self.playbook.name, self.run_id, status, started_wall, duration_ms, self.states, warnings, self.secrets
+        )
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _workspace(self) -> tuple[Path, Path | None]:
+        arg = self.workspace_arg
+        if arg is not None and str(arg) == "temp":
+            temp = Path(tempfile.mkdtemp(prefix="gxo-workspace-"))
+            return temp, temp
+        path = Path(arg).expanduser() if arg is not None else Path.cwd()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GxoError(f"cannot create workspace {path}: {exc.strerror}") from None
+        return path.resolve(), None
+
+    def _render_vars(self, templates: TemplateEngine) -> dict[str, Any]:
+        """Playbook vars (templated values rendered in order) overlaid by -e overrides."""
+        rendered: dict[str, Any] = {}
+        for key, value in self.playbook.vars.items():
+            if key in self.extra_vars:
+                continue
+            if is_template(value) or isinstance(value, dict | list):
+                context = {**self.extra_vars, **rendered}
+                rendered[key] = templates.render(value, context, path=f"vars.{key}")
+            else:
+                rendered[key] = value
+        rendered.update(self.extra_vars)
+        return rendered
+
+    def _channels(self) -> dict[str, list[Channel]]:
+        policy = self.playbook.channel_policy
+        by_consumer: dict[str, list[Channel]] = {}
+        self._all_channels: list[Channel] = []
+        self._writers: dict[str, StreamWriter] = {}
+        by_producer: dict[str, list[Channel]] = {n: [] for n in self.states}
+        for consumer, producers in self.graph.stream_deps.items():
+            for producer in producers:
+                ch = Channel(producer, consumer, policy.buffer_size, policy.overflow_strategy)
+                by_consumer.setdefault(consumer, []).append(ch)
+                by_producer[producer].append(ch)
+                self._all_channels.append(ch)
+        self._readers = {n: MergedReader(n, by_consumer.get(n, [])) for n in self.states}
+        self._writers = {n: StreamWriter(n, by_producer[n]) for n in self.states}
+        return by_consumer
+
+    # -- scheduling --------------------------------------------------------------------
+
+    async def _schedule(self, runner: WorkloadRunner, channels: dict[str, list[Channel]]) -> None:
+        pipelines = self.graph.pipelines
+        waiting = {p.index: len(p.deps) for p in pipelines}
+        remaining = len(pipelines)
+        done = self._done = asyncio.Event()
+        semaphore = asyncio.Semaphore(self.concurrency)
+        if remaining == 0:
+            return
+
+        def launch(pipe: Pipeline) -> None:
+            task = asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        async def run_pipeline(pipe: Pipeline) -> None:
+            nonlocal remaining
+            try:
+                async with semaphore:
+                    if len(pipe.members) == 1:
+                        await self._run_member(runner, pipe.members[0])
+                    else:
+                        members = [asyncio.create_task(self._run_member(runner, m)) for m in pipe.members]
+                        try:
+                            await asyncio.gather(*members)
+                        except BaseException:
+                            for m in members:
+                                m.cancel()
+                            await asyncio.gather(*members, return_exceptions=True)
+                            raise
+            finally:
+                remaining -= 1
+                if remaining == 0:
+                    done.set()
+            if self._cancelled:
+                return
+            for dep_index in pipe.dependents:
+                waiting[dep_index] -= 1
+                if waiting[dep_index] == 0:
+                    launch(pipelines[dep_index])
+
+        for pipe in pipelines:
+            if waiting[pipe.index] == 0:
+                launch(pipe)
+        await done.wait()
+        await self._await_tasks()
+        if self._cancelled:
+            self._mark_interrupted()
+
+    async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
+        state = self.states[name]
+        reader, writer = self._readers[name], self._writers[name]
+        if self.only is not None and name not in self.only:
+            runner.skip(state, "not selected")
+            reader.abandon()
+            writer.close()
+            return
+        for dep in sorted(self.graph.state_deps[name] | self.graph.order_deps[name]):
+            dep_state = self.states[dep]
+            if not dep_state.satisfies_dependents:
+                reason = f"dependency failed: '{dep}' is {dep_state.status.value}"
+                runner.skip(state, reason, blocked=True)
+                reader.abandon()
+                writer.close(failed=True)
+                return
+        await runner.execute(state, reader, writer)
+
+    async def _await_tasks(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _mark_interrupted(self) -> None:
+        for state in self.states.values():
+            if state.status == Status.PENDING:
+                state.status, state.reason, state.blocked = Status.SKIPPED, "run interrupted", True
+            elif state.status == Status.RUNNING:
+                state.status = Status.FAILED
+                state.error = state.error or "cancelled: the run was interrupted"
+                state.finished_at = time.monotonic()
+
+    # -- stream statistics -------------------------------------------------------------
+
+    async def _stats_loop(self, channels: dict[str, list[Channel]]) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            self._emit_stats(self._all_channels)
+
+    def _emit_stats(self, channels: list[Channel]) -> None:
+        if channels:
+            self.bus.emit(EventKind.STREAM_STATS, links=[ch.stats() for ch in channels])

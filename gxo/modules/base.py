@@ -1,0 +1,249 @@
+"""What a module is, and how it is registered.
+
+A module is one class in one file under ``gxo/modules/<layer>/``::
+
+    @register("exec", layer="system")
+    class Exec(Module):
+        '''Run a local command.
+
+        Example:
+            process:
+              module: exec
+              params: { command: uname, args: [-r] }
+        '''
+
+        class Params(ModuleParams):
+            command: str = Field(..., description="Command to run")
+
+        summary = {"stdout": "captured standard output", ...}
+
+        async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+            ...
+
+Registration validates at import time (pluggy-style): a duplicate name, a
+non-async ``perform``, a wrong signature, a params model that allows unknown keys,
+or a field without a description raises :class:`~gxo.errors.RegistryError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gxo.errors import RegistryError
+
+if TYPE_CHECKING:
+    from gxo.engine.context import ModuleContext
+
+__all__ = [
+    "LAYERS",
+    "FreeParams",
+    "Module",
+    "ModuleParams",
+    "ModuleSpec",
+    "StreamRole",
+    "raw_template",
+    "register",
+]
+
+LAYERS = ("system", "connection", "protocol", "data", "application", "integration", "test")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(:[a-z][a-z0-9_]*)?$")
+RAW_KEY = "x-gxo-raw-template"
+
+
+class ModuleParams(BaseModel):
+    """Base of every module's params model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FreeParams(BaseModel):
+    """Params of modules that accept any mapping (``control:identity``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def raw_template(default: Any = ..., *, description: str, **kwargs: Any) -> Any:
+    """A params field the engine leaves unrendered: the module renders it itself.
+
+    Used for per-record templates (``data:map`` fields see ``record``) and for
+    conditions evaluated by the module. References inside still count for the DAG.
+    """
+    extra = kwargs.pop("json_schema_extra", {}) or {}
+    extra[RAW_KEY] = True
+    return Field(default, description=description, json_schema_extra=extra, **kwargs)
+
+
+class StreamRole(StrEnum):
+    none = "none"  # neither reads nor writes records
+    optional = "optional"
+    required = "required"
+
+
+class Module:
+    """Base class of modules. Subclasses define ``Params`` and ``perform``."""
+
+    Params: ClassVar[type[BaseModel]] = ModuleParams
+    #: summary keys and what they mean (documentation, `gxo modules NAME`)
+    summary: ClassVar[dict[str, str]] = {}
+    #: does the module read ``stream_inputs`` / write an output stream?
+    consumes: ClassVar[StreamRole] = StreamRole.none
+    produces: ClassVar[bool] = False
+
+    spec: ClassVar[ModuleSpec]
+
+    async def perform(self, ctx: ModuleContext, params: Any) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+
+class ModuleSpec:
+    """Registry entry: everything known about a module without running it."""
+
+    def __init__(self, name: str, layer: str, cls: type[Module], aliases: tuple[str, ...]) -> None:
+        self.name = name
+        self.layer = layer
+        self.cls = cls
+        self.aliases = aliases
+        doc = inspect.cleandoc(cls.__doc__ or "")
+        self.synopsis = doc.splitlines()[0] if doc else ""
+        self.doc = doc
+        self.raw_paths = frozenset(_raw_paths(cls.Params))
+
+    @property
+    def params_model(self) -> type[BaseModel]:
+        return self.cls.Params
+
+    @property
+    def example(self) -> str:
+        """The YAML example from the docstring (text after an ``Example:`` line)."""
+        lines = self.doc.splitlines()
+        for i, line in enumerate(lines):
+            if line.strip().lower().rstrip(":") in ("example", "examples"):
+                return inspect.cleandoc("\n".join(lines[i + 1 :]))
+        return ""
+
+    def is_raw(self, path: str) -> bool:
+        """True if the param at ``path`` (``fields.name``) is rendered by the module itself."""
+        if not self.raw_paths:
+            return False
+        top = path.split(".", 1)[0].split("[", 1)[0]
+        return top in self.raw_paths
+
+    def instantiate(self) -> Module:
+        return self.cls()
+
+
+def _raw_paths(model: type[BaseModel]) -> set[str]:
+    out = set()
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get(RAW_KEY):
+            out.add(field.alias or name)
+    return out
+
+
+class Registry:
+    """Module name → spec. Built-ins load on first use; old names resolve with a warning."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ModuleSpec] = {}
+        self._aliases: dict[str, str] = {}
+        self._loaded = False
+
+    def add(self, spec: ModuleSpec) -> None:
+        for name in (spec.name, *spec.aliases):
+            if name in self._specs or name in self._aliases:
+                existing = self._specs.get(name) or self._specs[self._aliases[name]]
+                raise RegistryError(
+                    f"module name '{name}' is already registered by {existing.cls.__module__}.{existing.cls.__qualname__}"
+                )
+        self._specs[spec.name] = spec
+        for alias in spec.aliases:
+            self._aliases[alias] = spec.name
+
+    def load_builtins(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import importlib
+        import pkgutil
+
+        import gxo.modules as pkg
+
+        for layer in LAYERS:
+            layer_pkg = importlib.import_module(f"{pkg.__name__}.{layer}")
+            for info in pkgutil.iter_modules(layer_pkg.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{layer_pkg.__name__}.{info.name}")
+
+    def resolve(self, name: str) -> tuple[ModuleSpec | None, str | None]:
+        """``(spec, deprecation_warning)``; spec is None for an unknown name."""
+        self.load_builtins()
+        spec = self._specs.get(name)
+        if spec is not None:
+            return spec, None
+        target = self._aliases.get(name)
+        if target is not None:
+            return self._specs[target], f"module name '{name}' is deprecated: use '{target}'"
+        return None, None
+
+    def get(self, name: str) -> ModuleSpec | None:
+        return self.resolve(name)[0]
+
+    def all(self) -> list[ModuleSpec]:
+        self.load_builtins()
+        return sorted(self._specs.values(), key=lambda s: (LAYERS.index(s.layer), s.name))
+
+    def names(self) -> list[str]:
+        self.load_builtins()
+        return sorted(self._specs)
+
+    def suggest(self, name: str) -> list[str]:
+        import difflib
+
+        return difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+
+
+REGISTRY = Registry()
+
+M = TypeVar("M", bound=type[Module])
+
+
+def register(name: str, *, layer: str, aliases: tuple[str, ...] = ()) -> Callable[[M], M]:
+    """Class decorator registering a module; validates the class at import time."""
+
+    def decorate(cls: M) -> M:
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        for n in (name, *aliases):
+            if not _NAME.match(n):
+                raise RegistryError(f"{where}: invalid module name '{n}' (expected e.g. exec or data:map)")
+        if layer not in LAYERS:
+            raise RegistryError(f"{where}: unknown layer '{layer}' (one of {', '.join(LAYERS)})")
+        if not (isinstance(cls, type) and issubclass(cls, Module)):
+            raise RegistryError(f"{where}: a module must subclass gxo.modules.Module")
+        perform = cls.__dict__.get("perform") or getattr(cls, "perform", None)
+        if perform is None or perform is Module.perform:
+            raise RegistryError(f"{where}: a module must define 'async def perform(self, ctx, params)'")
+        if not inspect.iscoroutinefunction(perform):
+            raise RegistryError(f"{where}: perform must be 'async def'")
+        if list(inspect.signature(perform).parameters) != ["self", "ctx", "params"]:
+            raise RegistryError(f"{where}: perform must have the signature (self, ctx, params)")
+        params = cls.Params
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise RegistryError(f"{where}: Params must be a pydantic model")
+        if not issubclass(params, FreeParams) and params.model_config.get("extra") != "forbid":
+            raise RegistryError(f"{where}: Params must forbid unknown keys (subclass ModuleParams)")
+        for fname, field in params.model_fields.items():
+            if not field.description:
+                raise RegistryError(f"{where}: param '{fname}' needs a description")
+        spec = ModuleSpec(name, layer, cls, tuple(aliases))
+        cls.spec = spec
+        REGISTRY.add(spec)
+        return cls
+
+    return decorate

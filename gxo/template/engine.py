@@ -1,0 +1,300 @@
+"""The template engine: sandboxed Jinja2, StrictUndefined, native single expressions.
+
+A string that is exactly one ``{{ expression }}`` renders to the expression's
+native value (list, dict, int, bool, ...); any other string renders to a string.
+Compiled templates are cached per engine, so per-record rendering in the data
+plane compiles each distinct template once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+
+from gxo.errors import GxoError, TemplateError, UndefinedNameError
+from gxo.template.filters import FILTERS, TESTS, is_truthy
+from gxo.template.secrets import SecretRegistry
+
+__all__ = ["TemplateEngine", "find_references", "is_template"]
+
+_MARKERS = ("{{", "{%", "{#")
+_UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
+_NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+_MAX_CACHE = 4096
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and any(m in value for m in _MARKERS)
+
+
+def _missing_name(message: str) -> str | None:
+    m = _UNDEFINED_NAME.search(message) or _NO_ATTRIBUTE.search(message)
+    return m.group(1) if m else None
+
+
+class _Compiled:
+    """One compiled template: a native expression or a string template."""
+
+    __slots__ = ("native", "source", "template")
+
+    def __init__(self, template: Template, native: bool, source: str) -> None:
+        self.template = template
+        self.native = native
+        self.source = source
+
+
+class TemplateEngine:
+    """Renders GXO templates. One engine per run (it owns the run's secret registry)."""
+
+    def __init__(self, secrets: SecretRegistry | None = None) -> None:
+        self.secrets = secrets if secrets is not None else SecretRegistry()
+        # Immutable: a template cannot mutate registered state (list.append, dict.update).
+        env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+        )
+        env.filters.update(FILTERS)
+        env.tests.update(TESTS)
+        env.globals["secret"] = self.secrets.lookup
+        self.env = env
+        self._cache: dict[str, _Compiled] = {}
+
+    # -- compilation ---------------------------------------------------------------
+
+    def compile(self, source: str) -> _Compiled:
+        compiled = self._cache.get(source)
+        if compiled is None:
+            compiled = self._compile(source)
+            if len(self._cache) >= _MAX_CACHE:
+                self._cache.clear()
+            self._cache[source] = compiled
+        return compiled
+
+    def _compile(self, source: str) -> _Compiled:
+        try:
+            tree = self.env.parse(source)
+            inner = _single_expression(source, tree)
+            if inner is not None:
+                # The same construction as Environment.compile_expression.
+                expr_tree = self.env.parse("{% set result = " + inner + " %}")
+                return _Compiled(self.env.from_string(expr_tree), True, source)
+            return _Compiled(self.env.from_string(tree), False, source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message} in {source!r}", template=source) from None
+
+    def compile_bare(self, expression: str) -> _Compiled:
+        """Compile a condition that may be braced (``{{ x > 1 }}``) or bare (``x > 1``)."""
+        text = expression.strip()
+        if is_template(text):
+            return self.compile(text)
+        return self.compile("{{ " + text + " }}")
+
+    # -- rendering -----------------------------------------------------------------
+
+    def render(
+        self,
+        value: Any,
+        context: Mapping[str, Any],
+        *,
+        path: str = "",
+        workload: str | None = None,
+        skip: Callable[[str], bool] | None = None,
+    ) -> Any:
+        """Render every template string inside ``value`` (dicts and lists recursively).
+
+        ``skip(path)`` returns True for paths that must stay raw (per-record templates).
+        """
+        if isinstance(value, str):
+            if not is_template(value):
+                return value
+            return self._run(self.compile(value), context, path, workload)
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else str(k)
+                out[k] = v if skip is not None and skip(sub) else self.render(
+                    v, context, path=sub, workload=workload, skip=skip
+                )
+            return out
+        if isinstance(value, list):
+            return [
+                self.render(v, context, path=f"{path}[{i}]", workload=workload, skip=skip)
+                for i, v in enumerate(value)
+            ]
+        return value
+
+    def evaluate(
+        self,
+        expression: Any,
+        context: Mapping[str, Any],
+        *,
+        path: str = "",
+        workload: str | None = None,
+    ) -> Any:
+        """Evaluate a braced or bare expression to its native value (``when``, conditions)."""
+        if not isinstance(expression, str):
+            return expression
+        return self._run(self.compile_bare(expression), context, path, workload)
+
+    def truthy(self, expression: Any, context: Mapping[str, Any], **kwargs: Any) -> bool:
+        return is_truthy(self.evaluate(expression, context, **kwargs))
+
+    def _run(self, compiled: _Compiled, context: Mapping[str, Any], path: str, workload: str | None) -> Any:
+        try:
+            # shared=True makes the mapping the context's parent without copying it,
+            # so rendering costs O(1) in the number of registered results.
+            ctx = compiled.template.new_context(ChainMap(context, self.env.globals), shared=True)  # type: ignore[arg-type]
+            if compiled.native:
+                for _ in compiled.template.root_render_func(ctx):
+                    pass
+                result = ctx.vars["result"]
+            else:
+                result = self.env.concat(compiled.template.root_render_func(ctx))  # type: ignore[attr-defined]
+            if compiled.native and isinstance(result, Undefined):
+                # Raises UndefinedError with jinja's message naming what is missing.
+                result._fail_with_undefined_error()
+            return result
+        except UndefinedError as exc:
+            name = _missing_name(exc.message or "")
+            raise UndefinedNameError(
+                f"undefined name {name!r} in {compiled.source!r}" if name else f"{exc.message} in {compiled.source!r}",
+                name=name,
+                param_path=path or None,
+                workload=workload,
+                template=compiled.source,
+            ) from None
+        except GxoError as exc:
+            if isinstance(exc, TemplateError):
+                exc.param_path = exc.param_path or path or None
+                exc.workload = exc.workload or workload
+            raise
+        except SecurityError as exc:
+            raise TemplateError(
+                f"unsafe operation blocked by the sandbox: {exc} in {compiled.source!r}",
+                param_path=path or None,
+                workload=workload,
+                template=compiled.source,
+            ) from None
+        except RecursionError:
+            raise TemplateError(
+                f"template recursion too deep in {compiled.source!r}", param_path=path or None, workload=workload
+            ) from None
+        except Exception as exc:  # a filter or operator raised: it is the template's fault
+            raise TemplateError(
+                f"{type(exc).__name__}: {exc} in {compiled.source!r}",
+                param_path=path or None,
+                workload=workload,
+                template=compiled.source,
+            ) from None
+
+
+def _single_expression(source: str, tree: nodes.Template) -> str | None:
+    """The inner source if ``source`` is exactly one ``{{ expr }}`` (whitespace aside)."""
+    body = tree.body
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    exprs = [
+        n for n in body[0].nodes if not (isinstance(n, nodes.TemplateData) and not n.data.strip())
+    ]
+    if len(exprs) != 1 or isinstance(exprs[0], nodes.TemplateData):
+        return None
+    text = source.strip()
+    if not (text.startswith("{{") and text.endswith("}}")):
+        return None
+    inner = text[2:-2]
+    if inner.startswith("-") or inner.startswith("+"):
+        inner = inner[1:]
+    if inner.endswith("-") or inner.endswith("+"):
+        inner = inner[:-1]
+    return inner
+
+
+# -- static analysis ----------------------------------------------------------------
+
+_ANALYSIS_ENV = SandboxedEnvironment(undefined=StrictUndefined)
+_ANALYSIS_ENV.filters.update(FILTERS)
+_ANALYSIS_ENV.tests.update(TESTS)
+
+
+def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[str], set[str]]:
+    """Names a template reads from its context, and workloads it reads via ``_gxo``.
+
+    Returns ``(root_names, workload_names, optional_names)``: ``workload_names``
+    are the ``X`` of ``_gxo.workloads.X`` / ``_gxo.tasks.X``; ``optional_names``
+    are roots used only behind ``| default(...)`` or ``is defined`` (not an error
+    when missing). Raises TemplateError on bad syntax.
+    """
+    from jinja2 import meta
+
+    text = source.strip()
+    if bare and not is_template(text):
+        text = "{{ " + text + " }}"
+    try:
+        tree = _ANALYSIS_ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message} in {source!r}", template=source) from None
+    roots = set(meta.find_undeclared_variables(tree))
+    workloads: set[str] = set()
+    if "_gxo" in roots:
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            name = _gxo_workload_ref(node)
+            if name:
+                workloads.add(name)
+    optional: set[str] = set()
+    if roots:
+        guarded: dict[str, int] = {}
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            is_guard = (isinstance(node, nodes.Filter) and node.name in ("default", "d")) or (
+                isinstance(node, nodes.Test) and node.name in ("defined", "undefined")
+            )
+            if is_guard and isinstance(node.node, nodes.Name) and node.node.name in roots:
+                guarded[node.node.name] = guarded.get(node.node.name, 0) + 1
+        if guarded:
+            uses: dict[str, int] = {}
+            for name_node in tree.find_all(nodes.Name):
+                if name_node.ctx == "load" and name_node.name in guarded:
+                    uses[name_node.name] = uses.get(name_node.name, 0) + 1
+            optional = {n for n, count in guarded.items() if uses.get(n, 0) <= count}
+    return roots, workloads, optional
+
+
+def _key(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _gxo_workload_ref(node: nodes.Node) -> str | None:
+    # Matches _gxo.workloads.X (attribute or item access at each step).
+    outer_key = _key(node)
+    inner = getattr(node, "node", None)
+    if outer_key is None or inner is None:
+        return None
+    if _key(inner) not in ("workloads", "tasks"):
+        return None
+    root = getattr(inner, "node", None)
+    if isinstance(root, nodes.Name) and root.name == "_gxo":
+        return outer_key
+    return None
+
+
+def iter_template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """``(path, string)`` for every template string nested in ``value``."""
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_template_strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_template_strings(v, f"{path}[{i}]")

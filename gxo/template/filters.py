@@ -1,0 +1,124 @@
+"""Filters and tests added to the Jinja2 environment (Ansible users expect these)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os.path
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["FILTERS", "TESTS", "is_truthy"]
+
+_FALSY_STRINGS = frozenset({"", "false", "0", "none", "no", "off"})
+
+
+def is_truthy(value: Any) -> bool:
+    """SPEC truthiness: false, 0, "", "false", "0", none and empty collections are falsy."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSY_STRINGS
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, list | tuple | dict | set):
+        return len(value) > 0
+    return bool(value)
+
+
+def _to_json(value: Any, indent: int | None = None, sort_keys: bool = False) -> str:
+    return json.dumps(value, indent=indent, sort_keys=sort_keys, default=str)
+
+
+def _from_json(value: str) -> Any:
+    return json.loads(value)
+
+
+def _to_yaml(value: Any) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    buf = io.StringIO()
+    yaml.dump(value, buf)
+    return buf.getvalue()
+
+
+def _from_yaml(value: str) -> Any:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(value)
+
+
+def _b64encode(value: str | bytes) -> str:
+    data = value.encode() if isinstance(value, str) else value
+    return base64.b64encode(data).decode()
+
+
+def _b64decode(value: str) -> str:
+    return base64.b64decode(value).decode("utf-8", "replace")
+
+
+def _regex_replace(value: str, pattern: str, replacement: str = "", ignorecase: bool = False) -> str:
+    flags = re.IGNORECASE if ignorecase else 0
+    return re.sub(pattern, replacement, str(value), flags=flags)
+
+
+def _regex_search(value: str, pattern: str, ignorecase: bool = False) -> str | None:
+    flags = re.IGNORECASE if ignorecase else 0
+    m = re.search(pattern, str(value), flags=flags)
+    return m.group(0) if m else None
+
+
+def _combine(*dicts: Mapping[str, Any], recursive: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        for k, v in d.items():
+            if recursive and isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+                out[k] = _combine(out[k], v, recursive=True)
+            else:
+                out[k] = v
+    return out
+
+
+def _dict2items(value: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": v} for k, v in value.items()]
+
+
+def _items2dict(value: list[Mapping[str, Any]]) -> dict[str, Any]:
+    return {item["key"]: item["value"] for item in value}
+
+
+def _hash(value: str, algorithm: str = "sha256") -> str:
+    return hashlib.new(algorithm, str(value).encode()).hexdigest()
+
+
+def _to_bool(value: Any) -> bool:
+    return is_truthy(value)
+
+
+FILTERS = {
+    "to_json": _to_json,
+    "from_json": _from_json,
+    "to_yaml": _to_yaml,
+    "from_yaml": _from_yaml,
+    "b64encode": _b64encode,
+    "b64decode": _b64decode,
+    "regex_replace": _regex_replace,
+    "regex_search": _regex_search,
+    "combine": _combine,
+    "dict2items": _dict2items,
+    "items2dict": _items2dict,
+    "basename": os.path.basename,
+    "dirname": os.path.dirname,
+    "hash": _hash,
+    "bool": _to_bool,
+}
+
+TESTS = {"truthy": is_truthy, "falsy": lambda v: not is_truthy(v)}
