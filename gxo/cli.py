@@ -110,11 +110,11 @@ def migrate(
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite FILE itself")] = False,
 ) -> None:
     """Convert a legacy playbook to schemaVersion 1.0.0, keeping comments and key order."""
+    if output is not None and in_place:
+        _fail(UsageError("use either --output or --in-place, not both"))
     from gxo.config.migrate import migrate_file
     from gxo.console import err_console, print_warnings
 
-    if output is not None and in_place:
-        _fail(UsageError("use either --output or --in-place, not both"))
     try:
         text, warnings = migrate_file(file)
     except GxoError as exc:
@@ -125,6 +125,67 @@ def migrate(
         sys.stdout.write(text)
     else:
         target.write_text(text, encoding="utf-8")
+
+
+@app.command("test")
+def test_cmd(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories (default: .)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each workload's status, duration and output")] = False,
+    run: Annotated[str | None, typer.Option("--run", help="Only test files whose path or playbook name matches this regex")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Re-run affected tests when files change")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Test files run in parallel")] = 1,
+) -> None:
+    """Run playbook tests (*.test.gxo.yaml). Exit 0 all pass, 1 a test failed, 2 usage/no tests."""
+    from gxo.testing.runner import main as test_main
+
+    try:
+        code = test_main(paths or [Path(".")], verbose=verbose, run=run, junit=junit, watch=watch, jobs=jobs)
+    except GxoError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def ui(
+    playbook: Annotated[Path, typer.Argument(help="Playbook file")],
+    extra_vars: ExtraVars = None,
+    vars_file: VarsFile = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Workloads at a time")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace directory or 'temp'")] = None,
+) -> None:
+    """Run a playbook in the live terminal UI (Textual)."""
+    from gxo.tui import run_ui
+
+    try:
+        code = run_ui(
+            playbook,
+            variables=_variables(extra_vars, vars_file),
+            report=report,
+            concurrency=concurrency,
+            workspace=workspace,
+        )
+    except GxoError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def repl(
+    playbook: Annotated[Path | None, typer.Argument(help="Playbook to load")] = None,
+    extra_vars: ExtraVars = None,
+    vars_file: VarsFile = None,
+    history: Annotated[Path | None, typer.Option("--history", help="History file (default: ~/.gxo_history)")] = None,
+) -> None:
+    """Interactive REPL: evaluate templates, inspect state, run workloads and modules."""
+    from gxo.repl import run_repl
+
+    try:
+        code = run_repl(playbook, variables=_variables(extra_vars, vars_file), history=history)
+    except GxoError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -172,7 +172,7 @@ def pydantic_problems(
     ``ignore(loc)`` may return True for errors to drop (template-valued params).
     """
     problems: list[GxoError] = []
-    for err in exc.errors(include_url=False):
+    for err in _collapse_unions(exc.errors(include_url=False)):
         loc = tuple(err["loc"])
         if ignore is not None and ignore(loc):
             continue
@@ -180,19 +180,61 @@ def pydantic_problems(
         pos = positions.nearest(full)
         location = Location(source, *pos) if pos else Location(source)
         wname = workload or _workload_name_at(data, full)
+        # Inside a workload the message is already prefixed with its name: show the
+        # path relative to it (``retry.attempts``, not ``workloads.0.retry.attempts``).
+        shown = loc[2:] if wname and len(loc) > 2 and loc[0] == "workloads" and isinstance(loc[1], int) else loc
         problems.append(
-            PlaybookValidationError(_describe(err, loc, model), location=location, workload=wname)
+            PlaybookValidationError(_describe(err, shown, model, loc), location=location, workload=wname)
         )
+    problems.sort(key=lambda p: (p.location.line or 0, p.location.column or 0) if p.location else (0, 0))
     return problems
 
 
-def _describe(err: Any, loc: Path_, model: type[BaseModel] | None) -> str:
+_TYPE_NAMES = {
+    "str": "a string", "bool": "a boolean", "int": "an integer", "float": "a number",
+    "list": "a list", "dict": "a mapping", "none": "null",
+}  # fmt: skip
+
+
+def _collapse_unions(errors: list[Any]) -> list[Any]:
+    """One error per location for ``X | Y`` fields (pydantic reports each member)."""
+    out: list[Any] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        tag = loc[-1] if loc else None
+        member = isinstance(tag, str) and (tag.split("[", 1)[0] in _TYPE_NAMES or tag.startswith("function-"))
+        if member and err["type"].endswith(("_type", "_parsing")):
+            base = loc[:-1]
+            name = _TYPE_NAMES.get(tag.split("[", 1)[0], tag)
+            if out and out[-1].get("_union") == base:
+                out[-1]["_expected"].append(name)
+                continue
+            out.append({"type": "union", "loc": base, "_union": base, "_expected": [name], "input": err.get("input"), "msg": ""})
+            continue
+        out.append(err)
+    for err in out:
+        if err.get("_union") is not None:
+            expected = list(dict.fromkeys(err["_expected"]))
+            err["msg"] = f"expected {' or '.join(expected)}, got {_type_of(err.get('input'))}"
+    return out
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _describe(err: Any, loc: Path_, model: type[BaseModel] | None, full_loc: Path_ | None = None) -> str:
     kind = err["type"]
+    full_loc = loc if full_loc is None else full_loc
     dotted = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
     if kind == "extra_forbidden":
         key = loc[-1] if loc else "?"
         msg = f"unknown key '{key}'"
-        allowed = _allowed_keys(model, loc[:-1])
+        allowed = _allowed_keys(model, full_loc[:-1])
         if allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             msg += f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"

@@ -296,13 +296,7 @@ class ModuleContext:
         """A fast renderer for a per-record template: ``fn(**extra) -> value``."""
         engine = self.run.templates
         compiled = engine.compile_bare(template) if bare else engine.compile(template)
-        base = self.template_context()
-        workload = self.workload
-
-        def render(path: str = "", **extra: Any) -> Any:
-            return engine._run(compiled, base.new_child(extra), path, workload)
-
-        return render
+        return engine.renderer(compiled, self.template_context(), workload=self.workload)
 
     # -- state -------------------------------------------------------------------
 

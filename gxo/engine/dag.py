@@ -63,7 +63,7 @@ class TemplateRef:
 def template_sources(workload: Any, raw_paths: frozenset[str] = frozenset()) -> list[tuple[tuple[Any, ...], str, bool]]:
     """``(path, template, bare)`` for each template string a workload contains."""
     out: list[tuple[tuple[Any, ...], str, bool]] = []
-    if isinstance(workload.when, str):
+    if isinstance(workload.when, str) and workload.when.strip():
         out.append((("when",), workload.when, True))
     if isinstance(workload.loop, str):
         out.append((("loop",), workload.loop, False))
@@ -138,16 +138,15 @@ class WorkloadGraph:
         return self.state_deps[name] | self.order_deps[name] | set(self.stream_deps[name])
 
     def find_cycle(self) -> list[str] | None:
-        """A dependency cycle as a closed path (``[a, b, a]``), or None."""
+        """A dependency cycle as a closed path in data-flow order (``[a, b, a]``: a feeds b), or None."""
         sorter: TopologicalSorter[str] = TopologicalSorter()
         for n in self.names:
             sorter.add(n, *self.all_deps(n))
         try:
             sorter.prepare()
         except CycleError as exc:
-            cycle = list(exc.args[1])
-            # graphlib lists the cycle backwards (each node followed by its dependency).
-            return list(reversed(cycle))
+            # graphlib lists each node before the node that depends on it: data-flow order.
+            return list(exc.args[1])
         return None
 
     def build_pipelines(self) -> list[str]:

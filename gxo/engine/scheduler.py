@@ -90,6 +90,7 @@ class Engine:
         secrets: SecretRegistry | None = None,
         resume_payload: Any = None,
         only: set[str] | None = None,
+        prior_states: Mapping[str, WorkloadState] | None = None,
     ) -> None:
         self.loaded = loaded
         self.playbook = loaded.playbook
@@ -111,6 +112,11 @@ class Engine:
         self.resume_payload = resume_payload
         self.only = only
         self.states: dict[str, WorkloadState] = {w.name: WorkloadState(w) for w in self.playbook.workloads}
+        # With ``only``: a workload not selected keeps its outcome from an earlier run
+        # (the REPL's ``:run``), so ``_gxo.workloads.X`` and dependency checks see it.
+        for name, prior in (prior_states or {}).items():
+            if only is not None and name not in only and name in self.states and prior.status.terminal:
+                self.states[name] = prior
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
         self._done: asyncio.Event | None = None
@@ -294,7 +300,8 @@ class Engine:
         state = self.states[name]
         reader, writer = self._readers[name], self._writers[name]
         if self.only is not None and name not in self.only:
-            runner.skip(state, "not selected")
+            if not state.status.terminal:  # else: kept from an earlier run (prior_states)
+                runner.skip(state, "not selected")
             reader.abandon()
             writer.close()
             return

@@ -99,7 +99,8 @@ def _lookup(name: str) -> ModuleSpec:
     return spec
 
 
-def print_module_list(*, as_json: bool = False) -> None:
+def print_module_list(*, as_json: bool = False, console: Any = None) -> None:
+    """Print the modules by layer; ``console`` (a rich Console) defaults to stdout."""
     specs = REGISTRY.all()
     if as_json:
         print(json.dumps([{"name": s.name, "layer": s.layer, "synopsis": s.synopsis} for s in specs], indent=2))
@@ -107,7 +108,7 @@ def print_module_list(*, as_json: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = console if console is not None else Console(highlight=False)
     for layer in LAYERS:
         in_layer = [s for s in specs if s.layer == layer]
         if not in_layer:
@@ -120,7 +121,8 @@ def print_module_list(*, as_json: bool = False) -> None:
         console.print()
 
 
-def print_module(name: str, *, as_json: bool = False) -> None:
+def print_module(name: str, *, as_json: bool = False, console: Any = None) -> None:
+    """Print one module's reference; ``console`` (a rich Console) defaults to stdout."""
     spec = _lookup(name)
     ref = module_reference(spec)
     if as_json:
@@ -131,7 +133,7 @@ def print_module(name: str, *, as_json: bool = False) -> None:
     from rich.syntax import Syntax
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = console if console is not None else Console(highlight=False)
     console.print(f"[bold]{spec.name}[/]  [dim]layer: {spec.layer}[/]")
     console.print(escape(spec.synopsis))
     if ref["description"]:

@@ -13,6 +13,7 @@ streams and a collected output stream::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.events import Event, EventBus
 from gxo.engine.runner import WorkloadRunner
 from gxo.engine.streams import Channel, MergedReader, StreamWriter
+from gxo.errors import UpstreamFailedError
 from gxo.state.store import MemoryStore
 
 __all__ = ["ModuleRun", "run_module", "run_playbook_text"]
@@ -100,8 +102,10 @@ async def run_module(
     collected: list[dict[str, Any]] = []
 
     async def collect() -> None:
-        while (batch := await out.get_batch()) is not None:
-            collected.extend(batch)
+        # A failed module closes its output as failed: keep what it emitted before.
+        with contextlib.suppress(UpstreamFailedError):
+            while (batch := await out.get_batch()) is not None:
+                collected.extend(batch)
 
     collector = asyncio.create_task(collect())
     try:

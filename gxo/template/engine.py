@@ -8,16 +8,18 @@ plane compiles each distinct template once.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gxo.errors import GxoError, TemplateError, UndefinedNameError
+from gxo.errors import GxoError, SecretError, TemplateError, UndefinedNameError
 from gxo.template.filters import FILTERS, TESTS, is_truthy
 from gxo.template.secrets import SecretRegistry
 
@@ -49,45 +51,64 @@ class _Compiled:
         self.source = source
 
 
+def _no_secret_outside_a_run(name: str) -> str:
+    raise SecretError("secret() is only available while a playbook runs")
+
+
+# One sandboxed environment and one compile cache for the whole process: a
+# template compiles once however many runs, loop iterations or records use it.
+# Immutable sandbox: a template cannot mutate registered state (list.append, ...).
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV.filters.update(FILTERS)
+_ENV.tests.update(TESTS)
+_ENV.globals["secret"] = _no_secret_outside_a_run
+_ANALYSIS_ENV = _ENV  # the legacy migration validates rewritten templates with it
+_COMPILED: dict[str, _Compiled] = {}
+_COMPILE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=_MAX_CACHE)
+def _parse(source: str) -> nodes.Template:
+    return _ENV.parse(source)
+
+
 class TemplateEngine:
-    """Renders GXO templates. One engine per run (it owns the run's secret registry)."""
+    """Renders GXO templates with one run's secrets (``secret()`` reads and records them).
+
+    Engines share the compiled templates; what differs per engine is the
+    ``secret`` global, supplied through the render context, never the cache.
+    """
 
     def __init__(self, secrets: SecretRegistry | None = None) -> None:
         self.secrets = secrets if secrets is not None else SecretRegistry()
-        # Immutable: a template cannot mutate registered state (list.append, dict.update).
-        env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined,
-            autoescape=False,
-            keep_trailing_newline=True,
-        )
-        env.filters.update(FILTERS)
-        env.tests.update(TESTS)
-        env.globals["secret"] = self.secrets.lookup
-        self.env = env
-        self._cache: dict[str, _Compiled] = {}
+        self.env = _ENV
+        self._globals = {**_ENV.globals, "secret": self.secrets.lookup}
 
     # -- compilation ---------------------------------------------------------------
 
     def compile(self, source: str) -> _Compiled:
-        compiled = self._cache.get(source)
+        compiled = _COMPILED.get(source)
         if compiled is None:
             compiled = self._compile(source)
-            if len(self._cache) >= _MAX_CACHE:
-                self._cache.clear()
-            self._cache[source] = compiled
+            with _COMPILE_LOCK:
+                if len(_COMPILED) >= _MAX_CACHE:
+                    _COMPILED.clear()
+                _COMPILED[source] = compiled
         return compiled
 
     def _compile(self, source: str) -> _Compiled:
         try:
-            tree = self.env.parse(source)
+            tree = _parse(source)
             inner = _single_expression(source, tree)
             if inner is not None:
                 # The same construction as Environment.compile_expression.
-                expr_tree = self.env.parse("{% set result = " + inner + " %}")
+                expr_tree = _parse("{% set result = " + inner + " %}")
                 return _Compiled(self.env.from_string(expr_tree), True, source)
             return _Compiled(self.env.from_string(tree), False, source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {exc.message} in {source!r}", template=source) from None
+        except RecursionError:
+            raise TemplateError(f"template nesting too deep in {source!r}", template=source) from None
 
     def compile_bare(self, expression: str) -> _Compiled:
         """Compile a condition that may be braced (``{{ x > 1 }}``) or bare (``x > 1``)."""
@@ -139,18 +160,54 @@ class TemplateEngine:
         workload: str | None = None,
     ) -> Any:
         """Evaluate a braced or bare expression to its native value (``when``, conditions)."""
-        if not isinstance(expression, str):
-            return expression
+        if not isinstance(expression, str) or not expression.strip():
+            return expression  # an empty condition is the empty string: falsy
         return self._run(self.compile_bare(expression), context, path, workload)
 
     def truthy(self, expression: Any, context: Mapping[str, Any], **kwargs: Any) -> bool:
         return is_truthy(self.evaluate(expression, context, **kwargs))
 
+    def renderer(
+        self, compiled: _Compiled, context: Mapping[str, Any], *, workload: str | None = None
+    ) -> Callable[..., Any]:
+        """``fn(path="", **extra)``: render ``compiled`` many times (per-record templates).
+
+        Building a Jinja context costs more than evaluating a small expression, so
+        one context is built here and reused: each call only replaces the
+        template's own variables with ``extra``. A failing call is re-run through
+        :meth:`_run`, so errors read exactly as from :meth:`render`. Synchronous
+        and not thread-safe: use one renderer per thread.
+        """
+        template = compiled.template
+        jinja_ctx = template.new_context(ChainMap(context, self._globals), shared=True)  # type: ignore[arg-type]
+        local = jinja_ctx.vars
+        root = template.root_render_func
+        native = compiled.native
+        concat = self.env.concat  # type: ignore[attr-defined]
+
+        def render(path: str = "", **extra: Any) -> Any:
+            local.clear()
+            local.update(extra)
+            try:
+                if native:
+                    for _ in root(jinja_ctx):
+                        pass
+                    result = local["result"]
+                    if not isinstance(result, Undefined):
+                        return result
+                else:
+                    return concat(root(jinja_ctx))
+            except Exception:
+                pass  # the checked path below raises the proper, located error
+            return self._run(compiled, ChainMap(extra, context), path, workload)
+
+        return render
+
     def _run(self, compiled: _Compiled, context: Mapping[str, Any], path: str, workload: str | None) -> Any:
         try:
             # shared=True makes the mapping the context's parent without copying it,
             # so rendering costs O(1) in the number of registered results.
-            ctx = compiled.template.new_context(ChainMap(context, self.env.globals), shared=True)  # type: ignore[arg-type]
+            ctx = compiled.template.new_context(ChainMap(context, self._globals), shared=True)  # type: ignore[arg-type]
             if compiled.native:
                 for _ in compiled.template.root_render_func(ctx):
                     pass
@@ -218,10 +275,6 @@ def _single_expression(source: str, tree: nodes.Template) -> str | None:
 
 # -- static analysis ----------------------------------------------------------------
 
-_ANALYSIS_ENV = SandboxedEnvironment(undefined=StrictUndefined)
-_ANALYSIS_ENV.filters.update(FILTERS)
-_ANALYSIS_ENV.tests.update(TESTS)
-
 
 def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[str], set[str]]:
     """Names a template reads from its context, and workloads it reads via ``_gxo``.
@@ -237,9 +290,11 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
     if bare and not is_template(text):
         text = "{{ " + text + " }}"
     try:
-        tree = _ANALYSIS_ENV.parse(text)
+        tree = _parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message} in {source!r}", template=source) from None
+    except RecursionError:
+        raise TemplateError(f"template nesting too deep in {source!r}", template=source) from None
     roots = set(meta.find_undeclared_variables(tree))
     workloads: set[str] = set()
     if "_gxo" in roots:
