@@ -41,6 +41,7 @@ schema: $(STAMP)
 	$(PY) -m gxo.config.schema --write
 
 docs: $(STAMP)
+	$(PY) -m gxo.modules --write
 	$(PY) -m gxo.modules.docs --write
 
 snapshots-update: $(STAMP)

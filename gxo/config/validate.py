@@ -44,6 +44,7 @@ def validate_playbook(
     seen_registers: dict[str, str] = {}
     raw_paths: dict[str, frozenset[str]] = {}
     extra_record_names: dict[str, frozenset[str]] = {}
+    lenient: set[str] = set()
     for i, w in enumerate(pb.workloads):
         wpath = ("workloads", i)
         if w.name in seen_names:
@@ -73,7 +74,9 @@ def validate_playbook(
         if warning:
             loaded.warnings.append(f"{loaded.location((*wpath, 'process', 'module'))}: workload '{w.name}': {warning}")
         raw_paths[w.name] = spec.raw_paths
-        extra_record_names[w.name] = frozenset(getattr(spec.cls, "template_names", {"record"}))
+        extra_record_names[w.name] = spec.cls.template_names
+        if not spec.cls.strict_template_names:
+            lenient.add(w.name)
         problems.extend(_check_params(loaded, i, w.name, w.process.params, spec))
         if w.stream_inputs and spec.cls.consumes.value == "none":
             problem(f"module '{spec.name}' does not read streams, but stream_inputs is set", (*wpath, "stream_inputs"), w.name)
@@ -109,14 +112,15 @@ def validate_playbook(
 
     known = set(pb.vars) | set(seen_registers) | BUILTIN_NAMES | (extra_names or set())
     for i, w in enumerate(pb.workloads):
-        loop_names = {w.loop_control.loop_var if w.loop_control else "item"} if w.loop is not None else set()
+        loop_names = {w.loop_control.loop_var if w.loop_control else "item", "loop_index"} if w.loop is not None else set()
         for ref in graph.refs[w.name]:
             path = ("workloads", i, *ref.path)
             in_raw = len(ref.path) >= 3 and ref.path[:2] == ("process", "params") and ref.path[2] in raw_paths.get(w.name, ())
             allowed = known | (loop_names if ref.path[0] != "loop" else set())
             if in_raw:
                 allowed = allowed | extra_record_names.get(w.name, frozenset())
-            for root in sorted(ref.roots - allowed - ref.optional):
+            unknown = set() if in_raw and w.name in lenient else ref.roots - allowed - ref.optional
+            for root in sorted(unknown):
                 problem(
                     f"'{root}' is not defined: not a playbook var, register key, or -e override (in {ref.source!r})",
                     path,

@@ -37,10 +37,13 @@ class Status(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.STOPPED)
+        return self in _TERMINAL
 
 
-@dataclass
+_TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.STOPPED})
+
+
+@dataclass(repr=False)
 class WorkloadState:
     """What the engine knows about one workload during and after a run."""
 
@@ -58,12 +61,23 @@ class WorkloadState:
     records_dropped: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     iterations: list[dict[str, Any]] = field(default_factory=list)
-    logs: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     rendered_params: Any = None
+    _logs: deque[tuple[float, str, str]] | None = field(default=None, repr=False)
+
+    @property
+    def logs(self) -> deque[tuple[float, str, str]]:
+        """The last LOG_TAIL ``(time, stream, line)`` entries (created on first use)."""
+        if self._logs is None:
+            self._logs = deque(maxlen=LOG_TAIL)
+        return self._logs
 
     @property
     def name(self) -> str:
         return self.workload.name
+
+    def __repr__(self) -> str:
+        # Kept O(1): asyncio (3.11) reprs a finished main task's result at exit.
+        return f"<WorkloadState {self.workload.name} {self.status.value}>"
 
     @property
     def duration_ms(self) -> float | None:

@@ -20,6 +20,7 @@ analysis and display (levels for the TUI, ``gxo validate --graph``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING, Any
@@ -182,8 +183,8 @@ class WorkloadGraph:
                     self.pipelines[a].dependents.add(b)
         if not problems:
             sorter: TopologicalSorter[int] = TopologicalSorter()
-            for p in self.pipelines:
-                sorter.add(p.index, *p.deps)
+            for pipe in self.pipelines:
+                sorter.add(pipe.index, *pipe.deps)
             try:
                 sorter.prepare()
             except CycleError as exc:
@@ -193,32 +194,51 @@ class WorkloadGraph:
                 )
         return problems
 
-    def order(self) -> list[str]:
-        """Workloads in a valid execution order (dependencies first)."""
+    # The graph never changes after validation, so the analyses below are memoized:
+    # every run (and every TUI refresh) of the same playbook reuses them.
+
+    @functools.cached_property
+    def _order(self) -> tuple[str, ...]:
         sorter: TopologicalSorter[str] = TopologicalSorter()
         for n in self.names:
             sorter.add(n, *self.all_deps(n))
-        return list(sorter.static_order())
+        return tuple(sorter.static_order())
 
-    def levels(self) -> list[list[str]]:
-        """Workloads grouped by dependency depth (for display)."""
+    def order(self) -> list[str]:
+        """Workloads in a valid execution order (dependencies first)."""
+        return list(self._order)
+
+    @functools.cached_property
+    def _levels(self) -> tuple[tuple[str, ...], ...]:
         depth: dict[str, int] = {}
-        for n in self.order():
-            deps = self.all_deps(n)
-            depth[n] = 1 + max((depth[d] for d in deps), default=-1)
+        for n in self._order:
+            depth[n] = 1 + max((depth[d] for d in self.all_deps(n)), default=-1)
         out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
         for n in self.names:
             out[depth[n]].append(n)
-        return out
+        return tuple(tuple(level) for level in out)
 
-    def edges(self) -> list[tuple[str, str, str]]:
-        """``(producer, consumer, kind)`` with kind ``state``, ``order`` or ``stream``."""
+    def levels(self) -> list[list[str]]:
+        """Workloads grouped by dependency depth (for display)."""
+        return [list(level) for level in self._levels]
+
+    @functools.cached_property
+    def _edges(self) -> tuple[tuple[str, str, str], ...]:
         out = []
         for n in self.names:
             out += [(d, n, "state") for d in sorted(self.state_deps[n])]
             out += [(d, n, "order") for d in sorted(self.order_deps[n] - self.state_deps[n])]
             out += [(d, n, "stream") for d in self.stream_deps[n]]
-        return out
+        return tuple(out)
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """``(producer, consumer, kind)`` with kind ``state``, ``order`` or ``stream``."""
+        return list(self._edges)
+
+    @functools.cached_property
+    def upstream(self) -> dict[str, tuple[str, ...]]:
+        """Per workload, the workloads it waits for (state and order), sorted."""
+        return {n: tuple(sorted(self.state_deps[n] | self.order_deps[n])) for n in self.names}
 
     def to_networkx(self) -> nx.MultiDiGraph:
         import networkx as nx

@@ -46,10 +46,12 @@ class WorkloadRunner:
     def set_status(self, state: WorkloadState, status: Status, **data: Any) -> None:
         state.status = status
         now = time.monotonic()
-        if status == Status.RUNNING and state.started_at is None:
+        if status is Status.RUNNING and state.started_at is None:
             state.started_at = now
-        if status.terminal:
+        elif status.terminal:
             state.finished_at = now
+        if not self.run.bus.has_audience:
+            return
         self.run.bus.emit(
             EventKind.WORKLOAD_STATUS,
             state.name,
@@ -93,7 +95,8 @@ class WorkloadRunner:
                 state.summary = self.run.secrets.redact(summary)
             # A producer completes only after each consumer drained its stream.
             writer.close()
-            await writer.wait_drained()
+            if writer.connected:
+                await writer.wait_drained()
             self._collect_counts(state, reader, writer)
             self.set_status(state, Status.COMPLETED)
         except _Skip as skip:
@@ -202,7 +205,17 @@ class WorkloadRunner:
     ) -> Any:
         w = state.workload
         retry = w.retry
-        attempts = retry.attempts if retry else 1
+        if retry is None:  # the common case: one attempt, no bookkeeping
+            state.attempts = max(state.attempts, 1)
+            if iteration is not None:
+                state.iterations[iteration]["attempts"] = 1
+            try:
+                return await self._attempt(state, spec, reader, writer, local, iteration)
+            except (asyncio.CancelledError, UpstreamFailedError, _Skip):
+                raise
+            except Exception as exc:
+                raise _FailNow(exc) from None
+        attempts = retry.attempts
         for attempt in range(1, attempts + 1):
             # Loop iterations retry independently: the workload shows the most any needed.
             state.attempts = max(state.attempts, attempt)

@@ -51,7 +51,7 @@ class RunStatus:
     INTERRUPTED = "Interrupted"
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """The outcome of a run."""
 
@@ -63,6 +63,12 @@ class RunResult:
     states: dict[str, WorkloadState]
     warnings: list[str] = field(default_factory=list)
     secrets: SecretRegistry | None = None
+
+    def __repr__(self) -> str:
+        # Kept O(1): at exit, asyncio.run (3.11) reprs the main task's result while
+        # checking the SIGINT handler; a full dataclass repr of 10,000 workload
+        # states cost over a second there.
+        return f"<RunResult {self.playbook} {self.run_id} {self.status} {len(self.states)} workloads>"
 
     @property
     def exit_code(self) -> int:
@@ -154,15 +160,16 @@ class Engine:
                 resume_payload=self.resume_payload,
             )
             self.run_context = run
-            self.bus.emit(
-                EventKind.RUN_STARTED,
-                playbook=self.playbook.name,
-                run_id=self.run_id,
-                workspace=str(workspace),
-                workloads=list(self.states),
-                edges=[list(e) for e in self.graph.edges()],
-                levels=self.graph.levels(),
-            )
+            if self.bus.has_audience:
+                self.bus.emit(
+                    EventKind.RUN_STARTED,
+                    playbook=self.playbook.name,
+                    run_id=self.run_id,
+                    workspace=str(workspace),
+                    workloads=list(self.states),
+                    edges=[list(e) for e in self.graph.edges()],
+                    levels=self.graph.levels(),
+                )
             channels = self._channels()
             if channels and self.bus.has_audience:
                 stats_task = asyncio.create_task(self._stats_loop(channels))
@@ -242,8 +249,10 @@ class Engine:
                 by_consumer.setdefault(consumer, []).append(ch)
                 by_producer[producer].append(ch)
                 self._all_channels.append(ch)
-        self._readers = {n: MergedReader(n, by_consumer.get(n, [])) for n in self.states}
-        self._writers = {n: StreamWriter(n, by_producer[n]) for n in self.states}
+        # Only workloads with links get their own reader/writer up front; the others
+        # get unconnected ones when they start (most workloads of most playbooks).
+        self._readers = {n: MergedReader(n, chans) for n, chans in by_consumer.items()}
+        self._writers = {n: StreamWriter(n, chans) for n, chans in by_producer.items() if chans}
         return by_consumer
 
     # -- scheduling --------------------------------------------------------------------
@@ -298,14 +307,15 @@ class Engine:
 
     async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
         state = self.states[name]
-        reader, writer = self._readers[name], self._writers[name]
+        reader = self._readers.get(name) or MergedReader(name)
+        writer = self._writers.get(name) or StreamWriter(name)
         if self.only is not None and name not in self.only:
             if not state.status.terminal:  # else: kept from an earlier run (prior_states)
                 runner.skip(state, "not selected")
             reader.abandon()
             writer.close()
             return
-        for dep in sorted(self.graph.state_deps[name] | self.graph.order_deps[name]):
+        for dep in self.graph.upstream[name]:
             dep_state = self.states[dep]
             if not dep_state.satisfies_dependents:
                 reason = f"dependency failed: '{dep}' is {dep_state.status.value}"

@@ -218,6 +218,33 @@ class Channel:
                 waiter.set_result(None)
 
 
+_DICT_ONLY = frozenset({dict})
+
+
+def _check_dict(record: Any) -> None:
+    if type(record) is not dict:
+        raise StreamError(f"records must be dicts (JSON objects), got {type(record).__name__}")
+
+
+def _offer(ch: Channel, record: dict[str, Any]) -> bool:
+    """Append without suspending when the link has room; False when ``put`` must decide.
+
+    The hot path of every stream: ``Channel.put`` handles the rest (full buffer,
+    closed, abandoned) with the same semantics.
+    """
+    buf = ch._buf
+    if len(buf) >= ch.capacity or ch.closed or ch.abandoned:
+        return False
+    buf.append(record)
+    ch.sent += 1
+    waiter = ch._get_waiter
+    if waiter is not None:
+        ch._get_waiter = None
+        if not waiter.done():
+            waiter.set_result(None)
+    return True
+
+
 class StreamWriter:
     """The output side of a workload: fans each record out to every consumer link."""
 
@@ -239,12 +266,12 @@ class StreamWriter:
         return list(self._channels)
 
     async def send(self, record: dict[str, Any]) -> None:
-        if type(record) is not dict:
-            raise StreamError(f"records must be dicts (JSON objects), got {type(record).__name__}")
+        _check_dict(record)
         self.records_out += 1
         single = self._single
         if single is not None:
-            await single.put(record)
+            if not _offer(single, record):
+                await single.put(record)
             return
         first = True
         for ch in self._channels:
@@ -252,8 +279,40 @@ class StreamWriter:
             first = False
 
     async def send_many(self, records: Iterable[dict[str, Any]]) -> None:
-        for record in records:
-            await self.send(record)
+        """Send records in order; costs one coroutine per call, not per record.
+
+        With one consumer and a list, records move into its buffer in chunks as
+        large as the free room (C-speed ``extend``), and the consumer is woken once
+        per chunk: it cannot run before this coroutine yields anyway.
+        """
+        single = self._single
+        if single is None:
+            for record in records:
+                await self.send(record)
+            return
+        if not isinstance(records, list):
+            records = list(records)
+        buf = single._buf
+        capacity = single.capacity
+        start, total = 0, len(records)
+        while start < total:
+            room = capacity - len(buf)
+            if room <= 0 or single.closed or single.abandoned:
+                record = records[start]
+                _check_dict(record)
+                self.records_out += 1
+                start += 1
+                await single.put(record)  # full, closed or abandoned: put decides
+                continue
+            chunk = records[start : start + room]
+            if not set(map(type, chunk)) <= _DICT_ONLY:
+                for record in chunk:
+                    _check_dict(record)
+            buf.extend(chunk)
+            single.sent += len(chunk)
+            self.records_out += len(chunk)
+            start += len(chunk)
+            single._wake_getter()
 
     def close(self, *, failed: bool = False) -> None:
         for ch in self._channels:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -94,6 +95,11 @@ class Module:
     #: does the module read ``stream_inputs`` / write an output stream?
     consumes: ClassVar[StreamRole] = StreamRole.none
     produces: ClassVar[bool] = False
+    #: extra names the module supplies to its raw (module-rendered) templates
+    template_names: ClassVar[frozenset[str]] = frozenset({"record"})
+    #: False when the module itself handles undefined names in its raw templates
+    #: (test:assert's ``is_defined``), so validation must not reject them
+    strict_template_names: ClassVar[bool] = True
 
     spec: ClassVar[ModuleSpec]
 
@@ -124,7 +130,9 @@ class ModuleSpec:
         lines = self.doc.splitlines()
         for i, line in enumerate(lines):
             if line.strip().lower().rstrip(":") in ("example", "examples"):
-                return inspect.cleandoc("\n".join(lines[i + 1 :]))
+                # dedent, not cleandoc: cleandoc strips the first line's indentation
+                # alone, which breaks a YAML list whose items span several lines.
+                return textwrap.dedent("\n".join(lines[i + 1 :])).strip("\n")
         return ""
 
     def is_raw(self, path: str) -> bool:
@@ -154,6 +162,7 @@ class Registry:
         self._specs: dict[str, ModuleSpec] = {}
         self._aliases: dict[str, str] = {}
         self._loaded = False
+        self._index: dict[str, str] | None = None
 
     def add(self, spec: ModuleSpec) -> None:
         for name in (spec.name, *spec.aliases):
@@ -181,9 +190,36 @@ class Registry:
                 if not info.name.startswith("_"):
                     importlib.import_module(f"{layer_pkg.__name__}.{info.name}")
 
+    def _load_from_index(self, name: str) -> None:
+        """Import only the file that defines ``name`` (from the generated index)."""
+        if self._index is None:
+            import json
+            from importlib import resources
+
+            try:
+                text = resources.files("gxo.modules").joinpath(INDEX_FILE).read_text(encoding="utf-8")
+                self._index = json.loads(text)
+            except (OSError, ValueError):
+                self._index = {}
+        target = self._index.get(name)
+        if target is not None:
+            import importlib
+
+            try:
+                importlib.import_module(target)
+            except ImportError:
+                pass  # a stale index: the full scan below finds it, or nothing does
+
     def resolve(self, name: str) -> tuple[ModuleSpec | None, str | None]:
-        """``(spec, deprecation_warning)``; spec is None for an unknown name."""
-        self.load_builtins()
+        """``(spec, deprecation_warning)``; spec is None for an unknown name.
+
+        Imports just the defining file when the index knows the name (start-up:
+        a playbook pays for the modules it uses), else scans every built-in.
+        """
+        if not self._loaded and name not in self._specs and name not in self._aliases:
+            self._load_from_index(name)
+            if name not in self._specs and name not in self._aliases:
+                self.load_builtins()
         spec = self._specs.get(name)
         if spec is not None:
             return spec, None
@@ -210,6 +246,17 @@ class Registry:
 
 
 REGISTRY = Registry()
+INDEX_FILE = "index.json"
+
+
+def build_index() -> dict[str, str]:
+    """Module name (and alias) → defining Python module, for every built-in."""
+    REGISTRY.load_builtins()
+    out: dict[str, str] = {}
+    for spec in REGISTRY.all():
+        for name in (spec.name, *spec.aliases):
+            out[name] = spec.cls.__module__
+    return dict(sorted(out.items()))
 
 M = TypeVar("M", bound=type[Module])
 

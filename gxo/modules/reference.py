@@ -9,49 +9,79 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gxo.config.durations import DURATION_PATTERN
 from gxo.errors import UsageError
 from gxo.modules.base import LAYERS, REGISTRY, ModuleSpec
 
-__all__ = ["module_reference", "params_rows", "print_module", "print_module_list", "type_label"]
+__all__ = [
+    "example_problems",
+    "example_workloads",
+    "module_reference",
+    "nested_params",
+    "params_rows",
+    "print_module",
+    "print_module_list",
+    "type_label",
+]
 
 
-def type_label(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> str:
-    """A short human type name for a JSON Schema fragment."""
+def type_label(schema: dict[str, Any], defs: dict[str, Any] | None = None, *, ref_names: bool = False) -> str:
+    """A short human type name for a JSON Schema fragment.
+
+    ``ref_names``: name nested models (``Paginate``) instead of calling them ``map``.
+    """
     defs = defs or {}
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         target = defs.get(name, {})
-        return "map" if target.get("type") == "object" else type_label(target, defs) if target else name
+        if target.get("type") == "object":
+            return name if ref_names else "map"
+        return type_label(target, defs, ref_names=ref_names) if target else name
     if "enum" in schema:
         return " | ".join(json.dumps(v) if not isinstance(v, str) else v for v in schema["enum"])
     if "const" in schema:
         return json.dumps(schema["const"])
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            labels = [type_label(s, defs) for s in schema[key] if s.get("type") != "null"]
+            if any(s.get("pattern") == DURATION_PATTERN for s in schema[key]):
+                return "duration"
+            labels = [type_label(s, defs, ref_names=ref_names) for s in schema[key] if s.get("type") != "null"]
             return " | ".join(dict.fromkeys(labels)) or "null"
     kind = schema.get("type")
     if kind == "array":
         items = schema.get("items")
-        return f"list[{type_label(items, defs)}]" if items else "list"
+        return f"list[{type_label(items, defs, ref_names=ref_names)}]" if items else "list"
     if kind == "object":
         extra = schema.get("additionalProperties")
-        return f"map[{type_label(extra, defs)}]" if isinstance(extra, dict) and extra else "map"
+        return f"map[{type_label(extra, defs, ref_names=ref_names)}]" if isinstance(extra, dict) and extra else "map"
     return {"string": "string", "integer": "int", "number": "number", "boolean": "bool", "null": "null"}.get(
         kind or "", "any"
     )
 
 
-def params_rows(spec: ModuleSpec) -> list[dict[str, Any]]:
-    schema = spec.params_model.model_json_schema()
+def params_rows(
+    spec: ModuleSpec, *, ref_names: bool = False, schema: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One row per param; ``schema`` saves generating the params JSON Schema again."""
+    schema = schema or spec.params_model.model_json_schema()
+    return _rows(schema, schema.get("$defs", {}), ref_names=ref_names)
+
+
+def nested_params(spec: ModuleSpec, *, schema: dict[str, Any] | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(model name, rows)`` for each nested params model (``Paginate``, ``BasicAuth``)."""
+    schema = schema or spec.params_model.model_json_schema()
     defs = schema.get("$defs", {})
+    return [(name, _rows(d, defs, ref_names=True)) for name, d in defs.items() if d.get("type") == "object" and d.get("properties")]
+
+
+def _rows(schema: dict[str, Any], defs: dict[str, Any], *, ref_names: bool) -> list[dict[str, Any]]:
     required = set(schema.get("required", []))
     rows = []
     for name, prop in schema.get("properties", {}).items():
         rows.append(
             {
                 "name": name,
-                "type": type_label(prop, defs),
+                "type": type_label(prop, defs, ref_names=ref_names),
                 "required": name in required,
                 "default": prop.get("default"),
                 "description": prop.get("description", ""),
@@ -148,7 +178,7 @@ def print_module(name: str, *, as_json: bool = False, console: Any = None) -> No
             table.add_column(col)
         for row in ref["params"]:
             default = "" if row["required"] or row["default"] is None else json.dumps(row["default"])
-            desc = row["description"] + (" (rendered per record)" if row["per_record_template"] else "")
+            desc = row["description"] + (" (rendered by the module)" if row["per_record_template"] else "")
             table.add_row(row["name"], escape(row["type"]), "yes" if row["required"] else "", escape(default), escape(desc))
         console.print(table)
     else:
@@ -167,3 +197,66 @@ def print_module(name: str, *, as_json: bool = False, console: Any = None) -> No
     if ref["example"]:
         console.print("[bold]Example:[/]")
         console.print(Syntax(ref["example"], "yaml", theme="ansi_dark", background_color="default"))
+
+
+def example_workloads(spec: ModuleSpec) -> list[Any]:
+    """The docstring example as a list of workloads (a single mapping counts as one)."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe", pure=True).load(spec.example) if spec.example else None
+    if data is None:
+        return []
+    return data if isinstance(data, list) else [data]
+
+
+def example_problems(spec: ModuleSpec) -> list[str]:
+    """What is wrong with a module's docstring example: no example, bad YAML, invalid params.
+
+    Params of every workload using a registered module are validated; values that
+    are templates are skipped, as ``gxo validate`` does before rendering.
+    """
+    from pydantic import ValidationError
+    from ruamel.yaml.error import YAMLError
+
+    from gxo.template.engine import is_template
+
+    if not spec.example:
+        return ["the docstring has no 'Example:' section"]
+    try:
+        workloads = example_workloads(spec)
+    except YAMLError as exc:
+        return [f"the example is not valid YAML: {exc}"]
+    problems: list[str] = []
+    uses_module = False
+    for i, workload in enumerate(workloads, 1):
+        process = workload.get("process") if isinstance(workload, dict) else None
+        if not isinstance(process, dict) or not isinstance(process.get("module"), str):
+            problems.append(f"example workload #{i} has no process.module")
+            continue
+        target, _ = REGISTRY.resolve(process["module"])
+        if target is None:
+            continue  # a module from elsewhere that is not installed
+        uses_module = uses_module or target is spec
+        params = process.get("params") or {}
+        try:
+            target.params_model.model_validate(params)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                if not _through_template(params, err["loc"], is_template):
+                    loc = ".".join(str(p) for p in err["loc"])
+                    problems.append(f"example workload #{i} ({target.name}) params {loc}: {err['msg']}")
+    if not uses_module:
+        problems.append(f"the example does not use {spec.name}")
+    return problems
+
+
+def _through_template(params: Any, loc: tuple[Any, ...], is_template: Any) -> bool:
+    value = params
+    for part in loc:
+        if is_template(value):
+            return True
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return is_template(value)

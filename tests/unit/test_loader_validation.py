@@ -222,3 +222,15 @@ def test_alias_bomb_is_refused_quickly() -> None:
 def test_non_string_keys_are_rejected() -> None:
     with pytest.raises(PlaybookValidationError, match="mapping keys must be strings"):
         load('schemaVersion: "1.0.0"\nname: t\nvars: { 1: x }\nworkloads: []\n')
+
+
+def test_loop_index_is_a_known_loop_name() -> None:
+    load(HEAD + "  - name: a\n    loop: [x, y]\n    process: { module: control:identity, params: { i: '{{ loop_index }}' } }\n")
+
+
+def test_lenient_modules_may_reference_undefined_names_in_raw_params() -> None:
+    load(
+        HEAD
+        + "  - name: t\n    process:\n      module: test:assert\n      params:\n"
+        + "        assertions: [{ actual: '{{ never_defined }}', is_defined: false }]\n"
+    )

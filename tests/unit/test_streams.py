@@ -141,3 +141,30 @@ def test_copy_record_is_deep_for_json_and_falls_back_for_others() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Channel("p", "c", capacity=0)
+
+
+async def test_send_many_fast_path_keeps_order_back_pressure_and_counts() -> None:
+    ch = Channel("p", "c", capacity=3)
+    writer = StreamWriter("p", [ch])
+    sender = asyncio.create_task(writer.send_many({"n": i} for i in range(10)))
+    received = []
+    while (batch := await ch.get_batch()) is not None:
+        received.extend(batch)
+        assert len(batch) <= 3  # never more than the buffer holds
+        if len(received) == 10:
+            await sender
+            writer.close()
+    assert [r["n"] for r in received] == list(range(10))
+    assert writer.records_out == 10 and ch.sent == 10
+
+
+async def test_send_many_validates_records_and_respects_drop_strategy() -> None:
+    ch = Channel("p", "c", capacity=2, strategy="drop_new")
+    writer = StreamWriter("p", [ch])
+    await writer.send_many([{"a": 1}, {"a": 2}, {"a": 3}])
+    assert ch.dropped == 1 and writer.records_out == 3
+    with pytest.raises(StreamError):
+        await writer.send_many([{"ok": 1}, "bad"])  # type: ignore[list-item]
+    fan = StreamWriter("p", [Channel("p", "x"), Channel("p", "y")])
+    await fan.send_many([{"a": 1}])
+    assert fan.records_out == 1

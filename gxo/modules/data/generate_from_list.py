@@ -36,7 +36,6 @@ class GenerateFromList(Module):
     summary = {"records_generated": "number of records emitted"}
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
-        send = ctx.output.send
-        for item in params.items:
-            await send(item if isinstance(item, dict) else {params.field: item})
+        field = params.field
+        await ctx.output.send_many([item if isinstance(item, dict) else {field: item} for item in params.items])
         return {"records_generated": len(params.items)}

@@ -84,7 +84,6 @@ class Join(Module):
 
     consumes = StreamRole.required
     produces = True
-    template_names = frozenset({"record"})
     summary = {
         "records_joined": "records emitted",
         "build_records": "records read from the build side",

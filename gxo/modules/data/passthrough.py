@@ -30,9 +30,8 @@ class Passthrough(Module):
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         count = 0
-        send = ctx.output.send
+        send_many = ctx.output.send_many
         async for batch in ctx.batches():
             count += len(batch)
-            for record in batch:
-                await send(record)
+            await send_many(batch)
         return {"records_processed": count}
