@@ -79,6 +79,7 @@ def validate(
     playbooks: Annotated[list[Path], typer.Argument(help="Playbook files")],
     extra_vars: ExtraVars = None,
     vars_file: VarsFile = None,
+    graph: Annotated[bool, typer.Option("--graph", help="Also print the dependency graph: levels, pipelines, critical path")] = False,
 ) -> None:
     """Load and validate playbooks without running them. Exit 0 valid, 2 invalid."""
     from gxo.config.loader import load_playbook
@@ -100,6 +101,9 @@ def validate(
         print_warnings(console, loaded.warnings)
         n = len(loaded.playbook.workloads)
         typer.echo(f"ok: {path} ({loaded.playbook.name}, {n} workload{'s' if n != 1 else ''})")
+        if graph:
+            for line in loaded.graph.describe():  # type: ignore[attr-defined]
+                typer.echo(line)
     raise typer.Exit(2 if bad else 0)
 
 

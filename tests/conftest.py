@@ -30,6 +30,21 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     return work
 
 
+@pytest.fixture(autouse=True)
+def _restore_registry():
+    """Modules a test registers (``tests:*``) do not outlive the test."""
+    from gxo.modules.base import REGISTRY
+
+    specs, aliases = dict(REGISTRY._specs), dict(REGISTRY._aliases)
+    yield
+    for name in set(REGISTRY._specs) - set(specs):
+        if not REGISTRY._specs[name].cls.__module__.startswith("gxo."):
+            del REGISTRY._specs[name]
+    for name in set(REGISTRY._aliases) - set(aliases):
+        if REGISTRY._aliases[name] not in REGISTRY._specs:
+            del REGISTRY._aliases[name]
+
+
 @pytest.fixture
 def write_playbook(tmp_path: Path) -> Callable[..., Path]:
     """Write dedented YAML to a file and return its path."""

@@ -43,6 +43,7 @@ def validate_playbook(
     seen_names: dict[str, int] = {}
     seen_registers: dict[str, str] = {}
     raw_paths: dict[str, frozenset[str]] = {}
+    expression_paths: dict[str, frozenset[str]] = {}
     extra_record_names: dict[str, frozenset[str]] = {}
     lenient: set[str] = set()
     for i, w in enumerate(pb.workloads):
@@ -74,6 +75,7 @@ def validate_playbook(
         if warning:
             loaded.warnings.append(f"{loaded.location((*wpath, 'process', 'module'))}: workload '{w.name}': {warning}")
         raw_paths[w.name] = spec.raw_paths
+        expression_paths[w.name] = spec.expression_paths
         extra_record_names[w.name] = spec.cls.template_names
         if not spec.cls.strict_template_names:
             lenient.add(w.name)
@@ -104,10 +106,10 @@ def validate_playbook(
                         problem(f"stream input '{target}' (module {pspec.name}) does not produce a stream", (*wpath, key, j), w.name)
 
     try:
-        graph = WorkloadGraph(pb, raw_paths)
+        graph = WorkloadGraph(pb, expression_paths)
     except TemplateError as exc:
         # A syntax error somewhere: find which workload/param for the location.
-        problems.append(_locate_template_error(loaded, exc, raw_paths))
+        problems.append(_locate_template_error(loaded, exc, expression_paths))
         raise PlaybookValidationError(str(problems[0]), problems=problems) from None
 
     known = set(pb.vars) | set(seen_registers) | BUILTIN_NAMES | (extra_names or set())
@@ -184,13 +186,13 @@ def _check_params(loaded: LoadedPlaybook, index: int, name: str, params: dict[st
 
 
 def _locate_template_error(
-    loaded: LoadedPlaybook, exc: TemplateError, raw_paths: dict[str, frozenset[str]]
+    loaded: LoadedPlaybook, exc: TemplateError, expression_paths: dict[str, frozenset[str]]
 ) -> GxoError:
     from gxo.engine.dag import template_sources
     from gxo.template.engine import find_references
 
     for i, w in enumerate(loaded.playbook.workloads):
-        for path, source, bare in template_sources(w, raw_paths.get(w.name, frozenset())):
+        for path, source, bare in template_sources(w, expression_paths.get(w.name, frozenset())):
             try:
                 find_references(source, bare=bare)
             except TemplateError as inner:

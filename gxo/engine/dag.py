@@ -61,8 +61,14 @@ class TemplateRef:
     optional: set[str] = field(default_factory=set)
 
 
-def template_sources(workload: Any, raw_paths: frozenset[str] = frozenset()) -> list[tuple[tuple[Any, ...], str, bool]]:
-    """``(path, template, bare)`` for each template string a workload contains."""
+def template_sources(
+    workload: Any, expression_paths: frozenset[str] = frozenset()
+) -> list[tuple[tuple[Any, ...], str, bool]]:
+    """``(path, template, bare)`` for each template string a workload contains.
+
+    ``expression_paths`` are module-rendered params that hold a condition which
+    may be written bare (``data:filter`` ``condition``).
+    """
     out: list[tuple[tuple[Any, ...], str, bool]] = []
     if isinstance(workload.when, str) and workload.when.strip():
         out.append((("when",), workload.when, True))
@@ -73,8 +79,8 @@ def template_sources(workload: Any, raw_paths: frozenset[str] = frozenset()) -> 
             out.append((("loop", *_split(p)), s, False))
     for p, s in iter_template_strings(workload.process.params):
         out.append((("process", "params", *_split(p)), s, False))
-    # Raw (module-rendered) params that are bare expressions, e.g. data:filter condition.
-    for key in raw_paths:
+    # Module-rendered conditions written bare, e.g. data:filter condition: record.n > 2.
+    for key in expression_paths:
         value = workload.process.params.get(key)
         if isinstance(value, str) and value.strip() and not is_template(value):
             out.append((("process", "params", key), value, True))
@@ -98,7 +104,7 @@ def _split(dotted: str) -> list[Any]:
 class WorkloadGraph:
     """Dependencies of a playbook's workloads, and the pipelines they form."""
 
-    def __init__(self, playbook: Playbook, raw_paths: dict[str, frozenset[str]] | None = None) -> None:
+    def __init__(self, playbook: Playbook, expression_paths: dict[str, frozenset[str]] | None = None) -> None:
         self.names: list[str] = [w.name for w in playbook.workloads]
         self.register_owner: dict[str, str] = {w.register_key: w.name for w in playbook.workloads if w.register_key}
         self.state_deps: dict[str, set[str]] = {n: set() for n in self.names}
@@ -106,10 +112,10 @@ class WorkloadGraph:
         self.stream_deps: dict[str, list[str]] = {n: [] for n in self.names}
         self.stream_consumers: dict[str, list[str]] = {n: [] for n in self.names}
         self.refs: dict[str, list[TemplateRef]] = {n: [] for n in self.names}
-        raw_paths = raw_paths or {}
+        expression_paths = expression_paths or {}
         known = set(self.names)
         for w in playbook.workloads:
-            for path, source, bare in template_sources(w, raw_paths.get(w.name, frozenset())):
+            for path, source, bare in template_sources(w, expression_paths.get(w.name, frozenset())):
                 roots, wrefs, optional = find_references(source, bare=bare)
                 self.refs[w.name].append(TemplateRef(path, source, roots, wrefs, optional))
                 for root in roots:
@@ -239,6 +245,28 @@ class WorkloadGraph:
     def upstream(self) -> dict[str, tuple[str, ...]]:
         """Per workload, the workloads it waits for (state and order), sorted."""
         return {n: tuple(sorted(self.state_deps[n] | self.order_deps[n])) for n in self.names}
+
+    def describe(self) -> list[str]:
+        """Human summary: edges by kind, levels, pipelines and the critical path."""
+        import networkx as nx
+
+        kinds: dict[str, int] = {}
+        for _, _, kind in self._edges:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        counts = ", ".join(f"{kinds.get(k, 0)} {k}" for k in ("state", "order", "stream"))
+        lines = [
+            f"{len(self.names)} workloads, {len(self._edges)} edges ({counts}), "
+            f"{len(self._levels)} levels, {len(self.pipelines)} scheduling units"
+        ]
+        for i, level in enumerate(self._levels):
+            lines.append(f"  level {i}: {', '.join(level)}")
+        for pipe in self.pipelines:
+            if len(pipe.members) > 1:
+                links = [f"{d} ≈> {n}" for n in pipe.members for d in self.stream_deps[n]]
+                lines.append(f"  pipeline: {'; '.join(links)}")
+        critical = nx.dag_longest_path(nx.DiGraph(self.to_networkx()))
+        lines.append(f"  critical path ({len(critical)}): {' -> '.join(critical)}")
+        return lines
 
     def to_networkx(self) -> nx.MultiDiGraph:
         import networkx as nx

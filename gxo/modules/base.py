@@ -69,14 +69,16 @@ class FreeParams(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def raw_template(default: Any = ..., *, description: str, **kwargs: Any) -> Any:
+def raw_template(default: Any = ..., *, description: str, expression: bool = False, **kwargs: Any) -> Any:
     """A params field the engine leaves unrendered: the module renders it itself.
 
     Used for per-record templates (``data:map`` fields see ``record``) and for
     conditions evaluated by the module. References inside still count for the DAG.
+    ``expression=True`` marks a condition that may be written bare (``record.n > 2``):
+    a plain string there is analysed as an expression, elsewhere as literal text.
     """
     extra = kwargs.pop("json_schema_extra", {}) or {}
-    extra[RAW_KEY] = True
+    extra[RAW_KEY] = "expression" if expression else True
     return Field(default, description=description, json_schema_extra=extra, **kwargs)
 
 
@@ -119,6 +121,7 @@ class ModuleSpec:
         self.synopsis = doc.splitlines()[0] if doc else ""
         self.doc = doc
         self.raw_paths = frozenset(_raw_paths(cls.Params))
+        self.expression_paths = frozenset(_raw_paths(cls.Params, expressions_only=True))
 
     @property
     def params_model(self) -> type[BaseModel]:
@@ -146,11 +149,12 @@ class ModuleSpec:
         return self.cls()
 
 
-def _raw_paths(model: type[BaseModel]) -> set[str]:
+def _raw_paths(model: type[BaseModel], *, expressions_only: bool = False) -> set[str]:
     out = set()
     for name, field in model.model_fields.items():
         extra = field.json_schema_extra
-        if isinstance(extra, dict) and extra.get(RAW_KEY):
+        mark = extra.get(RAW_KEY) if isinstance(extra, dict) else None
+        if mark and (not expressions_only or mark == "expression"):
             out.add(field.alias or name)
     return out
 
@@ -165,7 +169,12 @@ class Registry:
         self._index: dict[str, str] | None = None
 
     def add(self, spec: ModuleSpec) -> None:
+        index = self._read_index()
         for name in (spec.name, *spec.aliases):
+            owner = index.get(name)
+            if owner is not None and owner != spec.cls.__module__:
+                # A built-in owns this name even before its file is imported.
+                raise RegistryError(f"module name '{name}' is already registered by built-in {owner}")
             if name in self._specs or name in self._aliases:
                 existing = self._specs.get(name) or self._specs[self._aliases[name]]
                 raise RegistryError(
@@ -190,8 +199,7 @@ class Registry:
                 if not info.name.startswith("_"):
                     importlib.import_module(f"{layer_pkg.__name__}.{info.name}")
 
-    def _load_from_index(self, name: str) -> None:
-        """Import only the file that defines ``name`` (from the generated index)."""
+    def _read_index(self) -> dict[str, str]:
         if self._index is None:
             import json
             from importlib import resources
@@ -201,7 +209,11 @@ class Registry:
                 self._index = json.loads(text)
             except (OSError, ValueError):
                 self._index = {}
-        target = self._index.get(name)
+        return self._index
+
+    def _load_from_index(self, name: str) -> None:
+        """Import only the file that defines ``name`` (from the generated index)."""
+        target = self._read_index().get(name)
         if target is not None:
             import importlib
 

@@ -55,12 +55,113 @@ def _no_secret_outside_a_run(name: str) -> str:
     raise SecretError("secret() is only available while a playbook runs")
 
 
+# Jinja's sandbox caps range() (MAX_RANGE) but no other allocation: `[0] * 10**9`,
+# `'%0999999999d' % 1`, `'x'.ljust(10**9)` or `lipsum(10**6)` exhaust memory or block
+# the event loop for seconds. One operation may produce at most this many items/chars.
+MAX_TEMPLATE_SIZE = 10_000_000
+_MAX_POWER_BITS = 1 << 20
+_PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+_HUGE_FORMAT_WIDTH = re.compile(r"%[#0\- +]*(?:\d{8,}|\d*\.\d{8,})|\{[^{}]*:[^{}]*\d{8,}[^{}]*\}")
+
+
+def _too_large(what: str) -> SecurityError:
+    return SecurityError(f"{what} would exceed the template size limit ({MAX_TEMPLATE_SIZE:,})")
+
+
+def _check_size_args(name: str, args: Iterable[Any]) -> None:
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and arg > MAX_TEMPLATE_SIZE:
+            raise _too_large(f"{name}({arg})")
+
+
+def _check_format(fmt: Any) -> None:
+    if isinstance(fmt, str) and _HUGE_FORMAT_WIDTH.search(fmt):
+        raise _too_large(f"formatting with {fmt!r}")
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+_NUMBERS = frozenset({int, float})
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox plus limits on what one operation may allocate."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `record.name` on a plain dict: Jinja tries the attribute first and falls
+        # back to the key after an AttributeError, which costs ~1 µs per access in
+        # per-record templates. Same outcome, decided without the exception.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*" and type(left) in _NUMBERS and type(right) in _NUMBERS:
+            return left * right  # arithmetic allocates nothing big: skip the checks (hot in per-record templates)
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+            if abs(left) > 1 and right * abs(left).bit_length() > _MAX_POWER_BITS:
+                raise _too_large(f"{left} ** {right}")
+        elif operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(n, int)
+                    and len(seq) * n > MAX_TEMPLATE_SIZE
+                ):
+                    raise _too_large(f"repeating a {type(seq).__name__} {n} times")
+        elif operator == "%":
+            _check_format(left)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # 'x'.ljust(n) and friends, and str.format (which the sandbox hands out wrapped)
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            if name in _PADDING_METHODS:
+                _check_size_args(name, (*args, *kwargs.values()))
+            elif name in ("format", "format_map"):
+                _check_format(owner)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _capped_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A size-producing builtin filter (center, indent, format) that checks its arguments."""
+
+    @functools.wraps(fn)
+    def capped(*args: Any, **kwargs: Any) -> Any:
+        if name == "format":  # the arguments are values to format, not sizes
+            _check_format(args[0] if args else None)
+        else:
+            _check_size_args(name, (*args[1:], *kwargs.values()))
+        return fn(*args, **kwargs)
+
+    return capped
+
+
+def _capped_lipsum(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
+        if n * max > MAX_TEMPLATE_SIZE // 8:  # about 8 characters per word
+            raise _too_large(f"lipsum({n})")
+        return fn(n, html, min, max)
+
+    return lipsum
+
+
 # One sandboxed environment and one compile cache for the whole process: a
 # template compiles once however many runs, loop iterations or records use it.
 # Immutable sandbox: a template cannot mutate registered state (list.append, ...).
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+for _name in ("center", "indent", "format"):
+    _ENV.filters[_name] = _capped_filter(_name, _ENV.filters[_name])
 _ENV.filters.update(FILTERS)
 _ENV.tests.update(TESTS)
+_ENV.globals["lipsum"] = _capped_lipsum(_ENV.globals["lipsum"])
 _ENV.globals["secret"] = _no_secret_outside_a_run
 _ANALYSIS_ENV = _ENV  # the legacy migration validates rewritten templates with it
 _COMPILED: dict[str, _Compiled] = {}
@@ -199,7 +300,7 @@ class TemplateEngine:
                     return concat(root(jinja_ctx))
             except Exception:
                 pass  # the checked path below raises the proper, located error
-            return self._run(compiled, ChainMap(extra, context), path, workload)
+            return self._run(compiled, ChainMap(extra, context), path, workload)  # type: ignore[arg-type]
 
         return render
 

@@ -186,3 +186,13 @@ def test_help_does_not_import_heavy_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "Usage" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "HEAVY=", out.stdout
+
+
+def test_validate_graph_prints_levels_pipelines_and_critical_path(gxo) -> None:
+    proc = gxo("validate", "--graph", str(PLAYBOOKS / "kernel_features.gxo.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "8 workloads, 9 edges (5 state, 0 order, 4 stream), 4 levels, 5 scheduling units" in out
+    assert "  level 3: verify" in out
+    assert "  pipeline: numbers ≈> fan_a; numbers ≈> fan_b; fan_a ≈> merged; fan_b ≈> merged" in out
+    assert "  critical path (4): numbers -> fan_a -> merged -> verify" in out

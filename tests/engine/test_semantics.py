@@ -332,18 +332,16 @@ async def test_deep_copy_protects_state_and_unsafe_reference_shares_it(run_yaml)
     from gxo.engine.context import ModuleContext
     from gxo.modules.base import FreeParams, Module, register
 
-    if "tests:mutator" not in __import__("gxo.modules.base", fromlist=["REGISTRY"]).REGISTRY.names():
+    @register("tests:mutator", layer="test")
+    class Mutator(Module):
+        """Mutates the list it was given (a misbehaving module)."""
 
-        @register("tests:mutator", layer="test")
-        class Mutator(Module):
-            """Mutates the list it was given (a misbehaving module)."""
+        Params = FreeParams
 
-            Params = FreeParams
-
-            async def perform(self, ctx: ModuleContext, params: FreeParams) -> dict:
-                data = params.model_extra["data"]
-                data.append("mutated")
-                return {"seen": len(data)}
+        async def perform(self, ctx: ModuleContext, params: FreeParams) -> dict:
+            data = params.model_extra["data"]
+            data.append("mutated")
+            return {"seen": len(data)}
 
     text = """
         schemaVersion: "1.0.0"
@@ -461,3 +459,72 @@ async def test_vars_template_error_fails_the_run_cleanly(run_yaml) -> None:
     assert result.status == "Failed"
     assert any("vars.a" in w for w in result.warnings)
     assert result.states["x"].status.value == "Skipped"
+
+
+@pytest.mark.parametrize(("strategy", "dropped"), [("drop_new", True), ("drop_oldest", True), ("block", False)])
+async def test_overflow_drops_are_counted_in_the_report(run_yaml, strategy: str, dropped: bool) -> None:
+    result = await run_yaml(
+        f"""
+        schemaVersion: "1.0.0"
+        name: drops
+        channel_policy: {{ buffer_size: 2, overflow_strategy: {strategy} }}
+        workloads:
+          - name: fast
+            process: {{ module: data:generate_from_list, params: {{ items: [1, 2, 3, 4, 5, 6, 7, 8] }} }}
+          - name: slow
+            stream_inputs: [fast]
+            process: {{ module: exec, params: {{ command: "true" }} }}
+        """.replace('process: { module: exec, params: { command: "true" } }', "process: { module: control:barrier }")
+    )
+    report = result.report()
+    fast, slow = report["workloads"]["fast"], report["workloads"]["slow"]
+    assert fast["records_out"] == 8
+    if dropped:
+        assert fast["records_dropped"] == 6 and slow["records_in"] == 2
+    else:
+        assert "records_dropped" not in fast and slow["records_in"] == 8
+
+
+async def test_stream_producer_failure_skips_consumers_unless_ignored(run_yaml) -> None:
+    text = """
+        schemaVersion: "1.0.0"
+        name: upstream
+        workloads:
+          - name: gen
+            process: {{ module: data:generate_from_list, params: {{ items: "{{{{ [1, 2] + [1 / 0] }}}}" }} }}
+            ignore_errors: {ignore}
+          - name: fwd
+            stream_inputs: [gen]
+            process: {{ module: passthrough }}
+          - name: sink
+            stream_inputs: [fwd]
+            process: {{ module: control:barrier }}
+    """
+    strict = await run_yaml(text.format(ignore="false"))
+    assert statuses(strict) == {"gen": "Failed", "fwd": "Skipped", "sink": "Skipped"}
+    assert strict.states["fwd"].reason == "dependency failed: stream producer 'gen' failed"
+    lenient = await run_yaml(text.format(ignore="true"))
+    assert statuses(lenient) == {"gen": "Failed", "fwd": "Completed", "sink": "Completed"}
+    assert lenient.status == "Completed"
+
+
+async def test_run_events_arrive_in_order_and_finish_last(run_yaml) -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    await run_yaml(
+        """
+        schemaVersion: "1.0.0"
+        name: events
+        workloads:
+          - { name: a, process: { module: exec, params: { command: echo, args: [hi] } } }
+          - { name: b, depends_on: [a], process: { module: control:identity, params: {} } }
+        """,
+        bus=bus,
+    )
+    events = [e async for e in sub]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == EventKind.RUN_STARTED and kinds[-1] == EventKind.RUN_FINISHED
+    terminal = [i for i, e in enumerate(events) if e.kind == EventKind.WORKLOAD_STATUS and e.data["status"] in ("Completed", "Failed", "Skipped")]
+    assert len(terminal) == 2 and max(terminal) < len(events) - 1
+    assert [e.data["line"] for e in events if e.kind == EventKind.LOG] == ["hi"]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)

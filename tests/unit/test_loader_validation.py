@@ -234,3 +234,12 @@ def test_lenient_modules_may_reference_undefined_names_in_raw_params() -> None:
         + "  - name: t\n    process:\n      module: test:assert\n      params:\n"
         + "        assertions: [{ actual: '{{ never_defined }}', is_defined: false }]\n"
     )
+
+
+def test_plain_text_in_module_rendered_templates_is_not_an_expression() -> None:
+    base = HEAD + "  - name: gen\n    process: { module: data:generate_from_list, params: { items: [1] } }\n"
+    load(base + "  - name: fmt\n    stream_inputs: [gen]\n    process: { module: data:format, params: { format: text, template: plain } }\n")
+    # ...while a bare condition is analysed as an expression
+    assert "'nope' is not defined" in messages(
+        base + "  - name: f\n    stream_inputs: [gen]\n    process: { module: data:filter, params: { condition: nope > 1 } }\n"
+    )[0]

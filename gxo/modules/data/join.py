@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, register
+from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
 
 _MISSING = object()
 
@@ -62,7 +62,8 @@ class Join(Module):
 
     class Params(ModuleParams):
         join_type: Literal["inner", "left", "right", "outer"] = Field("inner", description="inner | left | right | outer")
-        on: list[JoinSide] = Field(..., min_length=2, max_length=2, description="The left and right sides, each with its key")
+        # Module-rendered: a side's `template` key is evaluated per record.
+        on: list[JoinSide] = raw_template(..., min_length=2, max_length=2, description="The left and right sides, each with its key")
         output: JoinOutput = Field(default_factory=JoinOutput, description="Shape of joined records")
         limits: JoinLimits = Field(default_factory=JoinLimits, description="Safety limits")
 

@@ -28,7 +28,7 @@ class Assert(Module):
     """
 
     class Params(ModuleParams):
-        condition: Any = raw_template(..., description="Expression that must be truthy (braced or bare)")
+        condition: Any = raw_template(..., expression=True, description="Expression that must be truthy (braced or bare)")
         fail_message: str | None = Field(None, description="Message of the failure when the condition is falsy")
 
     summary = {"condition_met": "always true on success", "evaluated_value": "what the condition evaluated to"}
