@@ -50,7 +50,6 @@ def playbook_text(deps: list[list[int]]) -> str:
 def measure(nodes: int, repeat: int) -> dict[str, float]:
     from gxo.config.loader import load_playbook
     from gxo.engine.scheduler import Engine
-
     from gxo.runtime import freeze_loaded_objects
 
     deps = random_dag(nodes)

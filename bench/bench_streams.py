@@ -39,7 +39,7 @@ def generator_chain(records: list[dict]) -> float:
         yield from records
 
     def hop(stream):
-        for record in stream:
+        for record in stream:  # noqa: UP028 — the per-record hop is what is measured
             yield record
 
     t = time.perf_counter()

@@ -31,9 +31,11 @@ VarsFile = Annotated[Path | None, typer.Option("--vars-file", help="YAML/JSON fi
 
 
 def _fail(exc: GxoError) -> None:
-    from gxo.console import err_console, print_error
+    from gxo.console import err_console, print_error, print_warnings
 
-    print_error(err_console(), str(exc))
+    console = err_console()
+    print_warnings(console, exc.warnings)
+    print_error(console, str(exc))
     raise typer.Exit(exc.exit_code)
 
 
@@ -96,6 +98,7 @@ def validate(
             loaded = load_playbook(path, extra_names=names)
         except GxoError as exc:
             bad += 1
+            print_warnings(console, exc.warnings)
             print_error(console, str(exc))
             continue
         print_warnings(console, loaded.warnings)
@@ -127,8 +130,11 @@ def migrate(
     target = file if in_place else output
     if target is None:
         sys.stdout.write(text)
-    else:
+        return
+    try:
         target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(UsageError(f"cannot write {target}: {exc.strerror}"))
 
 
 @app.command("test")

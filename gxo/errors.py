@@ -77,6 +77,7 @@ class GxoError(Exception):
         self.message = message
         self.location = location
         self.workload = workload
+        self.warnings: list[str] = []  # printed before the error (e.g. legacy migration notes)
 
     def __str__(self) -> str:
         prefix = f"{self.location}: " if self.location else ""

@@ -10,7 +10,8 @@ BAR = 90.0
 
 
 def main(path: str) -> int:
-    data = json.load(open(path, encoding="utf-8"))
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
     covered = statements = 0
     for name, info in data["files"].items():
         if name.startswith(KERNEL):

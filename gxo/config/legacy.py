@@ -1,35 +1,49 @@
 """The v0.1.2a playbook format (``tasks:`` with ``type:``) and its migration to 1.0.0.
 
-Both the in-memory shim used by ``gxo run`` and the file rewrite of
-``gxo migrate`` go through :func:`convert_task` and :func:`rewrite_go_template`,
-so they cannot disagree.
+Both the in-memory shim used by ``gxo run`` (:func:`migrate_data`) and the file
+rewrite of ``gxo migrate`` (:mod:`gxo.config.migrate`) go through
+:func:`migrate_tree`, :func:`convert_task` and :func:`rewrite_templates`, so
+they cannot disagree: the file rewrite passes ruamel's comment-keeping mapping
+type where the shim passes ``dict``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from gxo.config.loader import PositionMap
 
 __all__ = [
     "LEGACY_TASK_KEYS",
+    "TARGET_SCHEMA_VERSION",
     "convert_task",
     "is_legacy",
     "migrate_data",
+    "migrate_tree",
     "rewrite_go_template",
+    "rewrite_templates",
 ]
 
 LEGACY_TASK_KEYS = (
     "name", "type", "params", "register", "stream_inputs", "ignore_errors", "when", "loop",
     "loop_control", "retry", "timeout", "policy_ref", "policy", "state_policy",
 )  # fmt: skip
+TARGET_SCHEMA_VERSION = "1.0.0"
+
+Warn = Callable[[str, tuple[Any, ...]], None]
+NewMap = Callable[[], MutableMapping[str, Any]]
 
 _GO_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
 # A '.name' path start that is not an attribute of something before it.
 _DOT_IDENT = re.compile(r"(?<![\w\)\]\.'\"])\.([A-Za-z_][A-Za-z0-9_]*)")
 _INDEX_SEGMENT = re.compile(r"\.(\d+)(?=\b)")
+_GO_LEADING_DOT = re.compile(r"(?<![\w\)\]'\"])\.")
+# Go control actions ({{ if .x }}, {{ end }}, {{ range .items }}) have no expression form.
+_GO_KEYWORD = re.compile(
+    r"^\s*(if|else|end|range|with|define|template|block|break|continue)\b(?!\s*\()"
+)
 
 
 def is_legacy(data: dict[str, Any]) -> bool:
@@ -41,8 +55,8 @@ def rewrite_go_template(text: str) -> tuple[str, list[str]]:
 
     ``{{ .x.y }}`` → ``{{ x.y }}``, ``{{ .items.0.id }}`` → ``{{ items[0].id }}``,
     ``{{ .a == "b" }}`` → ``{{ a == "b" }}``. Anything else (Go functions such as
-    ``eq .a "b"``, ``{{ . }}``, unknown filters) is kept as it is and returned in
-    the list of expressions that need a human.
+    ``eq .a "b"``, control actions, ``{{ . }}``, unknown filters) is kept as it is
+    and returned in the list of expressions that need a human.
     """
     if "{{" not in text:
         return text, []
@@ -50,12 +64,15 @@ def rewrite_go_template(text: str) -> tuple[str, list[str]]:
 
     def convert(m: re.Match[str]) -> str:
         left, body, right = m.group(1), m.group(2), m.group(3)
-        if not re.search(r"(?<![\w\)\]'\"])\.", body):
-            return m.group(0)  # already Jinja (no Go-style leading dot)
+        if not _GO_LEADING_DOT.search(body):
+            # No Go-style leading dot: fine if it is already Jinja, a human's job if not.
+            if _GO_KEYWORD.match(body) or not _is_valid_jinja(m.group(0)):
+                manual.append(m.group(0))
+            return m.group(0)
         new_body = _INDEX_SEGMENT.sub(r"[\1]", body)
         new_body = _DOT_IDENT.sub(r"\1", new_body)
         candidate = "{{" + left + new_body + right + "}}"
-        if _is_valid_jinja(candidate):
+        if not _GO_KEYWORD.match(body) and _is_valid_jinja(candidate):
             return candidate
         manual.append(m.group(0))
         return m.group(0)
@@ -70,7 +87,7 @@ def _is_valid_jinja(source: str) -> bool:
 
     try:
         tree = _ANALYSIS_ENV.parse(source)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError, MemoryError):
         return False
     for node in tree.find_all(nodes.Filter):
         if node.name not in _ANALYSIS_ENV.filters:
@@ -79,97 +96,199 @@ def _is_valid_jinja(source: str) -> bool:
     return not re.search(r"\{\{-?\s*\.\s*-?\}\}", source)
 
 
-def convert_task(task: dict[str, Any], index: int, warn: Callable[[str, tuple[Any, ...]], None]) -> dict[str, Any]:
-    """One legacy task as a 1.0.0 workload mapping, keeping the key order users wrote."""
-    out: dict[str, Any] = {}
+def _canonical_module(name: Any) -> Any:
+    """The current name of a module the legacy playbook names by an old alias."""
+    if not isinstance(name, str):
+        return name
+    from gxo.modules.base import REGISTRY
+
+    spec, deprecation = REGISTRY.resolve(name)
+    return spec.name if spec is not None and deprecation else name
+
+
+def convert_task(
+    task: MutableMapping[str, Any], index: int, warn: Warn, new_map: NewMap = dict
+) -> MutableMapping[str, Any]:
+    """One legacy task as a 1.0.0 workload mapping, keeping the key order users wrote.
+
+    ``lifecycle`` and ``process`` take the place of the later of ``type``/``params``
+    (so a comment trailing the task stays last); old module names become current.
+    """
+    out = new_map()
     name = task.get("name") or f"task_{index + 1}"
-    out["name"] = name
     if "name" not in task:
+        out["name"] = name
         warn(f"task #{index + 1} had no name; it is named '{name}'", ("tasks", index))
-    out["lifecycle"] = {"policy": "run_once"}
-    process: dict[str, Any] = {"module": task.get("type")}
+    process = new_map()
+    process["module"] = _canonical_module(task.get("type"))
     if "params" in task:
         process["params"] = task["params"]
-    out["process"] = process
-    for key, value in task.items():
-        if key in ("name", "type", "params"):
+    slot = max((i for i, k in enumerate(task) if k in ("type", "params")), default=None)
+    for i, (key, value) in enumerate(task.items()):
+        if i == slot:
+            out["lifecycle"] = _flow({"policy": "run_once"}, new_map)
+            out["process"] = process
+        if key in ("type", "params"):
             continue
-        if key == "policy_ref":
+        if key == "name":
+            out["name"] = name
+        elif key == "policy_ref":
             warn("'policy_ref' is not supported in 1.0.0 and was dropped", ("tasks", index, key))
-            continue
-        if key == "policy":
-            warn("task 'policy' (skip_on_no_input) is not supported in 1.0.0 and was dropped", ("tasks", index, key))
-            continue
-        if key == "retry" and isinstance(value, dict) and "on_error" in value:
-            value = {k: v for k, v in value.items() if k != "on_error"}
-            warn("retry.on_error is implied in 1.0.0 and was dropped", ("tasks", index, "retry", "on_error"))
-        out[key] = value
+        elif key == "policy":
+            warn(
+                "task 'policy' (skip_on_no_input) is not supported in 1.0.0 and was dropped",
+                ("tasks", index, key),
+            )
+        elif key == "retry" and isinstance(value, MutableMapping) and "on_error" in value:
+            del value["on_error"]
+            warn(
+                "retry.on_error is implied in 1.0.0 and was dropped",
+                ("tasks", index, "retry", "on_error"),
+            )
+            out[key] = value
+        else:
+            out[key] = value
+    if slot is None:
+        out["lifecycle"] = _flow({"policy": "run_once"}, new_map)
+        out["process"] = process
+    return out
+
+
+def _flow(items: dict[str, Any], new_map: NewMap) -> MutableMapping[str, Any]:
+    out = new_map()
+    out.update(items)
+    set_flow = getattr(getattr(out, "fa", None), "set_flow_style", None)
+    if set_flow is not None:
+        set_flow()
+    return out
+
+
+def migrate_tree(
+    data: MutableMapping[str, Any], warn: Warn, new_map: NewMap = dict
+) -> MutableMapping[str, Any]:
+    """The 1.0.0 structure of a legacy document (templates not rewritten yet).
+
+    Top-level keys keep their order: ``tasks`` becomes ``workloads`` in place,
+    ``schemaVersion`` becomes "1.0.0", dropped keys are warned about. Nested
+    mappings the caller passed in may be modified (``retry.on_error`` removed).
+    """
+    out = new_map()
+    if "schemaVersion" not in data:
+        out["schemaVersion"] = TARGET_SCHEMA_VERSION
+    for key, value in data.items():
+        if key == "schemaVersion":
+            out[key] = _same_kind(value, TARGET_SCHEMA_VERSION)
+        elif key == "tasks":
+            workloads = value if isinstance(value, list) else []
+            for i, t in enumerate(workloads):
+                if isinstance(t, MutableMapping):
+                    workloads[i] = convert_task(t, i, warn, new_map)
+            out["workloads"] = workloads if isinstance(value, list) else value
+        elif key == "task_policy":
+            warn("'task_policy' is not supported in 1.0.0 and was dropped", (key,))
+        elif key == "channel_policy" and isinstance(value, MutableMapping):
+            out[key] = _migrate_channel_policy(value, lambda m, k: warn(m, ("channel_policy", k)))
+        else:
+            out[key] = value
     return out
 
 
 def migrate_data(
     data: dict[str, Any], positions: PositionMap, source: str
 ) -> tuple[dict[str, Any], PositionMap, list[str]]:
-    """In-memory migration for ``gxo run``: new data, remapped positions, warnings."""
-    warnings: list[str] = []
+    """In-memory migration for ``gxo run``: new data, remapped positions, warnings.
+
+    Warnings read ``FILE:LINE: message`` and come in line order. ``data`` is not modified.
+    """
+    import copy
+
+    warnings: list[tuple[int, str]] = []
 
     def warn(message: str, path: tuple[Any, ...]) -> None:
         pos = positions.nearest(path)
         where = f"{source}:{pos[0]}" if pos else source
-        warnings.append(f"{where}: {message}")
+        warnings.append((pos[0] if pos else 0, f"{where}: {message}"))
 
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "tasks":
-            tasks = value if isinstance(value, list) else []
-            out["workloads"] = [
-                convert_task(t, i, warn) if isinstance(t, dict) else t for i, t in enumerate(tasks)
-            ]
-        elif key == "task_policy":
-            warn("'task_policy' is not supported in 1.0.0 and was dropped", (key,))
-        elif key == "channel_policy" and isinstance(value, dict):
-            out[key] = _migrate_channel_policy(value, lambda m: warn(m, ("channel_policy",)))
-        else:
-            out[key] = value
-    out, manual = _rewrite_all(out)
+    out, manual = rewrite_templates(migrate_tree(copy.deepcopy(data), warn))
     for path, expr in manual:
-        warn(f"Go template {expr} cannot be converted mechanically; rewrite it in Jinja2", _legacy_path(path))
+        warn(
+            f"Go template {expr} cannot be converted mechanically; rewrite it in Jinja2",
+            _legacy_path(path),
+        )
     new_positions = PositionMap()
     for path, pos in positions.items():
         new_positions[_modern_path(path)] = pos
-    return out, new_positions, warnings
+    warnings.sort(key=lambda w: w[0])
+    return dict(out), new_positions, [w for _, w in warnings]
 
 
-def _migrate_channel_policy(value: dict[str, Any], warn: Callable[[str], None]) -> dict[str, Any]:
-    value = dict(value)
+def _migrate_channel_policy(
+    value: MutableMapping[str, Any], warn: Callable[[str, str], None]
+) -> MutableMapping[str, Any]:
     if value.get("overflow_strategy") == "error":
-        warn("overflow_strategy 'error' is not supported in 1.0.0; using 'block'")
-        value["overflow_strategy"] = "block"
-    if value.get("buffer_size") == 0:
-        warn("buffer_size 0 (unbuffered) is not supported in 1.0.0; using 1")
+        warn(
+            "overflow_strategy 'error' is not supported in 1.0.0; using 'block'",
+            "overflow_strategy",
+        )
+        value["overflow_strategy"] = _same_kind(value["overflow_strategy"], "block")
+    if value.get("buffer_size") == 0 and value.get("buffer_size") is not False:
+        warn("buffer_size 0 (unbuffered) is not supported in 1.0.0; using 1", "buffer_size")
         value["buffer_size"] = 1
     return value
 
 
-def _rewrite_all(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, list[tuple[tuple[Any, ...], str]]]:
+def _same_kind(old: Any, new: str) -> Any:
+    """``new`` as the same string subclass as ``old`` (ruamel keeps quoting that way)."""
+    if type(old) is str or not isinstance(old, str):
+        return new
+    try:
+        made = type(old)(new)
+    except TypeError:
+        return new
+    anchor = getattr(old, "anchor", None)
+    if anchor is not None and getattr(anchor, "value", None) and hasattr(made, "yaml_set_anchor"):
+        made.yaml_set_anchor(anchor.value, always_dump=anchor.always_dump)
+    return made
+
+
+def rewrite_templates(
+    value: Any, path: tuple[Any, ...] = ()
+) -> tuple[Any, list[tuple[tuple[Any, ...], str]]]:
+    """Rewrite Go templates in every string of ``value``, changing containers in place.
+
+    Returns the value and ``(path, expression)`` for each expression that needs a
+    human. A container shared through a YAML alias is rewritten once, and every
+    string keeps its ruamel scalar type (quotes, block style).
+    """
     manual: list[tuple[tuple[Any, ...], str]] = []
-    if isinstance(value, str):
-        new, bad = rewrite_go_template(value)
-        return new, [(path, b) for b in bad]
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out[k], sub = _rewrite_all(v, (*path, k))
-            manual += sub
-        return out, manual
-    if isinstance(value, list):
-        items = []
-        for i, v in enumerate(value):
-            nv, sub = _rewrite_all(v, (*path, i))
-            items.append(nv)
-            manual += sub
-        return items, manual
-    return value, manual
+    seen: set[int] = set()
+    done: dict[int, Any] = {}
+
+    def rewrite_str(s: str, where: tuple[Any, ...]) -> Any:
+        if id(s) in done:
+            return done[id(s)]
+        new, bad = rewrite_go_template(s)
+        manual.extend((where, b) for b in bad)
+        result = s if new == s else _same_kind(s, new)
+        if type(s) is not str:  # a ruamel scalar may be aliased: keep the replacement shared
+            done[id(s)] = result
+        return result
+
+    def walk(node: Any, where: tuple[Any, ...]) -> Any:
+        if isinstance(node, str):
+            return rewrite_str(node, where)
+        if isinstance(node, MutableMapping | list):
+            if id(node) in seen:
+                return node
+            seen.add(id(node))
+            keys = list(node.keys()) if isinstance(node, MutableMapping) else range(len(node))
+            for k in keys:
+                new = walk(node[k], (*where, k))
+                if new is not node[k]:
+                    node[k] = new
+        return node
+
+    return walk(value, path), manual
 
 
 def _modern_path(path: tuple[Any, ...]) -> tuple[Any, ...]:

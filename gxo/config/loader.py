@@ -7,6 +7,7 @@ the line and column, and the workload — never a traceback.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,21 @@ from pydantic import BaseModel, ValidationError
 from gxo.config.models import Playbook
 from gxo.errors import ConfigError, GxoError, Location, PlaybookSyntaxError, PlaybookValidationError
 
-__all__ = ["LoadedPlaybook", "PositionMap", "load_playbook", "parse_yaml", "pydantic_problems"]
+__all__ = [
+    "LoadedPlaybook",
+    "PositionMap",
+    "decode_error_location",
+    "load_playbook",
+    "parse_yaml",
+    "pydantic_problems",
+]
 
 Path_ = tuple[Any, ...]
 MAX_NODES = 1_000_000  # guards alias expansion ("billion laughs") and huge documents
+MAX_ALIAS_EXPANSION = 100_000  # nodes a short document may reach through aliases
+# Flow plus block levels. Deeper YAML is never a playbook, makes ruamel's scanner
+# super-linear ('[' * 2000 scans for 10 s) and its composer recurse past the stack.
+MAX_NESTING = 100
 
 
 class PositionMap(dict[Path_, tuple[int, int]]):
@@ -70,8 +82,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, PositionMap]:
     """Parse YAML text into plain Python data and a position map."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
 
     yaml = YAML(typ="rt")
+    yaml.Scanner = _nesting_limited_scanner()
     yaml.allow_duplicate_keys = False
     try:
         doc = yaml.load(text)
@@ -80,6 +94,14 @@ def parse_yaml(text: str, source: str) -> tuple[Any, PositionMap]:
         problem = exc.problem or exc.context or "invalid YAML"
         loc = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source)
         raise PlaybookSyntaxError(f"YAML syntax error: {problem}", location=loc) from None
+    except ReaderError as exc:  # a control character: ruamel reports only an offset
+        pos = exc.position
+        line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise PlaybookSyntaxError(
+            f"YAML syntax error: unacceptable character {char}: {exc.reason}",
+            location=Location(source, line, column),
+        ) from None
     except YAMLError as exc:
         raise PlaybookSyntaxError(f"YAML syntax error: {exc}", location=Location(source)) from None
     except RecursionError:
@@ -87,10 +109,71 @@ def parse_yaml(text: str, source: str) -> tuple[Any, PositionMap]:
     positions = PositionMap()
     counter = [0]
     try:
+        # Without aliases a document has fewer nodes than characters; aliases may add a little.
+        _expanded_size(doc, {}, set(), source, min(MAX_NODES, max(MAX_ALIAS_EXPANSION, len(text))))
         data = _plain(doc, (), positions, counter, source)
     except RecursionError:
         raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
     return data, positions
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], active: set[int], source: str, limit: int) -> int:
+    """Node count after alias expansion, computed once per distinct node.
+
+    Converting a "billion laughs" document node by node takes seconds before
+    MAX_NODES stops it; this refuses it at once and names the line where the
+    expansion exceeds ``limit`` (or where an alias contains itself).
+    """
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if not isinstance(node, CommentedMap | CommentedSeq):
+        return 1
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    where = Location(source, node.lc.line + 1, node.lc.col + 1) if node.lc.line is not None else Location(source)
+    if key in active:
+        raise PlaybookSyntaxError("recursive alias: a node contains itself", location=where)
+    active.add(key)
+    children = node.values() if isinstance(node, CommentedMap) else node
+    total = 1 + sum(_expanded_size(child, sizes, active, source, limit) for child in children)
+    active.discard(key)
+    if total > limit:
+        raise PlaybookSyntaxError(
+            f"document too large (more than {limit} nodes after alias expansion)", location=where
+        )
+    sizes[key] = total
+    return total
+
+
+def decode_error_location(exc: UnicodeDecodeError, source: str) -> Location:
+    """Line and column (in bytes) of the first byte that is not UTF-8."""
+    data = bytes(exc.object)
+    return Location(source, data.count(b"\n", 0, exc.start) + 1, exc.start - data.rfind(b"\n", 0, exc.start))
+
+
+@functools.cache
+def _nesting_limited_scanner() -> type:
+    """ruamel's round-trip scanner, failing at the mark where nesting exceeds MAX_NESTING."""
+    from ruamel.yaml.scanner import RoundTripScanner, ScannerError
+
+    class NestingLimitedScanner(RoundTripScanner):
+        def _check_depth(self) -> None:
+            if self.flow_level + len(self.indents) > MAX_NESTING:
+                mark = self.reader.get_mark()
+                raise ScannerError(None, None, f"nesting deeper than {MAX_NESTING} levels", mark)
+
+        def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+            super().fetch_flow_collection_start(TokenClass, to_push)
+            self._check_depth()
+
+        def add_indent(self, column: int) -> bool:
+            added = super().add_indent(column)
+            if added:
+                self._check_depth()
+            return added
+
+    return NestingLimitedScanner
 
 
 def _plain(node: Any, path: Path_, positions: PositionMap, counter: list[int], source: str) -> Any:
@@ -202,7 +285,10 @@ def _collapse_unions(errors: list[Any]) -> list[Any]:
     for err in errors:
         loc = tuple(err["loc"])
         tag = loc[-1] if loc else None
-        member = isinstance(tag, str) and (tag.split("[", 1)[0] in _TYPE_NAMES or tag.startswith("function-"))
+        if not isinstance(tag, str):
+            out.append(err)
+            continue
+        member = tag.split("[", 1)[0] in _TYPE_NAMES or tag.startswith("function-")
         if member and err["type"].endswith(("_type", "_parsing")):
             base = loc[:-1]
             name = _TYPE_NAMES.get(tag.split("[", 1)[0], tag)
@@ -312,7 +398,9 @@ def load_playbook(
         except IsADirectoryError:
             raise ConfigError(f"playbook path is a directory: {source}") from None
         except UnicodeDecodeError as exc:
-            raise PlaybookSyntaxError(f"playbook is not UTF-8 text: {exc.reason}", location=Location(display)) from None
+            raise PlaybookSyntaxError(
+                f"playbook is not UTF-8 text: {exc.reason}", location=decode_error_location(exc, display)
+            ) from None
         except OSError as exc:
             raise ConfigError(f"cannot read playbook {source}: {exc.strerror}") from None
     data, positions = parse_yaml(text, display)
@@ -340,12 +428,17 @@ def load_playbook(
         )
         warnings.extend(migration_warnings)
     try:
-        playbook = Playbook.model_validate(data)
-    except ValidationError as exc:
-        problems = pydantic_problems(
-            exc, base_path=(), positions=positions, source=display, data=data, model=Playbook
-        )
-        raise PlaybookValidationError(str(problems[0]), problems=problems) from None
-    loaded = LoadedPlaybook(playbook, display, positions, warnings, legacy, data)
-    validate_playbook(loaded, check_lifecycles=check_lifecycles, extra_names=extra_names)
+        try:
+            playbook = Playbook.model_validate(data)
+        except ValidationError as exc:
+            problems = pydantic_problems(
+                exc, base_path=(), positions=positions, source=display, data=data, model=Playbook
+            )
+            raise PlaybookValidationError(str(problems[0]), problems=problems) from None
+        loaded = LoadedPlaybook(playbook, display, positions, warnings, legacy, data)
+        validate_playbook(loaded, check_lifecycles=check_lifecycles, extra_names=extra_names)
+    except ConfigError as exc:
+        # The migration's warnings explain many errors of a legacy file: keep them.
+        exc.warnings = warnings
+        raise
     return loaded

@@ -176,13 +176,13 @@ class RunContext:
     def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._deferred.append(callback)
 
-    async def run_deferred(self, timeout: float = 10.0) -> list[str]:
-        """Run end-of-run callbacks, last registered first; returns their errors."""
+    async def run_deferred(self, grace: float = 10.0) -> list[str]:
+        """Run end-of-run callbacks, last registered first, ``grace`` seconds each; returns their errors."""
         errors = []
         while self._deferred:
             callback = self._deferred.pop()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(grace):
                     await callback()
             except Exception as exc:
                 errors.append(f"cleanup failed: {type(exc).__name__}: {exc}")

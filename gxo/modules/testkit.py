@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,14 @@ async def run_module(
     if streams:
         spec_fields["stream_inputs"] = list(streams)
     wl = Workload.model_validate(spec_fields)
+    root = Path(await asyncio.to_thread(os.path.abspath, workspace)) if workspace else Path.cwd()
     wstate = WorkloadState(wl)
     bus = EventBus()
     events: list[Event] = []
     bus.add_listener(events.append)
     run = RunContext(
         run_id="test",
-        workspace=Path(workspace).resolve() if workspace else Path.cwd(),
+        workspace=root,
         variables=dict(variables or {}),
         states={"under_test": wstate},
         store=MemoryStore(dict(state or {})),

@@ -13,7 +13,7 @@ import re
 import threading
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
@@ -161,7 +161,7 @@ for _name in ("center", "indent", "format"):
     _ENV.filters[_name] = _capped_filter(_name, _ENV.filters[_name])
 _ENV.filters.update(FILTERS)
 _ENV.tests.update(TESTS)
-_ENV.globals["lipsum"] = _capped_lipsum(_ENV.globals["lipsum"])
+_ENV.globals["lipsum"] = _capped_lipsum(cast(Callable[..., Any], _ENV.globals["lipsum"]))
 _ENV.globals["secret"] = _no_secret_outside_a_run
 _ANALYSIS_ENV = _ENV  # the legacy migration validates rewritten templates with it
 _COMPILED: dict[str, _Compiled] = {}

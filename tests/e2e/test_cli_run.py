@@ -196,3 +196,18 @@ def test_validate_graph_prints_levels_pipelines_and_critical_path(gxo) -> None:
     assert "  level 3: verify" in out
     assert "  pipeline: numbers ≈> fan_a; numbers ≈> fan_b; fan_a ≈> merged; fan_b ≈> merged" in out
     assert "  critical path (4): numbers -> fan_a -> merged -> verify" in out
+
+
+def test_migrate_to_unwritable_target_is_a_clear_error(gxo, tmp_path: Path) -> None:
+    legacy = PLAYBOOKS / "legacy" / "nightly_report.gxo.yaml"
+    proc = gxo("migrate", "-f", str(legacy), "-o", str(tmp_path / "missing" / "x.yaml"))
+    assert proc.returncode == 2
+    assert f"cannot write {tmp_path / 'missing' / 'x.yaml'}: No such file or directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_legacy_warnings_are_shown_when_the_migrated_file_is_invalid(gxo) -> None:
+    proc = gxo("validate", str(PLAYBOOKS / "legacy" / "needs_manual_fix.yaml"))
+    assert proc.returncode == 2
+    assert "warning:" in proc.stderr and "gxo migrate" in proc.stderr
+    assert proc.stderr.index("warning:") < proc.stderr.index("error:")

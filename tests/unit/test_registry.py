@@ -13,7 +13,7 @@ from gxo.modules.base import REGISTRY, FreeParams, Module, ModuleParams, registe
 
 def test_duplicate_name_or_alias_fails_at_registration() -> None:
     # Even before the built-in's file is imported (lazy loading), its name is taken.
-    with pytest.raises(RegistryError, match="module name 'exec' is already registered by built-in gxo.modules.system.exec"):
+    with pytest.raises(RegistryError, match=r"module name 'exec' is already registered by built-in gxo\.modules\.system\.exec"):
 
         @register("exec", layer="system")
         class Again(Module):
@@ -94,7 +94,7 @@ def test_params_must_forbid_extra_keys_and_describe_every_field() -> None:
             async def perform(self, ctx: Any, params: Any) -> dict:
                 return {}
 
-    with pytest.raises(RegistryError, match="must subclass gxo.modules.Module"):
+    with pytest.raises(RegistryError, match=r"must subclass gxo\.modules\.Module"):
         register("tests:not_a_module", layer="test")(object)  # type: ignore[arg-type]
 
 
