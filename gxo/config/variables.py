@@ -23,6 +23,8 @@ def _scalar(text: str) -> Any:
         value = YAML(typ="safe").load(text)
     except (YAMLError, ValueError):
         return text
+    if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+        return text  # "a=: x" is text, not the mapping {None: "x"}
     return value if isinstance(value, int | float | bool | list | dict) or value is None else text
 
 
@@ -60,8 +62,6 @@ def parse_extra_vars(items: list[str] | None) -> dict[str, Any]:
                 data = json.loads(item)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"-e {item!r}: invalid JSON: {exc.msg}") from None
-            if not isinstance(data, dict):
-                raise UsageError(f"-e {item!r}: expected a JSON object")
             _check_names(data, f"-e {item!r}")
             out.update(data)
         else:
