@@ -28,6 +28,14 @@ ExtraVars = Annotated[
     typer.Option("--extra-vars", "-e", help="Variable override key=value, @file.yaml or a JSON object (repeatable)"),
 ]
 VarsFile = Annotated[Path | None, typer.Option("--vars-file", help="YAML/JSON file of variables")]
+Report = Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")]
+Concurrency = Annotated[
+    int | None, typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)")
+]
+Workspace = Annotated[
+    str | None,
+    typer.Option("--workspace", "-w", help="Directory relative paths resolve against; 'temp' for a throw-away one"),
+]
 
 
 def _fail(exc: GxoError) -> None:
@@ -52,9 +60,9 @@ def run(
     playbook: Annotated[Path, typer.Argument(help="Playbook file (*.gxo.yaml)")],
     extra_vars: ExtraVars = None,
     vars_file: VarsFile = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)")] = None,
-    workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Directory relative paths resolve against; 'temp' for a throw-away one")] = None,
+    report: Report = None,
+    concurrency: Concurrency = None,
+    workspace: Workspace = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each workload's output and summary")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final line")] = False,
 ) -> None:
@@ -161,9 +169,9 @@ def ui(
     playbook: Annotated[Path, typer.Argument(help="Playbook file")],
     extra_vars: ExtraVars = None,
     vars_file: VarsFile = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Workloads at a time")] = None,
-    workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace directory or 'temp'")] = None,
+    report: Report = None,
+    concurrency: Concurrency = None,
+    workspace: Workspace = None,
 ) -> None:
     """Run a playbook in the live terminal UI (Textual)."""
     from gxo.tui import run_ui

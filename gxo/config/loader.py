@@ -371,6 +371,23 @@ def _unwrap(annotation: Any, types: Any, typing: Any) -> Any:
     return annotation
 
 
+def read_playbook_text(path: str | Path, display: str | None = None) -> str:
+    """A playbook file's text, or a ConfigError saying why it cannot be read."""
+    display = display or str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"playbook not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"playbook path is a directory: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise PlaybookSyntaxError(
+            f"playbook is not UTF-8 text: {exc.reason}", location=decode_error_location(exc, display)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read playbook {path}: {exc.strerror}") from None
+
+
 def load_playbook(
     source: str | Path | None = None,
     *,
@@ -391,18 +408,7 @@ def load_playbook(
     if text is None:
         if source is None:
             raise ConfigError("no playbook given")
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"playbook not found: {source}") from None
-        except IsADirectoryError:
-            raise ConfigError(f"playbook path is a directory: {source}") from None
-        except UnicodeDecodeError as exc:
-            raise PlaybookSyntaxError(
-                f"playbook is not UTF-8 text: {exc.reason}", location=decode_error_location(exc, display)
-            ) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read playbook {source}: {exc.strerror}") from None
+        text = read_playbook_text(source, display)
     data, positions = parse_yaml(text, display)
     if data is None:
         raise PlaybookValidationError("playbook is empty", location=Location(display))

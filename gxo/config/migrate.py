@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gxo.config.legacy import is_legacy, migrate_data, migrate_tree, rewrite_templates
-from gxo.config.loader import decode_error_location, parse_yaml
+from gxo.config.loader import parse_yaml, read_playbook_text
 from gxo.errors import (
-    ConfigError,
     Location,
     MigrationError,
-    PlaybookSyntaxError,
     PlaybookValidationError,
 )
 
@@ -41,20 +39,7 @@ _SIGNIFICANT = re.compile(r"^( *)(\S)")
 
 def migrate_file(path: str | Path) -> tuple[str, list[str]]:
     """Migrate the playbook at ``path``: ``(new YAML text, warnings)``. Nothing is written."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"playbook not found: {source}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"playbook path is a directory: {source}") from None
-    except UnicodeDecodeError as exc:
-        raise PlaybookSyntaxError(
-            f"playbook is not UTF-8 text: {exc.reason}", location=decode_error_location(exc, source)
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read playbook {source}: {exc.strerror}") from None
-    return migrate_text(text, source)
+    return migrate_text(read_playbook_text(path), str(path))
 
 
 def migrate_text(text: str, source: str = "<string>") -> tuple[str, list[str]]:

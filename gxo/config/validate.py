@@ -158,15 +158,7 @@ def _check_params(loaded: LoadedPlaybook, index: int, name: str, params: dict[st
     except ValidationError as exc:
 
         def ignore(loc: tuple[Any, ...]) -> bool:
-            value: Any = params
-            for part in loc:
-                if is_template(value):
-                    return True
-                try:
-                    value = value[part]
-                except (KeyError, IndexError, TypeError):
-                    return False
-            return is_template(value)
+            return under_template(params, loc)
 
         base = ("workloads", index, "process", "params")
         problems = pydantic_problems(
@@ -183,6 +175,22 @@ def _check_params(loaded: LoadedPlaybook, index: int, name: str, params: dict[st
             p.message = f"module '{spec.name}' params: {p.message}"
         return problems
     return []
+
+
+def under_template(params: Any, loc: tuple[Any, ...]) -> bool:
+    """True if the value at ``loc`` in ``params`` is, or lies inside, a template string.
+
+    Such values are checked after rendering, so a static type error there is not one.
+    """
+    value = params
+    for part in loc:
+        if is_template(value):
+            return True
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return is_template(value)
 
 
 def _locate_template_error(

@@ -205,17 +205,7 @@ class WorkloadRunner:
     ) -> Any:
         w = state.workload
         retry = w.retry
-        if retry is None:  # the common case: one attempt, no bookkeeping
-            state.attempts = max(state.attempts, 1)
-            if iteration is not None:
-                state.iterations[iteration]["attempts"] = 1
-            try:
-                return await self._attempt(state, spec, reader, writer, local, iteration)
-            except (asyncio.CancelledError, UpstreamFailedError, _Skip):
-                raise
-            except Exception as exc:
-                raise _FailNow(exc) from None
-        attempts = retry.attempts
+        attempts = retry.attempts if retry else 1
         for attempt in range(1, attempts + 1):
             # Loop iterations retry independently: the workload shows the most any needed.
             state.attempts = max(state.attempts, attempt)

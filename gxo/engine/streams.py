@@ -131,11 +131,7 @@ class Channel:
                 self.dropped += 1
         buf.append(record)
         self.sent += 1
-        waiter = self._get_waiter
-        if waiter is not None:
-            self._get_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_getter()
 
     def close(self, *, failed: bool = False) -> None:
         """End of stream. ``failed`` tells the consumer that its producer failed."""
@@ -237,11 +233,7 @@ def _offer(ch: Channel, record: dict[str, Any]) -> bool:
         return False
     buf.append(record)
     ch.sent += 1
-    waiter = ch._get_waiter
-    if waiter is not None:
-        ch._get_waiter = None
-        if not waiter.done():
-            waiter.set_result(None)
+    ch._wake_getter()
     return True
 
 

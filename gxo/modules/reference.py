@@ -218,7 +218,7 @@ def example_problems(spec: ModuleSpec) -> list[str]:
     from pydantic import ValidationError
     from ruamel.yaml.error import YAMLError
 
-    from gxo.template.engine import is_template
+    from gxo.config.validate import under_template
 
     if not spec.example:
         return ["the docstring has no 'Example:' section"]
@@ -242,21 +242,9 @@ def example_problems(spec: ModuleSpec) -> list[str]:
             target.params_model.model_validate(params)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
-                if not _through_template(params, err["loc"], is_template):
+                if not under_template(params, err["loc"]):
                     loc = ".".join(str(p) for p in err["loc"])
                     problems.append(f"example workload #{i} ({target.name}) params {loc}: {err['msg']}")
     if not uses_module:
         problems.append(f"the example does not use {spec.name}")
     return problems
-
-
-def _through_template(params: Any, loc: tuple[Any, ...], is_template: Any) -> bool:
-    value = params
-    for part in loc:
-        if is_template(value):
-            return True
-        try:
-            value = value[part]
-        except (KeyError, IndexError, TypeError):
-            return False
-    return is_template(value)
