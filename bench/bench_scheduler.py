@@ -43,7 +43,9 @@ def playbook_text(deps: list[list[int]]) -> str:
     lines = ['schemaVersion: "1.0.0"', "name: bench-scheduler", "workloads:"]
     for i, ds in enumerate(deps):
         dep = f", depends_on: [{', '.join(f'w{d}' for d in ds)}]" if ds else ""
-        lines.append(f"  - {{ name: w{i}, process: {{ module: control:identity, params: {{}} }}{dep} }}")
+        lines.append(
+            f"  - {{ name: w{i}, process: {{ module: control:identity, params: {{}} }}{dep} }}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,9 @@ def best_of(cmd: list[str], repeat: int, cwd: str) -> float:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
     for _ in range(repeat):
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            cmd, check=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         times.append(time.perf_counter() - t)
     return min(times)
 
@@ -40,7 +42,9 @@ def main() -> int:
         pb = Path(tmp, "one.gxo.yaml")
         pb.write_text(PLAYBOOK)
         best_of([gxo, "run", str(pb)], 2, tmp)  # warm the bytecode caches
-        base = best_of([sys.executable, "-c", "import jinja2, pydantic, ruamel.yaml"], args.repeat, tmp)
+        base = best_of(
+            [sys.executable, "-c", "import jinja2, pydantic, ruamel.yaml"], args.repeat, tmp
+        )
         run = best_of([gxo, "run", str(pb)], args.repeat, tmp)
         help_ = best_of([gxo, "--help"], args.repeat, tmp)
     print(

@@ -52,7 +52,9 @@ def gxo_chain(records: list[dict], buffer: int) -> float:
     from gxo.config.loader import load_playbook
     from gxo.engine.scheduler import Engine
 
-    loaded = load_playbook(text=PLAYBOOK.format(buffer=buffer), name="bench", extra_names={"records"})
+    loaded = load_playbook(
+        text=PLAYBOOK.format(buffer=buffer), name="bench", extra_names={"records"}
+    )
     engine = Engine(loaded, extra_vars={"records": records}, concurrency=8)
     t = time.perf_counter()
     result = asyncio.run(engine.run())

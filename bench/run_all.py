@@ -27,7 +27,10 @@ def main() -> int:
             continue
         proc = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True)
         out = proc.stdout.strip() or proc.stderr.strip()
-        print(out if proc.returncode == 0 else f"{script}: FAILED (exit {proc.returncode})\n{out}", flush=True)
+        print(
+            out if proc.returncode == 0 else f"{script}: FAILED (exit {proc.returncode})\n{out}",
+            flush=True,
+        )
         failed += proc.returncode != 0
     return 1 if failed else 0
 

@@ -25,16 +25,25 @@ app = typer.Typer(
 
 ExtraVars = Annotated[
     list[str] | None,
-    typer.Option("--extra-vars", "-e", help="Variable override key=value, @file.yaml or a JSON object (repeatable)"),
+    typer.Option(
+        "--extra-vars",
+        "-e",
+        help="Variable override key=value, @file.yaml or a JSON object (repeatable)",
+    ),
 ]
 VarsFile = Annotated[Path | None, typer.Option("--vars-file", help="YAML/JSON file of variables")]
 Report = Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")]
 Concurrency = Annotated[
-    int | None, typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)")
+    int | None,
+    typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)"),
 ]
 Workspace = Annotated[
     str | None,
-    typer.Option("--workspace", "-w", help="Directory relative paths resolve against; 'temp' for a throw-away one"),
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Directory relative paths resolve against; 'temp' for a throw-away one",
+    ),
 ]
 
 
@@ -63,7 +72,9 @@ def run(
     report: Report = None,
     concurrency: Concurrency = None,
     workspace: Workspace = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each workload's output and summary")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show each workload's output and summary")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final line")] = False,
 ) -> None:
     """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
@@ -89,7 +100,12 @@ def validate(
     playbooks: Annotated[list[Path], typer.Argument(help="Playbook files")],
     extra_vars: ExtraVars = None,
     vars_file: VarsFile = None,
-    graph: Annotated[bool, typer.Option("--graph", help="Also print the dependency graph: levels, pipelines, critical path")] = False,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph", help="Also print the dependency graph: levels, pipelines, critical path"
+        ),
+    ] = False,
 ) -> None:
     """Load and validate playbooks without running them. Exit 0 valid, 2 invalid."""
     from gxo.config.loader import load_playbook
@@ -113,7 +129,7 @@ def validate(
         n = len(loaded.playbook.workloads)
         typer.echo(f"ok: {path} ({loaded.playbook.name}, {n} workload{'s' if n != 1 else ''})")
         if graph:
-            for line in loaded.graph.describe():  # type: ignore[attr-defined]
+            for line in loaded.graph.describe() if loaded.graph else []:
                 typer.echo(line)
     raise typer.Exit(2 if bad else 0)
 
@@ -121,7 +137,9 @@ def validate(
 @app.command()
 def migrate(
     file: Annotated[Path, typer.Option("--file", "-f", help="Legacy (v0.1.2a) playbook")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result here instead of stdout")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the result here instead of stdout")
+    ] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite FILE itself")] = False,
 ) -> None:
     """Convert a legacy playbook to schemaVersion 1.0.0, keeping comments and key order."""
@@ -147,18 +165,34 @@ def migrate(
 
 @app.command("test")
 def test_cmd(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories (default: .)")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each workload's status, duration and output")] = False,
-    run: Annotated[str | None, typer.Option("--run", help="Only test files whose path or playbook name matches this regex")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or directories (default: .)")
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show each workload's status, duration and output"),
+    ] = False,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="Only test files whose path or playbook name matches this regex"
+        ),
+    ] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Re-run affected tests when files change")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Test files run in parallel")] = 1,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Re-run affected tests when files change")
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Test files run in parallel")
+    ] = 1,
 ) -> None:
     """Run playbook tests (*.test.gxo.yaml). Exit 0 all pass, 1 a test failed, 2 usage/no tests."""
     from gxo.testing.runner import main as test_main
 
     try:
-        code = test_main(paths or [Path(".")], verbose=verbose, run=run, junit=junit, watch=watch, jobs=jobs)
+        code = test_main(
+            paths or [Path(".")], verbose=verbose, run=run, junit=junit, watch=watch, jobs=jobs
+        )
     except GxoError as exc:
         _fail(exc)
     raise typer.Exit(code)
@@ -194,7 +228,9 @@ def repl(
     playbook: Annotated[Path | None, typer.Argument(help="Playbook to load")] = None,
     extra_vars: ExtraVars = None,
     vars_file: VarsFile = None,
-    history: Annotated[Path | None, typer.Option("--history", help="History file (default: ~/.gxo_history)")] = None,
+    history: Annotated[
+        Path | None, typer.Option("--history", help="History file (default: ~/.gxo_history)")
+    ] = None,
 ) -> None:
     """Interactive REPL: evaluate templates, inspect state, run workloads and modules."""
     from gxo.repl import run_repl
@@ -216,7 +252,9 @@ def schema() -> None:
 
 @app.command()
 def modules(
-    name: Annotated[str | None, typer.Argument(help="Show this module's parameters and example")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Show this module's parameters and example")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """List modules by layer, or show one module's parameters."""

@@ -82,7 +82,9 @@ class ProgressPrinter:
         elif kind == EventKind.LOG and self.verbose:
             stream = data.get("stream", "log")
             style = "red" if stream == "stderr" else "dim"
-            self.console.print(f"  [{style}]{escape(name or '')} | {escape(str(data.get('line', '')))}[/]")
+            self.console.print(
+                f"  [{style}]{escape(name or '')} | {escape(str(data.get('line', '')))}[/]"
+            )
         elif kind == EventKind.WARNING:
             self.console.print(f"[yellow]warning:[/] {escape(str(data.get('message', '')))}")
 
@@ -91,7 +93,11 @@ def print_summary(console: Console, result: RunResult, *, verbose: bool = False)
     counts: dict[str, int] = {}
     for state in result.states.values():
         counts[state.status.value] = counts.get(state.status.value, 0) + 1
-    parts = [f"{counts.get(s, 0)} {s.lower()}" for s in ("Completed", "Failed", "Skipped") if counts.get(s)]
+    parts = [
+        f"{counts.get(s, 0)} {s.lower()}"
+        for s in ("Completed", "Failed", "Skipped")
+        if counts.get(s)
+    ]
     color = {"Completed": "green", "Failed": "red", "Interrupted": "yellow"}[result.status]
     console.print(
         f"[bold {color}]{result.status}[/] {escape(result.playbook)} "
@@ -100,7 +106,9 @@ def print_summary(console: Console, result: RunResult, *, verbose: bool = False)
     if verbose:
         for state in result.states.values():
             if state.summary not in (None, {}, []):
-                console.print(f"[dim]{escape(state.name)} summary:[/] {escape(_short(state.summary))}")
+                console.print(
+                    f"[dim]{escape(state.name)} summary:[/] {escape(_short(state.summary))}"
+                )
 
 
 def _short(value: Any, limit: int = 500) -> str:

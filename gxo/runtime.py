@@ -68,7 +68,9 @@ def run_headless(
     print_warnings(console, loaded.warnings)
     bus = EventBus()
     bus.add_listener(ProgressPrinter(console, verbose=verbose, quiet=quiet))
-    engine = Engine(loaded, extra_vars=variables, concurrency=concurrency, workspace=workspace, bus=bus)
+    engine = Engine(
+        loaded, extra_vars=variables, concurrency=concurrency, workspace=workspace, bus=bus
+    )
     if len(loaded.playbook.workloads) >= FREEZE_FROM:
         freeze_loaded_objects()
     result = asyncio.run(run_with_signals(engine))

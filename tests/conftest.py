@@ -72,8 +72,13 @@ def run_yaml() -> Callable[..., Any]:
 def gxo() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real ``gxo`` command in a subprocess: ``gxo("run", "x.yaml")``."""
 
-    def call(*args: str, timeout: float = 60, input: str | None = None, env: dict[str, str] | None = None,
-             cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
+    def call(
+        *args: str,
+        timeout: float = 60,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "gxo.cli", *args],
@@ -106,7 +111,9 @@ def require_service() -> Callable[[str, int, str], None]:
         if service_available(host, port):
             return
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{what} is not reachable at {host}:{port} (CI=true: a missing service is a failure)")
+            pytest.fail(
+                f"{what} is not reachable at {host}:{port} (CI=true: a missing service is a failure)"
+            )
         pytest.skip(f"{what} is not reachable at {host}:{port}")
 
     return require

@@ -19,7 +19,9 @@ def main(path: str) -> int:
             covered += summary["covered_lines"] + summary.get("covered_branches", 0)
             statements += summary["num_statements"] + summary.get("num_branches", 0)
     percent = 100.0 * covered / statements if statements else 100.0
-    print(f"kernel coverage (config, engine, template, state, modules): {percent:.1f}% (bar {BAR:.0f}%)")
+    print(
+        f"kernel coverage (config, engine, template, state, modules): {percent:.1f}% (bar {BAR:.0f}%)"
+    )
     return 0 if percent >= BAR else 1
 
 

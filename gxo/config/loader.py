@@ -11,12 +11,15 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from gxo.config.models import Playbook
 from gxo.errors import ConfigError, GxoError, Location, PlaybookSyntaxError, PlaybookValidationError
+
+if TYPE_CHECKING:
+    from gxo.engine.dag import WorkloadGraph
 
 __all__ = [
     "LoadedPlaybook",
@@ -58,6 +61,7 @@ class LoadedPlaybook:
     warnings: list[str] = field(default_factory=list)
     legacy: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    graph: WorkloadGraph | None = None  # set by validation
 
     @property
     def base_dir(self) -> Path:
@@ -117,7 +121,9 @@ def parse_yaml(text: str, source: str) -> tuple[Any, PositionMap]:
     return data, positions
 
 
-def _expanded_size(node: Any, sizes: dict[int, int], active: set[int], source: str, limit: int) -> int:
+def _expanded_size(
+    node: Any, sizes: dict[int, int], active: set[int], source: str, limit: int
+) -> int:
     """Node count after alias expansion, computed once per distinct node.
 
     Converting a "billion laughs" document node by node takes seconds before
@@ -131,7 +137,11 @@ def _expanded_size(node: Any, sizes: dict[int, int], active: set[int], source: s
     key = id(node)
     if key in sizes:
         return sizes[key]
-    where = Location(source, node.lc.line + 1, node.lc.col + 1) if node.lc.line is not None else Location(source)
+    where = (
+        Location(source, node.lc.line + 1, node.lc.col + 1)
+        if node.lc.line is not None
+        else Location(source)
+    )
     if key in active:
         raise PlaybookSyntaxError("recursive alias: a node contains itself", location=where)
     active.add(key)
@@ -149,7 +159,9 @@ def _expanded_size(node: Any, sizes: dict[int, int], active: set[int], source: s
 def decode_error_location(exc: UnicodeDecodeError, source: str) -> Location:
     """Line and column (in bytes) of the first byte that is not UTF-8."""
     data = bytes(exc.object)
-    return Location(source, data.count(b"\n", 0, exc.start) + 1, exc.start - data.rfind(b"\n", 0, exc.start))
+    return Location(
+        source, data.count(b"\n", 0, exc.start) + 1, exc.start - data.rfind(b"\n", 0, exc.start)
+    )
 
 
 @functools.cache
@@ -182,7 +194,8 @@ def _plain(node: Any, path: Path_, positions: PositionMap, counter: list[int], s
     counter[0] += 1
     if counter[0] > MAX_NODES:
         raise PlaybookSyntaxError(
-            f"document too large (more than {MAX_NODES} nodes after alias expansion)", location=Location(source)
+            f"document too large (more than {MAX_NODES} nodes after alias expansion)",
+            location=Location(source),
         )
     if isinstance(node, CommentedMap):
         if path == () and node.lc.line is not None:
@@ -195,7 +208,9 @@ def _plain(node: Any, path: Path_, positions: PositionMap, counter: list[int], s
                 kpos = None
             if not isinstance(key, str):
                 loc = Location(source, kpos[0] + 1, kpos[1] + 1) if kpos else Location(source)
-                raise PlaybookValidationError(f"mapping keys must be strings, got {key!r}", location=loc)
+                raise PlaybookValidationError(
+                    f"mapping keys must be strings, got {key!r}", location=loc
+                )
             sub = (*path, key)
             if kpos:
                 positions[sub] = (kpos[0] + 1, kpos[1] + 1)
@@ -265,11 +280,19 @@ def pydantic_problems(
         wname = workload or _workload_name_at(data, full)
         # Inside a workload the message is already prefixed with its name: show the
         # path relative to it (``retry.attempts``, not ``workloads.0.retry.attempts``).
-        shown = loc[2:] if wname and len(loc) > 2 and loc[0] == "workloads" and isinstance(loc[1], int) else loc
-        problems.append(
-            PlaybookValidationError(_describe(err, shown, model, loc), location=location, workload=wname)
+        shown = (
+            loc[2:]
+            if wname and len(loc) > 2 and loc[0] == "workloads" and isinstance(loc[1], int)
+            else loc
         )
-    problems.sort(key=lambda p: (p.location.line or 0, p.location.column or 0) if p.location else (0, 0))
+        problems.append(
+            PlaybookValidationError(
+                _describe(err, shown, model, loc), location=location, workload=wname
+            )
+        )
+    problems.sort(
+        key=lambda p: (p.location.line or 0, p.location.column or 0) if p.location else (0, 0)
+    )
     return problems
 
 
@@ -295,7 +318,16 @@ def _collapse_unions(errors: list[Any]) -> list[Any]:
             if out and out[-1].get("_union") == base:
                 out[-1]["_expected"].append(name)
                 continue
-            out.append({"type": "union", "loc": base, "_union": base, "_expected": [name], "input": err.get("input"), "msg": ""})
+            out.append(
+                {
+                    "type": "union",
+                    "loc": base,
+                    "_union": base,
+                    "_expected": [name],
+                    "input": err.get("input"),
+                    "msg": "",
+                }
+            )
             continue
         out.append(err)
     for err in out:
@@ -308,12 +340,19 @@ def _collapse_unions(errors: list[Any]) -> list[Any]:
 def _type_of(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
 
 
-def _describe(err: Any, loc: Path_, model: type[BaseModel] | None, full_loc: Path_ | None = None) -> str:
+def _describe(
+    err: Any, loc: Path_, model: type[BaseModel] | None, full_loc: Path_ | None = None
+) -> str:
     kind = err["type"]
     full_loc = loc if full_loc is None else full_loc
     dotted = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
@@ -323,7 +362,11 @@ def _describe(err: Any, loc: Path_, model: type[BaseModel] | None, full_loc: Pat
         allowed = _allowed_keys(model, full_loc[:-1])
         if allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
-            msg += f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
+            msg += (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else f" (allowed: {', '.join(sorted(allowed))})"
+            )
         return msg
     if kind == "missing":
         return f"missing required key '{loc[-1]}'" if loc else "missing required key"
@@ -382,7 +425,8 @@ def read_playbook_text(path: str | Path, display: str | None = None) -> str:
         raise ConfigError(f"playbook path is a directory: {path}") from None
     except UnicodeDecodeError as exc:
         raise PlaybookSyntaxError(
-            f"playbook is not UTF-8 text: {exc.reason}", location=decode_error_location(exc, display)
+            f"playbook is not UTF-8 text: {exc.reason}",
+            location=decode_error_location(exc, display),
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read playbook {path}: {exc.strerror}") from None

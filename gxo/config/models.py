@@ -75,7 +75,9 @@ class BackoffConfig(_Model):
 class LifecyclePolicy(_Model):
     """How the kernel manages a workload: once, supervised, on events or on a schedule."""
 
-    policy: Policy = Field(Policy.run_once, description="run_once | supervise | event_driven | scheduled")
+    policy: Policy = Field(
+        Policy.run_once, description="run_once | supervise | event_driven | scheduled"
+    )
     restart_policy: RestartPolicy | None = Field(
         None, description="supervise only: always | on_failure | never"
     )
@@ -94,15 +96,21 @@ class LifecyclePolicy(_Model):
         if self.source and self.policy != Policy.event_driven:
             raise ValueError("'source' is only valid with policy 'event_driven'")
         if (self.restart_policy or self.backoff) and self.policy != Policy.supervise:
-            raise ValueError("'restart_policy' and 'backoff' are only valid with policy 'supervise'")
+            raise ValueError(
+                "'restart_policy' and 'backoff' are only valid with policy 'supervise'"
+            )
         return self
 
 
 class Process(_Model):
     """What a workload does: a module and its parameters."""
 
-    module: str = Field(..., min_length=1, description="Canonical module name, e.g. exec or data:map")
-    params: dict[str, Any] = Field(default_factory=dict, description="Module parameters (templated)")
+    module: str = Field(
+        ..., min_length=1, description="Canonical module name, e.g. exec or data:map"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Module parameters (templated)"
+    )
 
 
 class StatePolicy(_Model):
@@ -156,10 +164,16 @@ class Workload(_Model):
     loop_control: LoopControl | None = Field(None, description="loop_var and parallel")
     retry: RetryConfig | None = Field(None, description="Retry on error")
     timeout: Duration | None = Field(None, description="Per-attempt timeout")
-    ignore_errors: bool = Field(False, description="A failure does not fail the run or block dependents")
-    stream_inputs: list[WorkloadName] = Field(default_factory=list, description="Producers to consume")
+    ignore_errors: bool = Field(
+        False, description="A failure does not fail the run or block dependents"
+    )
+    stream_inputs: list[WorkloadName] = Field(
+        default_factory=list, description="Producers to consume"
+    )
     depends_on: list[WorkloadName] = Field(default_factory=list, description="Explicit ordering")
-    state_policy: StatePolicy | None = Field(None, description="Overrides the playbook's state policy")
+    state_policy: StatePolicy | None = Field(
+        None, description="Overrides the playbook's state policy"
+    )
     security_context: dict[str, Any] | None = Field(None, description="Sandboxing (daemon only)")
 
     @field_validator("stream_inputs", "depends_on")
@@ -181,7 +195,9 @@ class Playbook(_Model):
     )
     name: str = Field(..., min_length=1, description="Playbook name")
     vars: dict[str, Any] = Field(default_factory=dict, description="Playbook variables")
-    state_policy: StatePolicy = Field(default_factory=StatePolicy, description="Default state policy")
+    state_policy: StatePolicy = Field(
+        default_factory=StatePolicy, description="Default state policy"
+    )
     channel_policy: ChannelPolicy = Field(default_factory=ChannelPolicy, description="Stream links")
     workloads: list[Workload] = Field(..., min_length=1, description="The workloads")
 

@@ -38,7 +38,9 @@ def validate_playbook(
     problems: list[GxoError] = []
 
     def problem(message: str, path: tuple[Any, ...], workload: str | None = None) -> None:
-        problems.append(PlaybookValidationError(message, location=loaded.location(path), workload=workload))
+        problems.append(
+            PlaybookValidationError(message, location=loaded.location(path), workload=workload)
+        )
 
     seen_names: dict[str, int] = {}
     seen_registers: dict[str, str] = {}
@@ -49,16 +51,28 @@ def validate_playbook(
     for i, w in enumerate(pb.workloads):
         wpath = ("workloads", i)
         if w.name in seen_names:
-            problem(f"duplicate workload name '{w.name}' (first defined as workload #{seen_names[w.name] + 1})", (*wpath, "name"), w.name)
+            problem(
+                f"duplicate workload name '{w.name}' (first defined as workload #{seen_names[w.name] + 1})",
+                (*wpath, "name"),
+                w.name,
+            )
         else:
             seen_names[w.name] = i
         if w.register_key:
             if w.register_key in seen_registers:
-                problem(f"register key '{w.register_key}' is already used by workload '{seen_registers[w.register_key]}'", (*wpath, "register"), w.name)
+                problem(
+                    f"register key '{w.register_key}' is already used by workload '{seen_registers[w.register_key]}'",
+                    (*wpath, "register"),
+                    w.name,
+                )
             else:
                 seen_registers[w.register_key] = w.name
             if w.register_key in pb.vars:
-                problem(f"register key '{w.register_key}' shadows the playbook variable of the same name", (*wpath, "register"), w.name)
+                problem(
+                    f"register key '{w.register_key}' shadows the playbook variable of the same name",
+                    (*wpath, "register"),
+                    w.name,
+                )
         if check_lifecycles and w.lifecycle.policy != Policy.run_once:
             problem(
                 f"lifecycle '{w.lifecycle.policy.value}' needs the long-running kernel: run this playbook "
@@ -69,11 +83,21 @@ def validate_playbook(
         spec, warning = REGISTRY.resolve(w.process.module)
         if spec is None:
             hint = REGISTRY.suggest(w.process.module)
-            suffix = f" (did you mean {' or '.join(repr(h) for h in hint)}?)" if hint else " (see 'gxo modules')"
-            problem(f"unknown module '{w.process.module}'{suffix}", (*wpath, "process", "module"), w.name)
+            suffix = (
+                f" (did you mean {' or '.join(repr(h) for h in hint)}?)"
+                if hint
+                else " (see 'gxo modules')"
+            )
+            problem(
+                f"unknown module '{w.process.module}'{suffix}",
+                (*wpath, "process", "module"),
+                w.name,
+            )
             continue
         if warning:
-            loaded.warnings.append(f"{loaded.location((*wpath, 'process', 'module'))}: workload '{w.name}': {warning}")
+            loaded.warnings.append(
+                f"{loaded.location((*wpath, 'process', 'module'))}: workload '{w.name}': {warning}"
+            )
         raw_paths[w.name] = spec.raw_paths
         expression_paths[w.name] = spec.expression_paths
         extra_record_names[w.name] = spec.cls.template_names
@@ -81,13 +105,27 @@ def validate_playbook(
             lenient.add(w.name)
         problems.extend(_check_params(loaded, i, w.name, w.process.params, spec))
         if w.stream_inputs and spec.cls.consumes.value == "none":
-            problem(f"module '{spec.name}' does not read streams, but stream_inputs is set", (*wpath, "stream_inputs"), w.name)
+            problem(
+                f"module '{spec.name}' does not read streams, but stream_inputs is set",
+                (*wpath, "stream_inputs"),
+                w.name,
+            )
         if not w.stream_inputs and spec.cls.consumes.value == "required":
-            problem(f"module '{spec.name}' needs stream_inputs", (*wpath, "process", "module"), w.name)
+            problem(
+                f"module '{spec.name}' needs stream_inputs", (*wpath, "process", "module"), w.name
+            )
         if w.stream_inputs and w.loop is not None:
-            problem("a workload with stream_inputs cannot loop: its stream can be read only once", (*wpath, "loop"), w.name)
+            problem(
+                "a workload with stream_inputs cannot loop: its stream can be read only once",
+                (*wpath, "loop"),
+                w.name,
+            )
         if w.stream_inputs and w.retry is not None and w.retry.attempts > 1:
-            problem("a workload with stream_inputs cannot retry: consumed records cannot be read again", (*wpath, "retry"), w.name)
+            problem(
+                "a workload with stream_inputs cannot retry: consumed records cannot be read again",
+                (*wpath, "retry"),
+                w.name,
+            )
         if w.loop_control is not None and w.loop is None:
             problem("loop_control is set but there is no loop", (*wpath, "loop_control"), w.name)
 
@@ -103,7 +141,11 @@ def validate_playbook(
                 elif key == "stream_inputs":
                     pspec = REGISTRY.get(pb.workloads[seen_names[target]].process.module)
                     if pspec is not None and not pspec.cls.produces:
-                        problem(f"stream input '{target}' (module {pspec.name}) does not produce a stream", (*wpath, key, j), w.name)
+                        problem(
+                            f"stream input '{target}' (module {pspec.name}) does not produce a stream",
+                            (*wpath, key, j),
+                            w.name,
+                        )
 
     try:
         graph = WorkloadGraph(pb, expression_paths)
@@ -114,10 +156,18 @@ def validate_playbook(
 
     known = set(pb.vars) | set(seen_registers) | BUILTIN_NAMES | (extra_names or set())
     for i, w in enumerate(pb.workloads):
-        loop_names = {w.loop_control.loop_var if w.loop_control else "item", "loop_index"} if w.loop is not None else set()
+        loop_names = (
+            {w.loop_control.loop_var if w.loop_control else "item", "loop_index"}
+            if w.loop is not None
+            else set()
+        )
         for ref in graph.refs[w.name]:
             path = ("workloads", i, *ref.path)
-            in_raw = len(ref.path) >= 3 and ref.path[:2] == ("process", "params") and ref.path[2] in raw_paths.get(w.name, ())
+            in_raw = (
+                len(ref.path) >= 3
+                and ref.path[:2] == ("process", "params")
+                and ref.path[2] in raw_paths.get(w.name, ())
+            )
             allowed = known | (loop_names if ref.path[0] != "loop" else set())
             if in_raw:
                 allowed = allowed | extra_record_names.get(w.name, frozenset())
@@ -132,7 +182,9 @@ def validate_playbook(
                 if target not in seen_names:
                     problem(f"_gxo.workloads.{target}: unknown workload '{target}'", path, w.name)
                 elif target == w.name:
-                    problem(f"workload reads its own status (_gxo.workloads.{target})", path, w.name)
+                    problem(
+                        f"workload reads its own status (_gxo.workloads.{target})", path, w.name
+                    )
             if w.register_key and w.register_key in ref.roots:
                 problem(f"workload reads its own register key '{w.register_key}'", path, w.name)
 
@@ -140,18 +192,24 @@ def validate_playbook(
         cycle = graph.find_cycle()
         if cycle:
             first = pb.workloads[seen_names[cycle[0]]].name
-            problem("dependency cycle: " + " -> ".join(cycle), ("workloads", seen_names[cycle[0]]), first)
+            problem(
+                "dependency cycle: " + " -> ".join(cycle),
+                ("workloads", seen_names[cycle[0]]),
+                first,
+            )
         else:
             for message in graph.build_pipelines():
                 problem(message, ("workloads",))
 
     if problems:
         raise PlaybookValidationError(str(problems[0]), problems=problems)
-    loaded.graph = graph  # type: ignore[attr-defined]
+    loaded.graph = graph
     return graph
 
 
-def _check_params(loaded: LoadedPlaybook, index: int, name: str, params: dict[str, Any], spec: Any) -> list[GxoError]:
+def _check_params(
+    loaded: LoadedPlaybook, index: int, name: str, params: dict[str, Any], spec: Any
+) -> list[GxoError]:
     """Validate literal params now; values that are templates are checked after rendering."""
     try:
         spec.params_model.model_validate(params)
@@ -205,6 +263,8 @@ def _locate_template_error(
                 find_references(source, bare=bare)
             except TemplateError as inner:
                 return PlaybookValidationError(
-                    inner.message, location=loaded.location(("workloads", i, *path)), workload=w.name
+                    inner.message,
+                    location=loaded.location(("workloads", i, *path)),
+                    workload=w.name,
                 )
     return PlaybookValidationError(exc.message)

@@ -68,7 +68,9 @@ def parse_extra_vars(items: list[str] | None) -> dict[str, Any]:
             key, sep, value = item.partition("=")
             key = key.strip()
             if not sep or not re.match(REGISTER_PATTERN, key):
-                raise UsageError(f"-e {item!r}: expected key=value with key matching {REGISTER_PATTERN}")
+                raise UsageError(
+                    f"-e {item!r}: expected key=value with key matching {REGISTER_PATTERN}"
+                )
             out[key] = _scalar(value)
     return out
 

@@ -243,7 +243,11 @@ class ModuleContext:
         self.output = writer or StreamWriter(self.workload)
         self.local_vars = dict(local_vars or {})
         self.iteration = iteration
-        access = state.workload.state_policy.access_mode if state.workload.state_policy else run.access_mode
+        access = (
+            state.workload.state_policy.access_mode
+            if state.workload.state_policy
+            else run.access_mode
+        )
         self.deep_copy = access == AccessMode.deep_copy
 
     # -- identity --------------------------------------------------------------
@@ -294,11 +298,15 @@ class ModuleContext:
         return self.run.template_context(extra)
 
     def render(self, value: Any, *, path: str = "", **extra: Any) -> Any:
-        result = self.run.templates.render(value, self.template_context(**extra), path=path, workload=self.workload)
+        result = self.run.templates.render(
+            value, self.template_context(**extra), path=path, workload=self.workload
+        )
         return copy_record(result) if self.deep_copy and isinstance(result, dict | list) else result
 
     def evaluate(self, expression: Any, *, path: str = "", **extra: Any) -> Any:
-        result = self.run.templates.evaluate(expression, self.template_context(**extra), path=path, workload=self.workload)
+        result = self.run.templates.evaluate(
+            expression, self.template_context(**extra), path=path, workload=self.workload
+        )
         return copy_record(result) if self.deep_copy and isinstance(result, dict | list) else result
 
     def truthy(self, expression: Any, *, path: str = "", **extra: Any) -> bool:

@@ -36,7 +36,19 @@ __all__ = ["Pipeline", "WorkloadGraph", "template_sources"]
 
 # Names every template may use without a definition in the playbook.
 BUILTIN_NAMES = frozenset(
-    {"_gxo", "secret", "range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none"}
+    {
+        "_gxo",
+        "secret",
+        "range",
+        "dict",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "namespace",
+        "true",
+        "false",
+        "none",
+    }
 )
 
 
@@ -104,9 +116,13 @@ def _split(dotted: str) -> list[Any]:
 class WorkloadGraph:
     """Dependencies of a playbook's workloads, and the pipelines they form."""
 
-    def __init__(self, playbook: Playbook, expression_paths: dict[str, frozenset[str]] | None = None) -> None:
+    def __init__(
+        self, playbook: Playbook, expression_paths: dict[str, frozenset[str]] | None = None
+    ) -> None:
         self.names: list[str] = [w.name for w in playbook.workloads]
-        self.register_owner: dict[str, str] = {w.register_key: w.name for w in playbook.workloads if w.register_key}
+        self.register_owner: dict[str, str] = {
+            w.register_key: w.name for w in playbook.workloads if w.register_key
+        }
         self.state_deps: dict[str, set[str]] = {n: set() for n in self.names}
         self.order_deps: dict[str, set[str]] = {n: set() for n in self.names}
         self.stream_deps: dict[str, list[str]] = {n: [] for n in self.names}
@@ -115,7 +131,9 @@ class WorkloadGraph:
         expression_paths = expression_paths or {}
         known = set(self.names)
         for w in playbook.workloads:
-            for path, source, bare in template_sources(w, expression_paths.get(w.name, frozenset())):
+            for path, source, bare in template_sources(
+                w, expression_paths.get(w.name, frozenset())
+            ):
                 roots, wrefs, optional = find_references(source, bare=bare)
                 self.refs[w.name].append(TemplateRef(path, source, roots, wrefs, optional))
                 for root in roots:
@@ -196,7 +214,8 @@ class WorkloadGraph:
             except CycleError as exc:
                 members = [", ".join(self.pipelines[i].members) for i in exc.args[1]]
                 problems.append(
-                    "stream pipelines wait for each other in a cycle (would deadlock): " + " -> ".join(f"[{m}]" for m in members)
+                    "stream pipelines wait for each other in a cycle (would deadlock): "
+                    + " -> ".join(f"[{m}]" for m in members)
                 )
         return problems
 

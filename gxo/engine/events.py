@@ -70,7 +70,10 @@ class Subscription:
             self.dropped += 1
             if not self._warned:
                 self._warned = True
-                log.warning("event subscriber is too slow: dropping events (queue size %d)", self.queue.maxsize)
+                log.warning(
+                    "event subscriber is too slow: dropping events (queue size %d)",
+                    self.queue.maxsize,
+                )
 
     async def get(self) -> Event | None:
         return await self.queue.get()

@@ -15,17 +15,39 @@ from typing import Any
 from pydantic import ValidationError
 
 from gxo.engine.context import ModuleContext, RunContext, Status, WorkloadState
-from gxo.engine.events import EventKind
+from gxo.engine.events import EventBus, EventKind
 from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import GxoError, ModuleError, ModuleParamsError, TemplateError, UpstreamFailedError
 from gxo.modules.base import REGISTRY, ModuleSpec
 from gxo.state.store import copy_record
 from gxo.template.filters import is_truthy
 
-__all__ = ["WorkloadRunner"]
+__all__ = ["WorkloadRunner", "set_status"]
 
 # Errors that another attempt cannot fix.
 _NOT_RETRYABLE = (TemplateError, ModuleParamsError)
+
+
+def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any) -> None:
+    """Record ``state``'s new status and announce it (the only way statuses change)."""
+    state.status = status
+    now = time.monotonic()
+    if status is Status.RUNNING and state.started_at is None:
+        state.started_at = now
+    elif status.terminal:
+        state.finished_at = now
+    if not bus.has_audience:
+        return
+    bus.emit(
+        EventKind.WORKLOAD_STATUS,
+        state.name,
+        status=status.value,
+        reason=state.reason,
+        attempts=state.attempts,
+        duration_ms=state.duration_ms,
+        error=state.error,
+        **data,
+    )
 
 
 class _Skip(Exception):
@@ -38,37 +60,24 @@ class _Skip(Exception):
 class WorkloadRunner:
     """Executes workloads of one run."""
 
-    def __init__(self, run: RunContext, *, sleep: Any = asyncio.sleep, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, run: RunContext, *, sleep: Any = asyncio.sleep, rng: random.Random | None = None
+    ) -> None:
         self.run = run
         self._sleep = sleep
         self._rng = rng or random.Random()
 
     def set_status(self, state: WorkloadState, status: Status, **data: Any) -> None:
-        state.status = status
-        now = time.monotonic()
-        if status is Status.RUNNING and state.started_at is None:
-            state.started_at = now
-        elif status.terminal:
-            state.finished_at = now
-        if not self.run.bus.has_audience:
-            return
-        self.run.bus.emit(
-            EventKind.WORKLOAD_STATUS,
-            state.name,
-            status=status.value,
-            reason=state.reason,
-            attempts=state.attempts,
-            duration_ms=state.duration_ms,
-            error=state.error,
-            **data,
-        )
+        set_status(self.run.bus, state, status, **data)
 
     def skip(self, state: WorkloadState, reason: str, *, blocked: bool = False) -> None:
         state.reason = reason
         state.blocked = blocked
         self.set_status(state, Status.SKIPPED)
 
-    async def execute(self, state: WorkloadState, reader: MergedReader, writer: StreamWriter) -> None:
+    async def execute(
+        self, state: WorkloadState, reader: MergedReader, writer: StreamWriter
+    ) -> None:
         """Run ``state``'s workload to a terminal status. Closes ``writer`` when done."""
         w = state.workload
         failed_stream = False
@@ -79,7 +88,9 @@ class WorkloadRunner:
             context = self.run.template_context()
             if w.when is not None:
                 try:
-                    ok = is_truthy(self.run.templates.evaluate(w.when, context, path="when", workload=w.name))
+                    ok = is_truthy(
+                        self.run.templates.evaluate(w.when, context, path="when", workload=w.name)
+                    )
                 except TemplateError as exc:
                     raise _FailNow(exc) from None
                 if not ok:
@@ -123,7 +134,9 @@ class WorkloadRunner:
             reader.abandon()
             writer.close(failed=failed_stream)
 
-    def _fail(self, state: WorkloadState, error: BaseException, reader: MergedReader, writer: StreamWriter) -> None:
+    def _fail(
+        self, state: WorkloadState, error: BaseException, reader: MergedReader, writer: StreamWriter
+    ) -> None:
         state.error = self.run.secrets.redact_str(_describe(error))
         partial = getattr(error, "summary", None)
         if partial is not None and state.workload.loop is None:
@@ -141,18 +154,24 @@ class WorkloadRunner:
 
     # -- loops --------------------------------------------------------------------
 
-    async def _run_loop(self, state: WorkloadState, spec: ModuleSpec, reader: MergedReader, writer: StreamWriter) -> None:
+    async def _run_loop(
+        self, state: WorkloadState, spec: ModuleSpec, reader: MergedReader, writer: StreamWriter
+    ) -> None:
         w = state.workload
         items = w.loop
         if isinstance(items, str) or _has_template(items):
             try:
-                items = self.run.templates.render(items, self.run.template_context(), path="loop", workload=w.name)
+                items = self.run.templates.render(
+                    items, self.run.template_context(), path="loop", workload=w.name
+                )
             except TemplateError as exc:
                 raise _FailNow(exc) from None
         if isinstance(items, dict):
             raise _FailNow(ModuleError("loop must be a list, got a mapping (use '| dict2items')"))
         if not isinstance(items, list | tuple):
-            raise _FailNow(ModuleError(f"loop must be a list, got {type(items).__name__}: {items!r}"))
+            raise _FailNow(
+                ModuleError(f"loop must be a list, got {type(items).__name__}: {items!r}")
+            )
         loop_var = w.loop_control.loop_var if w.loop_control else "item"
         parallel = w.loop_control.parallel if w.loop_control else 1
         results: list[Any] = [None] * len(items)
@@ -166,14 +185,18 @@ class WorkloadRunner:
                 record["status"] = Status.RUNNING.value
                 local = {loop_var: item, "loop_index": index}
                 try:
-                    results[index] = await self._run_attempts(state, spec, reader, writer, local, index)
+                    results[index] = await self._run_attempts(
+                        state, spec, reader, writer, local, index
+                    )
                     record["status"] = Status.COMPLETED.value
                 except _FailNow as fail:
                     results[index] = getattr(fail.error, "summary", None)
                     record["status"] = Status.FAILED.value
                     record["error"] = self.run.secrets.redact_str(_describe(fail.error))
                     errors.append((index, fail.error))
-                self.run.bus.emit(EventKind.WORKLOAD_ITERATION, w.name, **self.run.secrets.redact(record))
+                self.run.bus.emit(
+                    EventKind.WORKLOAD_ITERATION, w.name, **self.run.secrets.redact(record)
+                )
 
         tasks = [asyncio.create_task(iteration(i, item)) for i, item in enumerate(items)]
         try:
@@ -231,7 +254,11 @@ class WorkloadRunner:
                     delay=round(delay, 3),
                     error=self.run.secrets.redact_str(_describe(error)),
                 )
-                self.run.log(w.name, f"attempt {attempt} failed: {_describe(error)}; retrying in {delay:.2f}s", level="warning")
+                self.run.log(
+                    w.name,
+                    f"attempt {attempt} failed: {_describe(error)}; retrying in {delay:.2f}s",
+                    level="warning",
+                )
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -245,7 +272,9 @@ class WorkloadRunner:
         iteration: int | None,
     ) -> Any:
         w = state.workload
-        ctx = ModuleContext(self.run, state, reader=reader, writer=writer, local_vars=local, iteration=iteration)
+        ctx = ModuleContext(
+            self.run, state, reader=reader, writer=writer, local_vars=local, iteration=iteration
+        )
         rendered = self.run.templates.render(
             w.process.params,
             ctx.template_context(),

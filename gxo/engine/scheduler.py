@@ -29,7 +29,7 @@ from gxo.config.loader import LoadedPlaybook
 from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.dag import Pipeline, WorkloadGraph
 from gxo.engine.events import EventBus, EventKind
-from gxo.engine.runner import WorkloadRunner
+from gxo.engine.runner import WorkloadRunner, set_status
 from gxo.engine.streams import Channel, MergedReader, StreamWriter
 from gxo.errors import GxoError, TemplateError
 from gxo.state.store import Store
@@ -68,11 +68,15 @@ class RunResult:
         # Kept O(1): at exit, asyncio.run (3.11) reprs the main task's result while
         # checking the SIGINT handler; a full dataclass repr of 10,000 workload
         # states cost over a second there.
-        return f"<RunResult {self.playbook} {self.run_id} {self.status} {len(self.states)} workloads>"
+        return (
+            f"<RunResult {self.playbook} {self.run_id} {self.status} {len(self.states)} workloads>"
+        )
 
     @property
     def exit_code(self) -> int:
-        return {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.INTERRUPTED: 130}[self.status]
+        return {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.INTERRUPTED: 130}[
+            self.status
+        ]
 
     def report(self) -> dict[str, Any]:
         from gxo.engine.report import build_report
@@ -100,7 +104,7 @@ class Engine:
     ) -> None:
         self.loaded = loaded
         self.playbook = loaded.playbook
-        graph: WorkloadGraph | None = getattr(loaded, "graph", None)
+        graph: WorkloadGraph | None = loaded.graph
         if graph is None:
             from gxo.config.validate import validate_playbook
 
@@ -117,11 +121,18 @@ class Engine:
         self.secrets = secrets or SecretRegistry()
         self.resume_payload = resume_payload
         self.only = only
-        self.states: dict[str, WorkloadState] = {w.name: WorkloadState(w) for w in self.playbook.workloads}
+        self.states: dict[str, WorkloadState] = {
+            w.name: WorkloadState(w) for w in self.playbook.workloads
+        }
         # With ``only``: a workload not selected keeps its outcome from an earlier run
         # (the REPL's ``:run``), so ``_gxo.workloads.X`` and dependency checks see it.
         for name, prior in (prior_states or {}).items():
-            if only is not None and name not in only and name in self.states and prior.status.terminal:
+            if (
+                only is not None
+                and name not in only
+                and name in self.states
+                and prior.status.terminal
+            ):
                 self.states[name] = prior
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
@@ -147,6 +158,16 @@ class Engine:
         status = RunStatus.COMPLETED
         stats_task: asyncio.Task[None] | None = None
         try:
+            if self.bus.has_audience:
+                self.bus.emit(
+                    EventKind.RUN_STARTED,
+                    playbook=self.playbook.name,
+                    run_id=self.run_id,
+                    workspace=str(workspace),
+                    workloads=list(self.states),
+                    edges=[list(e) for e in self.graph.edges()],
+                    levels=self.graph.levels(),
+                )
             variables = self._render_vars(templates)
             run = RunContext(
                 run_id=self.run_id,
@@ -160,16 +181,6 @@ class Engine:
                 resume_payload=self.resume_payload,
             )
             self.run_context = run
-            if self.bus.has_audience:
-                self.bus.emit(
-                    EventKind.RUN_STARTED,
-                    playbook=self.playbook.name,
-                    run_id=self.run_id,
-                    workspace=str(workspace),
-                    workloads=list(self.states),
-                    edges=[list(e) for e in self.graph.edges()],
-                    levels=self.graph.levels(),
-                )
             channels = self._channels()
             if channels and self.bus.has_audience:
                 stats_task = asyncio.create_task(self._stats_loop(channels))
@@ -180,9 +191,7 @@ class Engine:
         except TemplateError as exc:  # playbook vars failed to render
             status = RunStatus.FAILED
             warnings.append(str(exc))
-            for state in self.states.values():
-                if state.status == Status.PENDING:
-                    state.status, state.reason, state.blocked = Status.SKIPPED, "run aborted", True
+            self._finish_unstarted("run aborted: playbook vars failed to render")
         except asyncio.CancelledError:
             self.cancel()
             await self._await_tasks()
@@ -200,13 +209,24 @@ class Engine:
                 shutil.rmtree(temp_dir, ignore_errors=True)
         if self._cancelled:
             status = RunStatus.INTERRUPTED
-        elif any(s.status == Status.FAILED and not s.workload.ignore_errors for s in self.states.values()):
+        elif any(
+            s.status == Status.FAILED and not s.workload.ignore_errors for s in self.states.values()
+        ):
             status = RunStatus.FAILED
         duration_ms = round((time.monotonic() - started) * 1000, 3)
-        self.bus.emit(EventKind.RUN_FINISHED, status=status, duration_ms=duration_ms, run_id=self.run_id)
+        self.bus.emit(
+            EventKind.RUN_FINISHED, status=status, duration_ms=duration_ms, run_id=self.run_id
+        )
         self.bus.close()
         return RunResult(
-            self.playbook.name, self.run_id, status, started_wall, duration_ms, self.states, warnings, self.secrets
+            self.playbook.name,
+            self.run_id,
+            status,
+            started_wall,
+            duration_ms,
+            self.states,
+            warnings,
+            self.secrets,
         )
 
     # -- setup -------------------------------------------------------------------------
@@ -278,7 +298,9 @@ class Engine:
                     if len(pipe.members) == 1:
                         await self._run_member(runner, pipe.members[0])
                     else:
-                        members = [asyncio.create_task(self._run_member(runner, m)) for m in pipe.members]
+                        members = [
+                            asyncio.create_task(self._run_member(runner, m)) for m in pipe.members
+                        ]
                         try:
                             await asyncio.gather(*members)
                         except BaseException:
@@ -331,12 +353,17 @@ class Engine:
 
     def _mark_interrupted(self) -> None:
         for state in self.states.values():
-            if state.status == Status.PENDING:
-                state.status, state.reason, state.blocked = Status.SKIPPED, "run interrupted", True
-            elif state.status == Status.RUNNING:
-                state.status = Status.FAILED
+            if state.status == Status.RUNNING:
                 state.error = state.error or "cancelled: the run was interrupted"
-                state.finished_at = time.monotonic()
+                set_status(self.bus, state, Status.FAILED)
+        self._finish_unstarted("run interrupted")
+
+    def _finish_unstarted(self, reason: str) -> None:
+        """Workloads that never started end Skipped (blocked), announced like any other."""
+        for state in self.states.values():
+            if state.status == Status.PENDING:
+                state.reason, state.blocked = reason, True
+                set_status(self.bus, state, Status.SKIPPED)
 
     # -- stream statistics -------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from gxo.state.store import copy_record
 
 __all__ = ["Channel", "MergedReader", "StreamWriter", "copy_record"]
 
+
 class Channel:
     """One producer → consumer link."""
 

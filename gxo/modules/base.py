@@ -69,7 +69,9 @@ class FreeParams(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def raw_template(default: Any = ..., *, description: str, expression: bool = False, **kwargs: Any) -> Any:
+def raw_template(
+    default: Any = ..., *, description: str, expression: bool = False, **kwargs: Any
+) -> Any:
     """A params field the engine leaves unrendered: the module renders it itself.
 
     Used for per-record templates (``data:map`` fields see ``record``) and for
@@ -174,7 +176,9 @@ class Registry:
             owner = index.get(name)
             if owner is not None and owner != spec.cls.__module__:
                 # A built-in owns this name even before its file is imported.
-                raise RegistryError(f"module name '{name}' is already registered by built-in {owner}")
+                raise RegistryError(
+                    f"module name '{name}' is already registered by built-in {owner}"
+                )
             if name in self._specs or name in self._aliases:
                 existing = self._specs.get(name) or self._specs[self._aliases[name]]
                 raise RegistryError(
@@ -205,7 +209,9 @@ class Registry:
             from importlib import resources
 
             try:
-                text = resources.files("gxo.modules").joinpath(INDEX_FILE).read_text(encoding="utf-8")
+                text = (
+                    resources.files("gxo.modules").joinpath(INDEX_FILE).read_text(encoding="utf-8")
+                )
                 self._index = json.loads(text)
             except (OSError, ValueError):
                 self._index = {}
@@ -270,6 +276,7 @@ def build_index() -> dict[str, str]:
             out[name] = spec.cls.__module__
     return dict(sorted(out.items()))
 
+
 M = TypeVar("M", bound=type[Module])
 
 
@@ -280,14 +287,18 @@ def register(name: str, *, layer: str, aliases: tuple[str, ...] = ()) -> Callabl
         where = f"{cls.__module__}.{cls.__qualname__}"
         for n in (name, *aliases):
             if not _NAME.match(n):
-                raise RegistryError(f"{where}: invalid module name '{n}' (expected e.g. exec or data:map)")
+                raise RegistryError(
+                    f"{where}: invalid module name '{n}' (expected e.g. exec or data:map)"
+                )
         if layer not in LAYERS:
             raise RegistryError(f"{where}: unknown layer '{layer}' (one of {', '.join(LAYERS)})")
         if not (isinstance(cls, type) and issubclass(cls, Module)):
             raise RegistryError(f"{where}: a module must subclass gxo.modules.Module")
         perform = cls.__dict__.get("perform") or getattr(cls, "perform", None)
         if perform is None or perform is Module.perform:
-            raise RegistryError(f"{where}: a module must define 'async def perform(self, ctx, params)'")
+            raise RegistryError(
+                f"{where}: a module must define 'async def perform(self, ctx, params)'"
+            )
         if not inspect.iscoroutinefunction(perform):
             raise RegistryError(f"{where}: perform must be 'async def'")
         if list(inspect.signature(perform).parameters) != ["self", "ctx", "params"]:

@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 
-def type_label(schema: dict[str, Any], defs: dict[str, Any] | None = None, *, ref_names: bool = False) -> str:
+def type_label(
+    schema: dict[str, Any], defs: dict[str, Any] | None = None, *, ref_names: bool = False
+) -> str:
     """A short human type name for a JSON Schema fragment.
 
     ``ref_names``: name nested models (``Paginate``) instead of calling them ``map``.
@@ -45,7 +47,11 @@ def type_label(schema: dict[str, Any], defs: dict[str, Any] | None = None, *, re
         if key in schema:
             if any(s.get("pattern") == DURATION_PATTERN for s in schema[key]):
                 return "duration"
-            labels = [type_label(s, defs, ref_names=ref_names) for s in schema[key] if s.get("type") != "null"]
+            labels = [
+                type_label(s, defs, ref_names=ref_names)
+                for s in schema[key]
+                if s.get("type") != "null"
+            ]
             return " | ".join(dict.fromkeys(labels)) or "null"
     kind = schema.get("type")
     if kind == "array":
@@ -53,10 +59,18 @@ def type_label(schema: dict[str, Any], defs: dict[str, Any] | None = None, *, re
         return f"list[{type_label(items, defs, ref_names=ref_names)}]" if items else "list"
     if kind == "object":
         extra = schema.get("additionalProperties")
-        return f"map[{type_label(extra, defs, ref_names=ref_names)}]" if isinstance(extra, dict) and extra else "map"
-    return {"string": "string", "integer": "int", "number": "number", "boolean": "bool", "null": "null"}.get(
-        kind or "", "any"
-    )
+        return (
+            f"map[{type_label(extra, defs, ref_names=ref_names)}]"
+            if isinstance(extra, dict) and extra
+            else "map"
+        )
+    return {
+        "string": "string",
+        "integer": "int",
+        "number": "number",
+        "boolean": "bool",
+        "null": "null",
+    }.get(kind or "", "any")
 
 
 def params_rows(
@@ -67,11 +81,17 @@ def params_rows(
     return _rows(schema, schema.get("$defs", {}), ref_names=ref_names)
 
 
-def nested_params(spec: ModuleSpec, *, schema: dict[str, Any] | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
+def nested_params(
+    spec: ModuleSpec, *, schema: dict[str, Any] | None = None
+) -> list[tuple[str, list[dict[str, Any]]]]:
     """``(model name, rows)`` for each nested params model (``Paginate``, ``BasicAuth``)."""
     schema = schema or spec.params_model.model_json_schema()
     defs = schema.get("$defs", {})
-    return [(name, _rows(d, defs, ref_names=True)) for name, d in defs.items() if d.get("type") == "object" and d.get("properties")]
+    return [
+        (name, _rows(d, defs, ref_names=True))
+        for name, d in defs.items()
+        if d.get("type") == "object" and d.get("properties")
+    ]
 
 
 def _rows(schema: dict[str, Any], defs: dict[str, Any], *, ref_names: bool) -> list[dict[str, Any]]:
@@ -133,7 +153,12 @@ def print_module_list(*, as_json: bool = False, console: Any = None) -> None:
     """Print the modules by layer; ``console`` (a rich Console) defaults to stdout."""
     specs = REGISTRY.all()
     if as_json:
-        print(json.dumps([{"name": s.name, "layer": s.layer, "synopsis": s.synopsis} for s in specs], indent=2))
+        print(
+            json.dumps(
+                [{"name": s.name, "layer": s.layer, "synopsis": s.synopsis} for s in specs],
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -143,7 +168,9 @@ def print_module_list(*, as_json: bool = False, console: Any = None) -> None:
         in_layer = [s for s in specs if s.layer == layer]
         if not in_layer:
             continue
-        table = Table(title=f"{layer}", title_justify="left", show_header=False, box=None, padding=(0, 2))
+        table = Table(
+            title=f"{layer}", title_justify="left", show_header=False, box=None, padding=(0, 2)
+        )
         for s in in_layer:
             alias = f" [dim](was {', '.join(s.aliases)})[/]" if s.aliases else ""
             table.add_row(f"[bold]{s.name}[/]{alias}", s.synopsis)
@@ -177,9 +204,19 @@ def print_module(name: str, *, as_json: bool = False, console: Any = None) -> No
         for col in ("name", "type", "required", "default", "description"):
             table.add_column(col)
         for row in ref["params"]:
-            default = "" if row["required"] or row["default"] is None else json.dumps(row["default"])
-            desc = row["description"] + (" (rendered by the module)" if row["per_record_template"] else "")
-            table.add_row(row["name"], escape(row["type"]), "yes" if row["required"] else "", escape(default), escape(desc))
+            default = (
+                "" if row["required"] or row["default"] is None else json.dumps(row["default"])
+            )
+            desc = row["description"] + (
+                " (rendered by the module)" if row["per_record_template"] else ""
+            )
+            table.add_row(
+                row["name"],
+                escape(row["type"]),
+                "yes" if row["required"] else "",
+                escape(default),
+                escape(desc),
+            )
         console.print(table)
     else:
         console.print("[bold]Params:[/] none")
@@ -244,7 +281,9 @@ def example_problems(spec: ModuleSpec) -> list[str]:
             for err in exc.errors(include_url=False):
                 if not under_template(params, err["loc"]):
                     loc = ".".join(str(p) for p in err["loc"])
-                    problems.append(f"example workload #{i} ({target.name}) params {loc}: {err['msg']}")
+                    problems.append(
+                        f"example workload #{i} ({target.name}) params {loc}: {err['msg']}"
+                    )
     if not uses_module:
         problems.append(f"the example does not use {spec.name}")
     return problems

@@ -113,7 +113,7 @@ async def cmd_state(repl: Repl, arg: str) -> None:
         repl.info("[dim]no registered results yet (:run a workload)[/]")
     if session.loaded is None:
         return
-    graph = session.loaded.graph  # type: ignore[attr-defined]
+    graph = session.loaded.graph
     table = Table(title="workloads", title_justify="left", box=None, padding=(0, 2))
     for column in ("name", "module", "status", "register", "needs", "note"):
         table.add_column(column)

@@ -189,7 +189,7 @@ class ReplSession:
                 f"workload '{target}' has lifecycle '{workload.lifecycle.policy.value}': "
                 "only run_once workloads run here (long-running ones need 'gxo daemon')"
             )
-        graph = loaded.graph  # type: ignore[attr-defined]
+        graph = loaded.graph
 
         def with_producers(name: str, into: set[str]) -> None:
             if name in into:

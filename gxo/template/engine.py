@@ -101,7 +101,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*" and type(left) in _NUMBERS and type(right) in _NUMBERS:
-            return left * right  # arithmetic allocates nothing big: skip the checks (hot in per-record templates)
+            return (
+                left * right
+            )  # arithmetic allocates nothing big: skip the checks (hot in per-record templates)
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
             if abs(left) > 1 and right * abs(left).bit_length() > _MAX_POWER_BITS:
                 raise _too_large(f"{left} ** {right}")
@@ -207,9 +209,13 @@ class TemplateEngine:
                 return _Compiled(self.env.from_string(expr_tree), True, source)
             return _Compiled(self.env.from_string(tree), False, source)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message} in {source!r}", template=source) from None
+            raise TemplateError(
+                f"template syntax error: {exc.message} in {source!r}", template=source
+            ) from None
         except RecursionError:
-            raise TemplateError(f"template nesting too deep in {source!r}", template=source) from None
+            raise TemplateError(
+                f"template nesting too deep in {source!r}", template=source
+            ) from None
 
     def compile_bare(self, expression: str) -> _Compiled:
         """Compile a condition that may be braced (``{{ x > 1 }}``) or bare (``x > 1``)."""
@@ -241,8 +247,10 @@ class TemplateEngine:
             out = {}
             for k, v in value.items():
                 sub = f"{path}.{k}" if path else str(k)
-                out[k] = v if skip is not None and skip(sub) else self.render(
-                    v, context, path=sub, workload=workload, skip=skip
+                out[k] = (
+                    v
+                    if skip is not None and skip(sub)
+                    else self.render(v, context, path=sub, workload=workload, skip=skip)
                 )
             return out
         if isinstance(value, list):
@@ -304,7 +312,9 @@ class TemplateEngine:
 
         return render
 
-    def _run(self, compiled: _Compiled, context: Mapping[str, Any], path: str, workload: str | None) -> Any:
+    def _run(
+        self, compiled: _Compiled, context: Mapping[str, Any], path: str, workload: str | None
+    ) -> Any:
         try:
             # shared=True makes the mapping the context's parent without copying it,
             # so rendering costs O(1) in the number of registered results.
@@ -322,7 +332,9 @@ class TemplateEngine:
         except UndefinedError as exc:
             name = _missing_name(exc.message or "")
             raise UndefinedNameError(
-                f"undefined name {name!r} in {compiled.source!r}" if name else f"{exc.message} in {compiled.source!r}",
+                f"undefined name {name!r} in {compiled.source!r}"
+                if name
+                else f"{exc.message} in {compiled.source!r}",
                 name=name,
                 param_path=path or None,
                 workload=workload,
@@ -342,7 +354,9 @@ class TemplateEngine:
             ) from None
         except RecursionError:
             raise TemplateError(
-                f"template recursion too deep in {compiled.source!r}", param_path=path or None, workload=workload
+                f"template recursion too deep in {compiled.source!r}",
+                param_path=path or None,
+                workload=workload,
             ) from None
         except Exception as exc:  # a filter or operator raised: it is the template's fault
             raise TemplateError(
@@ -393,7 +407,9 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
     try:
         tree = _parse(text)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message} in {source!r}", template=source) from None
+        raise TemplateError(
+            f"template syntax error: {exc.message} in {source!r}", template=source
+        ) from None
     except RecursionError:
         raise TemplateError(f"template nesting too deep in {source!r}", template=source) from None
     roots = set(meta.find_undeclared_variables(tree))
@@ -424,7 +440,11 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
 def _key(node: nodes.Node) -> str | None:
     if isinstance(node, nodes.Getattr):
         return node.attr
-    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+    if (
+        isinstance(node, nodes.Getitem)
+        and isinstance(node.arg, nodes.Const)
+        and isinstance(node.arg.value, str)
+    ):
         return node.arg.value
     return None
 

@@ -65,7 +65,9 @@ def _b64decode(value: str) -> str:
     return base64.b64decode(value).decode("utf-8", "replace")
 
 
-def _regex_replace(value: str, pattern: str, replacement: str = "", ignorecase: bool = False) -> str:
+def _regex_replace(
+    value: str, pattern: str, replacement: str = "", ignorecase: bool = False
+) -> str:
     flags = re.IGNORECASE if ignorecase else 0
     return re.sub(pattern, replacement, str(value), flags=flags)
 

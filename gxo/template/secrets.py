@@ -51,7 +51,9 @@ class SecretRegistry:
             raise SecretError(f"secret() needs a non-empty name, got {name!r}")
         value = self._provider(name)
         if value is None:
-            raise SecretError(f"secret '{name}' is not set (looked for environment variable {name})")
+            raise SecretError(
+                f"secret '{name}' is not set (looked for environment variable {name})"
+            )
         self.add(value)
         return SecretStr(value)
 

@@ -25,20 +25,39 @@ def test_quickstart_example_runs(gxo) -> None:
 
 def test_kernel_features_report_shape(gxo, tmp_path: Path) -> None:
     report = tmp_path / "out" / "report.json"
-    proc = gxo("run", str(PLAYBOOKS / "kernel_features.gxo.yaml"), "-e", "target=gxo", "--report", str(report), "-v")
+    proc = gxo(
+        "run",
+        str(PLAYBOOKS / "kernel_features.gxo.yaml"),
+        "-e",
+        "target=gxo",
+        "--report",
+        str(report),
+        "-v",
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(report.read_text())
     assert set(data) >= {"playbook", "run_id", "status", "started_at", "duration_ms", "workloads"}
     assert data["status"] == "Completed"
     assert data["started_at"].endswith("Z")
     for entry in data["workloads"].values():
-        assert set(entry) >= {"status", "attempts", "duration_ms", "error", "summary", "records_in", "records_out"}
+        assert set(entry) >= {
+            "status",
+            "attempts",
+            "duration_ms",
+            "error",
+            "summary",
+            "records_in",
+            "records_out",
+        }
     w = data["workloads"]
     assert w["greet"]["summary"]["stdout"] == "hello gxo"
     assert w["numbers"]["records_out"] == 5
     assert w["fan_a"]["records_in"] == 5 and w["fan_a"]["records_out"] == 5
     assert w["merged"]["records_in"] == 10
-    assert w["optional"]["status"] == "Skipped" and w["optional"]["reason"] == "when condition is false"
+    assert (
+        w["optional"]["status"] == "Skipped"
+        and w["optional"]["reason"] == "when condition is false"
+    )
     assert [i["status"] for i in w["squares"]["iterations"]] == ["Completed"] * 5
     assert "greet | hello gxo" in proc.stderr  # -v shows workload output
 
@@ -52,14 +71,25 @@ def test_failure_exit_code_and_partial_output_in_report(gxo, tmp_path: Path) -> 
     assert boom["status"] == "Failed"
     assert boom["summary"]["stdout"] == "partial" and boom["summary"]["exit_code"] == 7
     assert boom["error"] == "command exited with code 7: partial"
-    assert data["workloads"]["after"] == {**data["workloads"]["after"], "status": "Skipped", "reason": "dependency failed: 'boom' is Failed"}
+    assert data["workloads"]["after"] == {
+        **data["workloads"]["after"],
+        "status": "Skipped",
+        "reason": "dependency failed: 'boom' is Failed",
+    }
     assert "✘ boom" in proc.stderr
 
 
 def test_secrets_never_reach_any_output(gxo, tmp_path: Path) -> None:
     token = "tok-9f8e7d6c5b"
     report = tmp_path / "r.json"
-    proc = gxo("run", str(PLAYBOOKS / "secrets.gxo.yaml"), "-v", "--report", str(report), env={"GXO_TEST_TOKEN": token})
+    proc = gxo(
+        "run",
+        str(PLAYBOOKS / "secrets.gxo.yaml"),
+        "-v",
+        "--report",
+        str(report),
+        env={"GXO_TEST_TOKEN": token},
+    )
     assert proc.returncode == 0, proc.stderr
     text = report.read_text()
     for output in (proc.stdout, proc.stderr, text):
@@ -75,17 +105,30 @@ def test_missing_secret_is_a_clear_failure(gxo) -> None:
     proc = gxo("run", str(PLAYBOOKS / "secrets.gxo.yaml"), env={"GXO_TEST_TOKEN": ""})
     # an empty variable is "set"; remove it entirely:
     env = {k: v for k, v in os.environ.items() if k != "GXO_TEST_TOKEN"}
-    proc = subprocess.run([sys.executable, "-m", "gxo.cli", "run", str(PLAYBOOKS / "secrets.gxo.yaml")],
-                          capture_output=True, text=True, env={**env, "NO_COLOR": "1", "COLUMNS": "200"}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gxo.cli", "run", str(PLAYBOOKS / "secrets.gxo.yaml")],
+        capture_output=True,
+        text=True,
+        env={**env, "NO_COLOR": "1", "COLUMNS": "200"},
+        timeout=60,
+    )
     assert proc.returncode == 1
-    assert "secret 'GXO_TEST_TOKEN' is not set (looked for environment variable GXO_TEST_TOKEN)" in proc.stderr
+    assert (
+        "secret 'GXO_TEST_TOKEN' is not set (looked for environment variable GXO_TEST_TOKEN)"
+        in proc.stderr
+    )
 
 
 def test_invalid_playbook_exits_2_with_location(gxo, write_playbook) -> None:
-    path = write_playbook('schemaVersion: "1.0.0"\nname: t\nworkloads:\n  - name: a\n    proces: {}\n')
+    path = write_playbook(
+        'schemaVersion: "1.0.0"\nname: t\nworkloads:\n  - name: a\n    proces: {}\n'
+    )
     proc = gxo("run", str(path))
     assert proc.returncode == 2
-    assert f"error: {path}:5:5: workload 'a': unknown key 'proces' (did you mean 'process'?)" in proc.stderr
+    assert (
+        f"error: {path}:5:5: workload 'a': unknown key 'proces' (did you mean 'process'?)"
+        in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -120,7 +163,10 @@ def test_vars_file_and_extra_vars_precedence(gxo, write_playbook, tmp_path: Path
 
 
 def test_validate_many_files(gxo, write_playbook) -> None:
-    bad = write_playbook('schemaVersion: "1.0.0"\nname: t\nworkloads:\n  - name: a\n    process: { module: nope }\n', "bad.yaml")
+    bad = write_playbook(
+        'schemaVersion: "1.0.0"\nname: t\nworkloads:\n  - name: a\n    process: { module: nope }\n',
+        "bad.yaml",
+    )
     proc = gxo("validate", str(EXAMPLES / "quickstart.gxo.yaml"), str(bad))
     assert proc.returncode == 2
     assert "ok: " in proc.stdout and "quickstart" in proc.stdout
@@ -154,12 +200,30 @@ def _wait_for(predicate, timeout: float = 15.0) -> None:
 def test_interrupt_kills_children_writes_report_exits_130(tmp_path: Path, sig: int) -> None:
     report = tmp_path / "r.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gxo.cli", "run", str(PLAYBOOKS / "long_running.gxo.yaml"), "-v", "--report", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+        [
+            sys.executable,
+            "-m",
+            "gxo.cli",
+            "run",
+            str(PLAYBOOKS / "long_running.gxo.yaml"),
+            "-v",
+            "--report",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     try:
         parent = psutil.Process(proc.pid)
-        _wait_for(lambda: any("sleep" in " ".join(c.cmdline()) for c in parent.children(recursive=True) if c.is_running()))
+        _wait_for(
+            lambda: any(
+                "sleep" in " ".join(c.cmdline())
+                for c in parent.children(recursive=True)
+                if c.is_running()
+            )
+        )
         descendants = parent.children(recursive=True)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=20)
@@ -168,7 +232,10 @@ def test_interrupt_kills_children_writes_report_exits_130(tmp_path: Path, sig: i
             proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    _wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants), 5)
+    _wait_for(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in descendants),
+        5,
+    )
     data = json.loads(report.read_text())
     assert data["status"] == "Interrupted"
     assert data["workloads"]["sleeper"]["status"] == "Failed"
@@ -202,7 +269,9 @@ def test_migrate_to_unwritable_target_is_a_clear_error(gxo, tmp_path: Path) -> N
     legacy = PLAYBOOKS / "legacy" / "nightly_report.gxo.yaml"
     proc = gxo("migrate", "-f", str(legacy), "-o", str(tmp_path / "missing" / "x.yaml"))
     assert proc.returncode == 2
-    assert f"cannot write {tmp_path / 'missing' / 'x.yaml'}: No such file or directory" in proc.stderr
+    assert (
+        f"cannot write {tmp_path / 'missing' / 'x.yaml'}: No such file or directory" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 

@@ -393,7 +393,11 @@ async def test_gxo_context_exposes_run_id_and_workspace(run_yaml, tmp_path) -> N
         workspace=tmp_path / "ws",
         run_id="abc",
     )
-    assert result.states["show"].summary == {"run": "abc", "ws": str((tmp_path / "ws").resolve()), "legacy": 1}
+    assert result.states["show"].summary == {
+        "run": "abc",
+        "ws": str((tmp_path / "ws").resolve()),
+        "legacy": 1,
+    }
 
 
 async def test_relative_paths_resolve_in_the_workspace(run_yaml, tmp_path) -> None:
@@ -461,8 +465,12 @@ async def test_vars_template_error_fails_the_run_cleanly(run_yaml) -> None:
     assert result.states["x"].status.value == "Skipped"
 
 
-@pytest.mark.parametrize(("strategy", "dropped"), [("drop_new", True), ("drop_oldest", True), ("block", False)])
-async def test_overflow_drops_are_counted_in_the_report(run_yaml, strategy: str, dropped: bool) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "dropped"), [("drop_new", True), ("drop_oldest", True), ("block", False)]
+)
+async def test_overflow_drops_are_counted_in_the_report(
+    run_yaml, strategy: str, dropped: bool
+) -> None:
     result = await run_yaml(
         f"""
         schemaVersion: "1.0.0"
@@ -474,7 +482,10 @@ async def test_overflow_drops_are_counted_in_the_report(run_yaml, strategy: str,
           - name: slow
             stream_inputs: [fast]
             process: {{ module: exec, params: {{ command: "true" }} }}
-        """.replace('process: { module: exec, params: { command: "true" } }', "process: { module: control:barrier }")
+        """.replace(
+            'process: { module: exec, params: { command: "true" } }',
+            "process: { module: control:barrier }",
+        )
     )
     report = result.report()
     fast, slow = report["workloads"]["fast"], report["workloads"]["slow"]
@@ -524,7 +535,36 @@ async def test_run_events_arrive_in_order_and_finish_last(run_yaml) -> None:
     events = [e async for e in sub]
     kinds = [e.kind for e in events]
     assert kinds[0] == EventKind.RUN_STARTED and kinds[-1] == EventKind.RUN_FINISHED
-    terminal = [i for i, e in enumerate(events) if e.kind == EventKind.WORKLOAD_STATUS and e.data["status"] in ("Completed", "Failed", "Skipped")]
+    terminal = [
+        i
+        for i, e in enumerate(events)
+        if e.kind == EventKind.WORKLOAD_STATUS
+        and e.data["status"] in ("Completed", "Failed", "Skipped")
+    ]
     assert len(terminal) == 2 and max(terminal) < len(events) - 1
     assert [e.data["line"] for e in events if e.kind == EventKind.LOG] == ["hi"]
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+async def test_every_final_status_is_announced_even_when_vars_fail(run_yaml) -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    result = await run_yaml(
+        """
+        schemaVersion: "1.0.0"
+        name: badvars-events
+        vars: { a: "{{ 1 / 0 }}" }
+        workloads:
+          - { name: x, process: { module: control:identity, params: {} } }
+        """,
+        bus=bus,
+    )
+    events = [e async for e in sub]
+    assert [e.kind for e in events] == [
+        EventKind.RUN_STARTED,
+        EventKind.WORKLOAD_STATUS,
+        EventKind.RUN_FINISHED,
+    ]
+    assert events[1].data["status"] == "Skipped"
+    assert events[1].data["reason"] == "run aborted: playbook vars failed to render"
+    assert result.states["x"].reason == "run aborted: playbook vars failed to render"

@@ -14,7 +14,12 @@ from gxo.engine.scheduler import Engine
 
 def random_playbook(seed: int, n: int = 2000) -> str:
     rng = random.Random(seed)
-    lines = ['schemaVersion: "1.0.0"', "name: stress", "channel_policy: { buffer_size: 3 }", "workloads:"]
+    lines = [
+        'schemaVersion: "1.0.0"',
+        "name: stress",
+        "channel_policy: { buffer_size: 3 }",
+        "workloads:",
+    ]
     registered: list[int] = []
     barriers: set[int] = set()
     i = 0
@@ -24,12 +29,22 @@ def random_playbook(seed: int, n: int = 2000) -> str:
             # A pipeline: generator -> two passthroughs (fan-out) -> barrier (fan-in).
             items = rng.randint(0, 40)
             deps = rng.sample(registered, min(len(registered), 2))
-            conds = [f"r{d}.records_discarded >= 0" if d in barriers else f"r{d}.v >= 0" for d in deps]
-            when = f"    when: \"{' and '.join(conds)}\"\n" if conds else ""
-            lines.append(f"  - name: w{i}\n{when}    process: {{ module: data:generate_from_list, params: {{ items: {list(range(items))} }} }}")
-            lines.append(f"  - name: w{i + 1}\n    stream_inputs: [w{i}]\n    process: {{ module: passthrough }}")
-            lines.append(f"  - name: w{i + 2}\n    stream_inputs: [w{i}]\n    process: {{ module: passthrough }}")
-            lines.append(f"  - name: w{i + 3}\n    stream_inputs: [w{i + 1}, w{i + 2}]\n    process: {{ module: control:barrier }}\n    register: r{i + 3}")
+            conds = [
+                f"r{d}.records_discarded >= 0" if d in barriers else f"r{d}.v >= 0" for d in deps
+            ]
+            when = f'    when: "{" and ".join(conds)}"\n' if conds else ""
+            lines.append(
+                f"  - name: w{i}\n{when}    process: {{ module: data:generate_from_list, params: {{ items: {list(range(items))} }} }}"
+            )
+            lines.append(
+                f"  - name: w{i + 1}\n    stream_inputs: [w{i}]\n    process: {{ module: passthrough }}"
+            )
+            lines.append(
+                f"  - name: w{i + 2}\n    stream_inputs: [w{i}]\n    process: {{ module: passthrough }}"
+            )
+            lines.append(
+                f"  - name: w{i + 3}\n    stream_inputs: [w{i + 1}, w{i + 2}]\n    process: {{ module: control:barrier }}\n    register: r{i + 3}"
+            )
             registered.append(i + 3)
             barriers.add(i + 3)
             i += 4
@@ -38,8 +53,10 @@ def random_playbook(seed: int, n: int = 2000) -> str:
         # barriers register records_discarded, identities register v
         terms = [f"r{d}.records_discarded" if d in barriers else f"r{d}.v" for d in deps]
         expr = f"({' + '.join(terms)} + {i}) % 997" if terms else str(i)
-        skip = "    when: \"false\"\n" if rng.random() < 0.03 else ""
-        lines.append(f"  - name: w{i}\n{skip}    process: {{ module: control:identity, params: {{ v: \"{{{{ {expr} }}}}\" }} }}\n    register: r{i}")
+        skip = '    when: "false"\n' if rng.random() < 0.03 else ""
+        lines.append(
+            f'  - name: w{i}\n{skip}    process: {{ module: control:identity, params: {{ v: "{{{{ {expr} }}}}" }} }}\n    register: r{i}'
+        )
         if not skip:
             registered.append(i)
         i += 1
@@ -61,7 +78,9 @@ async def test_random_dag_with_streams_is_deterministic() -> None:
     first = None
     for run in range(20):
         result = await Engine(loaded, concurrency=[1, 8, 64, 512][run % 4]).run()
-        assert result.status == "Completed", [s.error for s in result.states.values() if s.error][:3]
+        assert result.status == "Completed", [s.error for s in result.states.values() if s.error][
+            :3
+        ]
         fp = fingerprint(result)
         if first is None:
             first = fp
@@ -92,7 +111,11 @@ async def test_no_task_or_child_process_left_after_timeout(run_yaml) -> None:
     assert result.states["slow_loop"].status.value == "Failed"
     assert asyncio.all_tasks() == {asyncio.current_task()}
     for _ in range(50):
-        left = [p for p in me.children(recursive=True) if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [
+            p
+            for p in me.children(recursive=True)
+            if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
         if not left:
             break
         await asyncio.sleep(0.05)
@@ -105,7 +128,8 @@ async def test_engine_cancel_mid_run_cleans_up(run_yaml, write_playbook) -> None
         "  - name: gen\n    process: { module: data:generate_from_list, params: { items: [1, 2, 3, 4, 5, 6, 7, 8] } }\n"
         "  - name: sleepy\n    process: { module: exec, params: { command: sleep, args: ['30'] } }\n"
         "  - name: sink\n    stream_inputs: [gen]\n    process: { module: exec, params: { command: 'true' } }\n".replace(
-            "process: { module: exec, params: { command: 'true' } }", "process: { module: passthrough }"
+            "process: { module: exec, params: { command: 'true' } }",
+            "process: { module: passthrough }",
         ),
         name="c",
     )

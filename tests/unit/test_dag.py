@@ -61,6 +61,9 @@ def test_networkx_view_and_description() -> None:
     assert nxg.number_of_nodes() == 5 and nxg.number_of_edges() == 5
     assert {d["kind"] for _, _, d in nxg.edges(data=True)} == {"state", "stream", "order"}
     lines = g.describe()
-    assert lines[0] == "5 workloads, 5 edges (2 state, 1 order, 2 stream), 5 levels, 3 scheduling units"
+    assert (
+        lines[0]
+        == "5 workloads, 5 edges (2 state, 1 order, 2 stream), 5 levels, 3 scheduling units"
+    )
     assert "  pipeline: gen ≈> fwd; fwd ≈> done" in lines
     assert lines[-1] == "  critical path (5): fetch -> gen -> fwd -> done -> report"

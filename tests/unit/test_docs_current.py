@@ -126,7 +126,9 @@ def test_resolving_one_module_imports_only_its_file() -> None:
         "loaded = sorted(m for m in sys.modules if m.startswith('gxo.modules.') and m.count('.') == 3)\n"
         "print(spec.name, spec2.name, bool(warn), loaded)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == (
         "exec data:generate_from_list True ['gxo.modules.data.generate_from_list', 'gxo.modules.system.exec']"
     )

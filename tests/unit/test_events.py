@@ -33,7 +33,12 @@ async def test_slow_subscriber_drops_are_counted_and_warned_once(caplog) -> None
 
 
 async def test_kind_filter_listener_and_redaction() -> None:
-    bus = EventBus(redact=lambda d: {k: (v.replace("hunter2", "[REDACTED]") if isinstance(v, str) else v) for k, v in d.items()})
+    bus = EventBus(
+        redact=lambda d: {
+            k: (v.replace("hunter2", "[REDACTED]") if isinstance(v, str) else v)
+            for k, v in d.items()
+        }
+    )
     seen = []
     bus.add_listener(seen.append)
     sub = bus.subscribe(kinds={EventKind.WORKLOAD_STATUS})

@@ -35,7 +35,9 @@ def test_valid_playbook_loads_with_defaults() -> None:
 
 
 def test_v_prefixed_schema_version_is_accepted() -> None:
-    loaded = load('schemaVersion: "v1.0.0"\nname: t\nworkloads:\n  - name: a\n    process: { module: exec, params: { command: ls } }\n')
+    loaded = load(
+        'schemaVersion: "v1.0.0"\nname: t\nworkloads:\n  - name: a\n    process: { module: exec, params: { command: ls } }\n'
+    )
     assert loaded.playbook.schema_version == "v1.0.0"
 
 
@@ -47,7 +49,10 @@ def test_yaml_syntax_error_has_line_and_column() -> None:
 
 def test_duplicate_yaml_keys_are_errors() -> None:
     with pytest.raises(PlaybookSyntaxError) as info:
-        load(HEAD + "  - name: a\n    name: b\n    process: { module: exec, params: { command: ls } }\n")
+        load(
+            HEAD
+            + "  - name: a\n    name: b\n    process: { module: exec, params: { command: ls } }\n"
+        )
     assert "pb.yaml:5:5" in str(info.value)
     assert "duplicate key" in str(info.value)
 
@@ -55,20 +60,31 @@ def test_duplicate_yaml_keys_are_errors() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("  - name: a\n    proces: { module: exec }\n",
-         "pb.yaml:5:5: workload 'a': unknown key 'proces' (did you mean 'process'?)"),
-        ("  - name: a\n    process: { module: exec, params: { command: ls } }\n    timeout: 5 minutes\n",
-         "pb.yaml:6:5: workload 'a': timeout: invalid duration '5 minutes': expected e.g. 500ms, 10s, 1m30s"),
-        ("  - name: a\n    when: []\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:5:5: workload 'a': when: expected a string or a boolean, got a list"),
-        ("  - name: 'bad name'\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:4:5: workload 'bad name': name: String should match pattern '^[A-Za-z0-9_-]+$'"),
-        ("  - name: a\n",
-         "pb.yaml:4:5: workload 'a': missing required key 'process'"),
-        ("  - name: a\n    lifecycle: { policy: scheduled }\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:5:5: workload 'a': lifecycle: lifecycle 'scheduled' needs a 'cron' expression"),
-        ("  - name: a\n    process: { module: exec, params: { command: ls } }\n    retry: { attempts: 2, dely: 1s }\n",
-         "pb.yaml:6:27: workload 'a': unknown key 'dely' (did you mean 'delay'?)"),
+        (
+            "  - name: a\n    proces: { module: exec }\n",
+            "pb.yaml:5:5: workload 'a': unknown key 'proces' (did you mean 'process'?)",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: ls } }\n    timeout: 5 minutes\n",
+            "pb.yaml:6:5: workload 'a': timeout: invalid duration '5 minutes': expected e.g. 500ms, 10s, 1m30s",
+        ),
+        (
+            "  - name: a\n    when: []\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:5:5: workload 'a': when: expected a string or a boolean, got a list",
+        ),
+        (
+            "  - name: 'bad name'\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:4:5: workload 'bad name': name: String should match pattern '^[A-Za-z0-9_-]+$'",
+        ),
+        ("  - name: a\n", "pb.yaml:4:5: workload 'a': missing required key 'process'"),
+        (
+            "  - name: a\n    lifecycle: { policy: scheduled }\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:5:5: workload 'a': lifecycle: lifecycle 'scheduled' needs a 'cron' expression",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: ls } }\n    retry: { attempts: 2, dely: 1s }\n",
+            "pb.yaml:6:27: workload 'a': unknown key 'dely' (did you mean 'delay'?)",
+        ),
     ],
 )
 def test_shape_errors(body: str, expected: str) -> None:
@@ -102,34 +118,62 @@ def test_all_problems_are_reported_in_line_order() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("  - name: a\n    process: { module: exex, params: {} }\n",
-         "pb.yaml:5:16: workload 'a': unknown module 'exex' (did you mean 'exec'?)"),
-        ("  - name: a\n    process: { module: exec, params: { command: ls, bogus: 1 } }\n",
-         "pb.yaml:5:53: workload 'a': module 'exec' params: unknown key 'bogus' (allowed: args, command, cwd, environment, inherit_environment, ok_exit_codes, shell, stdin)"),
-        ("  - name: a\n    process: { module: exec, params: { args: [x] } }\n",
-         "pb.yaml:5:30: workload 'a': module 'exec' params: missing required key 'command'"),
-        ("  - name: a\n    process: { module: exec, params: { command: ls } }\n  - name: a\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:6:5: workload 'a': duplicate workload name 'a' (first defined as workload #1)"),
-        ("  - name: a\n    process: { module: exec, params: { command: ls } }\n    register: r\n  - name: b\n    process: { module: exec, params: { command: ls } }\n    register: r\n",
-         "pb.yaml:9:5: workload 'b': register key 'r' is already used by workload 'a'"),
-        ("  - name: a\n    process: { module: exec, params: { command: 'echo {{ nope }}' } }\n",
-         "pb.yaml:5:40: workload 'a': 'nope' is not defined: not a playbook var, register key, or -e override (in 'echo {{ nope }}')"),
-        ("  - name: a\n    process: { module: exec, params: { command: '{{ _gxo.workloads.ghost.status }}' } }\n",
-         "pb.yaml:5:40: workload 'a': _gxo.workloads.ghost: unknown workload 'ghost'"),
-        ("  - name: a\n    process: { module: exec, params: { command: '{{ r.stdout }}' } }\n    register: r\n",
-         "pb.yaml:5:40: workload 'a': workload reads its own register key 'r'"),
-        ("  - name: a\n    depends_on: [ghost]\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:5:18: workload 'a': depends_on names unknown workload 'ghost'"),
-        ("  - name: a\n    depends_on: [a]\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:5:18: workload 'a': depends_on names the workload itself"),
-        ("  - name: a\n    process: { module: exec, params: { command: '{{ x | }}' } }\n",
-         "pb.yaml:5:40: workload 'a': template syntax error: expected token 'name', got 'end of print statement' in '{{ x | }}'"),
-        ("  - name: a\n    process: { module: exec, params: { command: ls } }\n  - name: b\n    stream_inputs: [a]\n    process: { module: passthrough }\n",
-         "pb.yaml:7:21: workload 'b': stream input 'a' (module exec) does not produce a stream"),
-        ("  - name: a\n    process: { module: passthrough }\n",
-         "pb.yaml:5:16: workload 'a': module 'passthrough' needs stream_inputs"),
-        ("  - name: a\n    loop_control: { parallel: 2 }\n    process: { module: exec, params: { command: ls } }\n",
-         "pb.yaml:5:5: workload 'a': loop_control is set but there is no loop"),
+        (
+            "  - name: a\n    process: { module: exex, params: {} }\n",
+            "pb.yaml:5:16: workload 'a': unknown module 'exex' (did you mean 'exec'?)",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: ls, bogus: 1 } }\n",
+            "pb.yaml:5:53: workload 'a': module 'exec' params: unknown key 'bogus' (allowed: args, command, cwd, environment, inherit_environment, ok_exit_codes, shell, stdin)",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { args: [x] } }\n",
+            "pb.yaml:5:30: workload 'a': module 'exec' params: missing required key 'command'",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: ls } }\n  - name: a\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:6:5: workload 'a': duplicate workload name 'a' (first defined as workload #1)",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: ls } }\n    register: r\n  - name: b\n    process: { module: exec, params: { command: ls } }\n    register: r\n",
+            "pb.yaml:9:5: workload 'b': register key 'r' is already used by workload 'a'",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: 'echo {{ nope }}' } }\n",
+            "pb.yaml:5:40: workload 'a': 'nope' is not defined: not a playbook var, register key, or -e override (in 'echo {{ nope }}')",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: '{{ _gxo.workloads.ghost.status }}' } }\n",
+            "pb.yaml:5:40: workload 'a': _gxo.workloads.ghost: unknown workload 'ghost'",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: '{{ r.stdout }}' } }\n    register: r\n",
+            "pb.yaml:5:40: workload 'a': workload reads its own register key 'r'",
+        ),
+        (
+            "  - name: a\n    depends_on: [ghost]\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:5:18: workload 'a': depends_on names unknown workload 'ghost'",
+        ),
+        (
+            "  - name: a\n    depends_on: [a]\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:5:18: workload 'a': depends_on names the workload itself",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: '{{ x | }}' } }\n",
+            "pb.yaml:5:40: workload 'a': template syntax error: expected token 'name', got 'end of print statement' in '{{ x | }}'",
+        ),
+        (
+            "  - name: a\n    process: { module: exec, params: { command: ls } }\n  - name: b\n    stream_inputs: [a]\n    process: { module: passthrough }\n",
+            "pb.yaml:7:21: workload 'b': stream input 'a' (module exec) does not produce a stream",
+        ),
+        (
+            "  - name: a\n    process: { module: passthrough }\n",
+            "pb.yaml:5:16: workload 'a': module 'passthrough' needs stream_inputs",
+        ),
+        (
+            "  - name: a\n    loop_control: { parallel: 2 }\n    process: { module: exec, params: { command: ls } }\n",
+            "pb.yaml:5:5: workload 'a': loop_control is set but there is no loop",
+        ),
     ],
 )
 def test_semantic_errors(body: str, expected: str) -> None:
@@ -154,47 +198,81 @@ def test_stream_pipeline_deadlock_is_rejected() -> None:
         + "  - name: sink\n    stream_inputs: [fwd]\n    when: '{{ g.records_generated > 0 }}'\n    process: { module: control:barrier }\n"
     )
     assert len(found) == 1
-    assert "workload 'sink' waits for 'gen' (state or depends_on) while both are in the same stream pipeline" in found[0]
+    assert (
+        "workload 'sink' waits for 'gen' (state or depends_on) while both are in the same stream pipeline"
+        in found[0]
+    )
 
 
 def test_stream_consumers_cannot_loop_or_retry() -> None:
-    base = HEAD + "  - name: gen\n    process: { module: data:generate_from_list, params: { items: [1] } }\n"
-    assert "a workload with stream_inputs cannot loop" in messages(
-        base + "  - name: c\n    stream_inputs: [gen]\n    loop: [1]\n    process: { module: passthrough }\n"
-    )[0]
-    assert "cannot retry: consumed records cannot be read again" in messages(
-        base + "  - name: c\n    stream_inputs: [gen]\n    retry: { attempts: 2 }\n    process: { module: passthrough }\n"
-    )[0]
+    base = (
+        HEAD
+        + "  - name: gen\n    process: { module: data:generate_from_list, params: { items: [1] } }\n"
+    )
+    assert (
+        "a workload with stream_inputs cannot loop"
+        in messages(
+            base
+            + "  - name: c\n    stream_inputs: [gen]\n    loop: [1]\n    process: { module: passthrough }\n"
+        )[0]
+    )
+    assert (
+        "cannot retry: consumed records cannot be read again"
+        in messages(
+            base
+            + "  - name: c\n    stream_inputs: [gen]\n    retry: { attempts: 2 }\n    process: { module: passthrough }\n"
+        )[0]
+    )
 
 
 def test_non_run_once_lifecycle_is_refused_only_when_asked() -> None:
-    text = HEAD + "  - name: svc\n    lifecycle: { policy: supervise, restart_policy: always }\n    process: { module: exec, params: { command: ls } }\n"
+    text = (
+        HEAD
+        + "  - name: svc\n    lifecycle: { policy: supervise, restart_policy: always }\n    process: { module: exec, params: { command: ls } }\n"
+    )
     load(text)  # gxo validate accepts it (the daemon can run it)
     found = messages(text, check_lifecycles=True)
-    assert found[0].startswith("pb.yaml:5:5: workload 'svc': lifecycle 'supervise' needs the long-running kernel")
+    assert found[0].startswith(
+        "pb.yaml:5:5: workload 'svc': lifecycle 'supervise' needs the long-running kernel"
+    )
     assert "gxo daemon" in found[0]
 
 
 def test_names_guarded_by_default_or_defined_are_optional() -> None:
-    load(HEAD + "  - name: a\n    when: \"env | default('dev') == 'prod' or other is defined\"\n    process: { module: exec, params: { command: ls } }\n")
+    load(
+        HEAD
+        + "  - name: a\n    when: \"env | default('dev') == 'prod' or other is defined\"\n    process: { module: exec, params: { command: ls } }\n"
+    )
     # ...but a name used unguarded anywhere is still required
-    assert "'env' is not defined" in messages(
-        HEAD + "  - name: a\n    when: \"env | default('dev') == env\"\n    process: { module: exec, params: { command: ls } }\n"
-    )[0]
+    assert (
+        "'env' is not defined"
+        in messages(
+            HEAD
+            + "  - name: a\n    when: \"env | default('dev') == env\"\n    process: { module: exec, params: { command: ls } }\n"
+        )[0]
+    )
 
 
 def test_extra_names_make_run_time_variables_known() -> None:
-    text = HEAD + "  - name: a\n    process: { module: exec, params: { command: 'echo {{ target }}' } }\n"
+    text = (
+        HEAD
+        + "  - name: a\n    process: { module: exec, params: { command: 'echo {{ target }}' } }\n"
+    )
     load(text, extra_names={"target"})
 
 
 def test_template_valued_params_are_checked_after_rendering_not_before() -> None:
     # ok_exit_codes must be a list; a template is accepted at load time
-    load("schemaVersion: '1.0.0'\nname: t\nvars: { codes: [0] }\nworkloads:\n  - name: a\n    process: { module: exec, params: { command: ls, ok_exit_codes: '{{ codes }}' } }\n")
+    load(
+        "schemaVersion: '1.0.0'\nname: t\nvars: { codes: [0] }\nworkloads:\n  - name: a\n    process: { module: exec, params: { command: ls, ok_exit_codes: '{{ codes }}' } }\n"
+    )
 
 
 def test_deprecated_module_alias_warns_with_location() -> None:
-    loaded = load(HEAD + "  - name: g\n    process: { module: 'generate:from_list', params: { items: [1] } }\n")
+    loaded = load(
+        HEAD
+        + "  - name: g\n    process: { module: 'generate:from_list', params: { items: [1] } }\n"
+    )
     assert loaded.warnings == [
         "pb.yaml:5:16: workload 'g': module name 'generate:from_list' is deprecated: use 'data:generate_from_list'"
     ]
@@ -214,7 +292,9 @@ def test_missing_and_unreadable_files(tmp_path) -> None:
 def test_alias_bomb_is_refused_quickly() -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 9):
-        bomb += f"l{i}: &l{i} [" + ", ".join([f"*{'a' if i == 1 else 'l' + str(i - 1)}"] * 10) + "]\n"
+        bomb += (
+            f"l{i}: &l{i} [" + ", ".join([f"*{'a' if i == 1 else 'l' + str(i - 1)}"] * 10) + "]\n"
+        )
     with pytest.raises(PlaybookSyntaxError, match="document too large"):
         load(bomb)
 
@@ -225,7 +305,10 @@ def test_non_string_keys_are_rejected() -> None:
 
 
 def test_loop_index_is_a_known_loop_name() -> None:
-    load(HEAD + "  - name: a\n    loop: [x, y]\n    process: { module: control:identity, params: { i: '{{ loop_index }}' } }\n")
+    load(
+        HEAD
+        + "  - name: a\n    loop: [x, y]\n    process: { module: control:identity, params: { i: '{{ loop_index }}' } }\n"
+    )
 
 
 def test_lenient_modules_may_reference_undefined_names_in_raw_params() -> None:
@@ -237,9 +320,19 @@ def test_lenient_modules_may_reference_undefined_names_in_raw_params() -> None:
 
 
 def test_plain_text_in_module_rendered_templates_is_not_an_expression() -> None:
-    base = HEAD + "  - name: gen\n    process: { module: data:generate_from_list, params: { items: [1] } }\n"
-    load(base + "  - name: fmt\n    stream_inputs: [gen]\n    process: { module: data:format, params: { format: text, template: plain } }\n")
+    base = (
+        HEAD
+        + "  - name: gen\n    process: { module: data:generate_from_list, params: { items: [1] } }\n"
+    )
+    load(
+        base
+        + "  - name: fmt\n    stream_inputs: [gen]\n    process: { module: data:format, params: { format: text, template: plain } }\n"
+    )
     # ...while a bare condition is analysed as an expression
-    assert "'nope' is not defined" in messages(
-        base + "  - name: f\n    stream_inputs: [gen]\n    process: { module: data:filter, params: { condition: nope > 1 } }\n"
-    )[0]
+    assert (
+        "'nope' is not defined"
+        in messages(
+            base
+            + "  - name: f\n    stream_inputs: [gen]\n    process: { module: data:filter, params: { condition: nope > 1 } }\n"
+        )[0]
+    )

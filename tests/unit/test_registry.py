@@ -13,7 +13,10 @@ from gxo.modules.base import REGISTRY, FreeParams, Module, ModuleParams, registe
 
 def test_duplicate_name_or_alias_fails_at_registration() -> None:
     # Even before the built-in's file is imported (lazy loading), its name is taken.
-    with pytest.raises(RegistryError, match=r"module name 'exec' is already registered by built-in gxo\.modules\.system\.exec"):
+    with pytest.raises(
+        RegistryError,
+        match=r"module name 'exec' is already registered by built-in gxo\.modules\.system\.exec",
+    ):
 
         @register("exec", layer="system")
         class Again(Module):
@@ -38,7 +41,10 @@ def test_duplicate_name_or_alias_fails_at_registration() -> None:
 
 @pytest.mark.parametrize(
     ("name", "layer", "message"),
-    [("Bad Name", "system", "invalid module name 'Bad Name'"), ("tests:ok_name", "nowhere", "unknown layer 'nowhere'")],
+    [
+        ("Bad Name", "system", "invalid module name 'Bad Name'"),
+        ("tests:ok_name", "nowhere", "unknown layer 'nowhere'"),
+    ],
 )
 def test_bad_names_and_layers(name: str, layer: str, message: str) -> None:
     with pytest.raises(RegistryError, match=message):
@@ -124,7 +130,10 @@ def test_unknown_names_resolve_to_none_with_suggestions() -> None:
     assert REGISTRY.resolve("no:such") == (None, None)
     assert REGISTRY.suggest("exex") == ["exec"]
     spec, warning = REGISTRY.resolve("stream:join")
-    assert spec.name == "data:join" and warning == "module name 'stream:join' is deprecated: use 'data:join'"
+    assert (
+        spec.name == "data:join"
+        and warning == "module name 'stream:join' is deprecated: use 'data:join'"
+    )
 
 
 def test_every_builtin_module_is_documented() -> None:

@@ -31,10 +31,18 @@ def test_example_playbooks_validate_against_the_schema(path) -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"schemaVersion": "2.0.0", "name": "x", "workloads": [{"name": "a", "process": {"module": "exec"}}]},
+        {
+            "schemaVersion": "2.0.0",
+            "name": "x",
+            "workloads": [{"name": "a", "process": {"module": "exec"}}],
+        },
         {"schemaVersion": "1.0.0", "name": "x", "workloads": [{"name": "a", "proces": {}}]},
         {"schemaVersion": "1.0.0", "name": "x", "workloads": []},
-        {"schemaVersion": "1.0.0", "name": "x", "workloads": [{"name": "a b", "process": {"module": "exec"}}]},
+        {
+            "schemaVersion": "1.0.0",
+            "name": "x",
+            "workloads": [{"name": "a b", "process": {"module": "exec"}}],
+        },
     ],
 )
 def test_schema_rejects_what_the_loader_rejects(bad) -> None:

@@ -15,7 +15,17 @@ from gxo.errors import UsageError
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("10s", 10), ("1m30s", 90), ("2h", 7200), ("1.5s", 1.5), ("250us", 0.00025), ("3ns", 3e-9), (7, 7.0), (0.25, 0.25)],
+    [
+        ("500ms", 0.5),
+        ("10s", 10),
+        ("1m30s", 90),
+        ("2h", 7200),
+        ("1.5s", 1.5),
+        ("250us", 0.00025),
+        ("3ns", 3e-9),
+        (7, 7.0),
+        (0.25, 0.25),
+    ],
 )
 def test_parse_duration(text, seconds) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
@@ -27,7 +37,10 @@ def test_parse_duration_rejects(bad) -> None:
         parse_duration(bad)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (0.2, "200ms"), (1, "1s"), (90, "1m30s"), (3600, "1h"), (3725.5, "1h2m5.5s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (0.2, "200ms"), (1, "1s"), (90, "1m30s"), (3600, "1h"), (3725.5, "1h2m5.5s")],
+)
 def test_format_duration(seconds, text) -> None:
     assert format_duration(seconds) == text
     assert parse_duration(text) == pytest.approx(seconds)
@@ -36,8 +49,20 @@ def test_format_duration(seconds, text) -> None:
 def test_extra_vars_forms_and_precedence(tmp_path) -> None:
     f = tmp_path / "v.yaml"
     f.write_text("a: 1\nb: [x]\n")
-    got = parse_extra_vars(["n=3", "t=true", "s=hello", "e=", "l=[1, 2]", f"@{f}", '{"j": {"k": 1}}', "n=4", "odd=: x"])
-    assert got == {"n": 4, "t": True, "s": "hello", "e": "", "l": [1, 2], "a": 1, "b": ["x"], "j": {"k": 1}, "odd": ": x"}
+    got = parse_extra_vars(
+        ["n=3", "t=true", "s=hello", "e=", "l=[1, 2]", f"@{f}", '{"j": {"k": 1}}', "n=4", "odd=: x"]
+    )
+    assert got == {
+        "n": 4,
+        "t": True,
+        "s": "hello",
+        "e": "",
+        "l": [1, 2],
+        "a": 1,
+        "b": ["x"],
+        "j": {"k": 1},
+        "odd": ": x",
+    }
     assert parse_extra_vars(None) == {}
 
 
@@ -94,7 +119,9 @@ async def test_report_written_atomically_with_optional_fields(run_yaml, tmp_path
 
 
 def test_module_index_cli_reports_current_and_stale(tmp_path, monkeypatch) -> None:
-    out = subprocess.run([sys.executable, "-m", "gxo.modules", "--check"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "gxo.modules", "--check"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "is current" in out.stdout
     from gxo.modules.__main__ import main
 
@@ -110,9 +137,10 @@ def test_module_context_is_importable_lazily_from_gxo_modules() -> None:
         _ = modules.NoSuchThing  # type: ignore[attr-defined]
 
 
-def test_schema_module_main_prints_and_writes(tmp_path, monkeypatch, capsys) -> None:
-    import runpy
+def test_schema_module_main_prints_the_generated_schema() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gxo.config.schema"], capture_output=True, text=True, check=True
+    )
+    from gxo.config.schema import generated_text
 
-    monkeypatch.setattr(sys, "argv", ["schema"])
-    runpy.run_module("gxo.config.schema", run_name="__main__")
-    assert json.loads(capsys.readouterr().out)["title"].startswith("GXO playbook")
+    assert out.stdout == generated_text()

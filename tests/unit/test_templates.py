@@ -40,7 +40,9 @@ def engine() -> TemplateEngine:
         ("{{ 'no' | bool }}", False),
     ],
 )
-def test_native_and_string_rendering(engine: TemplateEngine, template: str, expected: object) -> None:
+def test_native_and_string_rendering(
+    engine: TemplateEngine, template: str, expected: object
+) -> None:
     assert engine.render(template, {"items": [1, 2], "n": 3, "flag": True}) == expected
 
 
@@ -56,7 +58,9 @@ def test_undefined_errors_name_the_missing_name_path_and_workload(engine: Templa
     exc = info.value
     assert exc.name == "base"
     assert exc.param_path == "x.url"
-    assert str(exc) == "workload 'fetch': param 'x.url': undefined name 'base' in '{{ api.base }}/v1'"
+    assert (
+        str(exc) == "workload 'fetch': param 'x.url': undefined name 'base' in '{{ api.base }}/v1'"
+    )
 
 
 def test_sandbox_blocks_unsafe_access_and_mutation(engine: TemplateEngine) -> None:
@@ -80,7 +84,14 @@ def test_huge_range_is_refused(engine: TemplateEngine) -> None:
 
 @pytest.mark.parametrize(
     ("expression", "truthy"),
-    [("x > 1", True), ("{{ x > 5 }}", False), ("x", True), ("''", False), ("'false'", False), ("[]", False)],
+    [
+        ("x > 1", True),
+        ("{{ x > 5 }}", False),
+        ("x", True),
+        ("''", False),
+        ("'false'", False),
+        ("[]", False),
+    ],
 )
 def test_evaluate_braced_or_bare(engine: TemplateEngine, expression: str, truthy: bool) -> None:
     assert engine.truthy(expression, {"x": 2}) is truthy
@@ -88,8 +99,23 @@ def test_evaluate_braced_or_bare(engine: TemplateEngine, expression: str, truthy
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, False), (0, False), (0.0, False), ("", False), ("false", False), ("FALSE", False), ("0", False),
-     ("none", False), ([], False), ({}, False), (False, False), (1, True), ("x", True), ([0], True), (True, True)],
+    [
+        (None, False),
+        (0, False),
+        (0.0, False),
+        ("", False),
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("none", False),
+        ([], False),
+        ({}, False),
+        (False, False),
+        (1, True),
+        ("x", True),
+        ([0], True),
+        (True, True),
+    ],
 )
 def test_truthiness(value: object, expected: bool) -> None:
     assert is_truthy(value) is expected
@@ -147,8 +173,13 @@ def test_secrets_are_tainted_and_redacted_everywhere(monkeypatch) -> None:
     native = engine.render("{{ secret('API_TOKEN') }}", {})
     assert isinstance(native, SecretStr)
     assert "s3cr3t" not in repr(native)
-    redacted = secrets.redact({"headers": {"Authorization": header}, "list": [native, b"s3cr3t-value"]})
-    assert redacted == {"headers": {"Authorization": "Bearer [REDACTED]"}, "list": ["[REDACTED]", b"[REDACTED]"]}
+    redacted = secrets.redact(
+        {"headers": {"Authorization": header}, "list": [native, b"s3cr3t-value"]}
+    )
+    assert redacted == {
+        "headers": {"Authorization": "Bearer [REDACTED]"},
+        "list": ["[REDACTED]", b"[REDACTED]"],
+    }
 
 
 def test_missing_secret_and_bad_name(monkeypatch) -> None:
@@ -170,7 +201,9 @@ def test_longer_secrets_are_replaced_first() -> None:
 def test_per_record_renderer_sees_secret_and_extra_names(monkeypatch) -> None:
     monkeypatch.setenv("REC_TOKEN", "rt-123")
     engine = TemplateEngine()
-    render = engine.renderer(engine.compile("{{ record.n }}-{{ secret('REC_TOKEN') }}"), {"base": 1})
+    render = engine.renderer(
+        engine.compile("{{ record.n }}-{{ secret('REC_TOKEN') }}"), {"base": 1}
+    )
     assert render(record={"n": 1}) == "1-rt-123"
     assert render(record={"n": 2}) == "2-rt-123"
     assert engine.secrets.redact_str("rt-123") == "[REDACTED]"

@@ -40,7 +40,8 @@ class Filter(Module):
     class Params(RecordErrorParams):
         condition: Any = raw_template(
             ...,
-            expression=True, description="Expression over `record` that must be truthy to keep it (braced or bare)",
+            expression=True,
+            description="Expression over `record` that must be truthy to keep it (braced or bare)",
         )
         on_error: OnError = on_error_field()
         dead_letter: DeadLetter | None = dead_letter_field()

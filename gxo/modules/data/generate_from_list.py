@@ -30,12 +30,16 @@ class GenerateFromList(Module):
 
     class Params(ModuleParams):
         items: list[Any] = Field(..., description="The items; scalars become {field: value}")
-        field: str = Field("item", min_length=1, description="Field name used for non-mapping items")
+        field: str = Field(
+            "item", min_length=1, description="Field name used for non-mapping items"
+        )
 
     produces = True
     summary = {"records_generated": "number of records emitted"}
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         field = params.field
-        await ctx.output.send_many([item if isinstance(item, dict) else {field: item} for item in params.items])
+        await ctx.output.send_many(
+            [item if isinstance(item, dict) else {field: item} for item in params.items]
+        )
         return {"records_generated": len(params.items)}

@@ -15,10 +15,13 @@ _MISSING = object()
 class JoinSide(ModuleParams):
     stream: str = Field(..., description="Name of the producer (one of stream_inputs)")
     role: Literal["build", "probe"] | None = Field(
-        None, description="build: read fully into memory; probe: streamed. Default: first is build, second probe"
+        None,
+        description="build: read fully into memory; probe: streamed. Default: first is build, second probe",
     )
     field: str | None = Field(None, description="Join key field (dotted path, e.g. user.id)")
-    template: str | None = Field(None, description="Join key as a template over `record` (instead of field)")
+    template: str | None = Field(
+        None, description="Join key as a template over `record` (instead of field)"
+    )
 
     @model_validator(mode="after")
     def _key(self) -> JoinSide:
@@ -29,13 +32,18 @@ class JoinSide(ModuleParams):
 
 class JoinOutput(ModuleParams):
     merge_strategy: Literal["merge", "nest"] = Field(
-        "merge", description="merge: one flat record (right side wins on clashes); nest: {left_key: ..., right_key: ...}"
+        "merge",
+        description="merge: one flat record (right side wins on clashes); nest: {left_key: ..., right_key: ...}",
     )
-    nesting_keys: dict[str, str] | None = Field(None, description="nest only: stream name → key (default: the stream name)")
+    nesting_keys: dict[str, str] | None = Field(
+        None, description="nest only: stream name → key (default: the stream name)"
+    )
 
 
 class JoinLimits(ModuleParams):
-    max_build_records: int | None = Field(None, ge=1, description="Fail if the build side holds more records")
+    max_build_records: int | None = Field(
+        None, ge=1, description="Fail if the build side holds more records"
+    )
 
 
 @register("data:join", layer="data", aliases=("stream:join",))
@@ -61,10 +69,19 @@ class Join(Module):
     """
 
     class Params(ModuleParams):
-        join_type: Literal["inner", "left", "right", "outer"] = Field("inner", description="inner | left | right | outer")
+        join_type: Literal["inner", "left", "right", "outer"] = Field(
+            "inner", description="inner | left | right | outer"
+        )
         # Module-rendered: a side's `template` key is evaluated per record.
-        on: list[JoinSide] = raw_template(..., min_length=2, max_length=2, description="The left and right sides, each with its key")
-        output: JoinOutput = Field(default_factory=JoinOutput, description="Shape of joined records")
+        on: list[JoinSide] = raw_template(
+            ...,
+            min_length=2,
+            max_length=2,
+            description="The left and right sides, each with its key",
+        )
+        output: JoinOutput = Field(
+            default_factory=JoinOutput, description="Shape of joined records"
+        )
         limits: JoinLimits = Field(default_factory=JoinLimits, description="Safety limits")
 
         @model_validator(mode="after")
@@ -99,7 +116,9 @@ class Join(Module):
         build_is_left = build is left
         keep_left = params.join_type in ("left", "outer")
         keep_right = params.join_type in ("right", "outer")
-        keep_build, keep_probe = (keep_left, keep_right) if build_is_left else (keep_right, keep_left)
+        keep_build, keep_probe = (
+            (keep_left, keep_right) if build_is_left else (keep_right, keep_left)
+        )
         build_key = _key_fn(ctx, build)
         probe_key = _key_fn(ctx, probe)
         limit = params.limits.max_build_records
@@ -111,7 +130,9 @@ class Join(Module):
             for record in batch:
                 n_build += 1
                 if limit is not None and n_build > limit:
-                    raise ctx.fail(f"build side '{build.stream}' has more than max_build_records={limit} records")
+                    raise ctx.fail(
+                        f"build side '{build.stream}' has more than max_build_records={limit} records"
+                    )
                 key = build_key(record)
                 if key is _MISSING:
                     unkeyed_build.append(record)
@@ -135,12 +156,18 @@ class Join(Module):
                 else:
                     unmatched_probe += 1
                     if keep_probe:
-                        await ctx.emit(combine(None, record) if build_is_left else combine(record, None))
+                        await ctx.emit(
+                            combine(None, record) if build_is_left else combine(record, None)
+                        )
                         n_out += 1
 
-        unmatched_build = len(unkeyed_build) + sum(len(v) for k, v in table.items() if k not in matched)
+        unmatched_build = len(unkeyed_build) + sum(
+            len(v) for k, v in table.items() if k not in matched
+        )
         if keep_build:
-            leftovers = unkeyed_build + [r for k, rows in table.items() if k not in matched for r in rows]
+            leftovers = unkeyed_build + [
+                r for k, rows in table.items() if k not in matched for r in rows
+            ]
             for row in leftovers:
                 await ctx.emit(combine(row, None) if build_is_left else combine(None, row))
                 n_out += 1

@@ -28,14 +28,24 @@ class Assert(Module):
     """
 
     class Params(ModuleParams):
-        condition: Any = raw_template(..., expression=True, description="Expression that must be truthy (braced or bare)")
-        fail_message: str | None = Field(None, description="Message of the failure when the condition is falsy")
+        condition: Any = raw_template(
+            ..., expression=True, description="Expression that must be truthy (braced or bare)"
+        )
+        fail_message: str | None = Field(
+            None, description="Message of the failure when the condition is falsy"
+        )
 
-    summary = {"condition_met": "always true on success", "evaluated_value": "what the condition evaluated to"}
+    summary = {
+        "condition_met": "always true on success",
+        "evaluated_value": "what the condition evaluated to",
+    }
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         value = ctx.evaluate(params.condition, path="condition")
         if not is_truthy(value):
-            message = params.fail_message or f"assertion failed: {params.condition!r} evaluated to {value!r}"
+            message = (
+                params.fail_message
+                or f"assertion failed: {params.condition!r} evaluated to {value!r}"
+            )
             raise ctx.fail(message, summary={"condition_met": False, "evaluated_value": value})
         return {"condition_met": True, "evaluated_value": value}

@@ -28,7 +28,10 @@ class Barrier(Module):
         pass
 
     consumes = StreamRole.required
-    summary = {"synchronized_streams": "names of the producers waited for", "records_discarded": "records read and dropped"}
+    summary = {
+        "synchronized_streams": "names of the producers waited for",
+        "records_discarded": "records read and dropped",
+    }
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         await ctx.input.drain()

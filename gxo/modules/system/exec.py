@@ -17,6 +17,7 @@ from gxo.modules.base import Module, ModuleParams, register
 
 MAX_CAPTURE = 16 * 1024 * 1024  # bytes kept per output stream
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancellation
+YIELD_EVERY = 200  # output lines read between two trips through the event loop
 
 
 @register("exec", layer="system")
@@ -48,17 +49,29 @@ class Exec(Module):
     """
 
     class Params(ModuleParams):
-        command: str = Field(..., min_length=1, description="Command name (looked up in PATH) or path; with shell: true, a shell command line")
-        args: list[str] = Field(default_factory=list, description="Arguments, one list item each (no shell splitting)")
+        command: str = Field(
+            ...,
+            min_length=1,
+            description="Command name (looked up in PATH) or path; with shell: true, a shell command line",
+        )
+        args: list[str] = Field(
+            default_factory=list, description="Arguments, one list item each (no shell splitting)"
+        )
         environment: list[str] | dict[str, str] | None = Field(
             None,
             description="Environment as KEY=VALUE strings or a mapping; replaces the inherited environment unless inherit_environment is true",
         )
-        inherit_environment: bool = Field(False, description="Add `environment` to GXO's own environment instead of replacing it")
+        inherit_environment: bool = Field(
+            False, description="Add `environment` to GXO's own environment instead of replacing it"
+        )
         cwd: str | None = Field(None, description="Working directory, relative to the workspace")
         stdin: str | None = Field(None, description="Text written to the command's standard input")
-        shell: bool = Field(False, description="Run `command` through /bin/sh -c (args become $1, $2, ...)")
-        ok_exit_codes: list[int] = Field(default_factory=lambda: [0], description="Exit codes that count as success")
+        shell: bool = Field(
+            False, description="Run `command` through /bin/sh -c (args become $1, $2, ...)"
+        )
+        ok_exit_codes: list[int] = Field(
+            default_factory=lambda: [0], description="Exit codes that count as success"
+        )
 
         @field_validator("args", mode="before")
         @classmethod
@@ -100,7 +113,9 @@ class Exec(Module):
                 *argv,
                 cwd=str(cwd),
                 env=env,
-                stdin=asyncio.subprocess.PIPE if params.stdin is not None else asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE
+                if params.stdin is not None
+                else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # own process group: a kill reaches grandchildren
@@ -125,7 +140,10 @@ class Exec(Module):
             "command": " ".join(argv if not params.shell else [params.command, *params.args]),
         }
         if code not in params.ok_exit_codes:
-            detail = _strip_nl(stderr).strip().splitlines()[-1:] or _strip_nl(stdout).strip().splitlines()[-1:]
+            detail = (
+                _strip_nl(stderr).strip().splitlines()[-1:]
+                or _strip_nl(stdout).strip().splitlines()[-1:]
+            )
             suffix = f": {detail[0][:300]}" if detail else ""
             raise ctx.fail(f"command exited with code {code}{suffix}", summary=summary)
         return summary
@@ -156,7 +174,9 @@ def _strip_nl(text: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-async def _communicate(ctx: ModuleContext, proc: asyncio.subprocess.Process, stdin: str | None) -> tuple[str, str]:
+async def _communicate(
+    ctx: ModuleContext, proc: asyncio.subprocess.Process, stdin: str | None
+) -> tuple[str, str]:
     results = await asyncio.gather(
         _pump(ctx, proc.stdout, "stdout"),
         _pump(ctx, proc.stderr, "stderr"),
@@ -171,10 +191,15 @@ async def _pump(ctx: ModuleContext, stream: asyncio.StreamReader | None, name: s
     chunks: list[bytes] = []
     size = 0
     truncated = False
+    lines = 0
     while True:
         line = await stream.readline()
         if not line:
             break
+        lines += 1
+        if lines % YIELD_EVERY == 0:
+            # readline() returns buffered lines without suspending: let others run.
+            await asyncio.sleep(0)
         ctx.log(line.decode("utf-8", "replace").rstrip("\n"), stream=name)
         if size < MAX_CAPTURE:
             chunks.append(line)

@@ -1,0 +1,241 @@
+"""The ``gxo ui`` application and its factory (used by the CLI and the snapshot tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from gxo.api import GxoError, LoadedPlaybook, load_playbook
+from gxo.tui.screens import ConfirmQuitScreen, ErrorScreen, RunScreen
+from gxo.tui.session import RunSession
+
+__all__ = ["GxoApp", "create_app", "print_outcome"]
+
+INVALID_PLAYBOOK = 2
+INTERRUPTED = 130
+
+
+class GxoApp(App[int]):
+    """Loads the playbook, runs it, shows it live; the exit code is the run's."""
+
+    CSS_PATH = "gxo.tcss"
+    TITLE = "GXO"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    # ctrl+c and ctrl+q (Textual's own binding) both go through action_quit's confirmation.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True)
+    ]
+
+    def __init__(
+        self,
+        playbook: Path,
+        *,
+        variables: dict[str, Any] | None = None,
+        report: Path | None = None,
+        concurrency: int | None = None,
+        workspace: str | None = None,
+        timings: bool = True,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.playbook_path = playbook
+        self.variables = dict(variables or {})
+        self.report = report
+        self.concurrency = concurrency
+        self.workspace = workspace
+        self.timings = timings  # False freezes clocks and durations (snapshot tests)
+        self.run_id = run_id
+        self.loaded: LoadedPlaybook | None = None
+        self.session: RunSession | None = None
+        self.load_error: str | None = None
+        self.exit_code = 0
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        # SIGTERM gets the same clean cancel as quitting (skipped off the main thread).
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
+        self.load_and_run()
+
+    def load_and_run(self) -> None:
+        try:
+            self.loaded = load_playbook(
+                self.playbook_path, check_lifecycles=True, extra_names=set(self.variables)
+            )
+        except GxoError as exc:
+            self.load_error = str(exc)
+            self.exit_code = INVALID_PLAYBOOK
+            self.push_screen(ErrorScreen("Invalid playbook", str(exc)), self._error_closed)
+            return
+        self.load_error = None
+        self.start_run()
+
+    def _error_closed(self, choice: str | None) -> None:
+        if choice == "reload":
+            self.load_and_run()
+        else:
+            self.exit(self.exit_code, return_code=self.exit_code)
+
+    def start_run(self) -> None:
+        assert self.loaded is not None
+        session = RunSession(
+            self.loaded,
+            variables=self.variables,
+            concurrency=self.concurrency,
+            workspace=self.workspace,
+            report=self.report,
+            run_id=self.run_id,
+            on_done=self._run_done,
+        )
+        self.session = session
+        if isinstance(self.screen, RunScreen):
+            self.screen.attach(session)
+        else:
+            self.push_screen(RunScreen(session, timings=self.timings))
+        session.start()
+
+    def _run_done(self, session: RunSession) -> None:
+        if session is not self.session:
+            return
+        self.exit_code = session.exit_code
+        if session.result is not None:
+            known = self.loaded.warnings if self.loaded is not None else []
+            for warning in session.result.warnings:
+                if warning not in known:  # e.g. playbook vars that failed to render
+                    self.notify(warning, title="Warning", severity="warning", timeout=15)
+        if session.report_error:
+            self.notify(session.report_error, title="Report", severity="error", timeout=10)
+        if session.error is not None:
+            self.push_screen(
+                ErrorScreen("The run could not start", str(session.error), reload=False),
+                self._error_closed,
+            )
+        elif session.crash is not None:
+            self.push_screen(
+                ErrorScreen("Internal error (please report it)", session.crash, reload=False),
+                self._error_closed,
+            )
+
+    # -- actions -----------------------------------------------------------------------
+
+    def action_rerun(self) -> None:
+        if self.loaded is None:
+            return
+        if self.session is not None and self.session.running:
+            self.notify("The run is still in progress.", severity="warning", timeout=3)
+            return
+        self.start_run()
+
+    async def action_quit(self) -> None:
+        session = self.session
+        if session is not None and session.running:
+            if not isinstance(self.screen, ConfirmQuitScreen):
+                self.push_screen(ConfirmQuitScreen(), self._quit_confirmed)
+            return
+        self.exit(self.exit_code, return_code=self.exit_code)
+
+    async def _quit_confirmed(self, quit_: bool | None) -> None:
+        if quit_:
+            await self.cancel_and_exit()
+
+    async def cancel_and_exit(self) -> None:
+        """Cancel the run, wait for its cleanup (children killed, report written), exit 130."""
+        session = self.session
+        if session is not None and session.running:
+            self.notify("Cancelling the run…", timeout=5)
+            await session.cancel()
+            self.exit_code = INTERRUPTED
+        self.exit(self.exit_code, return_code=self.exit_code)
+
+    def _terminate(self) -> None:
+        self.run_worker(self.cancel_and_exit(), group="terminate", exclusive=True)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        if isinstance(screen, RunScreen):
+            yield SystemCommand("Re-run", "Run the playbook again (r)", self.action_rerun)
+            yield SystemCommand(
+                "Failed only",
+                "Show only failed workloads in the DAG (f)",
+                screen.action_failed_only,
+            )
+            yield SystemCommand(
+                "Search logs",
+                "Filter the selected workload's log lines (/)",
+                screen.action_search_logs,
+            )
+            yield SystemCommand(
+                "Details",
+                "Show the selected workload's details (enter)",
+                lambda: screen.action_tab("details"),
+            )
+        yield SystemCommand(
+            "Quit", "Quit; asks first while a run is in progress (q)", self.action_quit
+        )
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
+
+    async def on_unmount(self) -> None:
+        # However the app ends (an exception, a test's app.exit()), never leave a
+        # run behind: its child processes would outlive the UI.
+        if self.session is not None and self.session.running:
+            await self.session.cancel()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+
+
+def create_app(
+    playbook: Path | str,
+    *,
+    variables: dict[str, Any] | None = None,
+    report: Path | None = None,
+    concurrency: int | None = None,
+    workspace: str | None = None,
+    timings: bool = True,
+    run_id: str | None = None,
+) -> GxoApp:
+    """The one way to build the app: the CLI and the tests both use it."""
+    return GxoApp(
+        Path(playbook),
+        variables=variables,
+        report=report,
+        concurrency=concurrency,
+        workspace=workspace,
+        timings=timings,
+        run_id=run_id,
+    )
+
+
+def print_outcome(app: GxoApp) -> None:
+    """After the terminal is restored: the same closing lines as ``gxo run``."""
+    from gxo.console import err_console, print_error, print_summary, print_warnings
+
+    console = err_console()
+    if app.load_error is not None:
+        print_error(console, app.load_error)
+        return
+    session = app.session
+    if session is None:
+        return
+    if session.error is not None:
+        print_error(console, str(session.error))
+    if session.crash is not None:
+        print_error(console, session.crash)
+    if session.report_error is not None:
+        print_error(console, session.report_error)
+    if session.result is not None:
+        loaded_warnings = app.loaded.warnings if app.loaded is not None else []
+        print_warnings(
+            console,
+            loaded_warnings + [w for w in session.result.warnings if w not in loaded_warnings],
+        )
+        print_summary(console, session.result)

@@ -1,0 +1,130 @@
+"""The workbench: header, DAG, and tabs for details, logs, streams and resume tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from gxo.tui.widgets import DagView, DetailsPanel, LogPanel, ResumePanel, RunHeader, StreamPanel
+
+if TYPE_CHECKING:
+    from textual.app import ComposeResult
+
+    from gxo.tui.session import RunSession
+
+__all__ = ["RunScreen"]
+
+REFRESH_HZ = 10  # widgets redraw from the model at most this often, however many events arrive
+
+
+class RunScreen(Screen[None]):
+    """Shows one :class:`RunSession`; :meth:`attach` switches to a new one (re-run)."""
+
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "app.rerun", "Re-run"),
+        Binding("f", "failed_only", "Failed only"),
+        Binding("slash", "search_logs", "Search logs"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("escape", "focus_dag", "Back to the DAG", show=False),
+        Binding("1", "tab('details')", "Details tab", show=False),
+        Binding("2", "tab('logs')", "Logs tab", show=False),
+        Binding("3", "tab('streams')", "Streams tab", show=False),
+        Binding("4", "tab('resume')", "Resume tab", show=False),
+    ]
+
+    def __init__(self, session: RunSession, *, timings: bool = True) -> None:
+        super().__init__()
+        self.session = session
+        self.timings = timings
+        self._seen = -1
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(timings=self.timings, id="header")
+        with Horizontal(id="body"):
+            yield DagView(timings=self.timings, id="dag")
+            with Vertical(id="right"):
+                with TabbedContent(id="tabs", initial="details"):
+                    with TabPane("Details", id="details"):
+                        yield DetailsPanel(timings=self.timings, id="details-panel")
+                    with TabPane("Logs", id="logs"):
+                        yield LogPanel(id="log-panel")
+                    with TabPane("Streams", id="streams"):
+                        yield StreamPanel(id="stream-panel")
+                    with TabPane("Resume", id="resume"):
+                        yield ResumePanel(id="resume-panel")
+                # Large terminals (CSS: -wide and -tall) also keep the logs in view under the tabs.
+                yield LogPanel(id="log-dock")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.attach(self.session)
+        self.set_interval(1 / REFRESH_HZ, self.sync)
+        self.query_one(DagView).focus()
+
+    def attach(self, session: RunSession) -> None:
+        """Show ``session`` (a new run): every panel starts over."""
+        self.session = session
+        self._seen = -1
+        self.query_one(DagView).show_model(session.model)
+        self.sync()
+
+    # -- refresh ----------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring every panel up to date with the model (called at REFRESH_HZ)."""
+        session = self.session
+        self.query_one(RunHeader).show(session)  # every tick: the clock moves
+        model = session.model
+        dag = self.query_one(DagView)
+        if model.version == self._seen:
+            if self.timings and model.any_running:
+                dag.sync()  # running durations move without events
+                self.query_one(DetailsPanel).show(session, dag.selected)
+            return
+        self._seen = model.version
+        dag.sync()
+        self._show_selected(dag.selected)
+        self.query_one(StreamPanel).show(session)
+        self.query_one(ResumePanel).show(session)
+
+    def _show_selected(self, name: str | None) -> None:
+        self.query_one(DetailsPanel).show(self.session, name)
+        for logs in self.query(LogPanel):
+            logs.show(self.session, name)
+
+    # -- messages -----------------------------------------------------------------------
+
+    def on_dag_view_workload_highlighted(self, message: DagView.WorkloadHighlighted) -> None:
+        self._show_selected(message.workload)
+
+    def on_dag_view_workload_chosen(self, message: DagView.WorkloadChosen) -> None:
+        self._show_selected(message.workload)
+        self.action_tab("details")
+
+    def on_log_panel_search_changed(self, message: LogPanel.SearchChanged) -> None:
+        message.panel.show(self.session, self.query_one(DagView).selected)
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_failed_only(self) -> None:
+        on = self.query_one(DagView).toggle_failed_only()
+        self.notify("Showing failed workloads only" if on else "Showing all workloads", timeout=2)
+
+    def action_search_logs(self) -> None:
+        dock = self.query_one("#log-dock", LogPanel)
+        if dock.display:  # large terminal: the docked panel is in view
+            dock.open_search()
+        else:
+            self.action_tab("logs")
+            self.query_one("#log-panel", LogPanel).open_search()
+
+    def action_focus_dag(self) -> None:
+        self.query_one(DagView).focus()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
