@@ -82,13 +82,6 @@ class Channel:
     def depth(self) -> int:
         return len(self._buf)
 
-    @property
-    def is_drained(self) -> bool:
-        return self.abandoned or (self.closed and not self._buf and self._drained_flag())
-
-    def _drained_flag(self) -> bool:
-        return self._drained is not None and self._drained.is_set()
-
     def stats(self) -> dict[str, Any]:
         return {
             "producer": self.producer,
