@@ -300,3 +300,23 @@ async def test_exec_output_bursts_do_not_stall_the_event_loop(tmp_path) -> None:
     # Without the periodic yield this stalls ~0.22 s untraced (~3x that under coverage).
     bound = 0.5 if sys.gettrace() is not None else 0.1
     assert max(stalls) < bound, f"event loop stalled {max(stalls):.3f}s"
+
+
+async def test_join_on_nested_fields_and_structured_keys() -> None:
+    left = [
+        {"user": {"id": 1}, "name": "ada"},
+        {"user": {"id": [1, 2]}, "name": "pair"},
+        {"name": "nokey"},
+    ]
+    right = [{"owner": {"id": 1}, "item": "pen"}, {"owner": {"id": [1, 2]}, "item": "both"}]
+    params = {
+        "join_type": "left",
+        "on": [{"stream": "l", "field": "user.id"}, {"stream": "r", "field": "owner.id"}],
+    }
+    r = await run_module("data:join", params, inputs={"l": left, "r": right})
+    assert r.ok, r.error
+    assert sorted((rec["name"], rec.get("item")) for rec in r.records) == [
+        ("ada", "pen"),
+        ("nokey", None),
+        ("pair", "both"),
+    ]

@@ -8,8 +8,7 @@ from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
-
-_MISSING = object()
+from gxo.modules.data._records import MISSING, field_getter, hashable
 
 
 class JoinSide(ModuleParams):
@@ -134,7 +133,7 @@ class Join(Module):
                         f"build side '{build.stream}' has more than max_build_records={limit} records"
                     )
                 key = build_key(record)
-                if key is _MISSING:
+                if key is MISSING:
                     unkeyed_build.append(record)
                 else:
                     table.setdefault(key, []).append(record)
@@ -146,7 +145,7 @@ class Join(Module):
             for record in batch:
                 n_probe += 1
                 key = probe_key(record)
-                rows = table.get(key) if key is not _MISSING else None
+                rows = table.get(key) if key is not MISSING else None
                 if rows:
                     matched.add(key)
                     for row in rows:
@@ -186,28 +185,16 @@ def _key_fn(ctx: ModuleContext, side: JoinSide) -> Any:
 
         def by_template(record: dict[str, Any]) -> Any:
             value = render(path=f"on.{side.stream}.template", record=record)
-            return _MISSING if value is None else _hashable(value)
+            return MISSING if value is None else hashable(value)
 
         return by_template
-    parts = side.field.split(".") if side.field else []
+    get = field_getter(side.field or "")
 
     def by_field(record: dict[str, Any]) -> Any:
-        value: Any = record
-        for part in parts:
-            if not isinstance(value, dict) or part not in value:
-                return _MISSING
-            value = value[part]
-        return _MISSING if value is None else _hashable(value)
+        value = get(record)
+        return MISSING if value is None or value is MISSING else hashable(value)
 
     return by_field
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    return value
 
 
 def _combiner(output: JoinOutput, left_name: str, right_name: str) -> Any:
