@@ -170,8 +170,12 @@ class RunContext:
             maps.insert(0, extra)
         return ChainMap(*maps)  # type: ignore[arg-type]
 
-    def register(self, key: str, value: Any) -> None:
-        self.store.set(key, self.secrets.redact(value))
+    def register(self, key: str | None, value: Any) -> Any:
+        """Redact ``value``, store it under ``key`` (if any) and return the redacted value."""
+        redacted = self.secrets.redact(value)
+        if key:
+            self.store.set(key, redacted)
+        return redacted
 
     def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._deferred.append(callback)
@@ -330,10 +334,8 @@ class ModuleContext:
 
         Long-lived modules (a mock server) use it to expose what they observe.
         """
-        redacted = self.run.secrets.redact(summary)
-        self.state.summary = redacted
-        if self.state.workload.register_key and self.iteration is None:
-            self.run.register(self.state.workload.register_key, redacted)
+        key = self.state.workload.register_key if self.iteration is None else None
+        redacted = self.state.summary = self.run.register(key, summary)
         self.run.bus.emit(EventKind.WORKLOAD_SUMMARY, self.workload, summary=redacted)
 
     def defer(self, callback: Callable[[], Awaitable[None]]) -> None:

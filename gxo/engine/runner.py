@@ -85,9 +85,9 @@ class WorkloadRunner:
             spec = REGISTRY.get(w.process.module)
             if spec is None:  # validated earlier; a registry change at run time is a bug
                 raise ModuleError(f"unknown module '{w.process.module}'")
-            context = self.run.template_context()
             if w.when is not None:
                 try:
+                    context = self.run.template_context()
                     ok = is_truthy(
                         self.run.templates.evaluate(w.when, context, path="when", workload=w.name)
                     )
@@ -100,10 +100,7 @@ class WorkloadRunner:
                 await self._run_loop(state, spec, reader, writer)
             else:
                 summary = await self._run_attempts(state, spec, reader, writer, {}, None)
-                state.summary = summary
-                if w.register_key:
-                    self.run.register(w.register_key, summary)
-                state.summary = self.run.secrets.redact(summary)
+                state.summary = self.run.register(w.register_key, summary)
             # A producer completes only after each consumer drained its stream.
             writer.close()
             if writer.connected:
@@ -140,9 +137,7 @@ class WorkloadRunner:
         state.error = self.run.secrets.redact_str(_describe(error))
         partial = getattr(error, "summary", None)
         if partial is not None and state.workload.loop is None:
-            state.summary = self.run.secrets.redact(partial)
-            if state.workload.register_key:
-                self.run.register(state.workload.register_key, partial)
+            state.summary = self.run.register(state.workload.register_key, partial)
         self._collect_counts(state, reader, writer)
         self.set_status(state, Status.FAILED)
 
@@ -206,10 +201,7 @@ class WorkloadRunner:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        redacted = self.run.secrets.redact(results)
-        state.summary = redacted
-        if w.register_key:
-            self.run.register(w.register_key, results)
+        state.summary = self.run.register(w.register_key, results)
         if errors:
             index, first = min(errors, key=lambda e: e[0])
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
