@@ -137,6 +137,9 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
         self._done: asyncio.Event | None = None
+        self._all_channels: list[Channel] = []
+        self._readers: dict[str, MergedReader] = {}
+        self._writers: dict[str, StreamWriter] = {}
         self.run_context: RunContext | None = None
 
     # -- public --------------------------------------------------------------------
@@ -181,13 +184,10 @@ class Engine:
                 resume_payload=self.resume_payload,
             )
             self.run_context = run
-            channels = self._channels()
-            if channels and self.bus.has_audience:
-                stats_task = asyncio.create_task(self._stats_loop(channels))
-            runner = WorkloadRunner(run)
-            await self._schedule(runner, channels)
-            cleanup_errors = await run.run_deferred()
-            warnings.extend(cleanup_errors)
+            self._connect_streams()
+            if self._all_channels and self.bus.has_audience:
+                stats_task = asyncio.create_task(self._stats_loop())
+            await self._schedule(WorkloadRunner(run))
         except TemplateError as exc:  # playbook vars failed to render
             status = RunStatus.FAILED
             warnings.append(str(exc))
@@ -202,8 +202,8 @@ class Engine:
                 stats_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await stats_task
-                self._emit_stats(self._all_channels)
-            if self.run_context is not None and self.run_context._deferred:
+                self._emit_stats()
+            if self.run_context is not None:  # end-of-run cleanups, on every path
                 warnings.extend(await self.run_context.run_deferred())
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
@@ -257,11 +257,10 @@ class Engine:
         rendered.update(self.extra_vars)
         return rendered
 
-    def _channels(self) -> dict[str, list[Channel]]:
+    def _connect_streams(self) -> None:
+        """One channel per stream link; readers and writers for the workloads that have links."""
         policy = self.playbook.channel_policy
         by_consumer: dict[str, list[Channel]] = {}
-        self._all_channels: list[Channel] = []
-        self._writers: dict[str, StreamWriter] = {}
         by_producer: dict[str, list[Channel]] = {n: [] for n in self.states}
         for consumer, producers in self.graph.stream_deps.items():
             for producer in producers:
@@ -273,11 +272,10 @@ class Engine:
         # get unconnected ones when they start (most workloads of most playbooks).
         self._readers = {n: MergedReader(n, chans) for n, chans in by_consumer.items()}
         self._writers = {n: StreamWriter(n, chans) for n, chans in by_producer.items() if chans}
-        return by_consumer
 
     # -- scheduling --------------------------------------------------------------------
 
-    async def _schedule(self, runner: WorkloadRunner, channels: dict[str, list[Channel]]) -> None:
+    async def _schedule(self, runner: WorkloadRunner) -> None:
         pipelines = self.graph.pipelines
         waiting = {p.index: len(p.deps) for p in pipelines}
         remaining = len(pipelines)
@@ -367,11 +365,11 @@ class Engine:
 
     # -- stream statistics -------------------------------------------------------------
 
-    async def _stats_loop(self, channels: dict[str, list[Channel]]) -> None:
+    async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            self._emit_stats(self._all_channels)
+            self._emit_stats()
 
-    def _emit_stats(self, channels: list[Channel]) -> None:
-        if channels:
-            self.bus.emit(EventKind.STREAM_STATS, links=[ch.stats() for ch in channels])
+    def _emit_stats(self) -> None:
+        if self._all_channels:
+            self.bus.emit(EventKind.STREAM_STATS, links=[ch.stats() for ch in self._all_channels])
