@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gxo.config.models import REGISTER_PATTERN
-from gxo.errors import UsageError
+from gxo.errors import GxoError, UsageError
 
-__all__ = ["load_vars_file", "parse_extra_vars"]
+if TYPE_CHECKING:
+    from gxo.template.engine import TemplateEngine
+
+__all__ = ["load_vars_file", "parse_extra_vars", "render_playbook_vars"]
 
 
 def _scalar(text: str) -> Any:
@@ -81,3 +84,37 @@ def _check_names(data: dict[str, Any], where: str) -> None:
     for key in data:
         if not isinstance(key, str) or not re.match(REGISTER_PATTERN, key):
             raise UsageError(f"{where}: variable name {key!r} must match {REGISTER_PATTERN}")
+
+
+def render_playbook_vars(
+    playbook_vars: dict[str, Any],
+    overrides: dict[str, Any],
+    templates: TemplateEngine,
+    *,
+    lenient: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
+    """Playbook vars rendered in order; each sees the overrides and the vars before it.
+
+    Overridden vars are left out (the caller layers the overrides on top). A var
+    that fails to render raises, or with ``lenient`` keeps its raw text and is
+    reported in the returned problems (the REPL: one bad var, e.g. an unset
+    secret, must not make the whole playbook unusable there).
+    """
+    from gxo.template.engine import is_template
+
+    rendered: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in playbook_vars.items():
+        if key in overrides:
+            continue
+        if not (is_template(value) or isinstance(value, dict | list)):
+            rendered[key] = value
+            continue
+        try:
+            rendered[key] = templates.render(value, {**overrides, **rendered}, path=f"vars.{key}")
+        except GxoError as exc:
+            if not lenient:
+                raise
+            rendered[key] = value
+            problems.append(f"var '{key}' could not be rendered (kept as text): {exc}")
+    return rendered, problems

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gxo.config.loader import LoadedPlaybook
+from gxo.config.variables import render_playbook_vars
 from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.dag import Pipeline, WorkloadGraph
 from gxo.engine.events import EventBus, EventKind
@@ -33,7 +34,7 @@ from gxo.engine.runner import WorkloadRunner, set_status
 from gxo.engine.streams import Channel, MergedReader, StreamWriter
 from gxo.errors import GxoError, TemplateError
 from gxo.state.store import Store
-from gxo.template.engine import TemplateEngine, is_template
+from gxo.template.engine import TemplateEngine
 from gxo.template.secrets import SecretRegistry
 
 __all__ = ["Engine", "RunResult", "default_concurrency"]
@@ -245,15 +246,7 @@ class Engine:
 
     def _render_vars(self, templates: TemplateEngine) -> dict[str, Any]:
         """Playbook vars (templated values rendered in order) overlaid by -e overrides."""
-        rendered: dict[str, Any] = {}
-        for key, value in self.playbook.vars.items():
-            if key in self.extra_vars:
-                continue
-            if is_template(value) or isinstance(value, dict | list):
-                context = {**self.extra_vars, **rendered}
-                rendered[key] = templates.render(value, context, path=f"vars.{key}")
-            else:
-                rendered[key] = value
+        rendered, _ = render_playbook_vars(self.playbook.vars, self.extra_vars, templates)
         rendered.update(self.extra_vars)
         return rendered
 

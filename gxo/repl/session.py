@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gxo.config.models import REGISTER_PATTERN, Policy
+from gxo.config.variables import render_playbook_vars
 from gxo.engine.context import WorkloadState
-from gxo.errors import GxoError, UsageError
+from gxo.errors import UsageError
 from gxo.state.store import MemoryStore
-from gxo.template.engine import TemplateEngine, is_template
+from gxo.template.engine import TemplateEngine
 from gxo.template.secrets import SecretRegistry
 
 if TYPE_CHECKING:
@@ -86,28 +87,11 @@ class ReplSession:
         return warnings
 
     def _render_playbook_vars(self) -> tuple[dict[str, Any], list[str]]:
-        """Playbook vars rendered in order, the way the engine renders them for a run.
-
-        A var that fails to render keeps its raw text and is reported, so one bad
-        var (an unset secret) does not make the whole playbook unusable here.
-        """
+        """Playbook vars rendered the way a run renders them, but a bad var is only reported."""
         assert self.loaded is not None
-        rendered: dict[str, Any] = {}
-        problems: list[str] = []
-        for key, value in self.loaded.playbook.vars.items():
-            if key in self.overrides:
-                continue
-            if is_template(value) or isinstance(value, dict | list):
-                try:
-                    rendered[key] = self.templates.render(
-                        value, {**self.overrides, **rendered}, path=f"vars.{key}"
-                    )
-                except GxoError as exc:
-                    rendered[key] = value
-                    problems.append(f"var '{key}' could not be rendered (kept as text): {exc}")
-            else:
-                rendered[key] = value
-        return rendered, problems
+        return render_playbook_vars(
+            self.loaded.playbook.vars, self.overrides, self.templates, lenient=True
+        )
 
     @property
     def workload_names(self) -> list[str]:
