@@ -7,8 +7,8 @@ what changed, which batches thousands of events per second into a few repaints.
 
 Run status ("progress never lies"): ``run_status`` is "Pending" until
 RUN_STARTED, "Running" after it, and takes its final value only from
-RUN_FINISHED, after the engine's own states were copied in — so it never says
-Completed while a workload is still running.
+RUN_FINISHED, which the engine emits after announcing every workload's final
+status — so it never says Completed while a workload is still running.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class RunModel:
         return model
 
     def attach(self, states: Mapping[str, WorkloadState]) -> None:
-        """The engine's states: copied in at the end of the run (see :meth:`reconcile`)."""
+        """The engine's states: live durations and details of running workloads."""
         self._states = states
 
     # -- queries -------------------------------------------------------------------
@@ -197,7 +197,6 @@ class RunModel:
         self.started_at = self._clock()
 
     def _on_run_finished(self, event: Event) -> None:
-        self.reconcile()
         self.run_duration_ms = event.data.get("duration_ms")
         self.run_status = str(event.data.get("status", "Completed"))
 
@@ -288,36 +287,3 @@ class RunModel:
         EventKind.STREAM_STATS: _on_stream_stats,
         EventKind.WARNING: _on_warning,
     }
-
-    # -- end of run ----------------------------------------------------------------
-
-    def reconcile(self) -> None:
-        """Copy final statuses from the engine.
-
-        An interrupted run (or one whose vars failed to render) marks the
-        workloads it never started as Skipped without a status event; the view
-        must show that, not a stale Pending.
-        """
-        if self._states is None:
-            return
-        for name, state in self._states.items():
-            view = self.workloads.get(name)
-            if view is None:
-                continue
-            changed = (
-                view.status != state.status.value
-                or view.error != state.error
-                or view.reason != state.reason
-            )
-            view.status = state.status.value
-            view.error = state.error
-            view.reason = state.reason
-            view.attempts = state.attempts
-            view.duration_ms = state.duration_ms
-            if state.iterations:
-                view.iterations_total = len(state.iterations)
-                view.iterations_done = sum(
-                    1 for it in state.iterations if it.get("status") in ("Completed", "Failed")
-                )
-            if changed:
-                view.version += 1

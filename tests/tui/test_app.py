@@ -347,7 +347,7 @@ class TestErrors:
         async with app.run_test(size=SIZE):
             await wait_until(lambda: finished(app))
             assert app.session.model.run_status == "Failed"
-            assert app.session.model.workloads["a"].status == "Skipped"  # reconciled, no event
+            assert app.session.model.workloads["a"].status == "Skipped"  # announced by the engine
             messages = [n.message for n in app._notifications]
             assert any("vars.ratio" in m and "division by zero" in m for m in messages)
 

@@ -152,8 +152,12 @@ def test_render_playbook_vars_in_order_strict_and_lenient() -> None:
     from gxo.template import TemplateEngine
 
     pvars = {"env": "dev", "base": "https://{{ env }}.x", "bad": "{{ 1 / 0 }}", "port": "{{ p }}"}
-    with pytest.raises(TemplateError, match="vars.bad"):
+    with pytest.raises(TemplateError, match=r"vars\.bad"):
         render_playbook_vars(pvars, {"p": 80}, TemplateEngine())
-    rendered, problems = render_playbook_vars(pvars, {"env": "prod", "p": 80}, TemplateEngine(), lenient=True)
+    rendered, problems = render_playbook_vars(
+        pvars, {"env": "prod", "p": 80}, TemplateEngine(), lenient=True
+    )
     assert rendered == {"base": "https://prod.x", "bad": "{{ 1 / 0 }}", "port": 80}
-    assert len(problems) == 1 and problems[0].startswith("var 'bad' could not be rendered (kept as text)")
+    assert len(problems) == 1 and problems[0].startswith(
+        "var 'bad' could not be rendered (kept as text)"
+    )
