@@ -35,24 +35,19 @@ def build_junit(outcomes: Sequence[Outcome], *, started: datetime | None = None)
     passed, failed, skipped = tally(outcomes)
     total = passed + failed + skipped
     duration = f"{sum(o.duration for o in outcomes):.3f}"
-    root = ET.Element(
-        "testsuites",
-        name=SUITE,
-        tests=str(total),
-        failures=str(failed),
-        errors="0",
-        skipped=str(skipped),
-        time=duration,
-    )
+    counts = {
+        "tests": str(total),
+        "failures": str(failed),
+        "errors": "0",
+        "skipped": str(skipped),
+        "time": duration,
+    }
+    root = ET.Element("testsuites", name=SUITE, **counts)
     suite = ET.SubElement(
         root,
         "testsuite",
         name=SUITE,
-        tests=str(total),
-        failures=str(failed),
-        errors="0",
-        skipped=str(skipped),
-        time=duration,
+        **counts,
         timestamp=(started or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S"),
         hostname=socket.gethostname(),
     )
