@@ -412,6 +412,9 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
         ) from None
     except RecursionError:
         raise TemplateError(f"template nesting too deep in {source!r}", template=source) from None
+    unknown = unknown_filters_and_tests(tree)
+    if unknown:  # jinja's introspection would raise TemplateAssertionError (a traceback)
+        raise TemplateError(f"{'; '.join(unknown)} in {source!r}", template=source)
     roots = set(meta.find_undeclared_variables(tree))
     workloads: set[str] = set()
     if "_gxo" in roots:
@@ -435,6 +438,25 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
                     uses[name_node.name] = uses.get(name_node.name, 0) + 1
             optional = {n for n, count in guarded.items() if uses.get(n, 0) <= count}
     return roots, workloads, optional
+
+
+def unknown_filters_and_tests(tree: nodes.Template) -> list[str]:
+    """``unknown filter 'uppr' (did you mean 'upper'?)`` for each filter or test the
+    engine lacks, including those in ``{% if %}`` branches jinja only checks when run."""
+    import difflib
+
+    found: list[str] = []
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        is_filter = isinstance(node, nodes.Filter)
+        kind, known = ("filter", _ENV.filters) if is_filter else ("test", _ENV.tests)
+        if node.name in known:
+            continue
+        close = difflib.get_close_matches(node.name, list(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        message = f"unknown {kind} '{node.name}'{hint}"
+        if message not in found:
+            found.append(message)
+    return found
 
 
 def _key(node: nodes.Node) -> str | None:
