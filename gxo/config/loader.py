@@ -414,6 +414,15 @@ def _unwrap(annotation: Any, types: Any, typing: Any) -> Any:
     return annotation
 
 
+def _in_line_order(problems: list[GxoError]) -> list[GxoError]:
+    """Sorted by position (stable), each message once."""
+    unique = list({str(p): p for p in problems}.values())
+    return sorted(
+        unique,
+        key=lambda p: (p.location.line or 0, p.location.column or 0) if p.location else (0, 0),
+    )
+
+
 def read_playbook_text(path: str | Path, display: str | None = None) -> str:
     """A playbook file's text, or a ConfigError saying why it cannot be read."""
     display = display or str(path)
@@ -446,7 +455,7 @@ def load_playbook(
     ``extra_names`` are variables that will be supplied at run time (``-e``).
     """
     from gxo.config.legacy import is_legacy, migrate_data
-    from gxo.config.validate import validate_playbook
+    from gxo.config.validate import problems_beside_schema_errors, validate_playbook
 
     display = name or (str(source) if source is not None else "<string>")
     if text is None:
@@ -483,6 +492,18 @@ def load_playbook(
         except ValidationError as exc:
             problems = pydantic_problems(
                 exc, base_path=(), positions=positions, source=display, data=data, model=Playbook
+            )
+            # All problems in one pass: the workloads the schema accepted are checked too.
+            problems = _in_line_order(
+                problems
+                + problems_beside_schema_errors(
+                    data,
+                    positions,
+                    display,
+                    exc,
+                    check_lifecycles=check_lifecycles,
+                    extra_names=extra_names,
+                )
             )
             raise PlaybookValidationError(str(problems[0]), problems=problems) from None
         loaded = LoadedPlaybook(playbook, display, positions, warnings, legacy, data)

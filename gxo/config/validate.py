@@ -1,27 +1,340 @@
 """Semantic validation: everything the JSON Schema cannot say.
 
-Unique names and register keys, known modules with valid params, template
-syntax, references to unknown names/registers/workloads, self-references,
-dependency cycles (printed as a path), stream pipeline deadlocks and, for
-``gxo run``, lifecycles that need the daemon.
+A sequence of named checks (like ansible-lint's rules), each a small function
+over one shared :class:`Validation`. Every check runs, so a file's problems are
+reported in one pass, not in rounds: unique names and register keys, lifecycles
+``gxo run`` cannot run, known modules with valid params, how modules use
+streams, links between workloads, template syntax and filter/test names,
+references to unknown names/registers/workloads, self-references, dependency
+cycles (printed as a path) and stream pipeline deadlocks. Advice that is not an
+error (a templated SQL ``query``) becomes a warning.
+
+When the schema already rejected some workloads, :func:`problems_beside_schema_errors`
+runs the same checks on the rest, so a schema error in one workload does not hide a
+bad param in another.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from gxo.config.loader import pydantic_problems
-from gxo.config.models import Policy
+from gxo.config.loader import LoadedPlaybook, PositionMap, pydantic_problems
+from gxo.config.models import Playbook, Policy
 from gxo.errors import GxoError, PlaybookValidationError, TemplateError
 from gxo.template.engine import is_template
 
 if TYPE_CHECKING:
-    from gxo.config.loader import LoadedPlaybook
-    from gxo.engine.dag import WorkloadGraph
+    from gxo.engine.dag import TemplateRef, WorkloadGraph
+    from gxo.modules.base import ModuleSpec
 
-__all__ = ["validate_playbook"]
+__all__ = ["CHECKS", "Validation", "problems_beside_schema_errors", "validate_playbook"]
+
+
+@dataclass
+class Validation:
+    """What the checks share: the playbook, the problems found so far, and facts
+    one check learns for the next (names, register keys, module specs, the graph)."""
+
+    loaded: LoadedPlaybook
+    check_lifecycles: bool = False
+    extra_names: set[str] = field(default_factory=set)
+    # Workloads the schema rejected (partial pass): their names and register keys
+    # exist, so a reference to them is not "unknown".
+    foreign_names: set[str] = field(default_factory=set)
+    foreign_registers: set[str] = field(default_factory=set)
+    check_roots: bool = True  # False when the playbook's vars could not be read
+    problems: list[GxoError] = field(default_factory=list)
+    seen_names: dict[str, int] = field(default_factory=dict)
+    seen_registers: dict[str, str] = field(default_factory=dict)
+    specs: dict[str, ModuleSpec] = field(default_factory=dict)  # by workload name
+    refs: dict[str, list[TemplateRef]] = field(default_factory=dict)
+    template_problems: bool = False
+    graph: WorkloadGraph | None = None
+    # A barrier's stream_inputs that produce no stream: waited for like depends_on.
+    order_inputs: dict[str, set[str]] = field(default_factory=dict)
+
+    def problem(self, message: str, path: tuple[Any, ...], workload: str | None = None) -> None:
+        self.problems.append(
+            PlaybookValidationError(message, location=self.loaded.location(path), workload=workload)
+        )
+
+    def warn(self, message: str, path: tuple[Any, ...], workload: str) -> None:
+        self.loaded.warnings.append(
+            f"{self.loaded.location(path)}: workload '{workload}': {message}"
+        )
+
+    def workloads(self) -> Any:
+        return enumerate(self.loaded.playbook.workloads)
+
+    def is_workload(self, name: str) -> bool:
+        return name in self.seen_names or name in self.foreign_names
+
+
+def check_names(v: Validation) -> None:
+    for i, w in v.workloads():
+        if w.name in v.seen_names:
+            v.problem(
+                f"duplicate workload name '{w.name}' (first defined as workload #{v.seen_names[w.name] + 1})",
+                ("workloads", i, "name"),
+                w.name,
+            )
+        else:
+            v.seen_names[w.name] = i
+
+
+def check_register_keys(v: Validation) -> None:
+    variables = v.loaded.playbook.vars
+    for i, w in v.workloads():
+        key = w.register_key
+        if not key:
+            continue
+        if key in v.seen_registers:
+            v.problem(
+                f"register key '{key}' is already used by workload '{v.seen_registers[key]}'",
+                ("workloads", i, "register"),
+                w.name,
+            )
+        else:
+            v.seen_registers[key] = w.name
+        if key in variables:
+            v.problem(
+                f"register key '{key}' shadows the playbook variable of the same name",
+                ("workloads", i, "register"),
+                w.name,
+            )
+
+
+def check_lifecycles(v: Validation) -> None:
+    if not v.check_lifecycles:
+        return
+    for i, w in v.workloads():
+        if w.lifecycle.policy != Policy.run_once:
+            v.problem(
+                f"lifecycle '{w.lifecycle.policy.value}' needs the long-running kernel: run this playbook "
+                f"with 'gxo daemon' (gxo run only runs run_once workloads)",
+                ("workloads", i, "lifecycle"),
+                w.name,
+            )
+
+
+def check_modules(v: Validation) -> None:
+    """Every module exists (with a did-you-mean) and its literal params are valid."""
+    from gxo.modules.base import REGISTRY
+
+    for i, w in v.workloads():
+        module_path = ("workloads", i, "process", "module")
+        spec, warning = REGISTRY.resolve(w.process.module)
+        if spec is None:
+            hint = REGISTRY.suggest(w.process.module)
+            suffix = (
+                f" (did you mean {' or '.join(repr(h) for h in hint)}?)"
+                if hint
+                else " (see 'gxo modules')"
+            )
+            v.problem(f"unknown module '{w.process.module}'{suffix}", module_path, w.name)
+            continue
+        if warning:
+            v.warn(warning, module_path, w.name)
+        v.specs[w.name] = spec
+        v.problems.extend(_check_params(v.loaded, i, w.name, w.process.params, spec))
+
+
+def check_stream_usage(v: Validation) -> None:
+    """A module's stream role matches ``stream_inputs``; streams cannot be re-read."""
+    for i, w in v.workloads():
+        wpath = ("workloads", i)
+        spec = v.specs.get(w.name)
+        if spec is not None:
+            consumes = spec.cls.consumes.value
+            if w.stream_inputs and consumes == "none":
+                v.problem(
+                    f"module '{spec.name}' does not read streams, but stream_inputs is set",
+                    (*wpath, "stream_inputs"),
+                    w.name,
+                )
+            if not w.stream_inputs and consumes == "required":
+                v.problem(
+                    f"module '{spec.name}' needs stream_inputs",
+                    (*wpath, "process", "module"),
+                    w.name,
+                )
+        if w.stream_inputs and w.loop is not None:
+            v.problem(
+                "a workload with stream_inputs cannot loop: its stream can be read only once",
+                (*wpath, "loop"),
+                w.name,
+            )
+        if w.stream_inputs and w.retry is not None and w.retry.attempts > 1:
+            v.problem(
+                "a workload with stream_inputs cannot retry: consumed records cannot be read again",
+                (*wpath, "retry"),
+                w.name,
+            )
+        if w.loop_control is not None and w.loop is None:
+            v.problem("loop_control is set but there is no loop", (*wpath, "loop_control"), w.name)
+
+
+def check_links(v: Validation) -> None:
+    """``stream_inputs`` and ``depends_on`` name other, existing workloads (producers)."""
+    pb = v.loaded.playbook
+    for i, w in v.workloads():
+        for key in ("stream_inputs", "depends_on"):
+            for j, target in enumerate(getattr(w, key)):
+                path = ("workloads", i, key, j)
+                if target == w.name:
+                    v.problem(f"{key} names the workload itself", path, w.name)
+                elif not v.is_workload(target):
+                    v.problem(f"{key} names unknown workload '{target}'", path, w.name)
+                elif key == "stream_inputs" and target in v.seen_names:
+                    pspec = v.specs.get(pb.workloads[v.seen_names[target]].name)
+                    if pspec is not None and not pspec.cls.produces:
+                        cspec = v.specs.get(w.name)
+                        if cspec is not None and cspec.cls.waits_for_any_input:
+                            # Upstream's CI fan-in: the barrier waits for it like depends_on.
+                            v.order_inputs.setdefault(w.name, set()).add(target)
+                            continue
+                        v.problem(
+                            f"stream input '{target}' (module {pspec.name}) does not produce a stream",
+                            path,
+                            w.name,
+                        )
+
+
+def check_templates(v: Validation) -> None:
+    """Every template compiles and uses known filters and tests; builds the graph.
+
+    The graph reads every template once; only when one is bad are they read one
+    by one, to report each bad template at its own line and keep the others' refs.
+    """
+    from gxo.engine.dag import TemplateRef, WorkloadGraph, template_sources
+    from gxo.template.engine import find_references, iter_template_strings
+
+    pb = v.loaded.playbook
+    expression_paths = {name: spec.expression_paths for name, spec in v.specs.items()}
+    for p, source in iter_template_strings(pb.vars):
+        try:
+            find_references(source)
+        except TemplateError as exc:
+            v.template_problems = True
+            v.problem(exc.message, ("vars", *_split(p)))
+    try:
+        v.graph = WorkloadGraph(pb, expression_paths, v.order_inputs)
+    except TemplateError:
+        v.template_problems = True
+    else:
+        v.refs = v.graph.refs
+        return
+    for i, w in v.workloads():
+        refs = v.refs.setdefault(w.name, [])
+        for path, source, bare in template_sources(w, expression_paths.get(w.name, frozenset())):
+            try:
+                roots, wrefs, optional = find_references(source, bare=bare)
+            except TemplateError as exc:
+                v.problem(exc.message, ("workloads", i, *path), w.name)
+                continue
+            refs.append(TemplateRef(path, source, roots, wrefs, optional))
+
+
+def check_references(v: Validation) -> None:
+    """Names templates read exist: vars, register keys, loop names, ``_gxo.workloads.X``."""
+    from gxo.engine.dag import BUILTIN_NAMES
+
+    pb = v.loaded.playbook
+    known = (
+        set(pb.vars) | set(v.seen_registers) | v.foreign_registers | BUILTIN_NAMES | v.extra_names
+    )
+    for i, w in v.workloads():
+        spec = v.specs.get(w.name)
+        raw_paths = spec.raw_paths if spec is not None else frozenset()
+        record_names = spec.cls.template_names if spec is not None else frozenset()
+        lenient = spec is not None and not spec.cls.strict_template_names
+        loop_names = (
+            {w.loop_control.loop_var if w.loop_control else "item", "loop_index"}
+            if w.loop is not None
+            else set()
+        )
+        for ref in v.refs.get(w.name, ()):
+            path = ("workloads", i, *ref.path)
+            in_raw = (
+                len(ref.path) >= 3
+                and ref.path[:2] == ("process", "params")
+                and ref.path[2] in raw_paths
+            )
+            allowed = known | (loop_names if ref.path[0] != "loop" else set())
+            if in_raw:
+                allowed = allowed | record_names
+            if not v.check_roots or (in_raw and lenient):
+                unknown: set[str] = set()
+            else:
+                unknown = ref.roots - allowed - ref.optional
+            for root in sorted(unknown):
+                v.problem(
+                    f"'{root}' is not defined: not a playbook var, register key, or -e override (in {ref.source!r})",
+                    path,
+                    w.name,
+                )
+            for target in sorted(ref.workloads):
+                if not v.is_workload(target):
+                    v.problem(f"_gxo.workloads.{target}: unknown workload '{target}'", path, w.name)
+                elif target == w.name:
+                    v.problem(
+                        f"workload reads its own status (_gxo.workloads.{target})", path, w.name
+                    )
+            if w.register_key and w.register_key in ref.roots:
+                v.problem(f"workload reads its own register key '{w.register_key}'", path, w.name)
+
+
+def check_cycles_and_pipelines(v: Validation) -> None:
+    """Only on an otherwise valid graph: a cycle there is real, not an echo of a typo."""
+    if v.problems or v.graph is None:
+        return
+    graph = v.graph
+    cycle = graph.find_cycle()
+    if cycle:
+        index = v.seen_names[cycle[0]]
+        v.problem("dependency cycle: " + " -> ".join(cycle), ("workloads", index), cycle[0])
+        return
+    for message in graph.build_pipelines():
+        v.problem(message, ("workloads",))
+
+
+def warn_templated_sql(v: Validation) -> None:
+    """A template inside SQL splices values into the statement (injection, quoting
+    bugs); bound ``params`` do not. Legal, so a warning."""
+    for i, w in v.workloads():
+        spec = v.specs.get(w.name)
+        query = w.process.params.get("query")
+        if spec is not None and spec.name == "database:query" and is_template(query):
+            v.warn(
+                "database:query 'query' contains a template expression: put values in "
+                "'params' and use :name placeholders, so they are bound, not spliced into the SQL",
+                ("workloads", i, "process", "params", "query"),
+                w.name,
+            )
+
+
+CHECKS: tuple[Callable[[Validation], None], ...] = (
+    check_names,
+    check_register_keys,
+    check_lifecycles,
+    check_modules,
+    check_stream_usage,
+    check_links,
+    check_templates,
+    check_references,
+    check_cycles_and_pipelines,
+    warn_templated_sql,
+)
+
+
+def run_checks(v: Validation) -> list[GxoError]:
+    for check in CHECKS:
+        check(v)
+    return v.problems
 
 
 def validate_playbook(
@@ -31,180 +344,90 @@ def validate_playbook(
     extra_names: set[str] | None = None,
 ) -> WorkloadGraph:
     """Validate ``loaded`` in place; attach and return its graph. Raises on problems."""
-    from gxo.engine.dag import BUILTIN_NAMES, WorkloadGraph
-    from gxo.modules.base import REGISTRY
-
-    pb = loaded.playbook
-    problems: list[GxoError] = []
-
-    def problem(message: str, path: tuple[Any, ...], workload: str | None = None) -> None:
-        problems.append(
-            PlaybookValidationError(message, location=loaded.location(path), workload=workload)
-        )
-
-    seen_names: dict[str, int] = {}
-    seen_registers: dict[str, str] = {}
-    raw_paths: dict[str, frozenset[str]] = {}
-    expression_paths: dict[str, frozenset[str]] = {}
-    extra_record_names: dict[str, frozenset[str]] = {}
-    lenient: set[str] = set()
-    for i, w in enumerate(pb.workloads):
-        wpath = ("workloads", i)
-        if w.name in seen_names:
-            problem(
-                f"duplicate workload name '{w.name}' (first defined as workload #{seen_names[w.name] + 1})",
-                (*wpath, "name"),
-                w.name,
-            )
-        else:
-            seen_names[w.name] = i
-        if w.register_key:
-            if w.register_key in seen_registers:
-                problem(
-                    f"register key '{w.register_key}' is already used by workload '{seen_registers[w.register_key]}'",
-                    (*wpath, "register"),
-                    w.name,
-                )
-            else:
-                seen_registers[w.register_key] = w.name
-            if w.register_key in pb.vars:
-                problem(
-                    f"register key '{w.register_key}' shadows the playbook variable of the same name",
-                    (*wpath, "register"),
-                    w.name,
-                )
-        if check_lifecycles and w.lifecycle.policy != Policy.run_once:
-            problem(
-                f"lifecycle '{w.lifecycle.policy.value}' needs the long-running kernel: run this playbook "
-                f"with 'gxo daemon' (gxo run only runs run_once workloads)",
-                (*wpath, "lifecycle"),
-                w.name,
-            )
-        spec, warning = REGISTRY.resolve(w.process.module)
-        if spec is None:
-            hint = REGISTRY.suggest(w.process.module)
-            suffix = (
-                f" (did you mean {' or '.join(repr(h) for h in hint)}?)"
-                if hint
-                else " (see 'gxo modules')"
-            )
-            problem(
-                f"unknown module '{w.process.module}'{suffix}",
-                (*wpath, "process", "module"),
-                w.name,
-            )
-            continue
-        if warning:
-            loaded.warnings.append(
-                f"{loaded.location((*wpath, 'process', 'module'))}: workload '{w.name}': {warning}"
-            )
-        raw_paths[w.name] = spec.raw_paths
-        expression_paths[w.name] = spec.expression_paths
-        extra_record_names[w.name] = spec.cls.template_names
-        if not spec.cls.strict_template_names:
-            lenient.add(w.name)
-        problems.extend(_check_params(loaded, i, w.name, w.process.params, spec))
-        if w.stream_inputs and spec.cls.consumes.value == "none":
-            problem(
-                f"module '{spec.name}' does not read streams, but stream_inputs is set",
-                (*wpath, "stream_inputs"),
-                w.name,
-            )
-        if not w.stream_inputs and spec.cls.consumes.value == "required":
-            problem(
-                f"module '{spec.name}' needs stream_inputs", (*wpath, "process", "module"), w.name
-            )
-        if w.stream_inputs and w.loop is not None:
-            problem(
-                "a workload with stream_inputs cannot loop: its stream can be read only once",
-                (*wpath, "loop"),
-                w.name,
-            )
-        if w.stream_inputs and w.retry is not None and w.retry.attempts > 1:
-            problem(
-                "a workload with stream_inputs cannot retry: consumed records cannot be read again",
-                (*wpath, "retry"),
-                w.name,
-            )
-        if w.loop_control is not None and w.loop is None:
-            problem("loop_control is set but there is no loop", (*wpath, "loop_control"), w.name)
-
-    # References between workloads.
-    for i, w in enumerate(pb.workloads):
-        wpath = ("workloads", i)
-        for key in ("stream_inputs", "depends_on"):
-            for j, target in enumerate(getattr(w, key)):
-                if target == w.name:
-                    problem(f"{key} names the workload itself", (*wpath, key, j), w.name)
-                elif target not in seen_names:
-                    problem(f"{key} names unknown workload '{target}'", (*wpath, key, j), w.name)
-                elif key == "stream_inputs":
-                    pspec = REGISTRY.get(pb.workloads[seen_names[target]].process.module)
-                    if pspec is not None and not pspec.cls.produces:
-                        problem(
-                            f"stream input '{target}' (module {pspec.name}) does not produce a stream",
-                            (*wpath, key, j),
-                            w.name,
-                        )
-
-    try:
-        graph = WorkloadGraph(pb, expression_paths)
-    except TemplateError as exc:
-        # A syntax error somewhere: find which workload/param for the location.
-        problems.append(_locate_template_error(loaded, exc, expression_paths))
-        raise PlaybookValidationError(str(problems[0]), problems=problems) from None
-
-    known = set(pb.vars) | set(seen_registers) | BUILTIN_NAMES | (extra_names or set())
-    for i, w in enumerate(pb.workloads):
-        loop_names = (
-            {w.loop_control.loop_var if w.loop_control else "item", "loop_index"}
-            if w.loop is not None
-            else set()
-        )
-        for ref in graph.refs[w.name]:
-            path = ("workloads", i, *ref.path)
-            in_raw = (
-                len(ref.path) >= 3
-                and ref.path[:2] == ("process", "params")
-                and ref.path[2] in raw_paths.get(w.name, ())
-            )
-            allowed = known | (loop_names if ref.path[0] != "loop" else set())
-            if in_raw:
-                allowed = allowed | extra_record_names.get(w.name, frozenset())
-            unknown = set() if in_raw and w.name in lenient else ref.roots - allowed - ref.optional
-            for root in sorted(unknown):
-                problem(
-                    f"'{root}' is not defined: not a playbook var, register key, or -e override (in {ref.source!r})",
-                    path,
-                    w.name,
-                )
-            for target in sorted(ref.workloads):
-                if target not in seen_names:
-                    problem(f"_gxo.workloads.{target}: unknown workload '{target}'", path, w.name)
-                elif target == w.name:
-                    problem(
-                        f"workload reads its own status (_gxo.workloads.{target})", path, w.name
-                    )
-            if w.register_key and w.register_key in ref.roots:
-                problem(f"workload reads its own register key '{w.register_key}'", path, w.name)
-
-    if not problems:
-        cycle = graph.find_cycle()
-        if cycle:
-            first = pb.workloads[seen_names[cycle[0]]].name
-            problem(
-                "dependency cycle: " + " -> ".join(cycle),
-                ("workloads", seen_names[cycle[0]]),
-                first,
-            )
-        else:
-            for message in graph.build_pipelines():
-                problem(message, ("workloads",))
-
+    v = Validation(loaded, check_lifecycles, set(extra_names or ()))
+    problems = run_checks(v)
     if problems:
         raise PlaybookValidationError(str(problems[0]), problems=problems)
-    loaded.graph = graph
-    return graph
+    assert v.graph is not None  # no template problem, so the graph was built
+    loaded.graph = v.graph
+    return v.graph
+
+
+def problems_beside_schema_errors(
+    data: dict[str, Any],
+    positions: PositionMap,
+    source: str,
+    exc: ValidationError,
+    *,
+    check_lifecycles: bool = False,
+    extra_names: set[str] | None = None,
+) -> list[GxoError]:
+    """The semantic problems of the workloads the schema accepted.
+
+    The rejected workloads are left out (keeping every other workload's positions);
+    a rejected optional top-level key is left out too. Returns [] when too little of
+    the file is usable (no workload list, no accepted workload).
+    """
+    workloads = data.get("workloads")
+    if not isinstance(workloads, list):
+        return []
+    rejected: set[int] = set()
+    patched = dict(data)
+    check_roots = True
+    extra = set(extra_names or ())
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if len(loc) >= 2 and loc[0] == "workloads" and isinstance(loc[1], int):
+            rejected.add(loc[1])
+        elif not loc or loc[0] == "workloads":
+            return []  # the workload list itself is wrong
+        elif loc[0] == "schemaVersion":
+            patched["schemaVersion"] = "1.0.0"
+        elif loc[0] == "name":
+            patched["name"] = "playbook"
+        else:
+            patched.pop(loc[0], None)
+            if loc[0] == "vars":
+                raw_vars = data.get("vars")
+                if isinstance(raw_vars, dict):
+                    extra |= {k for k in raw_vars if isinstance(k, str)}
+                else:
+                    check_roots = False
+    kept = [i for i in range(len(workloads)) if i not in rejected]
+    if not kept:
+        return []
+    new_index = {old: new for new, old in enumerate(kept)}
+    patched["workloads"] = [workloads[i] for i in kept]
+    try:
+        playbook = Playbook.model_validate(patched)
+    except ValidationError:
+        return []
+    moved = PositionMap()
+    for path, pos in positions.items():
+        if len(path) >= 2 and path[0] == "workloads" and isinstance(path[1], int):
+            if path[1] in new_index:
+                moved[("workloads", new_index[path[1]], *path[2:])] = pos
+        else:
+            moved[path] = pos
+    v = Validation(
+        LoadedPlaybook(playbook, source, moved, raw=patched),
+        check_lifecycles,
+        extra,
+        check_roots=check_roots,
+    )
+    for i in rejected:
+        raw = workloads[i] if isinstance(workloads[i], dict) else {}
+        if isinstance(raw.get("name"), str):
+            v.foreign_names.add(raw["name"])
+        if isinstance(raw.get("register"), str):
+            v.foreign_registers.add(raw["register"])
+    return run_checks(v)
+
+
+def _split(dotted: str) -> list[Any]:
+    from gxo.engine.dag import _split as split
+
+    return split(dotted)
 
 
 def _check_params(
@@ -249,22 +472,3 @@ def under_template(params: Any, loc: tuple[Any, ...]) -> bool:
         except (KeyError, IndexError, TypeError):
             return False
     return is_template(value)
-
-
-def _locate_template_error(
-    loaded: LoadedPlaybook, exc: TemplateError, expression_paths: dict[str, frozenset[str]]
-) -> GxoError:
-    from gxo.engine.dag import template_sources
-    from gxo.template.engine import find_references
-
-    for i, w in enumerate(loaded.playbook.workloads):
-        for path, source, bare in template_sources(w, expression_paths.get(w.name, frozenset())):
-            try:
-                find_references(source, bare=bare)
-            except TemplateError as inner:
-                return PlaybookValidationError(
-                    inner.message,
-                    location=loaded.location(("workloads", i, *path)),
-                    workload=w.name,
-                )
-    return PlaybookValidationError(exc.message)
