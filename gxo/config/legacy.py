@@ -21,6 +21,7 @@ __all__ = [
     "convert_task",
     "is_legacy",
     "migrate_data",
+    "migrate_join_params",
     "migrate_tree",
     "rewrite_go_template",
     "rewrite_templates",
@@ -123,6 +124,10 @@ def convert_task(
     process["module"] = _canonical_module(task.get("type"))
     if "params" in task:
         process["params"] = task["params"]
+        if process["module"] == "data:join" and isinstance(task["params"], MutableMapping):
+            migrate_join_params(
+                task["params"], lambda m, at: warn(m, ("tasks", index, "params", *at))
+            )
     slot = max((i for i, k in enumerate(task) if k in ("type", "params")), default=None)
     for i, (key, value) in enumerate(task.items()):
         if i == slot:
@@ -152,6 +157,73 @@ def convert_task(
         out["lifecycle"] = _flow({"policy": "run_once"}, new_map)
         out["process"] = process
     return out
+
+
+# v0.1.2a's data:join merge strategy names → 1.0.0's.
+_JOIN_MERGE_NAMES = {"flat": "merge", "nested": "nest"}
+
+
+def migrate_join_params(
+    params: MutableMapping[str, Any], warn: Callable[[str, tuple[Any, ...]], None]
+) -> None:
+    """Translate v0.1.2a ``data:join`` params in place so the join returns the same rows.
+
+    v0.1.2a named the outer sides by role: ``left`` kept the unmatched records of
+    the *probe* side, ``right`` those of the *build* side. 1.0.0 follows SQL:
+    ``left``/``right`` keep the unmatched records of the first/second entry of
+    ``on``. The merge strategies ``flat``/``nested`` are now ``merge``/``nest``.
+    """
+    output = params.get("output")
+    if isinstance(output, MutableMapping):
+        strategy = output.get("merge_strategy")
+        if isinstance(strategy, str) and strategy in _JOIN_MERGE_NAMES:
+            output["merge_strategy"] = _same_kind(strategy, _JOIN_MERGE_NAMES[strategy])
+    join_type = params.get("join_type")
+    if not isinstance(join_type, str) or join_type not in ("left", "right"):
+        if isinstance(join_type, str) and "{{" in join_type:
+            warn(
+                "data:join join_type is a template: in v0.1.2a 'left'/'right' kept the unmatched "
+                "probe/build records, in 1.0.0 those of the first/second side of 'on'; check it",
+                ("join_type",),
+            )
+        return
+    probe = _probe_index(params.get("on"))
+    if probe is None:
+        warn(
+            f"data:join join_type '{join_type}' could not be translated (the sides' roles in "
+            "'on' are not two literal build/probe roles); in 1.0.0 'left'/'right' keep the "
+            "unmatched records of the first/second side of 'on'",
+            ("join_type",),
+        )
+        return
+    kept = probe if join_type == "left" else 1 - probe
+    new = ("left", "right")[kept]
+    if new != join_type:
+        params["join_type"] = _same_kind(join_type, new)
+        role = "probe" if join_type == "left" else "build"
+        warn(
+            f"data:join join_type '{join_type}' kept the unmatched {role} records in v0.1.2a; "
+            f"1.0.0 names the side by its place in 'on', so it is now '{new}'",
+            ("join_type",),
+        )
+
+
+def _probe_index(sides: Any) -> int | None:
+    """Which entry of ``on`` is the probe side, with data:join's defaults; None if unknown."""
+    if not (
+        isinstance(sides, list)
+        and len(sides) == 2
+        and all(isinstance(s, MutableMapping) for s in sides)
+    ):
+        return None
+    roles = [s.get("role") for s in sides]
+    if any(r not in (None, "build", "probe") for r in roles) or (
+        roles[0] is not None and roles[0] == roles[1]
+    ):
+        return None
+    if roles[0] == "probe" or roles[1] == "build":
+        return 0
+    return 1  # second is probe, first is build, or neither given (first builds)
 
 
 def _flow(items: dict[str, Any], new_map: NewMap) -> MutableMapping[str, Any]:
