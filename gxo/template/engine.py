@@ -22,6 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from gxo.errors import GxoError, SecretError, TemplateError, UndefinedNameError
 from gxo.template.filters import FILTERS, TESTS, is_truthy
 from gxo.template.secrets import SecretRegistry
+from gxo.template.taint import ACTIVE as _ACTIVE_SECRETS
+from gxo.template.taint import TaintingSandbox, wrap_filters
 
 __all__ = ["TemplateEngine", "find_references", "is_template"]
 
@@ -43,12 +45,21 @@ def _missing_name(message: str) -> str | None:
 class _Compiled:
     """One compiled template: a native expression or a string template."""
 
-    __slots__ = ("native", "source", "template")
+    __slots__ = ("_tainting", "code", "native", "source", "template", "uses_secret")
 
-    def __init__(self, template: Template, native: bool, source: str) -> None:
+    def __init__(self, template: Template, native: bool, source: str, code: str = "") -> None:
         self.template = template
         self.native = native
         self.source = source
+        self.code = code or source  # what was compiled (native: the `{% set result %}` form)
+        self.uses_secret = "secret" in source
+        self._tainting: Template | None = None
+
+    def tainting(self) -> Template:
+        """The same template compiled in the taint-propagating sandbox (on first use)."""
+        if self._tainting is None:
+            self._tainting = _TAINT_ENV.from_string(_parse(self.code))
+        return self._tainting
 
 
 def _no_secret_outside_a_run(name: str) -> str:
@@ -167,6 +178,22 @@ _ENV.globals["lipsum"] = _capped_lipsum(cast(Callable[..., Any], _ENV.globals["l
 _ENV.globals["secret"] = _no_secret_outside_a_run
 _ANALYSIS_ENV = _ENV  # the legacy migration validates rewritten templates with it
 _COMPILED: dict[str, _Compiled] = {}
+
+
+class _TaintSandbox(TaintingSandbox, _Sandbox):
+    """The sandbox whose operations propagate secret taint (gxo.template.taint).
+
+    A second environment rather than hooks in the first, so that rendering in a
+    run without secrets pays nothing for them: a template runs here only when its
+    engine has seen a secret or its source calls ``secret``.
+    """
+
+
+_TAINT_ENV = _TaintSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_TAINT_ENV.filters = dict(_ENV.filters)
+wrap_filters(_TAINT_ENV.filters)  # what a filter computes from a secret stays secret
+_TAINT_ENV.tests = _ENV.tests
+_TAINT_ENV.globals = _ENV.globals
 _COMPILE_LOCK = threading.Lock()
 
 
@@ -205,8 +232,8 @@ class TemplateEngine:
             inner = _single_expression(source, tree)
             if inner is not None:
                 # The same construction as Environment.compile_expression.
-                expr_tree = _parse("{% set result = " + inner + " %}")
-                return _Compiled(self.env.from_string(expr_tree), True, source)
+                code = "{% set result = " + inner + " %}"
+                return _Compiled(self.env.from_string(_parse(code)), True, source, code)
             return _Compiled(self.env.from_string(tree), False, source)
         except TemplateSyntaxError as exc:
             raise TemplateError(
@@ -287,14 +314,27 @@ class TemplateEngine:
         :meth:`_run`, so errors read exactly as from :meth:`render`. Synchronous
         and not thread-safe: use one renderer per thread.
         """
-        template = compiled.template
-        jinja_ctx = template.new_context(ChainMap(context, self._globals), shared=True)  # type: ignore[arg-type]
-        local = jinja_ctx.vars
-        root = template.root_render_func
         native = compiled.native
-        concat = self.env.concat  # type: ignore[attr-defined]
+        secrets = self.secrets
+        names = ChainMap(context, self._globals)
+
+        def prepare(template: Template) -> tuple[Any, Any, dict[str, Any], Any]:
+            jinja_ctx = template.new_context(names, shared=True)  # type: ignore[arg-type]
+            concat = template.environment.concat  # type: ignore[attr-defined]
+            return template.root_render_func, jinja_ctx, jinja_ctx.vars, concat
+
+        plain = prepare(compiled.template)
+        tainting: list[tuple[Any, Any, dict[str, Any], Any]] = []
 
         def render(path: str = "", **extra: Any) -> Any:
+            if secrets or compiled.uses_secret:  # taint propagation, reporting to this run
+                if not tainting:
+                    tainting.append(prepare(compiled.tainting()))
+                root, jinja_ctx, local, concat = tainting[0]
+                token = _ACTIVE_SECRETS.set(secrets)
+            else:
+                root, jinja_ctx, local, concat = plain
+                token = None
             local.clear()
             local.update(extra)
             try:
@@ -308,6 +348,9 @@ class TemplateEngine:
                     return concat(root(jinja_ctx))
             except Exception:
                 pass  # the checked path below raises the proper, located error
+            finally:
+                if token is not None:
+                    _ACTIVE_SECRETS.reset(token)
             return self._run(compiled, ChainMap(extra, context), path, workload)  # type: ignore[arg-type]
 
         return render
@@ -315,16 +358,32 @@ class TemplateEngine:
     def _run(
         self, compiled: _Compiled, context: Mapping[str, Any], path: str, workload: str | None
     ) -> Any:
+        if not (self.secrets or compiled.uses_secret):
+            return self._run_checked(compiled, compiled.template, context, path, workload)
+        token = _ACTIVE_SECRETS.set(self.secrets)  # taint propagation reports to this run
+        try:
+            return self._run_checked(compiled, compiled.tainting(), context, path, workload)
+        finally:
+            _ACTIVE_SECRETS.reset(token)
+
+    def _run_checked(
+        self,
+        compiled: _Compiled,
+        template: Template,
+        context: Mapping[str, Any],
+        path: str,
+        workload: str | None,
+    ) -> Any:
         try:
             # shared=True makes the mapping the context's parent without copying it,
             # so rendering costs O(1) in the number of registered results.
-            ctx = compiled.template.new_context(ChainMap(context, self._globals), shared=True)  # type: ignore[arg-type]
+            ctx = template.new_context(ChainMap(context, self._globals), shared=True)  # type: ignore[arg-type]
             if compiled.native:
-                for _ in compiled.template.root_render_func(ctx):
+                for _ in template.root_render_func(ctx):
                     pass
                 result = ctx.vars["result"]
             else:
-                result = self.env.concat(compiled.template.root_render_func(ctx))  # type: ignore[attr-defined]
+                result = template.environment.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
             if compiled.native and isinstance(result, Undefined):
                 # Raises UndefinedError with jinja's message naming what is missing.
                 result._fail_with_undefined_error()

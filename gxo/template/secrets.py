@@ -5,46 +5,135 @@ run's :class:`SecretRegistry`; every output path (registered state, summaries,
 logs, events, reports, TUI, REPL) passes through :meth:`SecretRegistry.redact`,
 which replaces each recorded value wherever it occurs, even inside strings
 derived from it (``"Bearer " + token``), where the taint mark itself is lost.
+
+A value is redacted in every *form* it takes on its way out, not only verbatim:
+without its trailing newline, each line of a multi-line value (PEM keys, at
+least :data:`MIN_LINE` characters so short lines like ``-----`` do not mask
+unrelated text), percent-encoded (``quote``/``quote_plus``), base64 (standard
+and URL-safe, padded or not) and escaped as inside ``repr()``/JSON. Values
+computed from a secret inside a template (``|upper``, slicing, ...) are
+registered as *derived* secrets by :mod:`gxo.template.taint`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from gxo.errors import SecretError
 
-__all__ = ["REDACTED", "SecretRegistry", "SecretStr", "env_provider"]
+__all__ = ["MIN_DERIVED", "MIN_LINE", "REDACTED", "SecretRegistry", "SecretStr", "env_provider"]
 
 REDACTED = "[REDACTED]"
+# A line of a multi-line secret shorter than this is structure (`-----`, `}`), not secret.
+MIN_LINE = 6
+# Forms and derived fragments shorter than this are not registered: a 1-3 character
+# piece (a character from iterating a secret, `s[0]`) would otherwise mask that
+# letter everywhere in every output. Such pieces keep their taint mark (SecretStr),
+# so they are still redacted wherever the object itself reaches an output.
+MIN_DERIVED = 4
+# The shortest prefix of a form masked where an excerpt was cut (redact_excerpt).
+MIN_PARTIAL = 4
+# Per-record templates can derive a new value per record (`record.id ~ secret('K')`):
+# beyond this many derived values the registry stops growing (the taint mark stays).
+MAX_DERIVED = 4096
 
 
 class SecretStr(str):
-    """A string that came from a secret provider."""
+    """A string that came from a secret provider, or was computed from one."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
         return f"SecretStr({REDACTED!r})"
 
+    def __str__(self) -> str:
+        # Jinja writes every output piece through str(): returning self keeps the
+        # taint mark on template output, so consecutive tainted pieces can be
+        # recognised when the template is concatenated (gxo.template.taint).
+        return self
+
+    def __getitem__(self, key: Any) -> str:
+        # Slicing bypasses the sandbox's getitem hook (`s[1:]`, `s[::-1]`).
+        from gxo.template.taint import derived
+
+        return derived(str.__getitem__(self, key))
+
+    def __iter__(self) -> Any:
+        return (SecretStr(c) for c in str.__iter__(self))
+
 
 def env_provider(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def _forms(value: str, *, lines: bool) -> set[str]:
+    """The forms ``value`` may take in an output (see the module docstring)."""
+    out = {value}
+    bases = {value, value.rstrip("\r\n"), value.strip()}
+    if lines and ("\n" in value or "\r" in value):
+        out.update(line.strip() for line in value.splitlines() if len(line.strip()) >= MIN_LINE)
+    for base in bases:
+        if not base:
+            continue
+        raw = base.encode("utf-8", "surrogatepass")
+        std = base64.b64encode(raw).decode()
+        url = base64.urlsafe_b64encode(raw).decode()
+        out.update(
+            (
+                base,
+                quote(base, safe=""),
+                quote(base),
+                quote_plus(base),
+                std,
+                std.rstrip("="),
+                url,
+                url.rstrip("="),
+                repr(raw)[2:-1],
+                repr(base)[1:-1],
+                json.dumps(base)[1:-1],
+                json.dumps(base, ensure_ascii=False)[1:-1],
+            )
+        )
+    return {f for f in out if len(f) >= MIN_DERIVED or f == value}
+
+
+def _detectors(ordered: list[str]) -> tuple[str, ...]:
+    """The forms worth testing with ``in``: one containing a shorter form is implied by it."""
+    if len(ordered) > 512:  # quadratic below; past this size testing them all is cheaper
+        return tuple(ordered)
+    shortest_first = ordered[::-1]
+    kept: list[str] = []
+    for form in shortest_first:
+        if not any(k in form for k in kept):
+            kept.append(form)
+    return tuple(kept)
+
+
 class SecretRegistry:
-    """The secret values seen in one run, and redaction of them."""
+    """The secret values seen in one run, and redaction of them (in all their forms)."""
 
     def __init__(self, provider: Callable[[str], str | None] = env_provider) -> None:
         self._provider = provider
         self._values: set[str] = set()
-        self._ordered: tuple[str, ...] = ()
+        self._forms: set[str] = set()
+        self._derived = 0
+        self._pattern: re.Pattern[str] | None = None
+        self._detect: tuple[str, ...] = ()
+        self._dirty = False
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
         return bool(self._values)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
 
     def lookup(self, name: str) -> SecretStr:
         if not isinstance(name, str) or not name:
@@ -57,28 +146,101 @@ class SecretRegistry:
         self.add(value)
         return SecretStr(value)
 
+    def preload(self, name: str) -> bool:
+        """Register secret ``name`` ahead of its use; a missing one is left for its user to fail."""
+        try:
+            value = self._provider(name)
+        except Exception:  # a provider error is reported where the secret is used
+            return False
+        if not isinstance(value, str) or not value:
+            return False
+        self.add(value)
+        return True
+
     def add(self, value: str) -> None:
-        if not value:
-            return
+        """Register a secret value from a provider (every form, lines included)."""
+        if value:
+            self._register(value, _forms(value, lines=True))
+
+    def add_derived(self, value: str) -> bool:
+        """Register a value computed from a secret; False if too short (or the cap is hit)."""
+        if len(value) < MIN_DERIVED or value in self._values:
+            return value in self._values
+        if self._derived >= MAX_DERIVED:
+            return False
+        self._derived += 1
+        self._register(value, _forms(value, lines=False))
+        return True
+
+    def _register(self, value: str, forms: set[str]) -> None:
         with self._lock:
-            if value not in self._values:
-                self._values.add(value)
-                # Longest first, so a secret containing another is replaced whole.
-                self._ordered = tuple(sorted(self._values, key=len, reverse=True))
+            self._values.add(value)
+            new = forms - self._forms
+            if new:
+                self._forms |= new
+                self._dirty = True  # compiled on the next redaction, not per add
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        if self._dirty:
+            with self._lock:
+                # Longest first: the regex takes the first alternative that matches,
+                # so a secret containing another is replaced whole.
+                ordered = sorted(self._forms, key=len, reverse=True)
+                self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+                self._detect = _detectors(ordered)
+                self._dirty = False
+        return self._pattern
+
+    def contains(self, text: str) -> bool:
+        """Whether any secret form occurs in ``text``."""
+        if self._dirty:
+            self._compiled()
+        # `in` is a C substring search, several times faster per form than the
+        # regex alternation scanning text that (nearly always) holds no secret.
+        for form in self._detect:  # noqa: SIM110 - any(genexpr) is several times slower
+            if form in text:
+                return True
+        return False
 
     def redact_str(self, text: str) -> str:
-        for value in self._ordered:
-            if value in text:
-                text = text.replace(value, REDACTED)
+        if self._dirty:
+            self._compiled()
+        for form in self._detect:
+            if form in text:
+                return self._pattern.sub(REDACTED, text)  # type: ignore[union-attr]
         return text
+
+    def redact_excerpt(self, text: str, limit: int, suffix: str = "…") -> str:
+        """``text`` redacted, then cut to ``limit`` chars, masking a form cut in half at the edge."""
+        text = self.redact_str(text)
+        if len(text) <= limit:
+            return text
+        return self.mask_cut_edge(text[:limit]) + suffix
+
+    def mask_cut_edge(self, text: str) -> str:
+        """Mask a partial secret form (at least MIN_PARTIAL chars) at the end of cut ``text``."""
+        if self._compiled() is None:
+            return text
+        best = 0
+        for form in self._forms:
+            for k in range(min(len(form) - 1, len(text)), MIN_PARTIAL - 1, -1):
+                if k <= best:
+                    break
+                if text.endswith(form[:k]):
+                    best = k
+                    break
+        return text[: len(text) - best] + REDACTED if best else text
 
     def redact(self, obj: Any) -> Any:
         """A copy of ``obj`` with every secret value replaced; ``obj`` itself if none occur."""
-        if not self._ordered:
+        if not self._values:
             return obj
         return self._redact(obj)
 
     def _redact(self, obj: Any) -> Any:
+        if isinstance(obj, SecretStr):
+            # Taint-marked, even a fragment too short to register: hidden whole.
+            return REDACTED
         if isinstance(obj, str):
             return self.redact_str(obj)
         if isinstance(obj, Mapping):
@@ -86,5 +248,6 @@ class SecretRegistry:
         if isinstance(obj, list | tuple):
             return [self._redact(v) for v in obj]
         if isinstance(obj, bytes):
+            # Both the text and its repr()-escaped form (b'...\n...') are forms.
             return self.redact_str(obj.decode("utf-8", "replace")).encode()
         return obj
