@@ -56,23 +56,34 @@ class ProgressPrinter:
         self.quiet = quiet
 
     def __call__(self, event: Event) -> None:
-        if self.quiet:
-            return
         kind, name, data = event.kind, event.workload, event.data
+        if self.quiet and not _loud(event):
+            return
         if kind == EventKind.WORKLOAD_STATUS:
             status = data["status"]
             if status == "Running" and not self.verbose:
                 return
             icon, color = _STYLE.get(status, ("•", "white"))
+            ignored = status == "Failed" and data.get("ignored")
+            if ignored:  # did not fail the run: say so, and not in red
+                color = "yellow"
             line = f"[{color}]{icon} {escape(name or '')}[/] [dim]{status}[/]"
+            if ignored:
+                line += " [yellow](ignored: ignore_errors)[/]"
             if status in ("Completed", "Failed") and data.get("duration_ms") is not None:
                 line += f" [dim]{_ms(data['duration_ms'])}[/]"
             if data.get("attempts", 0) > 1:
                 line += f" [dim]({data['attempts']} attempts)[/]"
             if status == "Skipped" and data.get("reason"):
                 line += f" [dim]— {escape(str(data['reason']))}[/]"
+            if data.get("records_dropped"):
+                n = data["records_dropped"]
+                line += (
+                    f" [yellow]— dropped {n} record{'s' if n != 1 else ''} "
+                    "(a consumer's buffer was full; channel_policy.overflow_strategy)[/]"
+                )
             if status == "Failed" and data.get("error"):
-                line += f"\n    [red]{escape(str(data['error']))}[/]"
+                line += f"\n    [{'yellow' if ignored else 'red'}]{escape(str(data['error']))}[/]"
             self.console.print(line)
         elif kind == EventKind.WORKLOAD_RETRYING:
             self.console.print(
@@ -89,12 +100,23 @@ class ProgressPrinter:
             self.console.print(f"[yellow]warning:[/] {escape(str(data.get('message', '')))}")
 
 
+def _loud(event: Event) -> bool:
+    """What ``-q`` still prints: a failure that fails the run, and lost records."""
+    if event.kind != EventKind.WORKLOAD_STATUS:
+        return False
+    data = event.data
+    failed = data.get("status") == "Failed" and not data.get("ignored")
+    return failed or bool(data.get("records_dropped"))
+
+
 def print_summary(console: Console, result: RunResult, *, verbose: bool = False) -> None:
     counts: dict[str, int] = {}
     for state in result.states.values():
         counts[state.status.value] = counts.get(state.status.value, 0) + 1
+    ignored = sum(1 for state in result.states.values() if state.ignored)
     parts = [
         f"{counts.get(s, 0)} {s.lower()}"
+        + (f" ({ignored} ignored)" if s == "Failed" and ignored else "")
         for s in ("Completed", "Failed", "Skipped")
         if counts.get(s)
     ]

@@ -87,6 +87,11 @@ class WorkloadState:
         return round((end - self.started_at) * 1000, 3)
 
     @property
+    def ignored(self) -> bool:
+        """Failed, but under ``ignore_errors``: dependents run and the run still succeeds."""
+        return self.status == Status.FAILED and self.workload.ignore_errors
+
+    @property
     def satisfies_dependents(self) -> bool:
         """Whether workloads that depend on this one may run."""
         if self.status == Status.COMPLETED:
@@ -149,6 +154,7 @@ class RunContext:
         self.store: Store = store if store is not None else MemoryStore()
         self.templates = templates or TemplateEngine()
         self.secrets = self.templates.secrets
+        self.secrets.preload_names([s.workload for s in states.values()])
         self.bus = bus or EventBus()
         self.bus.set_redactor(self.secrets.redact)
         self.access_mode = access_mode
@@ -353,6 +359,10 @@ class ModuleContext:
 
     def redact(self, value: Any) -> Any:
         return self.run.secrets.redact(value)
+
+    def redact_excerpt(self, text: str, limit: int, suffix: str = "…") -> str:
+        """``text`` redacted *then* cut to ``limit`` characters (a secret cut in half is masked)."""
+        return self.run.secrets.redact_excerpt(text, limit, suffix)
 
     def fail(self, message: str, *, summary: dict[str, Any] | None = None) -> ModuleError:
         """An error to ``raise``: ``raise ctx.fail("bad thing", summary=partial)``."""

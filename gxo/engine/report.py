@@ -26,6 +26,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         }
         if s.reason:
             entry["reason"] = s.reason
+        if s.ignored:
+            entry["ignored"] = True  # failed under ignore_errors: did not fail the run
         if s.records_dropped:
             entry["records_dropped"] = s.records_dropped
         if s.counters:

@@ -38,6 +38,12 @@ def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any)
         state.finished_at = now
     if not bus.has_audience:
         return
+    # Listeners (progress on stderr, TUI) must show what a run would otherwise hide.
+    if status.terminal:
+        if state.ignored:
+            data["ignored"] = True
+        if state.records_dropped:
+            data["records_dropped"] = state.records_dropped
     bus.emit(
         EventKind.WORKLOAD_STATUS,
         state.name,

@@ -210,9 +210,7 @@ class Engine:
                 shutil.rmtree(temp_dir, ignore_errors=True)
         if self._cancelled:
             status = RunStatus.INTERRUPTED
-        elif any(
-            s.status == Status.FAILED and not s.workload.ignore_errors for s in self.states.values()
-        ):
+        elif any(s.status == Status.FAILED and not s.ignored for s in self.states.values()):
             status = RunStatus.FAILED
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         self.bus.emit(
