@@ -154,7 +154,6 @@ class RunContext:
         self.store: Store = store if store is not None else MemoryStore()
         self.templates = templates or TemplateEngine()
         self.secrets = self.templates.secrets
-        self.secrets.preload_names([s.workload for s in states.values()])
         self.bus = bus or EventBus()
         self.bus.set_redactor(self.secrets.redact)
         self.access_mode = access_mode
@@ -359,10 +358,6 @@ class ModuleContext:
 
     def redact(self, value: Any) -> Any:
         return self.run.secrets.redact(value)
-
-    def redact_excerpt(self, text: str, limit: int, suffix: str = "…") -> str:
-        """``text`` redacted *then* cut to ``limit`` characters (a secret cut in half is masked)."""
-        return self.run.secrets.redact_excerpt(text, limit, suffix)
 
     def fail(self, message: str, *, summary: dict[str, Any] | None = None) -> ModuleError:
         """An error to ``raise``: ``raise ctx.fail("bad thing", summary=partial)``."""
