@@ -4,7 +4,8 @@ Three kinds of edge, all producer → consumer:
 
 * state: the consumer's templates read the producer's ``register`` key or
   ``_gxo.workloads.<producer>``; the consumer starts after the producer ends;
-* order: ``depends_on``; same scheduling as a state edge;
+* order: ``depends_on`` (and a barrier's ``stream_inputs`` that produce no stream);
+  same scheduling as a state edge;
 * stream: ``stream_inputs``; both run at the same time, records flow between them.
 
 Workloads joined by stream edges form a *pipeline* (a connected component over
@@ -117,7 +118,10 @@ class WorkloadGraph:
     """Dependencies of a playbook's workloads, and the pipelines they form."""
 
     def __init__(
-        self, playbook: Playbook, expression_paths: dict[str, frozenset[str]] | None = None
+        self,
+        playbook: Playbook,
+        expression_paths: dict[str, frozenset[str]] | None = None,
+        order_inputs: dict[str, set[str]] | None = None,
     ) -> None:
         self.names: list[str] = [w.name for w in playbook.workloads]
         self.register_owner: dict[str, str] = {
@@ -144,8 +148,13 @@ class WorkloadGraph:
                     if target in known:
                         self.state_deps[w.name].add(target)
             self.order_deps[w.name].update(d for d in w.depends_on if d in known)
+            # stream_inputs that produce no stream, waited for like depends_on
+            # (control:barrier's upstream CI fan-in); validation decides which.
+            waited = (order_inputs or {}).get(w.name, ())
             for producer in w.stream_inputs:
-                if producer in known:
+                if producer in waited:
+                    self.order_deps[w.name].add(producer)
+                elif producer in known:
                     self.stream_deps[w.name].append(producer)
                     self.stream_consumers[producer].append(w.name)
         self.dependents: dict[str, set[str]] = {n: set() for n in self.names}

@@ -99,6 +99,9 @@ class Module:
     #: does the module read ``stream_inputs`` / write an output stream?
     consumes: ClassVar[StreamRole] = StreamRole.none
     produces: ClassVar[bool] = False
+    #: True when a ``stream_inputs`` entry that produces no stream is waited for
+    #: like ``depends_on`` instead of being an error (control:barrier, as upstream)
+    waits_for_any_input: ClassVar[bool] = False
     #: extra names the module supplies to its raw (module-rendered) templates
     template_names: ClassVar[frozenset[str]] = frozenset({"record"})
     #: False when the module itself handles undefined names in its raw templates
