@@ -32,7 +32,10 @@ ExtraVars = Annotated[
     ),
 ]
 VarsFile = Annotated[Path | None, typer.Option("--vars-file", help="YAML/JSON file of variables")]
-Report = Annotated[Path | None, typer.Option("--report", help="Write the JSON run report here")]
+Report = Annotated[
+    Path | None,
+    typer.Option("--report", help="Write the JSON run report here ('-': stdout)"),
+]
 Concurrency = Annotated[
     int | None,
     typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)"),
@@ -54,6 +57,15 @@ def _fail(exc: GxoError) -> None:
     print_warnings(console, exc.warnings)
     print_error(console, str(exc))
     raise typer.Exit(exc.exit_code)
+
+
+def _check_report(report: Path | None) -> None:
+    """A report path that cannot be written is a usage error before the run, not a
+    traceback after it."""
+    if report is not None:
+        from gxo.engine.report import report_target
+
+        report_target(report)
 
 
 def _variables(extra: list[str] | None, vars_file: Path | None) -> dict:
@@ -81,6 +93,7 @@ def run(
     from gxo.runtime import run_headless
 
     try:
+        _check_report(report)
         code = run_headless(
             playbook,
             variables=_variables(extra_vars, vars_file),
@@ -116,10 +129,13 @@ def validate(
         names = set(_variables(extra_vars, vars_file))
     except GxoError as exc:
         _fail(exc)
+    from gxo.testing.discovery import TEST_VAR, is_test_file
+
     bad = 0
     for path in playbooks:
         try:
-            loaded = load_playbook(path, extra_names=names)
+            known = names | {TEST_VAR} if is_test_file(path) else names
+            loaded = load_playbook(path, extra_names=known)
         except GxoError as exc:
             bad += 1
             print_warnings(console, exc.warnings)
@@ -211,6 +227,9 @@ def ui(
     from gxo.tui import run_ui
 
     try:
+        if report is not None and str(report) == "-":
+            raise UsageError("--report -: the terminal UI owns stdout; give a file name")
+        _check_report(report)
         code = run_ui(
             playbook,
             variables=_variables(extra_vars, vars_file),

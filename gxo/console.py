@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from gxo.engine.events import Event, EventKind
+from gxo.engine.locate import failure_location
 
 if TYPE_CHECKING:
+    from gxo.config.loader import LoadedPlaybook
     from gxo.engine.scheduler import RunResult
 
 __all__ = ["ProgressPrinter", "err_console", "print_error", "print_summary", "print_warnings"]
@@ -50,10 +52,18 @@ def _ms(value: float | None) -> str:
 class ProgressPrinter:
     """Prints one line per workload transition; with ``verbose``, its output lines too."""
 
-    def __init__(self, console: Console, *, verbose: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        verbose: bool = False,
+        quiet: bool = False,
+        loaded: LoadedPlaybook | None = None,
+    ) -> None:
         self.console = console
         self.verbose = verbose
         self.quiet = quiet
+        self.loaded = loaded  # to name the file:line of a failure, as gxo test does
 
     def __call__(self, event: Event) -> None:
         kind, name, data = event.kind, event.workload, event.data
@@ -83,7 +93,10 @@ class ProgressPrinter:
                     "(a consumer's buffer was full; channel_policy.overflow_strategy)[/]"
                 )
             if status == "Failed" and data.get("error"):
-                line += f"\n    [{'yellow' if ignored else 'red'}]{escape(str(data['error']))}[/]"
+                error = str(data["error"])
+                if self.loaded is not None and name:
+                    error = f"{failure_location(self.loaded, name, error)}: {error}"
+                line += f"\n    [{'yellow' if ignored else 'red'}]{escape(error)}[/]"
             self.console.print(line)
         elif kind == EventKind.WORKLOAD_RETRYING:
             self.console.print(

@@ -67,7 +67,7 @@ def run_headless(
     loaded = load_playbook(playbook, check_lifecycles=True, extra_names=set(variables))
     print_warnings(console, loaded.warnings)
     bus = EventBus()
-    bus.add_listener(ProgressPrinter(console, verbose=verbose, quiet=quiet))
+    bus.add_listener(ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded))
     engine = Engine(
         loaded, extra_vars=variables, concurrency=concurrency, workspace=workspace, bus=bus
     )

@@ -16,6 +16,7 @@ from gxo.errors import UsageError
 
 __all__ = [
     "PATTERN",
+    "TEST_VAR",
     "TestFile",
     "compile_selector",
     "discover",
@@ -26,6 +27,8 @@ __all__ = [
 
 PATTERN = "*.test.gxo.yaml"
 SUFFIX = ".test.gxo.yaml"
+# The variable a test file gets (file, dir, tmp_dir, python): a test file is valid with it.
+TEST_VAR = "gxo_test"
 _SKIP_DIRS = frozenset({"node_modules", "__pycache__", "venv", "site-packages", "build", "dist"})
 
 

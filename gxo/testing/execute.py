@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gxo.engine.locate import failure_location
 from gxo.errors import GxoError
-from gxo.testing.discovery import SUFFIX, TestFile, selected
+from gxo.testing.discovery import SUFFIX, TEST_VAR, TestFile, selected
 
 if TYPE_CHECKING:
     import re
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TEST_VAR", "Outcome", "run_test_file"]
 
-TEST_VAR = "gxo_test"
 OUTPUT_TAIL = 20  # output lines of a failed workload shown with its failure
 
 PASS, FAIL, SKIP, DESELECTED = "PASS", "FAIL", "SKIP", "DESELECTED"
@@ -197,7 +197,7 @@ def _headline(state: WorkloadState) -> str:
 def _workload_failure(loaded: LoadedPlaybook, state: WorkloadState) -> list[str]:
     from gxo.testing.diff import format_value, type_name
 
-    where = loaded.workload_location(state.name)
+    where = failure_location(loaded, state.name, state.error)
     module = state.workload.process.module
     lines = [f"{where}: workload '{state.name}' ({module}) failed: {_headline(state)}"]
     failures = _assertion_failures(state.summary)
