@@ -53,7 +53,10 @@ class Join(Module):
     ``inner`` emits matching pairs; ``left``/``right`` also emit the unmatched
     records of that side; ``outer`` emits unmatched records of both. The build
     side is read fully into a hash table; the probe side streams through it.
-    Records with a missing or null key never match.
+    Records with a missing or null key never match. (v0.1.2a named the outer
+    side by role — ``left`` kept unmatched *probe* records — and called the merge
+    strategies ``flat``/``nested``; ``gxo run`` and ``gxo migrate`` translate
+    legacy playbooks to the meaning here.)
 
     Example:
         - name: users_with_orders
