@@ -154,6 +154,7 @@ class RunContext:
         self.store: Store = store if store is not None else MemoryStore()
         self.templates = templates or TemplateEngine()
         self.secrets = self.templates.secrets
+        self.secrets.preload_names([s.workload for s in states.values()])
         self.bus = bus or EventBus()
         self.bus.set_redactor(self.secrets.redact)
         self.access_mode = access_mode
@@ -167,10 +168,18 @@ class RunContext:
             "resume_payload": resume_payload,
         }
         self._registered = _StoreView(self.store)
+        # Registered results as the modules returned them, before redaction: only
+        # test:assert reads them (it compares true values and redacts its output).
+        # In memory, for this run, and only for results a secret was redacted from.
+        self._unredacted: dict[str, Any] = {}
 
-    def template_context(self, extra: Mapping[str, Any] | None = None) -> ChainMap[str, Any]:
+    def template_context(
+        self, extra: Mapping[str, Any] | None = None, *, unredacted: bool = False
+    ) -> ChainMap[str, Any]:
         """Names visible to templates: extra > registered results > vars, plus ``_gxo``."""
         maps: list[Mapping[str, Any]] = [{"_gxo": self.gxo}, self._registered, self.variables]
+        if unredacted and self._unredacted:
+            maps.insert(1, self._unredacted)
         if extra:
             maps.insert(0, extra)
         return ChainMap(*maps)  # type: ignore[arg-type]
@@ -180,6 +189,10 @@ class RunContext:
         redacted = self.secrets.redact(value)
         if key:
             self.store.set(key, redacted)
+            if redacted is not value and self.secrets.is_secret(value):
+                self._unredacted[key] = value
+            else:
+                self._unredacted.pop(key, None)
         return redacted
 
     def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
@@ -312,6 +325,16 @@ class ModuleContext:
         )
         return copy_record(result) if self.deep_copy and isinstance(result, dict | list) else result
 
+    def render_unredacted(self, value: Any, *, path: str = "") -> Any:
+        """Render against registered results as modules returned them, secrets in clear.
+
+        For comparisons only (test:assert): whatever comes out must be redacted
+        before it reaches an output.
+        """
+        context = self.run.template_context(self.local_vars or None, unredacted=True)
+        result = self.run.templates.render(value, context, path=path, workload=self.workload)
+        return copy_record(result) if self.deep_copy and isinstance(result, dict | list) else result
+
     def evaluate(self, expression: Any, *, path: str = "", **extra: Any) -> Any:
         result = self.run.templates.evaluate(
             expression, self.template_context(**extra), path=path, workload=self.workload
@@ -358,6 +381,10 @@ class ModuleContext:
 
     def redact(self, value: Any) -> Any:
         return self.run.secrets.redact(value)
+
+    def redact_excerpt(self, text: str, limit: int, suffix: str = "…") -> str:
+        """``text`` redacted *then* cut to ``limit`` characters (a secret cut in half is masked)."""
+        return self.run.secrets.redact_excerpt(text, limit, suffix)
 
     def fail(self, message: str, *, summary: dict[str, Any] | None = None) -> ModuleError:
         """An error to ``raise``: ``raise ctx.fail("bad thing", summary=partial)``."""

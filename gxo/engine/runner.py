@@ -21,6 +21,7 @@ from gxo.errors import GxoError, ModuleError, ModuleParamsError, TemplateError, 
 from gxo.modules.base import REGISTRY, ModuleSpec
 from gxo.state.store import copy_record
 from gxo.template.filters import is_truthy
+from gxo.template.secrets import REDACTED
 
 __all__ = ["WorkloadRunner", "set_status"]
 
@@ -286,7 +287,9 @@ class WorkloadRunner:
         try:
             params = spec.params_model.model_validate(rendered)
         except ValidationError as exc:
-            raise ModuleParamsError(_params_message(spec, exc), workload=w.name) from None
+            raise ModuleParamsError(
+                _params_message(spec, exc, rendered, self.run.secrets), workload=w.name
+            ) from None
         module = spec.instantiate()
         if w.timeout is not None:
             deadline = asyncio.timeout(w.timeout)
@@ -325,7 +328,9 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _params_message(spec: ModuleSpec, exc: ValidationError) -> str:
+def _params_message(
+    spec: ModuleSpec, exc: ValidationError, rendered: Any = None, secrets: Any = None
+) -> str:
     parts = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
@@ -335,8 +340,23 @@ def _params_message(spec: ModuleSpec, exc: ValidationError) -> str:
             parts.append(f"missing required param '{loc}'")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"param '{loc}': {msg} (got {err.get('input')!r})" if loc else msg)
+            got = repr(err.get("input"))
+            if secrets and _secret_input(secrets, rendered, err["loc"], err.get("input")):
+                # A validator may have transformed it (`method` is upper-cased): the
+                # registry would not recognise the echo, so it is not echoed at all.
+                msg, got = secrets.redact_str(msg.replace(got, REDACTED)), REDACTED
+            parts.append(f"param '{loc}': {msg} (got {got})" if loc else msg)
     return f"module '{spec.name}' params: " + "; ".join(parts)
+
+
+def _secret_input(secrets: Any, rendered: Any, loc: tuple[Any, ...], value: Any) -> bool:
+    original = rendered
+    for key in loc:  # the rendered param at loc, before validators changed it
+        try:
+            original = original[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    return bool(secrets.is_secret(original) or secrets.is_secret(value))
 
 
 def _fmt_seconds(seconds: float) -> str:

@@ -119,7 +119,7 @@ class Engine:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.store = store
         self.bus = bus or EventBus()
-        self.secrets = secrets or SecretRegistry()
+        self.secrets = secrets if secrets is not None else SecretRegistry()  # an empty one is falsy
         self.resume_payload = resume_payload
         self.only = only
         self.states: dict[str, WorkloadState] = {

@@ -28,7 +28,15 @@ from urllib.parse import quote, quote_plus
 
 from gxo.errors import SecretError
 
-__all__ = ["MIN_DERIVED", "MIN_LINE", "REDACTED", "SecretRegistry", "SecretStr", "env_provider"]
+__all__ = [
+    "MIN_DERIVED",
+    "MIN_LINE",
+    "REDACTED",
+    "SecretRegistry",
+    "SecretStr",
+    "env_provider",
+    "secret_names",
+]
 
 REDACTED = "[REDACTED]"
 # A line of a multi-line secret shorter than this is structure (`-----`, `}`), not secret.
@@ -71,6 +79,27 @@ class SecretStr(str):
 
 def env_provider(name: str) -> str | None:
     return os.environ.get(name)
+
+
+_SECRET_CALL = re.compile(r"""\bsecret\(\s*(['"])([^'"\\]+)\1\s*\)""")
+
+
+def secret_names(value: Any) -> set[str]:
+    """The NAMEs of every literal ``secret('NAME')`` in ``value`` (strings, dicts, lists, models)."""
+    names: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "secret" in item:
+                names.update(m.group(2) for m in _SECRET_CALL.finditer(item))
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif hasattr(item, "__pydantic_fields__"):  # a playbook model (Workload, Process, ...)
+            stack.extend(vars(item).values())
+    return names
 
 
 def _forms(value: str, *, lines: bool) -> set[str]:
@@ -124,6 +153,7 @@ class SecretRegistry:
         self._values: set[str] = set()
         self._forms: set[str] = set()
         self._derived = 0
+        self._longest = 0  # the longest secret from a provider
         self._pattern: re.Pattern[str] | None = None
         self._detect: tuple[str, ...] = ()
         self._dirty = False
@@ -157,9 +187,20 @@ class SecretRegistry:
         self.add(value)
         return True
 
+    def preload_names(self, value: Any) -> None:
+        """Register the secrets that ``value`` (a playbook, workloads) names, before anything runs.
+
+        So a value an earlier workload prints (`cat tokfile`) is already redacted in
+        progress output and summaries. A missing secret fails only the workload
+        that uses it, when it renders.
+        """
+        for name in sorted(secret_names(value)):
+            self.preload(name)
+
     def add(self, value: str) -> None:
         """Register a secret value from a provider (every form, lines included)."""
         if value:
+            self._longest = max(self._longest, len(value))
             self._register(value, _forms(value, lines=True))
 
     def add_derived(self, value: str) -> bool:
@@ -169,7 +210,11 @@ class SecretRegistry:
         if self._derived >= MAX_DERIVED:
             return False
         self._derived += 1
-        self._register(value, _forms(value, lines=False))
+        # Lines of a derived value (`pem | upper`) are secret too, unless the value is
+        # mostly something else (a whole script rendered around a token): then its
+        # lines are ordinary text that must not be masked everywhere.
+        lines = len(value) <= 2 * self._longest + 16
+        self._register(value, _forms(value, lines=lines))
         return True
 
     def _register(self, value: str, forms: set[str]) -> None:
@@ -202,6 +247,18 @@ class SecretRegistry:
                 return True
         return False
 
+    def is_secret(self, value: Any) -> bool:
+        """Whether ``value`` is taint-marked or holds a secret form (text, or inside a list/dict)."""
+        if isinstance(value, SecretStr):
+            return True
+        if isinstance(value, str):
+            return self.contains(value)
+        if isinstance(value, Mapping):
+            return any(self.is_secret(k) or self.is_secret(v) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return any(self.is_secret(v) for v in value)
+        return False
+
     def redact_str(self, text: str) -> str:
         if self._dirty:
             self._compiled()
@@ -215,7 +272,11 @@ class SecretRegistry:
         text = self.redact_str(text)
         if len(text) <= limit:
             return text
-        return self.mask_cut_edge(text[:limit]) + suffix
+        cut = text[:limit]
+        start = text.find(REDACTED, max(0, limit - len(REDACTED) + 1), limit + len(REDACTED))
+        if -1 < start < limit:  # the cut fell inside a marker: keep the marker whole
+            return text[:start] + REDACTED + suffix
+        return self.mask_cut_edge(cut) + suffix
 
     def mask_cut_edge(self, text: str) -> str:
         """Mask a partial secret form (at least MIN_PARTIAL chars) at the end of cut ``text``."""

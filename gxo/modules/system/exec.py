@@ -144,7 +144,7 @@ class Exec(Module):
                 _strip_nl(stderr).strip().splitlines()[-1:]
                 or _strip_nl(stdout).strip().splitlines()[-1:]
             )
-            suffix = f": {detail[0][:300]}" if detail else ""
+            suffix = f": {ctx.redact_excerpt(detail[0], 300, '')}" if detail else ""
             raise ctx.fail(f"command exited with code {code}{suffix}", summary=summary)
         return summary
 

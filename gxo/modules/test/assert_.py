@@ -208,7 +208,7 @@ def _check(ctx: ModuleContext, index: int, assertion: Assertion) -> dict[str, An
         }
 
     try:
-        actual = ctx.render(assertion.actual, path=f"{base}.actual")
+        actual = ctx.render_unredacted(assertion.actual, path=f"{base}.actual")
     except UndefinedNameError as exc:
         if op == "is_defined":
             actual = _UNDEFINED
@@ -223,7 +223,7 @@ def _check(ctx: ModuleContext, index: int, assertion: Assertion) -> dict[str, An
     expected = getattr(assertion, op)
     if op not in _FLAG_OPERATORS:
         try:
-            expected = ctx.render(expected, path=f"{base}.{op}")
+            expected = ctx.render_unredacted(expected, path=f"{base}.{op}")
         except TemplateError as exc:
             return failure(f"cannot evaluate {op}: {exc.message}", error=exc.message, actual=actual)
     try:
@@ -232,12 +232,37 @@ def _check(ctx: ModuleContext, index: int, assertion: Assertion) -> dict[str, An
         return failure(str(exc), expected=expected, actual=actual)
     if reason is None:
         return None
+    secrets = ctx.run.secrets
+    if secrets and (secrets.is_secret(expected) or secrets.is_secret(actual)):
+        # Compared in clear, shown redacted: the message and diff are made from the
+        # redacted values, so no caret line or cut excerpt points into a secret.
+        expected, actual = secrets.redact(expected), secrets.redact(actual)
+        try:
+            shown = _evaluate(op, expected, actual)
+        except _Invalid as exc:
+            shown = str(exc)
+        reason = shown or f"{op} failed; the values differ inside a secret (shown redacted)"
+        diff = _redacted_diff(expected, actual) if op == "equal_to" else None
+        return failure(reason, expected=expected, actual=actual, diff=diff)
     diff = None
     if op == "equal_to":
         from gxo.testing.diff import render_diff
 
         diff = render_diff(expected, actual)
     return failure(reason, expected=expected, actual=actual, diff=diff)
+
+
+def _redacted_diff(expected: Any, actual: Any) -> str | None:
+    """The diff of two redacted values, without ndiff's ``?`` caret lines (they locate
+    characters that differ, next to or inside a secret) and none when they look equal."""
+    from gxo.testing.diff import render_diff, values_equal
+
+    if values_equal(expected, actual):
+        return None
+    diff = render_diff(expected, actual)
+    if diff is None:
+        return None
+    return "\n".join(line for line in diff.splitlines() if not line.startswith("? "))
 
 
 def _a(noun: str) -> str:
