@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -219,18 +220,37 @@ def test_report_dash_writes_json_to_stdout_and_progress_to_stderr(gxo, tmp_path:
     assert "Completed ok" in proc.stderr
 
 
-def test_report_to_dev_stdout_feeds_stdout_and_keeps_the_device(tmp_path: Path) -> None:
+def test_report_to_a_link_to_stdout_feeds_stdout_and_keeps_the_link(tmp_path: Path) -> None:
+    # /dev/stdout is such a link; a private one keeps a regression away from the machine's.
     playbook = write(tmp_path / "ok.gxo.yaml", OK)
-    before = os.readlink("/dev/stdout")
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
     proc = subprocess.run(
-        [sys.executable, "-m", "gxo.cli", "run", str(playbook), "--report", "/dev/stdout"],
+        [sys.executable, "-m", "gxo.cli", "run", str(playbook), "--report", str(link)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "Completed"
-    assert os.path.islink("/dev/stdout") and os.readlink("/dev/stdout") == before
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+
+
+def test_report_to_a_fifo_is_written_through_it(tmp_path: Path) -> None:
+    playbook = write(tmp_path / "ok.gxo.yaml", OK)
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxo.cli", "run", str(playbook), "--report", str(fifo)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with open(fifo, encoding="utf-8") as reader:
+        data = reader.read()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert json.loads(data)["status"] == "Completed"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
 @pytest.mark.parametrize(
@@ -286,3 +306,23 @@ def test_leftover_temp_files_of_a_killed_write_are_removed(gxo, tmp_path: Path) 
     assert not stale.exists()
     assert alive.exists() and other.exists()
     assert oct(target.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+def test_gxo_test_and_gxo_run_name_the_same_template_line(gxo, tmp_path: Path) -> None:
+    text = """\
+    schemaVersion: "1.0.0"
+    name: rt
+    vars: { d: {} }
+    workloads:
+      - name: broken
+        process:
+          module: control:identity
+          params:
+            v: "{{ d.missing.x }}"
+    """
+    write(tmp_path / "rt.test.gxo.yaml", text)
+    tested = gxo("test", "rt.test.gxo.yaml", cwd=tmp_path)
+    ran = gxo("run", "rt.test.gxo.yaml", cwd=tmp_path)
+    assert tested.returncode == ran.returncode == 1
+    assert "rt.test.gxo.yaml:9:9: workload 'broken' (control:identity) failed" in tested.stdout
+    assert "rt.test.gxo.yaml:9:9: param 'v': undefined name 'missing'" in ran.stderr
