@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import URL, Connection, CursorResult, Engine
 
+    from gxo.template.secrets import SecretRegistry
+
 CLEANUP_TIMEOUT = 10.0  # seconds a cancelled run waits for the connection to close
 # Default drivers: the ones GXO ships (SQLAlchemy's own defaults are not installed).
 _DRIVERS = {
@@ -232,6 +234,7 @@ class _Database:
         self.params = params
         self.raw_url = params.url
         self.resolve_path = ctx.resolve_path
+        self.secrets = ctx.run.secrets  # error excerpts are redacted before they are cut
         self.url: URL | None = (
             None  # parsed in the worker thread: importing SQLAlchemy takes a while
         )
@@ -376,7 +379,7 @@ class _Database:
     def _sql_failure(self, error: Exception, query: str | None) -> str:
         where = f" ({self.position})" if self.position else ""
         rolled = " (transaction rolled back)" if self.params.transaction else ""
-        statement = f" in: {_shorten(query)}" if query else ""
+        statement = f" in: {_shorten(self.secrets.redact_str(query), self.secrets)}" if query else ""
         return f"SQL error on {self.safe_url}{where}: {self._reason(error)}{statement}{rolled}"
 
     def _reason(self, error: Exception) -> str:
@@ -388,6 +391,12 @@ class _Database:
             text = str(orig)
         return self._clean(text)
 
+    def _mask_near(self, m: re.Match[str]) -> str:
+        body, dots = m[2], ""
+        if body.endswith("..."):  # MariaDB marks its cut with an ellipsis
+            body, dots = body[:-3], "..."
+        return m[1] + self.secrets.mask_cut_edge(body) + dots + m[3]
+
     def _clean(self, text: str) -> str:
         text = text.split("\n[SQL:")[0].split("\n(Background on this error")[0]
         # PostgreSQL adds "LINE 1: <query>" and a caret line: noise once joined on one line.
@@ -397,6 +406,9 @@ class _Database:
         )
         if self.password:
             text = text.replace(self.password, "***")
+        # MariaDB quotes the query from the error on, cut at 80 characters: `near '…' at line 1`.
+        text = self.secrets.redact_str(text)
+        text = _NEAR.sub(self._mask_near, text)
         return text or "unknown error"
 
 
@@ -430,6 +442,11 @@ def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
     return {}
 
 
-def _shorten(query: str, limit: int = 200) -> str:
+_NEAR = re.compile(r"(near ')(.*?)(' at line \d+)")
+
+
+def _shorten(query: str, secrets: SecretRegistry | None = None, limit: int = 200) -> str:
     text = " ".join(query.split())
+    if secrets is not None:  # redacted, then cut: no secret (or marker) cut in half
+        return secrets.redact_excerpt(text, limit - 3, "...") if len(text) > limit else text
     return text if len(text) <= limit else text[: limit - 3] + "..."
