@@ -386,7 +386,7 @@ def problems_beside_schema_errors(
         elif loc[0] == "name":
             patched["name"] = "playbook"
         else:
-            patched.pop(loc[0], None)
+            patched.pop(str(loc[0]), None)
             if loc[0] == "vars":
                 raw_vars = data.get("vars")
                 if isinstance(raw_vars, dict):
