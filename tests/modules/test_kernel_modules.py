@@ -277,11 +277,12 @@ def test_exec_is_registered_with_docs_and_example() -> None:
     assert os.path.basename(spec.cls.__module__.replace(".", "/")) == "exec"
 
 
-async def test_exec_output_bursts_do_not_stall_the_event_loop(tmp_path) -> None:
+async def _tick_gaps(during) -> tuple[object, list[float]]:
+    """``during``'s result, and the sorted gaps between 5 ms ticks of a task meanwhile."""
     import asyncio
     import time
 
-    stalls: list[float] = []
+    gaps: list[float] = []
     done = False
 
     async def ticker() -> None:
@@ -289,17 +290,43 @@ async def test_exec_output_bursts_do_not_stall_the_event_loop(tmp_path) -> None:
         while not done:
             await asyncio.sleep(0.005)
             now = time.perf_counter()
-            stalls.append(now - last)
+            gaps.append(now - last)
             last = now
 
     tick = asyncio.create_task(ticker())
-    r = await run_module("exec", {"command": "seq", "args": ["200000"]}, workspace=tmp_path)
-    done = True
-    await tick
+    try:
+        result = await during
+    finally:
+        done = True
+        await tick
+    return result, sorted(gaps)
+
+
+async def test_exec_output_bursts_do_not_stall_the_event_loop(tmp_path) -> None:
+    import asyncio
+    import gc
+
+    # The stalls that failed the fixed 0.1 s bound in plain pytest runs were full garbage
+    # collections over the test session's own heap (0.2-0.3 s each, gone with the heap
+    # frozen), not exec: freeze what existed before, so only exec's allocations count.
+    gc.collect()
+    gc.freeze()
+    try:
+        # This machine's own jitter (2 shared cores, other jobs): the gaps of an idle loop.
+        _, idle = await _tick_gaps(asyncio.sleep(1.0))
+        r, gaps = await _tick_gaps(
+            run_module("exec", {"command": "seq", "args": ["200000"]}, workspace=tmp_path)
+        )
+    finally:
+        gc.unfreeze()
     assert r.ok and len(r.summary["stdout_lines"]) == 200000
-    # Without the periodic yield this stalls ~0.22 s untraced (~3x that under coverage).
-    bound = 0.5 if sys.gettrace() is not None else 0.1
-    assert max(stalls) < bound, f"event loop stalled {max(stalls):.3f}s"
+    # Without the periodic yields the loop stalls for every buffered chunk of output
+    # (p90 gap 0.3-0.5 s measured): most gaps are long, not a few. The bounds add the
+    # idle loop's own gaps measured just before, so a busy machine does not fail it.
+    slack = 3 if sys.gettrace() is not None else 1
+    p90 = gaps[int(len(gaps) * 0.9)]
+    assert p90 < 0.05 * slack + 2 * idle[int(len(idle) * 0.9)], f"p90 gap {p90:.3f}s"
+    assert gaps[-1] < 0.1 * slack + 2 * idle[-1], f"event loop stalled {gaps[-1]:.3f}s"
 
 
 async def test_join_on_nested_fields_and_structured_keys() -> None:

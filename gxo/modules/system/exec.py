@@ -14,10 +14,15 @@ from pydantic import Field, field_validator
 from gxo.engine.context import ModuleContext
 from gxo.errors import ModuleError
 from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.system._proctree import ProcessTree, become_subreaper
 
 MAX_CAPTURE = 16 * 1024 * 1024  # bytes kept per output stream
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancellation
-YIELD_EVERY = 200  # output lines read between two trips through the event loop
+YIELD_EVERY = 200  # output lines logged between two trips through the event loop
+READ_CHUNK = 8192  # bytes read at a time (a line may be longer than any buffer)
+LOG_LINE_CAP = 8192  # characters of one output line kept in the log (capture keeps all)
+EXIT_POLL = 0.1  # seconds between two looks at a command whose pipes are still open
+DRAIN_TIMEOUT = 2.0  # seconds to read what is left once the command exited
 
 
 @register("exec", layer="system")
@@ -27,7 +32,11 @@ class Exec(Module):
     The command runs as a child process in its own process group, in the run's
     workspace unless ``cwd`` says otherwise. Each output line is logged live
     (``gxo run -v``, the TUI). A timeout or Ctrl-C terminates the whole process
-    group (SIGTERM, then SIGKILL after 2 s). An exit code outside
+    group (SIGTERM, then SIGKILL after 2 s). When the command ends, processes it
+    left behind (``cmd &``, ``setsid``, daemons) are stopped the same way: on Linux
+    GXO is their subreaper and finds them by the ``GXO_EXEC_ID`` variable each
+    command gets in its environment. Output still held open by such a process is
+    read for at most 2 s after the command exited. An exit code outside
     ``ok_exit_codes`` fails the workload, but stdout, stderr and exit_code are
     kept in the report and in the registered result.
 
@@ -108,11 +117,13 @@ class Exec(Module):
             if resolved is None and os.sep not in params.command:
                 raise ctx.fail(f"command not found: {params.command}")
             argv = [resolved or params.command, *params.args]
+        tree = ProcessTree()
+        become_subreaper()  # orphans of the command come to us, not to init
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=str(cwd),
-                env=env,
+                env=tree.environment(env),
                 stdin=asyncio.subprocess.PIPE
                 if params.stdin is not None
                 else asyncio.subprocess.DEVNULL,
@@ -126,12 +137,15 @@ class Exec(Module):
             raise ctx.fail(f"permission denied: {params.command}") from None
         except OSError as exc:
             raise ctx.fail(f"cannot start {params.command}: {exc.strerror}") from None
+        tree.root = proc.pid
+        watcher = asyncio.create_task(tree.watch())
+        outputs = (_Output(ctx, "stdout"), _Output(ctx, "stderr"))
         try:
-            stdout, stderr = await _communicate(ctx, proc, params.stdin)
-            code = await proc.wait()
-        except BaseException:
-            await _terminate(proc)
-            raise
+            code = await _communicate(proc, outputs, params.stdin, tree)
+        finally:
+            watcher.cancel()
+            await _finish(asyncio.ensure_future(_cleanup(proc, tree)))
+        stdout, stderr = outputs[0].text(), outputs[1].text()
         summary = {
             "stdout": _strip_nl(stdout),
             "stderr": _strip_nl(stderr),
@@ -175,41 +189,118 @@ def _strip_nl(text: str) -> str:
 
 
 async def _communicate(
-    ctx: ModuleContext, proc: asyncio.subprocess.Process, stdin: str | None
-) -> tuple[str, str]:
-    results = await asyncio.gather(
-        _pump(ctx, proc.stdout, "stdout"),
-        _pump(ctx, proc.stderr, "stderr"),
-        _feed(proc, stdin),
-    )
-    return results[0], results[1]
+    proc: asyncio.subprocess.Process,
+    outputs: tuple[_Output, _Output],
+    stdin: str | None,
+    tree: ProcessTree,
+) -> int:
+    """Read both outputs until the command exited and its pipes closed (or a bounded drain)."""
+    pumps = [
+        asyncio.create_task(outputs[0].pump(proc.stdout)),
+        asyncio.create_task(outputs[1].pump(proc.stderr)),
+    ]
+    feeder = asyncio.create_task(_feed(proc, stdin))
+    try:
+        code = await _exited(proc)
+        _, pending = await asyncio.wait(pumps, timeout=DRAIN_TIMEOUT)
+        if pending:
+            # A background process still holds the pipes open; the command is over, so
+            # stop what it left behind (which closes them) rather than wait for it.
+            await tree.stop_leftovers(KILL_GRACE)
+            await asyncio.wait(pending, timeout=0.5)
+        for pump in pumps:
+            if pump.done() and not pump.cancelled() and pump.exception() is not None:
+                raise pump.exception()  # type: ignore[misc]
+        return code
+    finally:
+        for task in (*pumps, feeder):
+            task.cancel()
+        await asyncio.gather(*pumps, feeder, return_exceptions=True)
 
 
-async def _pump(ctx: ModuleContext, stream: asyncio.StreamReader | None, name: str) -> str:
-    if stream is None:
-        return ""
-    chunks: list[bytes] = []
-    size = 0
-    truncated = False
-    lines = 0
-    while True:
-        line = await stream.readline()
-        if not line:
-            break
-        lines += 1
-        if lines % YIELD_EVERY == 0:
-            # readline() returns buffered lines without suspending: let others run.
+async def _exited(proc: asyncio.subprocess.Process) -> int:
+    """The exit code, as soon as the process exited.
+
+    Before Python 3.12, ``proc.wait()`` also waits until the output pipes closed, which a
+    background child may never do; ``returncode`` is set at exit, so poll it meanwhile.
+    """
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        while proc.returncode is None:
+            await asyncio.wait([waiter], timeout=EXIT_POLL)
+        return proc.returncode
+    finally:
+        waiter.cancel()
+
+
+class _Output:
+    """One output stream: captured up to MAX_CAPTURE bytes, logged line by line.
+
+    Read in chunks rather than with ``readline()``, which fails on a line longer than
+    the stream's 64 KiB limit; a logged line is cut at LOG_LINE_CAP characters.
+    """
+
+    def __init__(self, ctx: ModuleContext, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.dropped = 0
+        self.line = bytearray()  # the current line's head, for the log
+        self.line_len = 0  # the current line's full length so far
+
+    async def pump(self, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        while True:
+            data = await stream.read(READ_CHUNK)
+            if not data:
+                break
+            self._capture(data)
+            start = 0
+            lines = 0
+            while True:
+                nl = data.find(b"\n", start)
+                piece = data[start:] if nl < 0 else data[start:nl]
+                room = LOG_LINE_CAP - len(self.line)
+                if room > 0:
+                    self.line += piece[:room]
+                self.line_len += len(piece)
+                if nl < 0:
+                    break
+                self._log_line()
+                start = nl + 1
+                lines += 1
+                if lines % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a burst of short lines: let others run
+            # read() returns buffered data without suspending: let others run.
             await asyncio.sleep(0)
-        ctx.log(line.decode("utf-8", "replace").rstrip("\n"), stream=name)
-        if size < MAX_CAPTURE:
-            chunks.append(line)
-            size += len(line)
-        else:
-            truncated = True
-    text = b"".join(chunks).decode("utf-8", "replace")
-    if truncated:
-        text += f"\n[... output truncated at {MAX_CAPTURE} bytes]\n"
-    return text
+        if self.line_len:
+            self._log_line()
+
+    def _capture(self, data: bytes) -> None:
+        room = MAX_CAPTURE - self.size
+        if room <= 0:
+            self.dropped += len(data)
+            return
+        self.parts.append(data[:room])
+        self.size += min(room, len(data))
+        self.dropped += max(0, len(data) - room)
+
+    def _log_line(self) -> None:
+        text = self.line.decode("utf-8", "replace")
+        if self.line_len > len(self.line):  # cut: a secret cut in half there is masked
+            text = self.ctx.run.secrets.mask_cut_edge(self.ctx.run.secrets.redact_str(text))
+            text += f" [... {self.line_len - len(self.line)} more bytes]"
+        self.ctx.log(text, stream=self.name)
+        self.line.clear()
+        self.line_len = 0
+
+    def text(self) -> str:
+        text = b"".join(self.parts).decode("utf-8", "replace")
+        if self.dropped:  # cut at the cap: a secret cut in half there is masked
+            text = self.ctx.run.secrets.mask_cut_edge(self.ctx.run.secrets.redact_str(text))
+            text += f"\n[... output truncated at {MAX_CAPTURE} bytes]\n"
+        return text
 
 
 async def _feed(proc: asyncio.subprocess.Process, stdin: str | None) -> None:
@@ -222,6 +313,30 @@ async def _feed(proc: asyncio.subprocess.Process, stdin: str | None) -> None:
         pass
     finally:
         proc.stdin.close()
+
+
+async def _cleanup(proc: asyncio.subprocess.Process, tree: ProcessTree) -> None:
+    """Stop the command if it still runs, then whatever it left behind; close its pipes."""
+    await _terminate(proc)
+    await tree.stop_leftovers(KILL_GRACE)
+    transport = getattr(proc, "_transport", None)
+    for fd in (0, 1, 2):
+        pipe = transport.get_pipe_transport(fd) if transport is not None else None
+        if pipe is not None and not pipe.is_closing():
+            pipe.close()  # held open by a process we could not stop
+
+
+async def _finish(cleanup: asyncio.Future[None]) -> None:
+    """Await ``cleanup`` to its end even if cancelled meanwhile, then re-raise the cancel."""
+    cancelled = False
+    while not cleanup.done():
+        try:
+            await asyncio.shield(cleanup)
+        except asyncio.CancelledError:
+            cancelled = True
+    cleanup.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _terminate(proc: asyncio.subprocess.Process) -> None:
