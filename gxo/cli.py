@@ -38,7 +38,12 @@ Report = Annotated[
 ]
 Concurrency = Annotated[
     int | None,
-    typer.Option("--concurrency", "-c", min=1, help="Workloads at a time (default: CPUs × 4)"),
+    typer.Option(
+        "--concurrency",
+        "-c",
+        min=1,
+        help="Workloads or loop iterations at a time (default: CPUs × 4)",
+    ),
 ]
 Workspace = Annotated[
     str | None,

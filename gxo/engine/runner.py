@@ -16,11 +16,13 @@ from pydantic import ValidationError
 
 from gxo.engine.context import ModuleContext, RunContext, Status, WorkloadState
 from gxo.engine.events import EventBus, EventKind
+from gxo.engine.slots import LoopSlots
 from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import GxoError, ModuleError, ModuleParamsError, TemplateError, UpstreamFailedError
 from gxo.modules.base import REGISTRY, ModuleSpec
 from gxo.state.store import copy_record
 from gxo.template.filters import is_truthy
+from gxo.template.limits import deadline as render_deadline
 from gxo.template.secrets import REDACTED
 
 __all__ = ["WorkloadRunner", "set_status"]
@@ -71,6 +73,9 @@ class WorkloadRunner:
         self, run: RunContext, *, sleep: Any = asyncio.sleep, rng: random.Random | None = None
     ) -> None:
         self.run = run
+        # The run's concurrency limit (set by the scheduler); loop iterations beyond a
+        # workload's first borrow from it. None: only loop_control.parallel applies.
+        self.slots: asyncio.Semaphore | None = None
         self._sleep = sleep
         self._rng = rng or random.Random()
 
@@ -180,25 +185,31 @@ class WorkloadRunner:
         errors: list[tuple[int, BaseException]] = []
         state.iterations = [{"index": i, "status": Status.PENDING.value} for i in range(len(items))]
         semaphore = asyncio.Semaphore(parallel)
+        slots = LoopSlots(self.slots)
 
         async def iteration(index: int, item: Any) -> None:
             async with semaphore:
-                record = state.iterations[index]
-                record["status"] = Status.RUNNING.value
-                local = {loop_var: item, "loop_index": index}
+                slot = await slots.acquire()  # iterations count against --concurrency too
                 try:
-                    results[index] = await self._run_attempts(
-                        state, spec, reader, writer, local, index
-                    )
-                    record["status"] = Status.COMPLETED.value
-                except _FailNow as fail:
-                    results[index] = getattr(fail.error, "summary", None)
-                    record["status"] = Status.FAILED.value
-                    record["error"] = self.run.secrets.redact_str(_describe(fail.error))
-                    errors.append((index, fail.error))
-                self.run.bus.emit(
-                    EventKind.WORKLOAD_ITERATION, w.name, **self.run.secrets.redact(record)
-                )
+                    await run_one(index, item)
+                finally:
+                    slots.release(slot)
+
+        async def run_one(index: int, item: Any) -> None:
+            record = state.iterations[index]
+            record["status"] = Status.RUNNING.value
+            local = {loop_var: item, "loop_index": index}
+            try:
+                results[index] = await self._run_attempts(state, spec, reader, writer, local, index)
+                record["status"] = Status.COMPLETED.value
+            except _FailNow as fail:
+                results[index] = getattr(fail.error, "summary", None)
+                record["status"] = Status.FAILED.value
+                record["error"] = self.run.secrets.redact_str(_describe(fail.error))
+                errors.append((index, fail.error))
+            self.run.bus.emit(
+                EventKind.WORKLOAD_ITERATION, w.name, **self.run.secrets.redact(record)
+            )
 
         tasks = [asyncio.create_task(iteration(i, item)) for i, item in enumerate(items)]
         try:
@@ -234,7 +245,10 @@ class WorkloadRunner:
             if iteration is not None:
                 state.iterations[iteration]["attempts"] = attempt
             try:
-                return await self._attempt(state, spec, reader, writer, local, iteration)
+                # A CPU-bound template blocks the loop, so asyncio.timeout cannot fire
+                # during a render: the renderer checks this deadline itself.
+                with render_deadline(w.timeout):
+                    return await self._attempt(state, spec, reader, writer, local, iteration)
             except (asyncio.CancelledError, UpstreamFailedError, _Skip):
                 raise
             except Exception as exc:  # every module failure goes through retry policy

@@ -272,6 +272,7 @@ class Engine:
         remaining = len(pipelines)
         done = self._done = asyncio.Event()
         semaphore = asyncio.Semaphore(self.concurrency)
+        runner.slots = semaphore  # loop iterations beyond the first borrow from it
         if remaining == 0:
             return
 
