@@ -18,6 +18,7 @@ from gxo.engine.locate import failure_location
 if TYPE_CHECKING:
     from gxo.config.loader import LoadedPlaybook
     from gxo.engine.scheduler import RunResult
+    from gxo.template.secrets import SecretRegistry
 
 __all__ = ["ProgressPrinter", "err_console", "print_error", "print_summary", "print_warnings"]
 
@@ -142,14 +143,19 @@ def print_summary(console: Console, result: RunResult, *, verbose: bool = False)
         for state in result.states.values():
             if state.summary not in (None, {}, []):
                 console.print(
-                    f"[dim]{escape(state.name)} summary:[/] {escape(_short(state.summary))}"
+                    f"[dim]{escape(state.name)} summary:[/] "
+                    f"{escape(_short(state.summary, secrets=result.secrets))}"
                 )
 
 
-def _short(value: Any, limit: int = 500) -> str:
+def _short(value: Any, limit: int = 500, secrets: SecretRegistry | None = None) -> str:
     import json
 
     text = json.dumps(value, default=str, ensure_ascii=False)
+    if secrets:
+        # With the run's final registry (a secret learned late), then cut: never a
+        # secret cut in half at the edge.
+        return secrets.redact_excerpt(text, limit)
     return text if len(text) <= limit else text[:limit] + "…"
 
 

@@ -181,6 +181,26 @@ workloads:
     report = json.dumps(build_report(result))
     assert TOKEN not in report
     assert build_report(result)["workloads"]["early"]["summary"] == {"seen": f"printed {REDACTED}"}
+    # -v progress prints the summaries at the end: with the final registry too
+    import io
+
+    from rich.console import Console
+
+    from gxo.console import print_summary
+
+    out = io.StringIO()
+    print_summary(Console(file=out, width=200), result, verbose=True)
+    assert TOKEN not in out.getvalue() and f"printed {REDACTED}" in out.getvalue()
+
+
+def test_a_summary_cut_for_progress_output_does_not_cut_a_secret() -> None:
+    from gxo.console import _short
+
+    r = SecretRegistry()
+    r.add(TOKEN)
+    summary = {"padding": "p" * 474, "v": TOKEN}  # the cut at 500 falls in the token
+    shown = _short(summary, secrets=r)
+    assert TOKEN[:4] not in shown and shown.endswith(REDACTED + "…")
 
 
 async def test_secrets_named_in_the_playbook_are_registered_before_anything_runs(tmp_path) -> None:

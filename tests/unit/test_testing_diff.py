@@ -100,3 +100,27 @@ def test_long_diffs_are_cut() -> None:
 @pytest.mark.parametrize(("a", "b"), [(1, 2), ("", "x"), ("a", 1), ({"a": 1}, [1])])
 def test_scalars_and_mismatched_kinds_have_no_diff(a: object, b: object) -> None:
     assert render_diff(a, b) is None
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "diff"),
+    [
+        (
+            "one line",
+            "first\nsecond",
+            "--- expected\n+++ actual\n@@ -1 +1,2 @@\n-one line\n+first\n+second",
+        ),
+        (
+            "line one\nline two\n",
+            "line one",
+            "--- expected\n+++ actual\n@@ -1,2 +1 @@\n line one\n-line two",
+        ),
+    ],
+)
+def test_a_multiline_string_against_a_one_line_string_gets_a_line_diff(
+    expected: str, actual: str, diff: str
+) -> None:
+    # Either side spanning lines means a unified diff: ndiff on a multi-line string
+    # would print its newlines inside one "- "/"+ " line and a garbled caret line.
+    assert render_diff(expected, actual) == diff
+    assert "?" not in render_diff(actual, expected)  # type: ignore[operator]
