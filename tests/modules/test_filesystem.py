@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from unprivileged import run_unprivileged
 
 from gxo.modules.testkit import run_module
 
@@ -327,6 +328,10 @@ async def test_stat_missing(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path)
+
+
+def make_tree(tmp_path: Path) -> Path:
     for rel in [
         "a.log",
         "b.txt",
@@ -403,18 +408,25 @@ async def test_list_errors(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root reads every directory")
-async def test_list_skips_unreadable_subdirectory(tree: Path) -> None:
-    (tree / "sub").chmod(0)
-    try:
-        r = await run_module(
-            "filesystem:list", {"recursive": True, "pattern": "*.log"}, workspace=tree
-        )
-    finally:
-        (tree / "sub").chmod(0o755)
-    assert r.ok
-    assert r.counters == {"unreadable_dirs": 1}
-    assert any("permission denied" in line for _, line in r.logs)
+def test_list_skips_unreadable_subdirectory() -> None:
+    async def check(workdir: Path) -> None:
+        root = make_tree(workdir)
+        (root / "sub").chmod(0)
+        try:
+            r = await run_module(
+                "filesystem:list", {"recursive": True, "pattern": "*.log"}, workspace=root
+            )
+        finally:
+            (root / "sub").chmod(0o755)
+        assert r.ok, r.error
+        assert r.counters == {"unreadable_dirs": 1}
+        assert any("permission denied" in line for _, line in r.logs)
+
+    async def warm_up(workdir: Path) -> None:
+        await run_module("filesystem:list", {"recursive": True}, workspace=make_tree(workdir))
+
+    # As root (CI), in a child that dropped to nobody: root reads every directory.
+    run_unprivileged(check, warm_up)
 
 
 # -- filesystem:manage -----------------------------------------------------------
@@ -497,12 +509,19 @@ async def test_manage_owner_and_group_by_name_and_id(tmp_path: Path) -> None:
     assert (again.summary["owner"], again.summary["group"]) == ("nobody", "nogroup")
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root may change owners")
-async def test_manage_owner_without_privileges(tmp_path: Path) -> None:
-    (tmp_path / "f").write_text("x")
-    r = await manage(tmp_path, path="f", state="present", owner="root")
-    assert r.status == "Failed"
-    assert "cannot change owner root of" in r.error and "operation not permitted" in r.error
+def test_manage_owner_without_privileges() -> None:
+    async def check(workdir: Path) -> None:
+        (workdir / "f").write_text("x")
+        r = await manage(workdir, path="f", state="present", owner="root")
+        assert r.status == "Failed"
+        assert "cannot change owner root of" in r.error and "operation not permitted" in r.error
+
+    async def warm_up(workdir: Path) -> None:
+        (workdir / "f").write_text("x")
+        await manage(workdir, path="f", state="present", owner="nobody", group="nogroup")
+
+    # As root (CI), in a child that dropped to nobody: root may change owners.
+    run_unprivileged(check, warm_up)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ __all__ = [
     "describe_os_error",
     "format_mode",
     "group_name",
+    "non_directory_parent",
     "owner_name",
     "resolve_gid",
     "resolve_uid",
@@ -155,7 +156,28 @@ _REASONS = {
 }
 
 
+def non_directory_parent(path: Path | str) -> str | None:
+    """``"/x/a is a file, not a directory"`` when an ancestor of ``path`` is no directory."""
+    for parent in reversed(Path(path).parents):
+        try:
+            st = parent.stat()
+        except OSError:
+            return None  # missing from here on: "does not exist" is the truth
+        if not stat.S_ISDIR(st.st_mode):
+            kind = "a file" if stat.S_ISREG(st.st_mode) else "a special file"
+            return f"{parent} is {kind}, not a directory"
+    return None
+
+
 def describe_os_error(exc: OSError, action: str, path: Path | str) -> str:
-    """``cannot read /x/y: permission denied`` — short, without errno noise."""
+    """``cannot read /x/y: permission denied`` — short, without errno noise.
+
+    ENOENT, ENOTDIR and EEXIST also come from a *parent* that is a file (``mkdir``
+    of the parents says "already exists"); the message then names that parent.
+    """
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST):
+        blocked = non_directory_parent(path)
+        if blocked is not None:
+            return f"cannot {action} {path}: {blocked}"
     reason = _REASONS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
     return f"cannot {action} {path}: {reason}"

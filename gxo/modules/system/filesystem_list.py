@@ -11,7 +11,7 @@ from pydantic import Field
 
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import Module, ModuleParams, register
-from gxo.modules.system._fsutil import describe_os_error, stat_record
+from gxo.modules.system._fsutil import describe_os_error, non_directory_parent, stat_record
 
 SUMMARY_ENTRIES = 1000  # entries kept in the summary; the stream carries all of them
 
@@ -84,9 +84,9 @@ class FilesystemList(Module):
             is_dir = await ctx.to_thread(os.path.isdir, root)
             if not is_dir:
                 exists = await ctx.to_thread(os.path.lexists, root)
-                raise ctx.fail(
-                    f"cannot list {root}: {'not a directory' if exists else 'does not exist'}"
-                )
+                blocked = None if exists else await ctx.to_thread(non_directory_parent, root)
+                reason = "not a directory" if exists else blocked or "does not exist"
+                raise ctx.fail(f"cannot list {root}: {reason}")
             first = await ctx.to_thread(_scan, root, root, params)
         except OSError as exc:
             raise ctx.fail(describe_os_error(exc, "list", root)) from None

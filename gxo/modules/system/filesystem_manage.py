@@ -204,7 +204,13 @@ def _converge(
                     f"cannot create {path}: directory {path.parent} does not exist (create it with state: directory)"
                 )
             mode = int(params.mode, 8) if params.mode else DEFAULT_FILE_MODE
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            except FileNotFoundError:
+                # The directory exists (checked above) but refuses new files: /proc, /sys.
+                raise _Refused(
+                    f"cannot create {path}: {path.parent} does not allow creating files"
+                ) from None
             os.close(fd)
             os.chmod(path, mode)
             changes.append("created file")

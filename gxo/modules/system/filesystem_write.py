@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import filecmp
 import json
 import os
@@ -19,7 +20,12 @@ from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
-from gxo.modules.system._fsutil import OctalMode, describe_os_error, format_mode
+from gxo.modules.system._fsutil import (
+    OctalMode,
+    describe_os_error,
+    format_mode,
+    non_directory_parent,
+)
 
 DEFAULT_MODE = 0o644
 
@@ -292,6 +298,9 @@ class _AtomicFile:
     @classmethod
     def open(cls, path: Path, *, append: bool, parents: bool) -> _AtomicFile:
         path = Path(os.path.realpath(path)) if path.is_symlink() else path
+        blocked = non_directory_parent(path)
+        if blocked is not None:
+            raise _Refused(f"cannot write {path}: {blocked}")
         if parents:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.parent.is_dir():
@@ -304,7 +313,19 @@ class _AtomicFile:
             existing = path.stat()
         except FileNotFoundError:
             existing = None
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".gxo-tmp")
+        try:
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".gxo-tmp")
+        except (FileNotFoundError, PermissionError) as exc:
+            if exc.errno == errno.EACCES or not path.parent.is_dir():
+                raise
+            # The directory is there, yet no file can be created in it: a special file
+            # system such as /proc or /sys (whose files report size 0). "does not exist"
+            # would be wrong about an existing target (/proc/version).
+            what = "" if existing is None else f"; {path} is a special file, not replaceable"
+            raise _Refused(
+                f"cannot write {path}: {path.parent} does not allow creating files "
+                f"(filesystem:write writes a temporary file beside the target{what})"
+            ) from None
         had_content = bool(existing and existing.st_size)
         target = cls(path, fd, temp, existing=existing, had_content=had_content)
         target.append = append
