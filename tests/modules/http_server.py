@@ -13,6 +13,8 @@ Routes (all answer JSON unless said otherwise):
     /auth/basic              200 if Basic <username>:<password>, else 401
     /auth/header             200 if "X-API-Key: <token>", else 401
     /text                    text/plain, /notjson: application/json with a broken body
+    /big?size=N              N bytes of "x" (?length=no: no Content-Length, ends at close;
+                             ?gzip=1: gzip-encoded, so it is small on the wire)
 
 ``server.requests`` records (method, path, headers) of every request.
 """
@@ -106,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._auth(route.rsplit("/", 1)[1])
         if route == "/text":
             return self._send(200, "plain ünïcode text".encode(), "text/plain; charset=utf-8")
+        if route == "/big":
+            return self._big(query)
         if route == "/notjson":
             return self._send(200, b"{not json", "application/json")
         return self._json(404, {"error": "not found", "path": route})
@@ -126,6 +130,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"page": page, "items": items, "next": next_url})
         headers = {"Link": f'<{next_url}>; rel="next"'} if more else {}
         return self._json(200, items, headers)
+
+    def _big(self, query: dict[str, str]) -> None:
+        import gzip
+
+        body = b"x" * int(query.get("size", "1000"))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if query.get("gzip"):
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        if query.get("length") != "no":
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.close_connection = True  # HTTP/1.0: the body ends when the connection does
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client may hang up once it has seen enough
+            for start in range(0, len(body), 65536):
+                self.wfile.write(body[start : start + 65536])
 
     def _auth(self, kind: str) -> None:
         given = self.headers.get("X-API-Key" if kind == "header" else "Authorization", "")

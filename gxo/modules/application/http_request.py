@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import os
 import time
 from pathlib import Path
@@ -14,6 +13,12 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
+from gxo.modules.application._http_response import (
+    DEFAULT_MAX_BODY,
+    check_url,
+    describe,
+    read_body,
+)
 from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
 from gxo.template.engine import is_template
 
@@ -24,7 +29,6 @@ if TYPE_CHECKING:
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 EXCERPT = 300  # characters of the body quoted in an error message
-PARSE_IN_THREAD = 1024 * 1024  # JSON bodies larger than this are parsed off the event loop
 
 
 class BasicAuth(ModuleParams):
@@ -159,6 +163,11 @@ class HttpRequest(Module):
             None, description="Authentication: {type: basic|bearer|header, ...}"
         )
         follow_redirects: bool = Field(True, description="Follow 3xx redirects")
+        max_body_bytes: int = Field(
+            DEFAULT_MAX_BODY,
+            ge=1,
+            description="Largest response body read, in bytes (default 64 MiB); a bigger one fails the request",
+        )
         expected_status: int | list[int] | None = Field(
             None, description="Status code(s) that count as success (default: any 2xx)"
         )
@@ -366,16 +375,19 @@ class _Request:
         # Later pages come from the API's own next link: the query is already in it.
         query = p.query if first and p.query else None
         where = f"{p.method} {url}"
+        check_url(ctx, url)
         started = time.perf_counter()
         try:
-            response = await self.client.request(
+            # Streamed, so that a body over max_body_bytes is refused as it arrives.
+            async with self.client.stream(
                 p.method,
                 url,
                 params=query,
                 headers=self.headers,
                 auth=self.auth or httpx.USE_CLIENT_DEFAULT,
                 **self.body,
-            )
+            ) as response:
+                content = await read_body(ctx, response, p.max_body_bytes, where)
         except httpx.TimeoutException as exc:
             raise ctx.fail(
                 f"{where}: {_timeout_kind(exc)} timed out after {_seconds(p.timeout)} (param 'timeout')"
@@ -388,11 +400,15 @@ class _Request:
             raise ctx.fail(_connect_message(where, exc)) from None
         except httpx.HTTPError as exc:
             raise ctx.fail(f"{where}: {type(exc).__name__}: {exc or 'request failed'}") from None
+        except ExceptionGroup as group:
+            # The transport's task group wraps what it did not expect: name the first cause.
+            cause = _first_leaf(group)
+            raise ctx.fail(f"{where}: cannot connect: {cause or type(cause).__name__}") from None
         latency = round((time.perf_counter() - started) * 1000, 3)
         self.requested_url = str(
             (response.history[0] if response.history else response).request.url
         )
-        view = await _describe(ctx, response, latency)
+        view = await describe(ctx, response, content, latency)
         ctx.log(f"{where} -> {response.status_code} {response.reason_phrase} ({latency:.0f} ms)")
         expected = p.expected_status
         ok = (
@@ -416,37 +432,6 @@ class _Request:
                 summary=view,
             )
         return view
-
-
-async def _describe(
-    ctx: ModuleContext, response: httpx.Response, latency_ms: float
-) -> dict[str, Any]:
-    headers: dict[str, str] = {}
-    for name, value in response.headers.multi_items():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    body = response.text
-    json_body = None
-    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if body and (ctype == "application/json" or ctype.endswith("+json")):
-        try:
-            json_body = (
-                await ctx.to_thread(json.loads, body)
-                if len(body) > PARSE_IN_THREAD
-                else json.loads(body)
-            )
-        except ValueError:
-            ctx.log(f"response says {ctype} but its body is not valid JSON", level="warning")
-    links = {rel: dict(link) for rel, link in response.links.items()} if "link" in headers else {}
-    return {
-        "status_code": response.status_code,
-        "headers": headers,
-        "body": body,
-        "json_body": json_body,
-        "url": str(response.url),
-        "links": links,
-        "latency_ms": latency_ms,
-    }
 
 
 async def _emit(ctx: ModuleContext, render: Any, view: dict[str, Any], page: int) -> int:
@@ -473,6 +458,12 @@ def _next_url(ctx: ModuleContext, render: Any, view: dict[str, Any], page: int) 
             summary=view,
         )
     return urljoin(view["url"], value.strip())
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 def _timeout_kind(exc: httpx.TimeoutException) -> str:
