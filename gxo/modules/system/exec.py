@@ -7,14 +7,16 @@ import contextlib
 import os
 import shutil
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import ModuleError
 from gxo.modules.base import Module, ModuleParams, register
-from gxo.modules.system._proctree import ProcessTree, become_subreaper
+
+if TYPE_CHECKING:
+    from gxo.modules.system._proctree import ProcessTree
 
 MAX_CAPTURE = 16 * 1024 * 1024  # bytes kept per output stream
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on cancellation
@@ -117,6 +119,9 @@ class Exec(Module):
             if resolved is None and os.sep not in params.command:
                 raise ctx.fail(f"command not found: {params.command}")
             argv = [resolved or params.command, *params.args]
+        # Imported here: resolving a module name loads that module's file only.
+        from gxo.modules.system._proctree import ProcessTree, become_subreaper
+
         tree = ProcessTree()
         become_subreaper()  # orphans of the command come to us, not to init
         try:
