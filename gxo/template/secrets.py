@@ -156,6 +156,7 @@ class SecretRegistry:
         self._longest = 0  # the longest secret from a provider
         self._pattern: re.Pattern[str] | None = None
         self._detect: tuple[str, ...] = ()
+        self._shortest = 0  # no text shorter than the shortest form can hold one
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -233,6 +234,7 @@ class SecretRegistry:
                 ordered = sorted(self._forms, key=len, reverse=True)
                 self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
                 self._detect = _detectors(ordered)
+                self._shortest = min(map(len, self._detect), default=0)
                 self._dirty = False
         return self._pattern
 
@@ -240,6 +242,8 @@ class SecretRegistry:
         """Whether any secret form occurs in ``text``."""
         if self._dirty:
             self._compiled()
+        if len(text) < self._shortest:
+            return False
         # `in` is a C substring search, several times faster per form than the
         # regex alternation scanning text that (nearly always) holds no secret.
         for form in self._detect:  # noqa: SIM110 - any(genexpr) is several times slower
@@ -296,12 +300,26 @@ class SecretRegistry:
         """A copy of ``obj`` with every secret value replaced; ``obj`` itself if none occur."""
         if not self._values:
             return obj
+        if self._dirty:
+            self._compiled()
         return self._redact(obj)
 
     def _redact(self, obj: Any) -> Any:
-        if isinstance(obj, SecretStr):
+        cls = obj.__class__
+        if cls is str:  # the common case first: exact types, no isinstance chain
+            for form in self._detect:
+                if form in obj:
+                    return self._pattern.sub(REDACTED, obj)  # type: ignore[union-attr]
+            return obj
+        if cls is dict:
+            return {self._redact(k): self._redact(v) for k, v in obj.items()}
+        if cls is list:
+            return [self._redact(v) for v in obj]
+        if cls is SecretStr:
             # Taint-marked, even a fragment too short to register: hidden whole.
             return REDACTED
+        if cls is int or cls is float or cls is bool or obj is None:
+            return obj
         if isinstance(obj, str):
             return self.redact_str(obj)
         if isinstance(obj, Mapping):

@@ -81,6 +81,26 @@ def taint_result(result: Any) -> Any:
     return result
 
 
+_TEXTUAL = (str, bytes, list, tuple)
+
+
+def _tainted_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """any_tainted, inlined for the hot path (a filter call in a per-record template)."""
+    registry = ACTIVE.get()
+    if registry is None or not registry._values:
+        return False
+    for arg in (*args, *kwargs.values()) if kwargs else args:
+        cls = arg.__class__
+        if cls is SecretStr:
+            return True
+        if cls is str:
+            if registry.contains(arg):
+                return True
+        elif isinstance(arg, list | tuple | str) and is_tainted(arg, registry):
+            return True
+    return False
+
+
 def taint_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` (a Jinja filter) whose text results are tainted when an argument was.
 
@@ -91,8 +111,8 @@ def taint_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def tainting(*args: Any, **kwargs: Any) -> Any:
         result = fn(*args, **kwargs)
-        if isinstance(result, str | bytes | list | tuple | Iterator) and any_tainted(
-            (*args, *kwargs.values())
+        if (isinstance(result, _TEXTUAL) or hasattr(result, "__next__")) and _tainted_args(
+            args, kwargs
         ):
             return taint_result(result)
         return result
