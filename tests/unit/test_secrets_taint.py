@@ -286,3 +286,27 @@ workloads:
     assert "differ inside a secret" in failures[0]["reason"]
     assert failures[1]["diff"] is not None
     assert not any(line.startswith("?") for line in failures[1]["diff"].splitlines())
+
+
+async def test_a_long_output_line_cut_for_the_log_does_not_cut_a_secret(tmp_path) -> None:
+    from gxo.modules.system.exec import LOG_LINE_CAP
+
+    text = """
+schemaVersion: "1.0.0"
+name: long-line
+workloads:
+  - name: long
+    process:
+      module: exec
+      params:
+        command: python3
+        args: ["-c", "import os; print('x' * (int(os.environ['CUT']) - 6) + os.environ['T'])"]
+        environment: { T: "{{ secret('T') }}", CUT: "CAP" }
+""".replace("CAP", str(LOG_LINE_CAP))
+    registry = SecretRegistry(provider={"T": TOKEN}.get)
+    result = await run_playbook_text(text, secrets=registry, workspace=tmp_path)
+    state = result.states["long"]
+    assert state.status == "Completed", state.error
+    [(_, _, line)] = [entry for entry in state.logs if entry[1] == "stdout"]
+    assert "more bytes]" in line  # the log line was cut inside the token
+    assert TOKEN[:4] not in line and REDACTED in line
