@@ -62,3 +62,33 @@ def test_no_form_of_a_secret_reaches_progress_or_the_report(gxo, tmp_path: Path)
     # the error excerpt is cut at 300 characters after redaction
     assert data["cut_excerpt"]["error"].endswith("0[REDACTED]")
     assert "(got [REDACTED])" in data["bad_method"]["error"]
+
+
+def test_gxo_test_fail_lines_and_junit_show_no_secret(gxo, tmp_path: Path) -> None:
+    (tmp_path / "fail.test.gxo.yaml").write_text(
+        """schemaVersion: "1.0.0"
+name: failing
+workloads:
+  - name: echo
+    process: { module: exec, params: { command: echo, args: ["Bearer {{ secret('GXO_TEST_TOKEN') | upper }}"] } }
+    register: echoed
+  - name: check
+    process:
+      module: test:assert
+      params:
+        assertions:
+          - { actual: "{{ echoed.stdout }}", equal_to: "Bearer {{ secret('GXO_TEST_TOKEN') | upper }}" }
+          - { actual: "{{ echoed.stdout }}", equal_to: "Bearer {{ secret('GXO_TEST_TOKEN') }}" }
+          - { actual: "{{ echoed.stdout }}", equal_to: "Bearer! {{ secret('GXO_TEST_TOKEN') }}" }
+"""
+    )
+    junit = tmp_path / "j.xml"
+    proc = gxo("test", str(tmp_path), "-v", "--junit", str(junit), env={"GXO_TEST_TOKEN": TOKEN})
+    assert proc.returncode == 1
+    assert "assertions[0]" not in proc.stdout.split("--- FAIL")[-1]  # the true values are equal
+    xml = junit.read_text()
+    for output in (proc.stdout, proc.stderr, xml):
+        for form in (TOKEN, TOKEN.upper(), TOKEN[:6], TOKEN.upper()[:6]):
+            assert form not in output
+        assert not any(line.strip().startswith("? ") for line in output.splitlines())
+    assert "differ inside a secret" in proc.stdout
