@@ -86,3 +86,19 @@ async def test_internal_error_is_printed_and_session_survives(repl, monkeypatch)
 @pytest.mark.parametrize("text", ["", "   ", "\n"])
 async def test_blank_input_prints_nothing(repl, text: str) -> None:
     assert await repl(text) == ""
+
+
+async def test_values_derived_from_a_secret_are_redacted_in_the_repl(harness, monkeypatch) -> None:
+    monkeypatch.setenv("REPL_TOKEN", "s3cr3t-value")
+    h = harness()
+    for expression, derived in [
+        ("secret('REPL_TOKEN') | upper", "S3CR3T-VALUE"),
+        ("secret('REPL_TOKEN') | b64encode", "czNjcjN0LXZhbHVl"),
+        ("secret('REPL_TOKEN')[::-1]", "eulav-t3rc3s"),
+        ("secret('REPL_TOKEN') | list", "'s', '3'"),
+    ]:
+        out = await h(expression)
+        assert derived not in out and "[REDACTED]" in out, expression
+    # once derived, the value is a secret for the rest of the session, wherever it appears
+    out = await h("'S3CR3T-VALUE seen'")
+    assert out.strip() == "'[REDACTED] seen'"
