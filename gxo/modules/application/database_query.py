@@ -119,7 +119,8 @@ class DatabaseQuery(Module):
             500, ge=1, le=100_000, description="Rows fetched from the server at a time"
         )
         connect_timeout: Duration = Field(
-            10.0, description="How long to wait for the server to accept the connection"
+            10.0,
+            description="How long to wait for the server to accept the connection and greet",
         )
 
         @model_validator(mode="after")
@@ -184,7 +185,11 @@ class DatabaseQuery(Module):
                 "transaction": params.transaction,
             }
         except asyncio.CancelledError:
-            db.interrupt()  # stop a long query the server is still running
+            # Stop a long query the server is still running, or the worker thread (and
+            # the process, which waits for it at exit) stays blocked until it ends.
+            stop = loop.run_in_executor(None, db.interrupt)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(stop), CLEANUP_TIMEOUT)
             raise
         finally:
             await _close(db, executor, loop)
@@ -274,6 +279,11 @@ class _Database:
             self.conn = self.engine.connect()
         except exc.SQLAlchemyError as e:
             raise _DbError(f"cannot connect to {self.safe_url}: {self._reason(e)}") from None
+        if url.get_backend_name() in ("mysql", "mariadb"):
+            # read/write_timeout bounded the handshake (a server that accepts and never
+            # greets); a query may run as long as the workload's timeout allows.
+            raw = self.conn.connection.dbapi_connection
+            raw._read_timeout = raw._write_timeout = None
 
     def execute(self, query: str, values: Any) -> bool:
         from sqlalchemy import exc, text
@@ -347,12 +357,22 @@ class _Database:
                 self.conn.rollback()
 
     def interrupt(self) -> None:
-        """Ask the server to stop the running statement (called from the event loop thread)."""
-        conn = self.conn
-        if conn is None:
+        """Ask the server to stop the running statement (in a thread of its own: the
+        workload's database thread is the one blocked in the statement)."""
+        conn, engine = self.conn, self.engine
+        if conn is None or engine is None:
             return
         with contextlib.suppress(Exception):
             raw = conn.connection.dbapi_connection
+            if engine.url.get_backend_name() in ("mysql", "mariadb"):
+                # PyMySQL cannot cancel: kill the statement from a second connection.
+                thread_id = int(raw.thread_id())
+                killer = engine.raw_connection()
+                try:
+                    killer.cursor().execute(f"KILL QUERY {thread_id}")
+                finally:
+                    killer.close()
+                return
             for name in (
                 "cancel",
                 "interrupt",
@@ -437,7 +457,10 @@ def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
     backend = url.get_backend_name()
     if backend == "sqlite":
         return {"timeout": timeout}  # how long to wait for a locked database
-    if backend in ("postgresql", "mysql", "mariadb"):
+    if backend in ("mysql", "mariadb"):
+        # PyMySQL's connect_timeout covers the TCP connect only, not the server's greeting.
+        return {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
+    if backend == "postgresql":
         return {"connect_timeout": max(1, round(timeout))}
     return {}
 
