@@ -6,9 +6,12 @@ import base64
 import hashlib
 import json
 import os.path
-import re
 from collections.abc import Mapping
 from typing import Any
+
+import regex
+
+from gxo.template.limits import MAX_TEMPLATE_SIZE, run_regex, too_large
 
 __all__ = ["FILTERS", "TESTS", "is_truthy"]
 
@@ -65,16 +68,32 @@ def _b64decode(value: str) -> str:
     return base64.b64decode(value).decode("utf-8", "replace")
 
 
+# The `regex` package (re-compatible syntax) because it takes a timeout: a
+# backtracking pattern ('(a|aa)+$') would otherwise block the event loop for hours.
+
+
 def _regex_replace(
     value: str, pattern: str, replacement: str = "", ignorecase: bool = False
 ) -> str:
-    flags = re.IGNORECASE if ignorecase else 0
-    return re.sub(pattern, replacement, str(value), flags=flags)
+    flags = regex.IGNORECASE if ignorecase else 0
+    text = str(value)
+    size = [len(text)]
+
+    def expand(match: Any) -> str:
+        # Each substitution is sized as it is made: 'a' -> 1,000 characters on a
+        # long string would otherwise build gigabytes before any check.
+        out: str = match.expand(replacement)
+        size[0] += len(out) - (match.end() - match.start())
+        if size[0] > MAX_TEMPLATE_SIZE:
+            raise too_large("regex_replace")
+        return out
+
+    return run_regex(regex.sub, pattern, expand, text, flags=flags)  # type: ignore[no-any-return]
 
 
 def _regex_search(value: str, pattern: str, ignorecase: bool = False) -> str | None:
-    flags = re.IGNORECASE if ignorecase else 0
-    m = re.search(pattern, str(value), flags=flags)
+    flags = regex.IGNORECASE if ignorecase else 0
+    m = run_regex(regex.search, pattern, str(value), flags=flags)
     return m.group(0) if m else None
 
 

@@ -62,6 +62,14 @@ _snapshot: tuple[float, Snapshot] = (0.0, {})
 _snapshot_lock = threading.Lock()
 
 
+def _ticks_since_boot() -> float:
+    try:
+        with open("/proc/uptime") as fh:
+            return float(fh.read().split()[0]) * os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _scan(since: float) -> Snapshot:
     """All processes; a scan taken after ``since`` and less than SNAPSHOT_TTL ago is reused."""
     global _snapshot
@@ -107,6 +115,9 @@ class ProcessTree:
         self._checked: set[tuple[int, int]] = set()  # (pid, starttime) already looked at
         self._lock = threading.Lock()  # observe() runs in worker threads
         self._since = time.monotonic()
+        # Only processes started since (in clock ticks after boot, as /proc says) can
+        # be the command's: the environments of older ones are never read.
+        self._born_after = _ticks_since_boot() - 2
 
     def environment(self, env: dict[str, str] | None) -> dict[str, str]:
         return {**(os.environ if env is None else env), ENV_VAR: self.mark}
@@ -132,7 +143,7 @@ class ProcessTree:
             if key in self._checked or state == "Z":
                 continue
             self._checked.add(key)
-            if self._marked(pid):
+            if start >= self._born_after and self._marked(pid):
                 self.members[pid] = start
         grew = True
         while grew:  # children of members, even without the mark (``env -i``)
@@ -172,10 +183,11 @@ class ProcessTree:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def _reap(self) -> None:
+    def _reap(self, snap: Snapshot | None = None) -> None:
         """Collect the exit status of members re-parented to us (none is asyncio's child)."""
         me = os.getpid()
-        snap = self.observe(fresh=True)
+        if snap is None:
+            snap = self.observe(fresh=True)
         with self._lock:
             self._reap_zombies(snap, me)
 
@@ -207,24 +219,26 @@ class ProcessTree:
             return 0
         snap = await asyncio.to_thread(self.observe, fresh=True)
         found = self._leftovers(snap)
-        if found:
-            self._signal(found, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while True:
-                await asyncio.sleep(0.02)
-                snap = await asyncio.to_thread(self.observe, fresh=True)
-                alive = self._leftovers(snap)
-                if not alive:
-                    break
-                if time.monotonic() >= deadline:
-                    # Kill until nothing marked is left: a leftover may fork while dying.
-                    for _ in range(20):
-                        self._signal(alive, signal.SIGKILL)
-                        await asyncio.sleep(0.02)
-                        snap = await asyncio.to_thread(self.observe, fresh=True)
-                        alive = self._leftovers(snap)
-                        if not alive:
-                            break
-                    break
+        if not found:  # nothing signalled: that scan tells which zombies to reap
+            await asyncio.to_thread(self._reap, snap)
+            return 0
+        self._signal(found, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while True:
+            await asyncio.sleep(0.02)
+            snap = await asyncio.to_thread(self.observe, fresh=True)
+            alive = self._leftovers(snap)
+            if not alive:
+                break
+            if time.monotonic() >= deadline:
+                # Kill until nothing marked is left: a leftover may fork while dying.
+                for _ in range(20):
+                    self._signal(alive, signal.SIGKILL)
+                    await asyncio.sleep(0.02)
+                    snap = await asyncio.to_thread(self.observe, fresh=True)
+                    alive = self._leftovers(snap)
+                    if not alive:
+                        break
+                break
         await asyncio.to_thread(self._reap)
         return len(found)
