@@ -17,6 +17,7 @@ from gxo.console import ProgressPrinter, err_console, print_summary, print_warni
 from gxo.engine.events import EventBus
 from gxo.engine.report import write_report
 from gxo.engine.scheduler import Engine, RunResult
+from gxo.template.limits import clear_interrupt, interrupt_renders
 
 __all__ = ["freeze_loaded_objects", "run_headless", "run_with_signals"]
 
@@ -43,6 +44,10 @@ async def run_with_signals(engine: Engine) -> RunResult:
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, engine.cancel)
+            # A CPU-bound template blocks the loop, which then never runs engine.cancel:
+            # this Python-level handler runs between bytecodes of the render and makes
+            # it fail; the loop still learns of the signal through its wakeup fd.
+            signal.signal(sig, interrupt_renders)
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             pass
@@ -51,6 +56,7 @@ async def run_with_signals(engine: Engine) -> RunResult:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        clear_interrupt()
 
 
 def run_headless(

@@ -16,11 +16,26 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
+from jinja2.meta import TrackingCodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gxo.errors import GxoError, SecretError, TemplateError, UndefinedNameError
 from gxo.template.filters import FILTERS, TESTS, is_truthy
+from gxo.template.limits import (
+    BUDGET,
+    MAX_EXPRESSION_DEPTH,
+    MAX_TEMPLATE_SIZE,
+    BudgetMixin,
+    TemplateLimitError,
+    check_percent_format,
+    check_sequence_growth,
+    check_total,
+    expression_too_deep,
+    sized_output,
+    too_large,
+)
 from gxo.template.secrets import SecretRegistry
 from gxo.template.taint import ACTIVE as _ACTIVE_SECRETS
 from gxo.template.taint import TaintingSandbox, wrap_filters
@@ -68,15 +83,14 @@ def _no_secret_outside_a_run(name: str) -> str:
 
 # Jinja's sandbox caps range() (MAX_RANGE) but no other allocation: `[0] * 10**9`,
 # `'%0999999999d' % 1`, `'x'.ljust(10**9)` or `lipsum(10**6)` exhaust memory or block
-# the event loop for seconds. One operation may produce at most this many items/chars.
-MAX_TEMPLATE_SIZE = 10_000_000
+# the event loop for seconds. One operation may produce at most MAX_TEMPLATE_SIZE
+# items/chars (gxo.template.limits, with the render budget).
 _MAX_POWER_BITS = 1 << 20
 _PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
 _HUGE_FORMAT_WIDTH = re.compile(r"%[#0\- +]*(?:\d{8,}|\d*\.\d{8,})|\{[^{}]*:[^{}]*\d{8,}[^{}]*\}")
 
 
-def _too_large(what: str) -> SecurityError:
-    return SecurityError(f"{what} would exceed the template size limit ({MAX_TEMPLATE_SIZE:,})")
+_too_large = too_large
 
 
 def _check_size_args(name: str, args: Iterable[Any]) -> None:
@@ -94,10 +108,14 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 _NUMBERS = frozenset({int, float})
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox plus limits on what one operation may allocate."""
+class _Sandbox(BudgetMixin, ImmutableSandboxedEnvironment):
+    """The immutable sandbox plus limits on what one operation may allocate.
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    BudgetMixin (gxo.template.limits) counts loop iterations and calls, so a
+    CPU-bound template stops at its budget, its workload's deadline or Ctrl-C.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # `record.name` on a plain dict: Jinja tries the attribute first and falls
@@ -115,6 +133,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return (
                 left * right
             )  # arithmetic allocates nothing big: skip the checks (hot in per-record templates)
+        if operator == "+":
+            if type(left) in _NUMBERS and type(right) in _NUMBERS:
+                return left + right  # as for '*': the hot path stays cheap
+            # `ns.s = ns.s + ns.s` in a loop doubles a string or list per iteration
+            check_sequence_growth(left, right, "'+'")
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
             if abs(left) > 1 and right * abs(left).bit_length() > _MAX_POWER_BITS:
                 raise _too_large(f"{left} ** {right}")
@@ -126,8 +149,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                     and len(seq) * n > MAX_TEMPLATE_SIZE
                 ):
                     raise _too_large(f"repeating a {type(seq).__name__} {n} times")
+                if isinstance(seq, list | tuple) and isinstance(n, int) and n > 1:
+                    check_sequence_growth(seq, (), f"repeating {n} times", n)
         elif operator == "%":
             _check_format(left)
+            check_percent_format(left, right)  # '%0*d' % (999999999, 1)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -139,7 +165,22 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 _check_size_args(name, (*args, *kwargs.values()))
             elif name in ("format", "format_map"):
                 _check_format(owner)
+            elif name == "join" and args:
+                items = list(args[0])  # an iterator is consumed by the check: pass the list on
+                check_total(items, "joining strings", len(owner) * max(0, len(items) - 1))
+                args = (items, *args[1:])
+            elif name == "replace" and len(args) >= 2:
+                _check_replace(owner, *args)
         return super().call(__context, __obj, *args, **kwargs)
+
+
+def _check_replace(text: Any, old: Any, new: Any, count: Any = -1, *_: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        hits = text.count(old) if old else len(text) + 1
+        if isinstance(count, int) and count >= 0:
+            hits = min(hits, count)
+        if len(text) + hits * (len(new) - len(old)) > MAX_TEMPLATE_SIZE:
+            raise _too_large("replace()")
 
 
 def _capped_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -149,6 +190,21 @@ def _capped_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def capped(*args: Any, **kwargs: Any) -> Any:
         if name == "format":  # the arguments are values to format, not sizes
             _check_format(args[0] if args else None)
+            check_percent_format(args[0] if args else None, kwargs or tuple(args[1:]))
+        elif name == "join":  # join(eval_ctx, value, d='', attribute=None)
+            if (
+                len(args) >= 2
+                and kwargs.get("attribute", args[3] if len(args) > 3 else None) is None
+            ):
+                items = list(args[1])
+                sep = kwargs.get("d", args[2] if len(args) > 2 else "")
+                check_total(items, "joining strings", len(str(sep)) * max(0, len(items) - 1))
+                args = (args[0], items, *args[2:])
+        elif name == "replace":  # replace(eval_ctx, s, old, new, count=None)
+            if len(args) >= 4:
+                _check_replace(
+                    str(args[1]), str(args[2]), str(args[3]), *args[4:], *kwargs.values()
+                )
         else:
             _check_size_args(name, (*args[1:], *kwargs.values()))
         return fn(*args, **kwargs)
@@ -169,10 +225,15 @@ def _capped_lipsum(fn: Callable[..., Any]) -> Callable[..., Any]:
 # One sandboxed environment and one compile cache for the whole process: a
 # template compiles once however many runs, loop iterations or records use it.
 # Immutable sandbox: a template cannot mutate registered state (list.append, ...).
-_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-for _name in ("center", "indent", "format"):
+# optimized=False: Jinja's constant folder re-visits every subtree at every level,
+# so a chain of 150 filters took seconds to compile (cubic); rendering is unaffected.
+_ENV = _Sandbox(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, optimized=False
+)
+for _name in ("center", "indent", "format", "join", "replace"):
     _ENV.filters[_name] = _capped_filter(_name, _ENV.filters[_name])
 _ENV.filters.update(FILTERS)
+_ENV.concat = sized_output(_ENV.concat)  # type: ignore[method-assign]
 _ENV.tests.update(TESTS)
 _ENV.globals["lipsum"] = _capped_lipsum(cast(Callable[..., Any], _ENV.globals["lipsum"]))
 _ENV.globals["secret"] = _no_secret_outside_a_run
@@ -189,7 +250,10 @@ class _TaintSandbox(TaintingSandbox, _Sandbox):
     """
 
 
-_TAINT_ENV = _TaintSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_TAINT_ENV = _TaintSandbox(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, optimized=False
+)
+_TAINT_ENV.concat = sized_output(_TAINT_ENV.concat)  # type: ignore[method-assign]
 _TAINT_ENV.filters = dict(_ENV.filters)
 wrap_filters(_TAINT_ENV.filters)  # what a filter computes from a secret stays secret
 _TAINT_ENV.tests = _ENV.tests
@@ -199,7 +263,20 @@ _COMPILE_LOCK = threading.Lock()
 
 @functools.lru_cache(maxsize=_MAX_CACHE)
 def _parse(source: str) -> nodes.Template:
-    return _ENV.parse(source)
+    tree = _ENV.parse(source)
+    if expression_too_deep(tree):
+        # Refused before compiling: deeper trees fail in Python's parser (or recurse
+        # out in Jinja's visitors) after a long compile.
+        raise TemplateError(
+            f"template nests deeper than {MAX_EXPRESSION_DEPTH} levels (split the expression "
+            f"into several 'set' steps or vars) in {_excerpt(source)}",
+            template=source,
+        )
+    return tree
+
+
+def _excerpt(source: str, limit: int = 120) -> str:
+    return repr(source if len(source) <= limit else source[:limit] + "…")
 
 
 class TemplateEngine:
@@ -239,9 +316,10 @@ class TemplateEngine:
             raise TemplateError(
                 f"template syntax error: {exc.message} in {source!r}", template=source
             ) from None
-        except RecursionError:
+        except (RecursionError, SyntaxError, MemoryError):
+            # Python refuses the generated code: too many nested blocks or parentheses.
             raise TemplateError(
-                f"template nesting too deep in {source!r}", template=source
+                f"template nesting too deep in {_excerpt(source)}", template=source
             ) from None
 
     def compile_bare(self, expression: str) -> _Compiled:
@@ -324,6 +402,7 @@ class TemplateEngine:
             return template.root_render_func, jinja_ctx, jinja_ctx.vars, concat
 
         plain = prepare(compiled.template)
+        budget = BUDGET
         tainting: list[tuple[Any, Any, dict[str, Any], Any]] = []
 
         def render(path: str = "", **extra: Any) -> Any:
@@ -337,6 +416,7 @@ class TemplateEngine:
                 token = None
             local.clear()
             local.update(extra)
+            budget.remaining = budget.limit  # the budget is per render
             try:
                 if native:
                     for _ in root(jinja_ctx):
@@ -346,6 +426,8 @@ class TemplateEngine:
                         return result
                 else:
                     return concat(root(jinja_ctx))
+            except TemplateLimitError as exc:  # re-running would spend the budget again
+                raise self._located(exc, compiled, path, workload) from None
             except Exception:
                 pass  # the checked path below raises the proper, located error
             finally:
@@ -374,6 +456,7 @@ class TemplateEngine:
         path: str,
         workload: str | None,
     ) -> Any:
+        BUDGET.remaining = BUDGET.limit  # the budget is per render
         try:
             # shared=True makes the mapping the context's parent without copying it,
             # so rendering costs O(1) in the number of registered results.
@@ -399,6 +482,8 @@ class TemplateEngine:
                 workload=workload,
                 template=compiled.source,
             ) from None
+        except TemplateLimitError as exc:
+            raise self._located(exc, compiled, path, workload) from None
         except GxoError as exc:
             if isinstance(exc, TemplateError):
                 exc.param_path = exc.param_path or path or None
@@ -424,6 +509,17 @@ class TemplateEngine:
                 workload=workload,
                 template=compiled.source,
             ) from None
+
+    @staticmethod
+    def _located(
+        exc: TemplateLimitError, compiled: _Compiled, path: str, workload: str | None
+    ) -> TemplateLimitError:
+        return TemplateLimitError(
+            f"{exc.message} in {_excerpt(compiled.source)}",
+            param_path=path or None,
+            workload=workload,
+            template=compiled.source,
+        )
 
 
 def _single_expression(source: str, tree: nodes.Template) -> str | None:
@@ -458,8 +554,6 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
     are roots used only behind ``| default(...)`` or ``is defined`` (not an error
     when missing). Raises TemplateError on bad syntax.
     """
-    from jinja2 import meta
-
     text = source.strip()
     if bare and not is_template(text):
         text = "{{ " + text + " }}"
@@ -470,11 +564,13 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
             f"template syntax error: {exc.message} in {source!r}", template=source
         ) from None
     except RecursionError:
-        raise TemplateError(f"template nesting too deep in {source!r}", template=source) from None
+        raise TemplateError(
+            f"template nesting too deep in {_excerpt(source)}", template=source
+        ) from None
     unknown = unknown_filters_and_tests(tree)
     if unknown:  # jinja's introspection would raise TemplateAssertionError (a traceback)
         raise TemplateError(f"{'; '.join(unknown)} in {source!r}", template=source)
-    roots = set(meta.find_undeclared_variables(tree))
+    roots = _undeclared_names(tree)
     workloads: set[str] = set()
     if "_gxo" in roots:
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -497,6 +593,26 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
                     uses[name_node.name] = uses.get(name_node.name, 0) + 1
             optional = {n for n, count in guarded.items() if uses.get(n, 0) <= count}
     return roots, workloads, optional
+
+
+class _NameTracker(TrackingCodeGenerator):
+    """``jinja2.meta.find_undeclared_variables``'s generator without the constant folder.
+
+    Jinja's introspection runs its optimizer, which is cubic in nesting depth:
+    a chain of 90 filters took most of a second (150: many seconds).
+    """
+
+    def __init__(self, environment: Any) -> None:
+        CodeGenerator.__init__(
+            self, environment, "<introspection>", "<introspection>", optimized=False
+        )
+        self.undeclared_identifiers: set[str] = set()
+
+
+def _undeclared_names(tree: nodes.Template) -> set[str]:
+    codegen = _NameTracker(tree.environment)  # type: ignore[attr-defined]
+    codegen.visit(tree)
+    return codegen.undeclared_identifiers
 
 
 def unknown_filters_and_tests(tree: nodes.Template) -> list[str]:
