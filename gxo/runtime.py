@@ -81,7 +81,9 @@ def run_headless(
         freeze_loaded_objects()
     result = asyncio.run(run_with_signals(engine))
     print_warnings(console, [w for w in result.warnings if w not in loaded.warnings])
+    # The summary first: a report that cannot be written after all (disk full) is
+    # an error of its own, and must not hide how the run went.
+    print_summary(console, result, verbose=verbose)
     if report is not None:
         write_report(result, report)
-    print_summary(console, result, verbose=verbose)
     return result.exit_code
