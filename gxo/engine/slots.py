@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["LoopSlots"]
 
@@ -30,7 +30,7 @@ class LoopSlots:
     def __init__(self, shared: asyncio.Semaphore | None) -> None:
         self._shared = shared
         self._own_free = True
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
 
     async def acquire(self) -> Slot:
         if self._own_free:
@@ -38,11 +38,11 @@ class LoopSlots:
             return "own"
         if self._shared is None:  # no run-wide limit: only loop_control.parallel applies
             return "shared"
-        own: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        own: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(own)
-        borrow = asyncio.ensure_future(self._shared.acquire())
+        borrow: asyncio.Future[Any] = asyncio.ensure_future(self._shared.acquire())
         try:
-            await asyncio.wait([own, borrow], return_when="FIRST_COMPLETED")
+            await asyncio.wait([own, borrow], return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             self._settle(own, borrow, keep=None)
             raise
@@ -52,7 +52,7 @@ class LoopSlots:
         return keep
 
     def _settle(
-        self, own: asyncio.Future[None], borrow: asyncio.Future[bool] | None, keep: Slot | None
+        self, own: asyncio.Future[Any], borrow: asyncio.Future[Any] | None, keep: Slot | None
     ) -> None:
         """Give back whatever of ``own``/``borrow`` was granted but is not kept."""
         if own.done() and not own.cancelled():

@@ -282,8 +282,8 @@ class _Database:
         if url.get_backend_name() in ("mysql", "mariadb"):
             # read/write_timeout bounded the handshake (a server that accepts and never
             # greets); a query may run as long as the workload's timeout allows.
-            raw = self.conn.connection.dbapi_connection
-            raw._read_timeout = raw._write_timeout = None
+            greeted: Any = self.conn.connection.dbapi_connection  # a pymysql Connection
+            greeted._read_timeout = greeted._write_timeout = None
 
     def execute(self, query: str, values: Any) -> bool:
         from sqlalchemy import exc, text
@@ -366,7 +366,7 @@ class _Database:
             raw = conn.connection.dbapi_connection
             if engine.url.get_backend_name() in ("mysql", "mariadb"):
                 # PyMySQL cannot cancel: kill the statement from a second connection.
-                thread_id = int(raw.thread_id())
+                thread_id = int(raw.thread_id())  # type: ignore[union-attr]
                 killer = engine.raw_connection()
                 try:
                     killer.cursor().execute(f"KILL QUERY {thread_id}")
