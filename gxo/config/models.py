@@ -144,7 +144,9 @@ class RetryConfig(_Model):
 
 class LoopControl(_Model):
     loop_var: str = Field("item", pattern=REGISTER_PATTERN, description="Name of the loop variable")
-    parallel: int = Field(1, ge=1, description="Iterations run at the same time, within the run's --concurrency")
+    parallel: int = Field(
+        1, ge=1, description="Iterations run at the same time, within the run's --concurrency"
+    )
 
 
 WorkloadName = Annotated[str, Field(pattern=NAME_PATTERN)]
