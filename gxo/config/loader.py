@@ -7,7 +7,6 @@ the line and column, and the workload — never a traceback.
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +15,24 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from gxo.config.models import Playbook
-from gxo.errors import ConfigError, GxoError, Location, PlaybookSyntaxError, PlaybookValidationError
+from gxo.config.yamlsafe import (
+    MAX_ALIAS_EXPANSION,
+    MAX_NESTING,
+    MAX_NODES,
+    PositionMap,
+    decode_error_location,
+    parse_yaml,
+    read_text_file,
+)
+from gxo.errors import ConfigError, GxoError, Location, PlaybookValidationError
 
 if TYPE_CHECKING:
     from gxo.engine.dag import WorkloadGraph
 
-__all__ = [
+__all__ = [  # the MAX_* limits are re-exported: they live with the hardened YAML reader
+    "MAX_ALIAS_EXPANSION",
+    "MAX_NESTING",
+    "MAX_NODES",
     "LoadedPlaybook",
     "PositionMap",
     "decode_error_location",
@@ -31,24 +42,6 @@ __all__ = [
 ]
 
 Path_ = tuple[Any, ...]
-MAX_NODES = 1_000_000  # guards alias expansion ("billion laughs") and huge documents
-MAX_ALIAS_EXPANSION = 100_000  # nodes a short document may reach through aliases
-# Flow plus block levels. Deeper YAML is never a playbook, makes ruamel's scanner
-# super-linear ('[' * 2000 scans for 10 s) and its composer recurse past the stack.
-MAX_NESTING = 100
-
-
-class PositionMap(dict[Path_, tuple[int, int]]):
-    """Data path → (line, column), both 1-based."""
-
-    def nearest(self, path: Iterable[Any]) -> tuple[int, int] | None:
-        p = tuple(path)
-        while True:
-            if p in self:
-                return self[p]
-            if not p:
-                return None
-            p = p[:-1]
 
 
 @dataclass
@@ -80,168 +73,6 @@ class LoadedPlaybook:
     def workload_location(self, name: str, *sub: Any) -> Location:
         i = self.workload_index(name)
         return self.location(("workloads", i, *sub)) if i is not None else Location(self.source)
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, PositionMap]:
-    """Parse YAML text into plain Python data and a position map."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-    from ruamel.yaml.reader import ReaderError
-
-    yaml = YAML(typ="rt")
-    yaml.Scanner = _nesting_limited_scanner()
-    yaml.allow_duplicate_keys = False
-    try:
-        doc = yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        loc = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source)
-        raise PlaybookSyntaxError(f"YAML syntax error: {problem}", location=loc) from None
-    except ReaderError as exc:  # a control character: ruamel reports only an offset
-        pos = exc.position
-        line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
-        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
-        raise PlaybookSyntaxError(
-            f"YAML syntax error: unacceptable character {char}: {exc.reason}",
-            location=Location(source, line, column),
-        ) from None
-    except YAMLError as exc:
-        raise PlaybookSyntaxError(f"YAML syntax error: {exc}", location=Location(source)) from None
-    except RecursionError:
-        raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
-    positions = PositionMap()
-    counter = [0]
-    try:
-        # Without aliases a document has fewer nodes than characters; aliases may add a little.
-        _expanded_size(doc, {}, set(), source, min(MAX_NODES, max(MAX_ALIAS_EXPANSION, len(text))))
-        data = _plain(doc, (), positions, counter, source)
-    except RecursionError:
-        raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
-    return data, positions
-
-
-def _expanded_size(
-    node: Any, sizes: dict[int, int], active: set[int], source: str, limit: int
-) -> int:
-    """Node count after alias expansion, computed once per distinct node.
-
-    Converting a "billion laughs" document node by node takes seconds before
-    MAX_NODES stops it; this refuses it at once and names the line where the
-    expansion exceeds ``limit`` (or where an alias contains itself).
-    """
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    if not isinstance(node, CommentedMap | CommentedSeq):
-        return 1
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    where = (
-        Location(source, node.lc.line + 1, node.lc.col + 1)
-        if node.lc.line is not None
-        else Location(source)
-    )
-    if key in active:
-        raise PlaybookSyntaxError("recursive alias: a node contains itself", location=where)
-    active.add(key)
-    children = node.values() if isinstance(node, CommentedMap) else node
-    total = 1 + sum(_expanded_size(child, sizes, active, source, limit) for child in children)
-    active.discard(key)
-    if total > limit:
-        raise PlaybookSyntaxError(
-            f"document too large (more than {limit} nodes after alias expansion)", location=where
-        )
-    sizes[key] = total
-    return total
-
-
-def decode_error_location(exc: UnicodeDecodeError, source: str) -> Location:
-    """Line and column (in bytes) of the first byte that is not UTF-8."""
-    data = bytes(exc.object)
-    return Location(
-        source, data.count(b"\n", 0, exc.start) + 1, exc.start - data.rfind(b"\n", 0, exc.start)
-    )
-
-
-@functools.cache
-def _nesting_limited_scanner() -> type:
-    """ruamel's round-trip scanner, failing at the mark where nesting exceeds MAX_NESTING."""
-    from ruamel.yaml.scanner import RoundTripScanner, ScannerError
-
-    class NestingLimitedScanner(RoundTripScanner):
-        def _check_depth(self) -> None:
-            if self.flow_level + len(self.indents) > MAX_NESTING:
-                mark = self.reader.get_mark()
-                raise ScannerError(None, None, f"nesting deeper than {MAX_NESTING} levels", mark)
-
-        def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
-            super().fetch_flow_collection_start(TokenClass, to_push)
-            self._check_depth()
-
-        def add_indent(self, column: int) -> bool:
-            added = super().add_indent(column)
-            if added:
-                self._check_depth()
-            return added
-
-    return NestingLimitedScanner
-
-
-def _plain(node: Any, path: Path_, positions: PositionMap, counter: list[int], source: str) -> Any:
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    counter[0] += 1
-    if counter[0] > MAX_NODES:
-        raise PlaybookSyntaxError(
-            f"document too large (more than {MAX_NODES} nodes after alias expansion)",
-            location=Location(source),
-        )
-    if isinstance(node, CommentedMap):
-        if path == () and node.lc.line is not None:
-            positions[()] = (node.lc.line + 1, node.lc.col + 1)
-        out = {}
-        for key, value in node.items():
-            try:
-                kpos = node.lc.key(key)
-            except (KeyError, TypeError, AttributeError):
-                kpos = None
-            if not isinstance(key, str):
-                loc = Location(source, kpos[0] + 1, kpos[1] + 1) if kpos else Location(source)
-                raise PlaybookValidationError(
-                    f"mapping keys must be strings, got {key!r}", location=loc
-                )
-            sub = (*path, key)
-            if kpos:
-                positions[sub] = (kpos[0] + 1, kpos[1] + 1)
-            out[key] = _plain(value, sub, positions, counter, source)
-        return out
-    if isinstance(node, CommentedSeq):
-        out_list = []
-        for i, value in enumerate(node):
-            sub = (*path, i)
-            try:
-                ipos = node.lc.item(i)
-                positions[sub] = (ipos[0] + 1, ipos[1] + 1)
-            except (KeyError, TypeError, AttributeError):
-                pass
-            out_list.append(_plain(value, sub, positions, counter, source))
-        return out_list
-    # Scalars: ruamel's scalar subclasses become plain Python values.
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, dict):
-        return {k: _plain(v, (*path, k), positions, counter, source) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v, (*path, i), positions, counter, source) for i, v in enumerate(node)]
-    # dates, timestamps, binary: keep their text form
-    return str(node)
 
 
 def _workload_name_at(data: Any, path: Path_) -> str | None:
@@ -424,21 +255,11 @@ def _in_line_order(problems: list[GxoError]) -> list[GxoError]:
 
 
 def read_playbook_text(path: str | Path, display: str | None = None) -> str:
-    """A playbook file's text, or a ConfigError saying why it cannot be read."""
-    display = display or str(path)
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"playbook not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"playbook path is a directory: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise PlaybookSyntaxError(
-            f"playbook is not UTF-8 text: {exc.reason}",
-            location=decode_error_location(exc, display),
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read playbook {path}: {exc.strerror}") from None
+    """A playbook file's text, or a ConfigError saying why it cannot be read.
+
+    Only a regular file of at most MAX_FILE_BYTES is read (a FIFO or /dev/zero is refused).
+    """
+    return read_text_file(path, "playbook", display)
 
 
 def load_playbook(

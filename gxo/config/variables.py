@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gxo.config.models import REGISTER_PATTERN
-from gxo.errors import GxoError, UsageError
+from gxo.errors import ConfigError, GxoError, UsageError
 
 if TYPE_CHECKING:
     from gxo.template.engine import TemplateEngine
@@ -17,14 +17,13 @@ __all__ = ["load_vars_file", "parse_extra_vars", "render_playbook_vars"]
 
 def _scalar(text: str) -> Any:
     """``3`` → 3, ``true`` → True, ``[1,2]`` → [1, 2]; anything else stays a string."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from gxo.config.yamlsafe import load_yaml_text
 
     if text == "":
         return ""
     try:
-        value = YAML(typ="safe").load(text)
-    except (YAMLError, ValueError):
+        value = load_yaml_text(text, "-e")
+    except GxoError:  # not YAML, or refused (an alias bomb): the text itself
         return text
     if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
         return text  # "a=: x" is text, not the mapping {None: "x"}
@@ -32,18 +31,21 @@ def _scalar(text: str) -> Any:
 
 
 def load_vars_file(path: str | Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    """A vars file (``--vars-file F``, ``-e @F``) read like a playbook: a regular file of
+    bounded size, parsed by the hardened YAML reader (alias bombs, deep nesting and
+    huge integers are refused with their line and column, never a traceback)."""
+    from gxo.config.yamlsafe import load_yaml_text, read_text_file
 
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read vars file {path}: {exc.strerror}") from None
+        text = read_text_file(
+            path, "vars file", str(path), not_found="cannot read {what} {path}: no such file"
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        raise UsageError(f"vars file {path} is not valid YAML/JSON: {exc}") from None
+        data = load_yaml_text(text, str(path))
+    except ConfigError as exc:
+        raise UsageError(f"vars file is not valid YAML/JSON: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -65,6 +67,8 @@ def parse_extra_vars(items: list[str] | None) -> dict[str, Any]:
                 data = json.loads(item)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"-e {item!r}: invalid JSON: {exc.msg}") from None
+            except (ValueError, RecursionError) as exc:  # a 5,000-digit int; deep nesting
+                raise UsageError(f"-e: invalid JSON: {exc or 'nested too deeply'}") from None
             _check_names(data, f"-e {item!r}")
             out.update(data)
         else:

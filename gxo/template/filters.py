@@ -54,9 +54,14 @@ def _to_yaml(value: Any) -> str:
 
 
 def _from_yaml(value: str) -> Any:
-    from ruamel.yaml import YAML
+    # The hardened reader: an alias bomb or deep nesting in rendered data is refused.
+    from gxo.config.yamlsafe import load_yaml_text
+    from gxo.errors import GxoError
 
-    return YAML(typ="safe").load(value)
+    try:
+        return load_yaml_text(str(value), "from_yaml")
+    except GxoError as exc:
+        raise ValueError(str(exc)) from None  # "from_yaml:LINE:COL: why"
 
 
 def _b64encode(value: str | bytes) -> str:

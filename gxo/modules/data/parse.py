@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
+from gxo.errors import GxoError
 from gxo.modules.base import Module, StreamRole, register
 from gxo.modules.data._records import (
     MISSING,
@@ -337,20 +338,20 @@ def _load_documents(fmt: str, text: str) -> list[Any]:
             return [json.loads(text)]
         except ValueError as exc:
             raise _ParseError(f"invalid JSON: {exc}") from None
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from gxo.config.yamlsafe import load_yaml_text
 
     try:
-        docs = list(YAML(typ="safe", pure=True).load_all(text))
-    except YAMLError as exc:
+        # The hardened reader: alias bombs, deep nesting and huge integers are refused.
+        docs = load_yaml_text(text, "yaml", all_documents=True)
+    except GxoError as exc:
         raise _ParseError(f"invalid YAML: {_yaml_message(exc)}") from None
-    # YAML timestamps and binary values are not JSON: records must be.
+    # Non-string keys (``1: a``) are not JSON: records must be.
     return [to_jsonable(d) for d in docs if d is not None]
 
 
-def _yaml_message(exc: Exception) -> str:
-    problem = getattr(exc, "problem", None)
-    mark = getattr(exc, "problem_mark", None)
-    if problem and mark is not None:
-        return f"{problem} at line {mark.line + 1} column {mark.column + 1}"
-    return str(exc).strip().replace("\n", " ")
+def _yaml_message(exc: GxoError) -> str:
+    message = exc.message.removeprefix("YAML syntax error: ")
+    loc = exc.location
+    if loc is not None and loc.line is not None:
+        return f"{message} at line {loc.line} column {loc.column}"
+    return message
