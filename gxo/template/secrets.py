@@ -88,17 +88,26 @@ def secret_names(value: Any) -> set[str]:
     """The NAMEs of every literal ``secret('NAME')`` in ``value`` (strings, dicts, lists, models)."""
     names: set[str] = set()
     stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
+        item = pop()
+        cls = item.__class__
+        if cls is str:
             if "secret" in item:
                 names.update(m.group(2) for m in _SECRET_CALL.finditer(item))
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
+        elif cls is dict:
+            extend(item.values())
+        elif cls is list or cls is tuple:
+            extend(item)
+        elif item is None or cls is int or cls is bool or cls is float:
+            continue
         elif hasattr(item, "__pydantic_fields__"):  # a playbook model (Workload, Process, ...)
-            stack.extend(vars(item).values())
+            for field in item.__pydantic_fields__:
+                push(getattr(item, field))
+        elif isinstance(item, Mapping):
+            extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            extend(item)
     return names
 
 
