@@ -18,6 +18,7 @@ registered as *derived* secrets by :mod:`gxo.template.taint`.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import os
 import re
@@ -50,7 +51,7 @@ MIN_DERIVED = 4
 MIN_PARTIAL = 4
 # Per-record templates can derive a new value per record (`record.id ~ secret('K')`):
 # beyond this many derived values the registry stops growing (the taint mark stays).
-MAX_DERIVED = 4096
+MAX_DERIVED = 1024
 
 
 class SecretStr(str):
@@ -142,18 +143,6 @@ def _forms(value: str, *, lines: bool) -> set[str]:
     return {f for f in out if len(f) >= MIN_DERIVED or f == value}
 
 
-def _detectors(ordered: list[str]) -> tuple[str, ...]:
-    """The forms worth testing with ``in``: one containing a shorter form is implied by it."""
-    if len(ordered) > 512:  # quadratic below; past this size testing them all is cheaper
-        return tuple(ordered)
-    shortest_first = ordered[::-1]
-    kept: list[str] = []
-    for form in shortest_first:
-        if not any(k in form for k in kept):
-            kept.append(form)
-    return tuple(kept)
-
-
 class SecretRegistry:
     """The secret values seen in one run, and redaction of them (in all their forms)."""
 
@@ -163,10 +152,13 @@ class SecretRegistry:
         self._forms: set[str] = set()
         self._derived = 0
         self._longest = 0  # the longest secret from a provider
-        self._pattern: re.Pattern[str] | None = None
+        # Every form, longest first (replaced in that order, so a secret containing
+        # another is replaced whole), and the minimal subset worth testing with
+        # `in`: a form containing a shorter registered form is implied by it.
+        # Both are replaced, never mutated, so readers need no lock.
+        self._by_len: list[str] = []
         self._detect: tuple[str, ...] = ()
         self._shortest = 0  # no text shorter than the shortest form can hold one
-        self._dirty = False
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
@@ -231,29 +223,24 @@ class SecretRegistry:
         with self._lock:
             self._values.add(value)
             new = forms - self._forms
-            if new:
-                self._forms |= new
-                self._dirty = True  # compiled on the next redaction, not per add
-
-    def _compiled(self) -> re.Pattern[str] | None:
-        if self._dirty:
-            with self._lock:
-                # Longest first: the regex takes the first alternative that matches,
-                # so a secret containing another is replaced whole.
-                ordered = sorted(self._forms, key=len, reverse=True)
-                self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-                self._detect = _detectors(ordered)
-                self._shortest = min(map(len, self._detect), default=0)
-                self._dirty = False
-        return self._pattern
+            if not new:
+                return
+            self._forms |= new
+            by_len = list(self._by_len)
+            detect = list(self._detect)
+            for form in sorted(new, key=len):
+                bisect.insort(by_len, form, key=lambda f: -len(f))
+                if not any(d in form for d in detect):
+                    detect = [d for d in detect if form not in d]
+                    detect.append(form)
+            self._by_len, self._detect = by_len, tuple(detect)
+            self._shortest = min(map(len, detect))
 
     def contains(self, text: str) -> bool:
         """Whether any secret form occurs in ``text``."""
-        if self._dirty:
-            self._compiled()
         if len(text) < self._shortest:
             return False
-        # `in` is a C substring search, several times faster per form than the
+        # `in` is a C substring search, several times faster per form than a
         # regex alternation scanning text that (nearly always) holds no secret.
         for form in self._detect:  # noqa: SIM110 - any(genexpr) is several times slower
             if form in text:
@@ -273,11 +260,15 @@ class SecretRegistry:
         return False
 
     def redact_str(self, text: str) -> str:
-        if self._dirty:
-            self._compiled()
         for form in self._detect:
             if form in text:
-                return self._pattern.sub(REDACTED, text)  # type: ignore[union-attr]
+                return self._replace(text)
+        return text
+
+    def _replace(self, text: str) -> str:
+        for form in self._by_len:
+            if form in text:
+                text = text.replace(form, REDACTED)
         return text
 
     def redact_excerpt(self, text: str, limit: int, suffix: str = "…") -> str:
@@ -293,7 +284,7 @@ class SecretRegistry:
 
     def mask_cut_edge(self, text: str) -> str:
         """Mask a partial secret form (at least MIN_PARTIAL chars) at the end of cut ``text``."""
-        if self._compiled() is None:
+        if not self._forms:
             return text
         best = 0
         for form in self._forms:
@@ -309,8 +300,6 @@ class SecretRegistry:
         """A copy of ``obj`` with every secret value replaced; ``obj`` itself if none occur."""
         if not self._values:
             return obj
-        if self._dirty:
-            self._compiled()
         return self._redact(obj)
 
     def _redact(self, obj: Any) -> Any:
@@ -318,7 +307,7 @@ class SecretRegistry:
         if cls is str:  # the common case first: exact types, no isinstance chain
             for form in self._detect:
                 if form in obj:
-                    return self._pattern.sub(REDACTED, obj)  # type: ignore[union-attr]
+                    return self._replace(obj)
             return obj
         if cls is dict:
             return {self._redact(k): self._redact(v) for k, v in obj.items()}
