@@ -514,7 +514,7 @@ class TemplateEngine:
     def _located(
         exc: TemplateLimitError, compiled: _Compiled, path: str, workload: str | None
     ) -> TemplateLimitError:
-        return TemplateLimitError(
+        return type(exc)(  # keeps RenderStopped (deadline, signal) recognisable
             f"{exc.message} in {_excerpt(compiled.source)}",
             param_path=path or None,
             workload=workload,

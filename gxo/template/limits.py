@@ -36,6 +36,7 @@ __all__ = [
     "MAX_OPERATIONS",
     "MAX_TEMPLATE_SIZE",
     "REGEX_TIMEOUT",
+    "RenderStopped",
     "TemplateLimitError",
     "clear_interrupt",
     "counted",
@@ -72,6 +73,11 @@ class TemplateLimitError(TemplateError):
     """A render exceeded its budget, its workload's deadline, or was interrupted."""
 
 
+class RenderStopped(TemplateLimitError):
+    """Stopped from outside (the workload's deadline, a signal): not the fault of the
+    record being rendered, so per-record ``on_error`` policies must not swallow it."""
+
+
 class _Budget:
     # One count for the process, not per thread: renders run on the event loop,
     # and a threading.local costs three times as much per operation. A render in
@@ -103,14 +109,14 @@ def checkpoint() -> None:
             f"(loop iterations; a call counts {CALL_WEIGHT})"
         )
     if _interrupted:
-        raise TemplateLimitError("template rendering interrupted by a signal")
+        raise RenderStopped("template rendering interrupted by a signal")
     limit = _DEADLINE.get()
     if limit is not None and time.monotonic() > limit[0]:
         raise _timed_out(limit[1])
 
 
-def _timed_out(seconds: float) -> TemplateLimitError:
-    return TemplateLimitError(
+def _timed_out(seconds: float) -> RenderStopped:
+    return RenderStopped(
         f"template rendering timed out after {seconds:g}s (the workload's timeout)"
     )
 
@@ -175,7 +181,7 @@ def interrupt_renders(signum: int | None = None, frame: Any = None) -> None:
     _interrupted = True
     if _REGEX.active:  # a regex in C: only an exception raised here stops it
         _REGEX.active = False
-        raise TemplateLimitError("template rendering interrupted by a signal")
+        raise RenderStopped("template rendering interrupted by a signal")
 
 
 def clear_interrupt() -> None:

@@ -149,3 +149,39 @@ def test_a_long_but_shallow_playbook_template_still_runs(gxo, tmp_path: Path) ->
     path = _deep_playbook(tmp_path, 60)
     proc = gxo("run", str(path))
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_a_per_record_template_stops_at_the_timeout_and_fails_the_workload(
+    gxo, tmp_path: Path, on_error: str
+) -> None:
+    # A timeout is not a bad record: `on_error: skip` must not turn it into dropped records.
+    path = tmp_path / "map.gxo.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            schemaVersion: "1.0.0"
+            name: map-slow
+            workloads:
+              - name: gen
+                process: {{ module: data:generate_from_list, params: {{ items: [{{ n: 1 }}, {{ n: 2 }}] }} }}
+              - name: slow
+                timeout: 1s
+                stream_inputs: [gen]
+                process:
+                  module: data:map
+                  params:
+                    on_error: {on_error}
+                    fields:
+                      x: "{BUSY}{{{{ record.n }}}}"
+            """
+        )
+    )
+    report = tmp_path / "r.json"
+    proc = gxo("run", str(path), "--report", str(report))
+    assert proc.returncode == 1, proc.stderr
+    slow = json.loads(report.read_text())["workloads"]["slow"]
+    assert slow["status"] == "Failed"
+    assert slow["duration_ms"] < 3000
+    assert "timed out after 1s" in slow["error"] and "fields.x" in slow["error"]
+    assert "map.gxo.yaml:" in proc.stderr

@@ -34,6 +34,7 @@ from pydantic import Field, model_validator
 
 from gxo.errors import GxoError
 from gxo.modules.base import ModuleParams
+from gxo.template.limits import RenderStopped
 
 if TYPE_CHECKING:
     from gxo.engine.context import ModuleContext
@@ -133,6 +134,9 @@ class BadRecords:
 
         ``unit`` names what ``index`` counts in messages: ``record #`` or ``line `` ...
         """
+        # The workload's timeout or Ctrl-C stopped a render: not this record's fault.
+        if isinstance(error, RenderStopped):
+            raise error
         where = f"{unit}{index}"
         reason = error.message if isinstance(error, GxoError) else str(error)
         if isinstance(error, GxoError) and getattr(error, "param_path", None):
