@@ -394,7 +394,7 @@ class TemplateEngine:
         """
         native = compiled.native
         secrets = self.secrets
-        names = ChainMap(context, self._globals)
+        names = ChainMap(context, self._globals)  # type: ignore[arg-type]
 
         def prepare(template: Template) -> tuple[Any, Any, dict[str, Any], Any]:
             jinja_ctx = template.new_context(names, shared=True)  # type: ignore[arg-type]
