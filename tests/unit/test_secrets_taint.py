@@ -310,3 +310,24 @@ workloads:
     [(_, _, line)] = [entry for entry in state.logs if entry[1] == "stdout"]
     assert "more bytes]" in line  # the log line was cut inside the token
     assert TOKEN[:4] not in line and REDACTED in line
+
+
+def test_templates_of_a_run_without_secrets_do_not_pay_for_taint_propagation() -> None:
+    e = engine()
+    source = "x {{ 'no secret here' | upper }}"
+    assert e.render(source, {}) == "x NO SECRET HERE"
+    assert e.compile(source)._tainting is None  # the plain sandbox rendered it
+    e.secrets.add("now-a-secret")
+    assert e.render(source, {}) == "x NO SECRET HERE"
+    assert e.compile(source)._tainting is not None
+
+
+def test_derived_registration_is_bounded() -> None:
+    from gxo.template.secrets import MAX_DERIVED
+
+    r = SecretRegistry()
+    r.add(TOKEN)
+    assert not r.add_derived("abc")  # too short to register (it keeps its taint mark)
+    for i in range(MAX_DERIVED + 10):
+        r.add_derived(f"{TOKEN}-{i}")
+    assert len(r._values) == MAX_DERIVED + 1
