@@ -16,6 +16,7 @@ BENCHES = [
     ("bench_startup.py", []),
     ("bench_dataplane.py", []),
     ("bench_watch.py", []),
+    ("bench_loader.py", []),
 ]
 
 

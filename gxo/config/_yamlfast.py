@@ -11,7 +11,10 @@ levels itself, so even a hostile text cannot overflow a stack here.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gxo.config.yamlsafe import PositionMap
 
 __all__ = ["Fallback", "available", "parse"]
 
@@ -92,7 +95,7 @@ def available() -> bool:
     return _COMPOSER is not None
 
 
-def parse(text: str, *, string_keys: bool, all_documents: bool) -> tuple[Any, dict[Any, Any]]:
+def parse(text: str, *, string_keys: bool, all_documents: bool) -> tuple[Any, PositionMap]:
     """(data, positions) as the reference parser would return them, or :class:`Fallback`."""
     from gxo.config.yamlsafe import PositionMap
 
@@ -122,7 +125,7 @@ def parse(text: str, *, string_keys: bool, all_documents: bool) -> tuple[Any, di
         composer.dispose()
     positions = PositionMap()
     conv = _Converter(string_keys)
-    out = []
+    out: list[Any] = []
     for node in nodes:
         keep = positions if not all_documents else None
         if node is None:

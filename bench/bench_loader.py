@@ -1,0 +1,195 @@
+"""Load + validate cost per workload: ``gxo validate`` of a 1- and an N-workload playbook.
+
+Each figure is a whole fresh process (``gxo validate FILE``), best of ``--repeat``;
+the per-workload cost is ``(t(N) - t(1)) / (N - 1)``, so start-up is not counted.
+The playbooks mix the shapes real ones have: block and flow mappings, plain
+scalars with colons (``module: control:identity`` inside ``{ }``), templates that
+read earlier registers (inferred dependencies), ``when``, ``loop``, ``retry``,
+``timeout``, streams and ``depends_on``. Goal: ≤ 50 µs per workload at 2,000.
+
+    python bench/bench_loader.py [--sizes 1,2000,10000] [--repeat 3] [--style mixed|block|flow]
+                                 [--breakdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+GOAL_US = 50.0
+
+
+def _block(i: int) -> list[str]:
+    """One workload in block style; the kind cycles so every shape appears."""
+    kind = i % 5
+    name = f"  - name: w{i}"
+    if kind == 0:
+        return [
+            name,
+            "    process:",
+            "      module: exec",
+            "      params:",
+            "        command: echo",
+            f'        args: ["{{{{ greeting }}}} {i}"]',
+            f"    register: r{i}",
+            "    timeout: 30s",
+        ]
+    if kind == 1:
+        return [
+            name,
+            f'    when: "r{i - 1}.exit_code == 0"',
+            "    process:",
+            "      module: control:identity",
+            "      params:",
+            f'        out: "{{{{ r{i - 1}.stdout | trim }}}}"',
+            "        n: 3",
+            f"    register: r{i}",
+            "    retry: { attempts: 3, delay: 1s, backoff_factor: 2.0 }",
+        ]
+    if kind == 2:
+        return [
+            name,
+            "    loop: [a, b, c]",
+            "    loop_control: { loop_var: x, parallel: 2 }",
+            "    process:",
+            "      module: control:identity",
+            '      params: { item: "{{ x }}", seen: "{{ threshold > 1 }}" }',
+        ]
+    if kind == 3:
+        return [
+            name,
+            "    process:",
+            "      module: data:generate_from_list",
+            "      params:",
+            "        items:",
+            "          - { team: platform, n: 3 }",
+            "          - { team: data, n: 5 }",
+        ]
+    return [
+        name,
+        "    process:",
+        "      module: data:filter",
+        "      params: { condition: 'record.n > threshold' }",
+        f"    stream_inputs: [w{i - 1}]",
+        f"    depends_on: [w{i - 4}]",
+    ]
+
+
+def _flow(i: int) -> list[str]:
+    """One workload as a single flow mapping (what generated playbooks often look like)."""
+    dep = f", depends_on: [w{i - 1}]" if i else ""
+    return [
+        f"  - {{ name: w{i}, process: {{ module: control:identity, params: {{ n: {i}, "
+        f'msg: "{{{{ greeting }}}}" }} }}{dep} }}'
+    ]
+
+
+def playbook_text(n: int, style: str = "mixed") -> str:
+    lines = [
+        'schemaVersion: "1.0.0"',
+        f"name: bench-loader-{n}",
+        "vars: { greeting: hello, threshold: 2 }",
+        "workloads:",
+    ]
+    for i in range(n):
+        # Whole groups of five share a style, so the references inside a group stay valid.
+        block = style == "block" or (style == "mixed" and (i // 5) % 2 == 0)
+        lines.extend(_block(i) if block else _flow(i))
+    return "\n".join(lines) + "\n"
+
+
+def best_of(cmd: list[str], repeat: int, cwd: str) -> tuple[float, float]:
+    """Best wall time and best CPU time (user + system) of ``repeat`` runs.
+
+    CPU time is reported too because on a shared machine the wall time also
+    measures the neighbours; the process's own work is its CPU time.
+    """
+    walls, cpus = [], []
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return min(walls), min(cpus)
+
+
+def measure(sizes: list[int], repeat: int, style: str) -> dict[int, tuple[float, float]]:
+    # `python -m gxo.cli` is what the `gxo` script runs; PYTHONPATH may point at another tree.
+    gxo = [sys.executable, "-m", "gxo.cli"]
+    out: dict[int, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            pb = Path(tmp, f"pb{n}.gxo.yaml")
+            pb.write_text(playbook_text(n, style))
+            best_of([*gxo, "validate", str(pb)], 1, tmp)  # warm the bytecode caches
+            out[n] = best_of([*gxo, "validate", str(pb)], repeat if n <= 2000 else 1, tmp)
+    return out
+
+
+def breakdown(n: int, style: str, repeat: int) -> str:
+    """In-process CPU time per workload: the YAML parse (fast path, and ruamel alone), and
+    the whole load + validate, so a regression shows where it is."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from gxo.config.loader import load_playbook
+    from gxo.config.yamlsafe import _parse_ruamel, parse_yaml
+
+    text = playbook_text(n, style)
+    load_playbook(text=playbook_text(5, style))  # imports, module registry
+
+    def cpu(call: Any) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.process_time()
+            call()
+            best = min(best, time.process_time() - t)
+        return best / n * 1e6
+
+    fast = cpu(lambda: parse_yaml(text, "bench"))
+    slow = cpu(lambda: _parse_ruamel(text, "bench", string_keys=True, all_documents=False))
+    whole = cpu(lambda: load_playbook(text=text, name="bench"))
+    return (
+        f"in-process CPU per workload at {n:,}: YAML parse {fast:.0f} µs (ruamel alone {slow:.0f} µs), "
+        f"load + validate {whole:.0f} µs"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,2000,10000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--style", choices=["mixed", "block", "flow"], default="mixed")
+    parser.add_argument("--breakdown", action="store_true", help="also time the phases in-process")
+    args = parser.parse_args()
+    sizes = sorted({1, *(int(s) for s in args.sizes.split(","))})
+    times = measure(sizes, args.repeat, args.style)
+    wall1, cpu1 = times[1]
+    parts = [f"1 workload {wall1 * 1000:.0f} ms (CPU {cpu1 * 1000:.0f} ms)"]
+    verdict = ""
+    for n in sizes[1:]:
+        wall, cpu = times[n]
+        per_wall = (wall - wall1) / (n - 1) * 1e6
+        per_cpu = (cpu - cpu1) / (n - 1) * 1e6
+        parts.append(
+            f"{n:,} workloads {wall:.2f} s = {per_wall:.0f} µs/workload (CPU {per_cpu:.0f} µs)"
+        )
+        if n == 2000:
+            ok = "ok" if per_wall <= GOAL_US else "MISSED"
+            verdict = f"; goal ≤ {GOAL_US:.0f} µs/workload at 2,000: {ok}"
+    print(f"loader ({args.style}): gxo validate " + ", ".join(parts) + verdict)
+    if args.breakdown:
+        print(f"loader ({args.style}): " + breakdown(2000, args.style, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
