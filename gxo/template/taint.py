@@ -131,17 +131,20 @@ def taint_call(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result
 
 def concat(pieces: Iterable[Any]) -> str:
     """``''.join`` for template output that registers runs of consecutive tainted pieces."""
-    parts = list(pieces)
+    parts = pieces if isinstance(pieces, list) else list(pieces)
     registry = ACTIVE.get()
-    if registry:
-        run: list[str] = []
-        for part in [*parts, None]:
-            if isinstance(part, SecretStr):
-                run.append(part)
-                continue
-            if len(run) > 1:
-                registry.add_derived("".join(run))
-            run = []
+    if registry is not None and registry._values and len(parts) > 1:
+        start = -1
+        for i, part in enumerate(parts):
+            if part.__class__ is SecretStr:
+                if start < 0:
+                    start = i
+            elif start >= 0:
+                if i - start > 1:
+                    registry.add_derived("".join(parts[start:i]))
+                start = -1
+        if start >= 0 and len(parts) - start > 1:
+            registry.add_derived("".join(parts[start:]))
     return "".join(parts)
 
 
