@@ -253,7 +253,7 @@ class _TaintSandbox(TaintingSandbox, _Sandbox):
 _TAINT_ENV = _TaintSandbox(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, optimized=False
 )
-_TAINT_ENV.concat = sized_output(_TAINT_ENV.concat)  # type: ignore[method-assign]
+_TAINT_ENV.concat = sized_output(_TAINT_ENV.concat)  # type: ignore[method-assign,assignment]
 _TAINT_ENV.filters = dict(_ENV.filters)
 wrap_filters(_TAINT_ENV.filters)  # what a filter computes from a secret stays secret
 _TAINT_ENV.tests = _ENV.tests

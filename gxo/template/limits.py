@@ -297,7 +297,7 @@ def checked_concat(join: Callable[[Any], str], parts: tuple[Any, ...]) -> str:
     return text
 
 
-def sized_output(join: Callable[[Any], str]) -> Callable[[Any], str]:
+def sized_output(join: Callable[[Any], str]) -> Callable[[Iterable[Any]], str]:
     """An environment's ``concat`` (template output, ``{% set %}`` blocks) that checks the size.
 
     A loop printing a large value on each iteration holds only references until
@@ -420,7 +420,7 @@ class BudgetMixin:
     count as operations; loops count per item through ``gxo_counted``.
     """
 
-    code_generator_class = BudgetCodeGenerator
+    code_generator_class: type[CodeGenerator] = BudgetCodeGenerator
     gxo_counted = staticmethod(counted)
     gxo_concat = staticmethod(checked_concat)
 
