@@ -19,6 +19,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, Un
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.meta import TrackingCodeGenerator
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gxo.errors import GxoError, SecretError, TemplateError, UndefinedNameError
@@ -29,6 +30,7 @@ from gxo.template.limits import (
     MAX_TEMPLATE_SIZE,
     BudgetMixin,
     TemplateLimitError,
+    check_json_indent,
     check_percent_format,
     check_sequence_growth,
     check_total,
@@ -205,11 +207,45 @@ def _capped_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
                 _check_replace(
                     str(args[1]), str(args[2]), str(args[3]), *args[4:], *kwargs.values()
                 )
+        elif name in _SHAPED_FILTERS:
+            _check_shaped_filter(name, _user_args(args), kwargs)
         else:
             _check_size_args(name, (*args[1:], *kwargs.values()))
         return fn(*args, **kwargs)
 
     return capped
+
+
+_SHAPED_FILTERS = frozenset({"indent", "slice", "batch", "tojson"})
+_MAX_SLICES = 100_000  # as many as range() may produce (the sandbox's MAX_RANGE)
+
+
+def _user_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    # Some builtin filters receive jinja's eval context first (pass_eval_context).
+    return args[1:] if args and isinstance(args[0], EvalContext) else args
+
+
+def _check_shaped_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Filters whose output size is a product of their arguments (a width per line...)."""
+
+    def arg(index: int, key: str, default: Any = None) -> Any:
+        return kwargs.get(key, args[index] if len(args) > index else default)
+
+    if name == "indent":  # indent(s, width=4, first=False, blank=False): a width per line
+        text, width = str(arg(0, "s", "")), arg(1, "width", 4)
+        size = len(width) if isinstance(width, str) else width
+        if isinstance(size, int) and len(text) + size * (text.count("\n") + 1) > MAX_TEMPLATE_SIZE:
+            raise _too_large(f"indent({size})")
+    elif name == "slice":  # slice(value, slices, fill_with=None): one list per slice
+        slices = arg(1, "slices")
+        if isinstance(slices, int) and slices > _MAX_SLICES:
+            raise _too_large(f"slice({slices})")
+    elif name == "batch":  # batch(value, linecount, fill_with=None): fills the last batch
+        count = arg(1, "linecount")
+        if arg(2, "fill_with") is not None and isinstance(count, int):
+            _check_size_args("batch", (count,))
+    elif name == "tojson":  # tojson(value, indent=None): the indent repeats on every line
+        check_json_indent(arg(0, "value"), arg(1, "indent"))
 
 
 def _capped_lipsum(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -230,7 +266,7 @@ def _capped_lipsum(fn: Callable[..., Any]) -> Callable[..., Any]:
 _ENV = _Sandbox(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, optimized=False
 )
-for _name in ("center", "indent", "format", "join", "replace"):
+for _name in ("center", "indent", "format", "join", "replace", "slice", "batch", "tojson"):
     _ENV.filters[_name] = _capped_filter(_name, _ENV.filters[_name])
 _ENV.filters.update(FILTERS)
 _ENV.concat = sized_output(_ENV.concat)  # type: ignore[method-assign]

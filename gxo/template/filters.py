@@ -11,7 +11,7 @@ from typing import Any
 
 import regex
 
-from gxo.template.limits import MAX_TEMPLATE_SIZE, run_regex, too_large
+from gxo.template.limits import MAX_TEMPLATE_SIZE, check_json_indent, run_regex, too_large
 
 __all__ = ["FILTERS", "TESTS", "is_truthy"]
 
@@ -34,6 +34,7 @@ def is_truthy(value: Any) -> bool:
 
 
 def _to_json(value: Any, indent: int | None = None, sort_keys: bool = False) -> str:
+    check_json_indent(value, indent)  # indent=999999999 repeats on every line
     return json.dumps(value, indent=indent, sort_keys=sort_keys, default=str)
 
 

@@ -325,6 +325,24 @@ def sized_output(join: Callable[[Any], str]) -> Callable[[Iterable[Any]], str]:
     return concat
 
 
+def check_json_indent(value: Any, indent: Any) -> None:
+    """``tojson(indent=N)``: every line repeats the indent once per nesting level."""
+    width = len(indent) if isinstance(indent, str) else indent
+    if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
+        return
+    size = 0
+    stack = [(value, 1)]
+    while stack:  # iterative: the data may nest deeply
+        item, depth = stack.pop()
+        size += width * depth + 1
+        if size > MAX_TEMPLATE_SIZE:
+            raise too_large(f"JSON with indent {width}")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+
+
 def _item_weight(item: Any) -> int:
     return len(item) if isinstance(item, str | bytes | list | tuple | dict) else 1
 

@@ -181,6 +181,11 @@ TOO_LARGE = [
     "{{ ('a' * 10000000) | replace('a', 'xxxxxxxxxx') | length }}",
     "{{ ('a' * 10000000).replace('a', 'xxxxxxxxxx') | length }}",
     "{% for i in range(20) %}{{ 'x' * 1000000 }}{% endfor %}",
+    "{{ [[1], [2], [3]] | tojson(indent=99999999) | length }}",
+    "{{ [[1], [2], [3]] | to_json(indent=99999999) | length }}",
+    "{{ range(10) | slice(999999999) | list | length }}",
+    "{{ range(10) | batch(999999999, 0) | list | length }}",
+    "{{ 'a\nb\nc' | indent('y' * 9000000) }}",
     "{% set big %}{% for i in range(20) %}{{ 'x' * 1000000 }}{% endfor %}{% endset %}{{ big | length }}",
 ]
 
@@ -207,6 +212,12 @@ def test_sizes_within_the_cap_still_work() -> None:
     assert render("{{ ','.join(['a', 'b']) }}") == "a,b"
     assert render("{{ 'abc'.replace('b', 'x') }}") == "axc"
     assert render("{{ 'x%sy' | format(1) }}") == "x1y"
+    assert render("{{ {'a': [1]} | to_json(indent=2) }}") == '{\n  "a": [\n    1\n  ]\n}'
+    assert render("{{ [1] | tojson(indent=1) }}") == "[\n 1\n]"
+    assert render("{{ range(5) | slice(2) | list }}") == [[0, 1, 2], [3, 4]]
+    assert render("{{ range(3) | batch(2, 0) | list }}") == [[0, 1], [2, 0]]
+    assert render("{{ 'a\nb' | indent('> ') }}") == "a\n> b"
+    assert render("{{ 99999999999 | tojson }}") == "99999999999"
     assert len(render("{{ ('ab' * 1000000) ~ 'c' }}")) == 2_000_001  # type: ignore[arg-type]
     assert len(render("{{ ['x' * 1000] * 9000 }}")) == 9000  # type: ignore[arg-type]
     n = MAX_TEMPLATE_SIZE // 2
