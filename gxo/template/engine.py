@@ -19,7 +19,6 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, Un
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.meta import TrackingCodeGenerator
-from jinja2.nodes import EvalContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gxo.errors import GxoError, SecretError, TemplateError, UndefinedNameError
@@ -27,18 +26,26 @@ from gxo.template.filters import FILTERS, TESTS, is_truthy
 from gxo.template.limits import (
     BUDGET,
     MAX_EXPRESSION_DEPTH,
-    MAX_TEMPLATE_SIZE,
     BudgetMixin,
     TemplateLimitError,
-    check_json_indent,
-    check_percent_format,
-    check_sequence_growth,
-    check_total,
     expression_too_deep,
+)
+from gxo.template.secrets import SecretRegistry
+from gxo.template.sizes import (
+    MAX_POWER_BITS,
+    MAX_TEMPLATE_SIZE,
+    PADDING_METHODS,
+    capped_filter,
+    capped_lipsum,
+    check_format,
+    check_percent_format,
+    check_replace,
+    check_sequence_growth,
+    check_size_args,
+    check_total,
     sized_output,
     too_large,
 )
-from gxo.template.secrets import SecretRegistry
 from gxo.template.taint import ACTIVE as _ACTIVE_SECRETS
 from gxo.template.taint import TaintingSandbox, wrap_filters
 
@@ -83,29 +90,6 @@ def _no_secret_outside_a_run(name: str) -> str:
     raise SecretError("secret() is only available while a playbook runs")
 
 
-# Jinja's sandbox caps range() (MAX_RANGE) but no other allocation: `[0] * 10**9`,
-# `'%0999999999d' % 1`, `'x'.ljust(10**9)` or `lipsum(10**6)` exhaust memory or block
-# the event loop for seconds. One operation may produce at most MAX_TEMPLATE_SIZE
-# items/chars (gxo.template.limits, with the render budget).
-_MAX_POWER_BITS = 1 << 20
-_PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
-_HUGE_FORMAT_WIDTH = re.compile(r"%[#0\- +]*(?:\d{8,}|\d*\.\d{8,})|\{[^{}]*:[^{}]*\d{8,}[^{}]*\}")
-
-
-_too_large = too_large
-
-
-def _check_size_args(name: str, args: Iterable[Any]) -> None:
-    for arg in args:
-        if isinstance(arg, int) and not isinstance(arg, bool) and arg > MAX_TEMPLATE_SIZE:
-            raise _too_large(f"{name}({arg})")
-
-
-def _check_format(fmt: Any) -> None:
-    if isinstance(fmt, str) and _HUGE_FORMAT_WIDTH.search(fmt):
-        raise _too_large(f"formatting with {fmt!r}")
-
-
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 _NUMBERS = frozenset({int, float})
 
@@ -141,8 +125,8 @@ class _Sandbox(BudgetMixin, ImmutableSandboxedEnvironment):
             # `ns.s = ns.s + ns.s` in a loop doubles a string or list per iteration
             check_sequence_growth(left, right, "'+'")
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
-            if abs(left) > 1 and right * abs(left).bit_length() > _MAX_POWER_BITS:
-                raise _too_large(f"{left} ** {right}")
+            if abs(left) > 1 and right * abs(left).bit_length() > MAX_POWER_BITS:
+                raise too_large(f"{left} ** {right}")
         elif operator == "*":
             for seq, n in ((left, right), (right, left)):
                 if (
@@ -150,11 +134,11 @@ class _Sandbox(BudgetMixin, ImmutableSandboxedEnvironment):
                     and isinstance(n, int)
                     and len(seq) * n > MAX_TEMPLATE_SIZE
                 ):
-                    raise _too_large(f"repeating a {type(seq).__name__} {n} times")
+                    raise too_large(f"repeating a {type(seq).__name__} {n} times")
                 if isinstance(seq, list | tuple) and isinstance(n, int) and n > 1:
                     check_sequence_growth(seq, (), f"repeating {n} times", n)
         elif operator == "%":
-            _check_format(left)
+            check_format(left)
             check_percent_format(left, right)  # '%0*d' % (999999999, 1)
         return super().call_binop(context, operator, left, right)
 
@@ -163,99 +147,17 @@ class _Sandbox(BudgetMixin, ImmutableSandboxedEnvironment):
         owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         if isinstance(owner, str):
             name = getattr(__obj, "__name__", "")
-            if name in _PADDING_METHODS:
-                _check_size_args(name, (*args, *kwargs.values()))
+            if name in PADDING_METHODS:
+                check_size_args(name, (*args, *kwargs.values()))
             elif name in ("format", "format_map"):
-                _check_format(owner)
+                check_format(owner)
             elif name == "join" and args:
                 items = list(args[0])  # an iterator is consumed by the check: pass the list on
                 check_total(items, "joining strings", len(owner) * max(0, len(items) - 1))
                 args = (items, *args[1:])
             elif name == "replace" and len(args) >= 2:
-                _check_replace(owner, *args)
+                check_replace(owner, *args)
         return super().call(__context, __obj, *args, **kwargs)
-
-
-def _check_replace(text: Any, old: Any, new: Any, count: Any = -1, *_: Any) -> None:
-    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
-        hits = text.count(old) if old else len(text) + 1
-        if isinstance(count, int) and count >= 0:
-            hits = min(hits, count)
-        if len(text) + hits * (len(new) - len(old)) > MAX_TEMPLATE_SIZE:
-            raise _too_large("replace()")
-
-
-def _capped_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A size-producing builtin filter (center, indent, format) that checks its arguments."""
-
-    @functools.wraps(fn)
-    def capped(*args: Any, **kwargs: Any) -> Any:
-        if name == "format":  # the arguments are values to format, not sizes
-            _check_format(args[0] if args else None)
-            check_percent_format(args[0] if args else None, kwargs or tuple(args[1:]))
-        elif name == "join":  # join(eval_ctx, value, d='', attribute=None)
-            if (
-                len(args) >= 2
-                and kwargs.get("attribute", args[3] if len(args) > 3 else None) is None
-            ):
-                items = list(args[1])
-                sep = kwargs.get("d", args[2] if len(args) > 2 else "")
-                check_total(items, "joining strings", len(str(sep)) * max(0, len(items) - 1))
-                args = (args[0], items, *args[2:])
-        elif name == "replace":  # replace(eval_ctx, s, old, new, count=None)
-            if len(args) >= 4:
-                _check_replace(
-                    str(args[1]), str(args[2]), str(args[3]), *args[4:], *kwargs.values()
-                )
-        elif name in _SHAPED_FILTERS:
-            _check_shaped_filter(name, _user_args(args), kwargs)
-        else:
-            _check_size_args(name, (*args[1:], *kwargs.values()))
-        return fn(*args, **kwargs)
-
-    return capped
-
-
-_SHAPED_FILTERS = frozenset({"indent", "slice", "batch", "tojson"})
-_MAX_SLICES = 100_000  # as many as range() may produce (the sandbox's MAX_RANGE)
-
-
-def _user_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    # Some builtin filters receive jinja's eval context first (pass_eval_context).
-    return args[1:] if args and isinstance(args[0], EvalContext) else args
-
-
-def _check_shaped_filter(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Filters whose output size is a product of their arguments (a width per line...)."""
-
-    def arg(index: int, key: str, default: Any = None) -> Any:
-        return kwargs.get(key, args[index] if len(args) > index else default)
-
-    if name == "indent":  # indent(s, width=4, first=False, blank=False): a width per line
-        text, width = str(arg(0, "s", "")), arg(1, "width", 4)
-        size = len(width) if isinstance(width, str) else width
-        if isinstance(size, int) and len(text) + size * (text.count("\n") + 1) > MAX_TEMPLATE_SIZE:
-            raise _too_large(f"indent({size})")
-    elif name == "slice":  # slice(value, slices, fill_with=None): one list per slice
-        slices = arg(1, "slices")
-        if isinstance(slices, int) and slices > _MAX_SLICES:
-            raise _too_large(f"slice({slices})")
-    elif name == "batch":  # batch(value, linecount, fill_with=None): fills the last batch
-        count = arg(1, "linecount")
-        if arg(2, "fill_with") is not None and isinstance(count, int):
-            _check_size_args("batch", (count,))
-    elif name == "tojson":  # tojson(value, indent=None): the indent repeats on every line
-        check_json_indent(arg(0, "value"), arg(1, "indent"))
-
-
-def _capped_lipsum(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
-        if n * max > MAX_TEMPLATE_SIZE // 8:  # about 8 characters per word
-            raise _too_large(f"lipsum({n})")
-        return fn(n, html, min, max)
-
-    return lipsum
 
 
 # One sandboxed environment and one compile cache for the whole process: a
@@ -267,11 +169,11 @@ _ENV = _Sandbox(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, optimized=False
 )
 for _name in ("center", "indent", "format", "join", "replace", "slice", "batch", "tojson"):
-    _ENV.filters[_name] = _capped_filter(_name, _ENV.filters[_name])
+    _ENV.filters[_name] = capped_filter(_name, _ENV.filters[_name])
 _ENV.filters.update(FILTERS)
 _ENV.concat = sized_output(_ENV.concat)  # type: ignore[method-assign]
 _ENV.tests.update(TESTS)
-_ENV.globals["lipsum"] = _capped_lipsum(cast(Callable[..., Any], _ENV.globals["lipsum"]))
+_ENV.globals["lipsum"] = capped_lipsum(cast(Callable[..., Any], _ENV.globals["lipsum"]))
 _ENV.globals["secret"] = _no_secret_outside_a_run
 _ANALYSIS_ENV = _ENV  # the legacy migration validates rewritten templates with it
 _COMPILED: dict[str, _Compiled] = {}

@@ -11,7 +11,8 @@ from typing import Any
 
 import regex
 
-from gxo.template.limits import MAX_TEMPLATE_SIZE, check_json_indent, run_regex, too_large
+from gxo.template.limits import run_regex
+from gxo.template.sizes import MAX_TEMPLATE_SIZE, check_json_indent, too_large
 
 __all__ = ["FILTERS", "TESTS", "is_truthy"]
 

@@ -14,7 +14,6 @@ C, where no counter reaches: they get a time limit (:func:`run_regex`).
 from __future__ import annotations
 
 import functools
-import re
 import threading
 import time
 import types
@@ -25,16 +24,15 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator
-from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEscapeFormatter, SandboxedFormatter
 from markupsafe import Markup
 
 from gxo.errors import TemplateError
+from gxo.template.sizes import check_format_spec, checked_concat
 
 __all__ = [
     "MAX_EXPRESSION_DEPTH",
     "MAX_OPERATIONS",
-    "MAX_TEMPLATE_SIZE",
     "REGEX_TIMEOUT",
     "RenderStopped",
     "TemplateLimitError",
@@ -44,23 +42,18 @@ __all__ = [
     "expression_too_deep",
     "interrupt_renders",
     "run_regex",
-    "sized_output",
 ]
 
 # Loop iterations plus weighted calls in one render. Python renders one to a few million
 # of them per second, so this stops a runaway template within seconds, while a
 # per-record template (a handful of operations, reset per record) never nears it.
 MAX_OPERATIONS = 5_000_000
-# One operation may produce at most this many items/characters (see engine._Sandbox).
-MAX_TEMPLATE_SIZE = 10_000_000
 # Wall-clock limit of one regular expression (the `regex` package may overrun it
 # by a factor of about two: it checks the clock between backtracking steps).
 REGEX_TIMEOUT = 1.0
 # A macro call or a sandboxed method call costs some microseconds, a loop step
 # a fraction of one: a call counts as this many operations.
 CALL_WEIGHT = 8
-_WEIGHED_ITEMS = 1_000
-_FEW_PIECES = 16
 _CHECK_MASK = 0x3FF  # check time and signals every 1,024 operations
 # Nesting of one template's syntax tree (`a|f|f|...`, `x.a.a...`, `not not ...`,
 # `1 + 1 + ...` each nest one level per term). Python's parser refuses the code
@@ -227,148 +220,6 @@ def expression_too_deep(tree: nodes.Node) -> bool:
             return True
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
     return False
-
-
-# -- size caps ---------------------------------------------------------------------
-
-
-def too_large(what: str) -> SecurityError:
-    return SecurityError(f"{what} would exceed the template size limit ({MAX_TEMPLATE_SIZE:,})")
-
-
-# %-conversions: '*' takes the width or precision from the arguments.
-_PERCENT_SPEC = re.compile(
-    r"%(?:\((?P<key>[^)]*)\))?[#0\- +]*(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\d+))?[hlL]?(?P<conv>.)",
-    re.DOTALL,
-)
-
-
-def check_percent_format(fmt: Any, values: Any) -> None:
-    """Refuse ``fmt % values`` when a width or precision (literal or ``*``) is huge."""
-    if not isinstance(fmt, str) or "%" not in fmt:
-        return
-    args = values if isinstance(values, tuple) else (values,)
-    index = 0
-    for spec in _PERCENT_SPEC.finditer(fmt):
-        if spec["conv"] == "%":
-            continue
-        for part in (spec["width"], spec["prec"]):
-            if part is None:
-                continue
-            if part == "*":
-                size = args[index] if index < len(args) else None
-                index += 1
-            else:
-                size = int(part)
-            if isinstance(size, int) and abs(size) > MAX_TEMPLATE_SIZE:
-                raise too_large(f"formatting with width {size}")
-        if spec["key"] is None:
-            index += 1
-
-
-_SPEC_NUMBER = re.compile(r"\d+")
-
-
-def check_format_spec(spec: str) -> None:
-    """``str.format`` field spec, after nested fields (``{:>{w}}``) were substituted."""
-    for number in _SPEC_NUMBER.findall(spec):
-        if len(number) > 7 and int(number) > MAX_TEMPLATE_SIZE:
-            raise too_large(f"formatting with {spec!r}")
-
-
-def check_total(parts: Iterable[Any], what: str, extra: int = 0) -> None:
-    """Refuse joining ``parts`` when the result would be too large (before allocating it)."""
-    total = extra
-    for part in parts:
-        total += len(part) if isinstance(part, str) else len(str(part))
-        if total > MAX_TEMPLATE_SIZE:
-            raise too_large(what)
-
-
-def checked_concat(join: Callable[[Any], str], parts: tuple[Any, ...]) -> str:
-    """``a ~ b ~ ...`` refused over the size cap (repeated ``~`` doubles a string each time).
-
-    Checked after joining, which is cheap (per-record templates use ``~``): the
-    operands exist already, so one join allocates at most their sum.
-    """
-    text = join(parts)
-    if len(text) > MAX_TEMPLATE_SIZE:
-        raise too_large("concatenating with '~'")
-    return text
-
-
-def sized_output(join: Callable[[Any], str]) -> Callable[[Iterable[Any]], str]:
-    """An environment's ``concat`` (template output, ``{% set %}`` blocks) that checks the size.
-
-    A loop printing a large value on each iteration holds only references until
-    the final join, which would then allocate all of it at once.
-    """
-
-    def concat(pieces: Iterable[Any]) -> str:
-        parts = list(pieces)
-        if len(parts) > _FEW_PIECES:  # a loop's output: sized before joining
-            try:
-                total = sum(map(len, parts))  # output pieces are strings: C speed
-            except TypeError:
-                total = 0
-                check_total(parts, "the template's output")
-            if total > MAX_TEMPLATE_SIZE:
-                raise too_large("the template's output")
-            return join(parts)
-        # A few pieces of values that exist already: joining them first is cheaper
-        # (the common per-record case) and allocates at most a few times the largest.
-        text = join(parts)
-        if len(text) > MAX_TEMPLATE_SIZE:
-            raise too_large("the template's output")
-        return text
-
-    return concat
-
-
-def check_json_indent(value: Any, indent: Any) -> None:
-    """``tojson(indent=N)``: every line repeats the indent once per nesting level."""
-    width = len(indent) if isinstance(indent, str) else indent
-    if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
-        return
-    size = 0
-    stack = [(value, 1)]
-    while stack:  # iterative: the data may nest deeply
-        item, depth = stack.pop()
-        size += width * depth + 1
-        if size > MAX_TEMPLATE_SIZE:
-            raise too_large(f"JSON with indent {width}")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend((v, depth + 1) for v in item)
-
-
-def _item_weight(item: Any) -> int:
-    return len(item) if isinstance(item, str | bytes | list | tuple | dict) else 1
-
-
-def _weight(seq: list[Any] | tuple[Any, ...], n: int) -> int:
-    # The elements' own sizes count only for short sequences repeated (`[s] * 1000`):
-    # summing them over millions of items would cost more than the operation.
-    if n > 1 and len(seq) <= _WEIGHED_ITEMS:
-        return sum(map(_item_weight, seq))
-    return len(seq)
-
-
-def check_sequence_growth(left: Any, right: Any, op: str, n: int = 1) -> None:
-    """``left + right`` or ``seq * n`` on strings/lists: refuse a result over the cap.
-
-    For a short list repeated, the elements' own sizes count too: ``[s] * 1000``
-    of a 10 MB string is small as a list but 10 GB once joined or printed.
-    """
-    if isinstance(left, str) and isinstance(right, str):
-        size = len(left) + len(right)
-    elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
-        size = _weight(left, n) + _weight(right, n)
-    else:
-        return
-    if size * n > MAX_TEMPLATE_SIZE:
-        raise too_large(f"{op} of a {type(left).__name__}")
 
 
 # -- the sandbox hooks ---------------------------------------------------------------

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from gxo.errors import TemplateError
-from gxo.template import TemplateEngine, limits
+from gxo.template import TemplateEngine, limits, sizes
 from gxo.template.engine import find_references
-from gxo.template.limits import MAX_EXPRESSION_DEPTH, MAX_TEMPLATE_SIZE, TemplateLimitError
+from gxo.template.limits import MAX_EXPRESSION_DEPTH, TemplateLimitError
+from gxo.template.sizes import MAX_TEMPLATE_SIZE
 
 NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 BUSY_LOOP = (
@@ -266,6 +267,6 @@ def test_deeply_nested_statements_are_a_clear_error() -> None:
 
 
 def test_limits_module_documents_its_limits() -> None:
-    text = Path(limits.__file__).read_text()
+    text = Path(limits.__file__).read_text() + Path(sizes.__file__).read_text()
     for name in ("MAX_OPERATIONS", "MAX_EXPRESSION_DEPTH", "REGEX_TIMEOUT", "MAX_TEMPLATE_SIZE"):
         assert f"{name} = " in text
