@@ -101,6 +101,11 @@ def checkpoint() -> None:
             f"template exceeded its budget of {BUDGET.limit:,} operations "
             f"(loop iterations; a call counts {CALL_WEIGHT})"
         )
+    check_stopped()
+
+
+def check_stopped() -> None:
+    """Raise if the workload's deadline passed or a signal asked the run to stop."""
     if _interrupted:
         raise RenderStopped("template rendering interrupted by a signal")
     limit = _DEADLINE.get()
@@ -187,7 +192,7 @@ def run_regex(fn: Callable[..., Any], pattern: str, *args: Any, **kwargs: Any) -
 
     The limit is :data:`REGEX_TIMEOUT`, or less when the workload's deadline is nearer.
     """
-    checkpoint()
+    check_stopped()
     timeout = REGEX_TIMEOUT
     limit = _DEADLINE.get()
     if limit is not None:
