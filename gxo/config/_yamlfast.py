@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gxo.config.yamlsafe import PositionMap
 
-__all__ = ["Fallback", "available", "parse"]
+__all__ = ["Fallback", "available", "parse", "syntax_error"]
 
 _STR = "tag:yaml.org,2002:str"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -136,6 +136,25 @@ def parse(text: str, *, string_keys: bool, all_documents: bool) -> tuple[Any, Po
             keep[()] = (mark.line + 1, mark.column + 1)
         out.append(conv.convert(node, (), keep, 0))
     return (out if all_documents else out[0]), positions
+
+
+def syntax_error(text: str) -> tuple[str, int, int] | None:
+    """libyaml's (problem, line, column) for a text, if it finds one: the second opinion
+    used when ruamel fails internally instead of reporting a syntax error."""
+    if _COMPOSER is None:
+        return None
+    composer = _COMPOSER(text)
+    try:
+        while composer.check_node():
+            composer.get_node()
+    except Exception as exc:
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            return problem, mark.line + 1, mark.column + 1
+    finally:
+        composer.dispose()
+    return None
 
 
 class _Converter:

@@ -205,6 +205,19 @@ def _parse_ruamel(
         raise PlaybookSyntaxError(f"YAML syntax error: {exc}", location=Location(source)) from None
     except RecursionError:
         raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
+    except AssertionError:  # ruamel's own asserts (comment handling, e.g. "| #" at the top)
+        from gxo.config import _yamlfast
+
+        found = _yamlfast.syntax_error(text)
+        problem, line, column = found or ("this YAML cannot be read", 1, 1)
+        raise PlaybookSyntaxError(
+            f"YAML syntax error: {problem}", location=Location(source, line, column)
+        ) from None
+    except TypeError:  # "? [{a: b}]": ruamel cannot hash a key holding a mapping
+        raise PlaybookSyntaxError(
+            "YAML syntax error: a mapping key must be a scalar, not a list or mapping",
+            location=_complex_key_location(text, source),
+        ) from None
     except ValueError as exc:  # int("1" * 5000): CPython refuses to convert it
         raise PlaybookSyntaxError(
             f"YAML value cannot be read: {exc}", location=_long_number_location(text, source)
@@ -223,6 +236,32 @@ def _parse_ruamel(
     except RecursionError:
         raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
     return (out if all_documents else out[0]), positions
+
+
+def _complex_key_location(text: str, source: str) -> Location:
+    """Where the first mapping key that is a collection starts (composed again: error path)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    try:
+        stack = list(YAML(typ="rt").compose_all(text))
+    except Exception:  # it composed once already; anything else: no position
+        return Location(source)
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode):
+                    mark = key.start_mark
+                    return Location(source, mark.line + 1, mark.column + 1)
+                stack.append(value)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return Location(source)
 
 
 def _long_number_location(text: str, source: str) -> Location:

@@ -30,6 +30,7 @@ from gxo.config.yamlsafe import _parse_ruamel, load_yaml_text, parse_yaml, read_
 from gxo.errors import ConfigError, GxoError, PlaybookSyntaxError, TemplateError, UsageError
 from gxo.modules.testkit import run_module
 from gxo.template.engine import TemplateEngine
+from tests.unit.test_fuzz_loader import mutated
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = sorted([*ROOT.glob("examples/*.yaml"), *ROOT.glob("tests/playbooks/**/*.yaml")])
@@ -178,6 +179,34 @@ def test_arbitrary_text_reads_the_same_or_falls_back(text: str) -> None:
     check_same(text, lenient=True, string_keys=False, all_documents=True)
 
 
+def _load_outcome(text: str) -> str:
+    try:
+        loaded = load_playbook(text=text, name="pb.yaml")
+    except ConfigError as exc:
+        return f"error: {exc}"
+    return repr((loaded.raw, sorted(loaded.positions.items(), key=repr)))
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(text=mutated())
+def test_mutated_playbooks_load_the_same_with_either_parser(text: str) -> None:
+    """Whole loads, errors included (file:line:col), do not depend on the parser taken."""
+    with_fast_path = _load_outcome(text)
+    original = _yamlfast.parse
+
+    def no_fast_path(*args: Any, **kw: Any) -> Any:
+        raise _yamlfast.Fallback
+
+    _yamlfast.parse = no_fast_path  # type: ignore[assignment]
+    try:
+        reference_only = _load_outcome(text)
+    finally:
+        _yamlfast.parse = original
+    # Malformed YAML that libyaml reads and ruamel refuses (``|#``) is the one allowed difference.
+    if "YAML syntax error" not in reference_only:
+        assert with_fast_path == reference_only
+
+
 # -- (b) refusals: bombs, depth, huge integers -------------------------------------------
 
 
@@ -210,6 +239,24 @@ def test_a_huge_integer_in_a_playbook_is_a_located_error_not_a_traceback() -> No
     text = 'schemaVersion: "1.0.0"\nname: x\nworkloads: []\nvars:\n  n: ' + "1" * 5000 + "\n"
     err = refused_quickly(lambda: load_playbook(text=text, name="pb.yaml"), ConfigError, "pb.yaml")
     assert str(err).startswith("pb.yaml:5:6: YAML value cannot be read")
+
+
+def test_a_mapping_key_holding_a_mapping_is_a_located_error_not_a_traceback() -> None:
+    # ruamel raised TypeError (unhashable CommentedMap) for this: a traceback.
+    text = 'schemaVersion: "1.0.0"\nname: x\nworkloads:\n  - name: a\n?\n  - name: b\n'
+    err = refused_quickly(lambda: load_playbook(text=text, name="pb.yaml"), ConfigError, "pb.yaml")
+    assert str(err) == (
+        "pb.yaml:6:3: YAML syntax error: a mapping key must be a scalar, not a list or mapping"
+    )
+    with pytest.raises(PlaybookSyntaxError, match="a mapping key must be a scalar"):
+        load_yaml_text("? [{a: b}]\n: c\n")
+
+
+def test_a_crash_inside_ruamel_is_a_located_syntax_error() -> None:
+    # ruamel fails an internal assert on this (a block scalar header after a comment).
+    text = "# c\n| #\n#   x\nschemaVersion: '1.0.0'\nname: a\n"
+    with pytest.raises(PlaybookSyntaxError, match=r"^pb\.yaml:\d+:\d+: YAML syntax error: "):
+        load_playbook(text=text, name="pb.yaml")
 
 
 def test_an_anchored_boolean_stays_a_boolean() -> None:
