@@ -73,8 +73,8 @@ class RenderStopped(TemplateLimitError):
 
 class _Budget:
     # One count for the process, not per thread: renders run on the event loop,
-    # and a threading.local costs three times as much per operation. A render in
-    # a worker thread would share the count (and could only fail sooner).
+    # and a threading.local costs three times as much per operation. Renders in
+    # worker threads (none today) would share, and reset, this one count.
     __slots__ = ("limit", "remaining")
 
     def __init__(self) -> None:
