@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 GXO     = $(VENV)/bin/gxo
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test test-fast lint format typecheck bench schema docs snapshots-update clean
+.PHONY: run test test-fast lint format typecheck bench schema docs proto snapshots-update clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ schema: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m gxo.modules --write
 	$(PY) -m gxo.modules.docs --write
+
+# The daemon's gRPC stubs (committed; tests/daemon/test_proto_stubs.py fails when stale).
+proto: $(STAMP)
+	$(PY) -m gxo.daemon.protogen
 
 snapshots-update: $(STAMP)
 	$(PY) -m pytest tests/tui --snapshot-update
