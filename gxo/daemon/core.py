@@ -1,0 +1,521 @@
+"""The daemon's control logic, independent of gRPC: apply, remove, status, runs, events,
+logs, stop/start. :mod:`gxo.daemon.server` maps RPCs onto it.
+
+A ``run_once`` workload runs through the one engine (:class:`gxo.engine.scheduler.Engine`)
+in the daemon's event loop: once at apply, again when its definition changes or on
+``ctl start``. Other lifecycles are run by *reconcilers* (supervise, scheduled, ...)
+registered in :attr:`Daemon.reconcilers` by policy name; a policy without one is
+stored ``Pending`` with reason ``reconciler not available yet``.
+
+The state store (``SqlState``) is synchronous: every call goes through
+``asyncio.to_thread`` so a slow disk or database never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gxo.config.loader import LoadedPlaybook, load_playbook
+from gxo.daemon.feeds import Feed
+from gxo.engine.events import Event, EventBus, EventKind
+from gxo.engine.scheduler import Engine
+from gxo.errors import GxoError
+
+__all__ = ["Applied", "Daemon", "DaemonError", "Reconciler", "workload_checksum"]
+
+log = logging.getLogger("gxo.daemon")
+
+NOT_AVAILABLE = "reconciler not available yet"
+
+
+class DaemonError(Exception):
+    """An error answered to a client; ``code`` is a gRPC status code name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Reconciler(Protocol):
+    """Keeps one non-run_once workload in its lifecycle (gxo/daemon/reconcile.py)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+# policy name -> factory(daemon, applied, workload name) -> Reconciler
+ReconcilerFactory = Callable[["Daemon", "Applied", str], Reconciler]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def workload_checksum(loaded: LoadedPlaybook, name: str, variables: dict[str, Any]) -> str:
+    """A digest of the workload's canonical definition and of the variables it may see.
+
+    Playbook vars and ``-e`` values are part of it: changing one may change what the
+    workload does, so it counts as a change of every workload (the safe side).
+    """
+    index = loaded.workload_index(name)
+    assert index is not None
+    canonical = {
+        "workload": loaded.playbook.workloads[index].model_dump(mode="json"),
+        "vars": loaded.playbook.vars,
+        "extra": variables,
+    }
+    text = json.dumps(canonical, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Applied:
+    """A playbook the daemon holds: its loaded form and each workload's checksum."""
+
+    name: str
+    source: str
+    path: str
+    variables: dict[str, Any]
+    loaded: LoadedPlaybook
+    checksums: dict[str, str]
+    checksum: str
+
+    def policy(self, workload: str) -> str:
+        index = self.loaded.workload_index(workload)
+        assert index is not None
+        return str(self.loaded.playbook.workloads[index].lifecycle.policy)
+
+    @property
+    def workspace(self) -> str | None:
+        path = Path(self.path)
+        return str(path.parent) if path.is_absolute() else None
+
+
+@dataclass
+class Instance:
+    """One engine run of some run_once workloads of a playbook."""
+
+    run_id: str
+    playbook: str
+    workloads: list[str]
+    engine: Engine
+    task: asyncio.Task[None] | None = None
+    stopped: set[str] = field(default_factory=set)
+
+
+def _load(source: str, path: str, variables: dict[str, Any]) -> LoadedPlaybook:
+    return load_playbook(text=source, name=path or "<apply>", extra_names=set(variables))
+
+
+class Daemon:
+    def __init__(self, state: Any, *, state_url: str = "", socket: str = "") -> None:
+        self.state = state
+        self.state_url = state_url
+        self.socket = socket
+        self.started = time.monotonic()
+        self.playbooks: dict[str, Applied] = {}
+        self.reconcilers: dict[str, ReconcilerFactory] = {}
+        self.active: dict[tuple[str, str], Reconciler] = {}
+        self.instances: dict[str, Instance] = {}
+        self.events = Feed(size=2000)
+        self.logs = Feed(size=1000)
+        self._seq = 0
+        self._lock = asyncio.Lock()  # applies, removes and starts happen one at a time
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # -- start / stop ---------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Daemon start: runs left Running by a dead daemon become Failed; playbooks come back."""
+        for run in await self._db(self.state.fail_unfinished_runs, "daemon restarted"):
+            playbook, workload = run.get("playbook"), run.get("workload")
+            if playbook and workload:
+                await self._set_status(playbook, workload, "Failed", reason="daemon restarted")
+        for record in await self._db(self.state.list_playbooks):
+            try:
+                loaded = await asyncio.to_thread(
+                    _load, record.source, record.path, dict(record.variables or {})
+                )
+            except GxoError as exc:
+                log.error("cannot restore playbook %s: %s", record.name, exc)
+                continue
+            applied = self._applied(loaded, record.source, record.path, record.variables or {})
+            self.playbooks[applied.name] = applied
+            for name in applied.checksums:
+                if applied.policy(name) != "run_once":
+                    await self._start_lifecycle(applied, name)
+            log.info("restored playbook %s (%d workloads)", applied.name, len(applied.checksums))
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop reconcilers and cancel instances; their history is written before return."""
+        for key, reconciler in list(self.active.items()):
+            try:
+                async with asyncio.timeout(grace):
+                    await reconciler.stop()
+            except Exception as exc:  # one broken reconciler must not block the others
+                log.error("stopping %s/%s failed: %s", *key, exc)
+        self.active.clear()
+        instances = list(self.instances.values())
+        for instance in instances:
+            instance.engine.cancel()
+        tasks = [i.task for i in instances if i.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:  # the engine ignored cancel for the grace period
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        self.events.close()
+        self.logs.close()
+
+    # -- apply / remove ---------------------------------------------------------------------
+
+    def _applied(
+        self, loaded: LoadedPlaybook, source: str, path: str, variables: dict[str, Any]
+    ) -> Applied:
+        checksums = {
+            w.name: workload_checksum(loaded, w.name, variables) for w in loaded.playbook.workloads
+        }
+        digest = hashlib.sha256(
+            (source + json.dumps(variables, sort_keys=True, default=str)).encode()
+        ).hexdigest()
+        return Applied(loaded.playbook.name, source, path, variables, loaded, checksums, digest)
+
+    async def apply(self, source: str, path: str, variables: dict[str, Any]) -> dict[str, Any]:
+        try:
+            loaded = await asyncio.to_thread(_load, source, path, variables)
+        except GxoError as exc:  # nothing of the old version is touched
+            raise DaemonError("INVALID_ARGUMENT", str(exc)) from None
+        async with self._lock:
+            new = self._applied(loaded, source, path, variables)
+            old = self.playbooks.get(new.name)
+            before = old.checksums if old else {}
+            added = [n for n in new.checksums if n not in before]
+            changed = [n for n in new.checksums if n in before and before[n] != new.checksums[n]]
+            unchanged = [n for n in new.checksums if n in before and before[n] == new.checksums[n]]
+            removed = [n for n in before if n not in new.checksums]
+            await self._db(
+                self.state.put_playbook,
+                new.name,
+                source=source,
+                path=path,
+                checksum=new.checksum,
+                variables=variables,
+            )
+            # Instances of what changed or went away end before the new version starts.
+            for name in changed + removed:
+                await self._stop_workload(new.name, name, reason=None)
+            self.playbooks[new.name] = new
+            for name in removed:
+                self.logs.forget((new.name, name))
+                await self._db(self.state.delete_workload, new.name, name)
+            started: list[str] = []
+            once = [n for n in added + changed if new.policy(n) == "run_once"]
+            for name in added + changed:
+                if name not in once:
+                    await self._start_lifecycle(new, name)
+            if once:
+                await self._start_instance(new, once)
+                started.extend(once)
+            log.info(
+                "applied %s: %d added, %d changed, %d removed, %d unchanged",
+                new.name,
+                len(added),
+                len(changed),
+                len(removed),
+                len(unchanged),
+            )
+        return {
+            "playbook": new.name,
+            "added": added,
+            "changed": changed,
+            "removed": removed,
+            "unchanged": unchanged,
+            "warnings": list(loaded.warnings),
+            "started": started,
+        }
+
+    async def remove(self, playbook: str) -> list[str]:
+        async with self._lock:
+            applied = self.playbooks.get(playbook)
+            if applied is None:
+                raise DaemonError("NOT_FOUND", f"no playbook '{playbook}' is applied")
+            for name in applied.checksums:
+                await self._stop_workload(playbook, name, reason=None)
+                self.logs.forget((playbook, name))
+            del self.playbooks[playbook]
+            await self._db(self.state.delete_playbook, playbook)
+            log.info("removed playbook %s", playbook)
+            return list(applied.checksums)
+
+    # -- lifecycles -------------------------------------------------------------------------
+
+    async def _start_lifecycle(self, applied: Applied, name: str) -> None:
+        policy = applied.policy(name)
+        factory = self.reconcilers.get(policy)
+        if factory is None:
+            await self._set_status(applied.name, name, "Pending", reason=NOT_AVAILABLE)
+            return
+        reconciler = factory(self, applied, name)
+        self.active[(applied.name, name)] = reconciler
+        await reconciler.start()
+
+    async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        bus = EventBus()
+        bus.add_listener(lambda event: self._on_event(applied.name, run_id, event))
+        options: dict[str, Any] = {
+            "extra_vars": applied.variables,
+            "workspace": applied.workspace,
+            "run_id": run_id,
+            "bus": bus,
+            "only": set(workloads),
+        }
+        results = await self._db(self.state.results, applied.name)
+        params = inspect.signature(Engine).parameters
+        # The instances API (results_store=, initial_results=, allow_lifecycles=): the run
+        # is just the selected workloads; upstream results come from the daemon's state.
+        options["results_store" if "results_store" in params else "store"] = results
+        if "initial_results" in params:
+            options["initial_results"] = await self._db(results.snapshot)
+        if "allow_lifecycles" in params:
+            options["allow_lifecycles"] = True
+        engine = Engine(applied.loaded, **options)
+        instance = Instance(run_id, applied.name, list(workloads), engine)
+        started = now_iso()
+        for name in workloads:
+            await self._db(self.state.start_run, applied.name, name, f"{run_id}.{name}", started)
+            await self._set_status(applied.name, name, "Running", last_run_id=f"{run_id}.{name}")
+        self.instances[run_id] = instance
+        instance.task = asyncio.create_task(self._run(instance), name=f"gxo-run:{run_id}")
+        return run_id
+
+    async def _run(self, instance: Instance) -> None:
+        report: dict[str, Any] = {}
+        error: str | None = None
+        try:
+            result = await instance.engine.run()
+            report = result.report()
+        except asyncio.CancelledError:
+            error = "cancelled: the daemon stopped"
+        except Exception as exc:  # a bug in a module or the engine must not kill the daemon
+            log.exception("run %s failed", instance.run_id)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.instances.pop(instance.run_id, None)
+            await asyncio.shield(self._record(instance, report, error))
+
+    async def _record(self, instance: Instance, report: dict[str, Any], error: str | None) -> None:
+        ended = now_iso()
+        entries = report.get("workloads", {})
+        for name in instance.workloads:
+            entry = entries.get(name, {})
+            status = entry.get("status") or "Failed"
+            reason = entry.get("error") or entry.get("reason") or error
+            if name in instance.stopped:
+                status, reason = "Stopped", "stopped by request"
+            elif status not in ("Completed", "Failed", "Skipped"):
+                status = "Failed"
+            one = {k: v for k, v in report.items() if k != "workloads"}
+            one["workloads"] = {name: entry} if entry else {}
+            run_key = f"{instance.run_id}.{name}"
+            try:
+                await self._db(self.state.finish_run, run_key, status, ended, one, reason)
+                await self._set_status(
+                    instance.playbook, name, status, reason=reason, last_run_id=run_key
+                )
+            except Exception:  # the playbook may have been removed meanwhile
+                log.debug("recording %s failed", run_key, exc_info=True)
+
+    async def _stop_workload(self, playbook: str, name: str, *, reason: str | None) -> bool:
+        """End what runs ``name``; True if something was running."""
+        stopped = False
+        reconciler = self.active.pop((playbook, name), None)
+        if reconciler is not None:
+            await reconciler.stop()
+            stopped = True
+        for instance in list(self.instances.values()):
+            if instance.playbook == playbook and name in instance.workloads:
+                instance.stopped.add(name)
+                instance.engine.cancel()
+                if instance.task is not None:
+                    await asyncio.wait([instance.task])
+                stopped = True
+        if reason is not None:
+            await self._set_status(playbook, name, "Stopped", reason=reason)
+        return stopped
+
+    async def stop(self, ref: str) -> dict[str, Any]:
+        async with self._lock:
+            playbook, name = self.resolve(ref)
+            if not await self._stop_workload(playbook, name, reason="stopped by request"):
+                current = await self.status(f"{playbook}/{name}")
+                raise DaemonError(
+                    "FAILED_PRECONDITION",
+                    f"workload '{playbook}/{name}' is not running (status {current['status']})",
+                )
+            return await self.status(f"{playbook}/{name}")
+
+    async def start(self, ref: str) -> tuple[dict[str, Any], str]:
+        async with self._lock:
+            playbook, name = self.resolve(ref)
+            applied = self.playbooks[playbook]
+            if (
+                any(i.playbook == playbook and name in i.workloads for i in self.instances.values())
+                or (playbook, name) in self.active
+            ):
+                raise DaemonError(
+                    "FAILED_PRECONDITION", f"workload '{playbook}/{name}' is already running"
+                )
+            run_id = ""
+            if applied.policy(name) == "run_once":
+                run_id = await self._start_instance(applied, [name])
+            elif applied.policy(name) not in self.reconcilers:
+                raise DaemonError(
+                    "FAILED_PRECONDITION",
+                    f"cannot start '{playbook}/{name}': {applied.policy(name)} {NOT_AVAILABLE}",
+                )
+            else:
+                await self._start_lifecycle(applied, name)
+            return await self.status(f"{playbook}/{name}"), run_id
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """``WORKLOAD`` (unique across playbooks) or ``PLAYBOOK/WORKLOAD`` → (playbook, workload)."""
+        if "/" in ref:
+            playbook, _, name = ref.partition("/")
+            applied = self.playbooks.get(playbook)
+            if applied is None or name not in applied.checksums:
+                raise DaemonError("NOT_FOUND", f"no workload '{ref}'")
+            return playbook, name
+        owners = [p for p, a in self.playbooks.items() if ref in a.checksums]
+        if not owners:
+            raise DaemonError("NOT_FOUND", f"no workload '{ref}' in any applied playbook")
+        if len(owners) > 1:
+            choices = ", ".join(f"{p}/{ref}" for p in sorted(owners))
+            raise DaemonError(
+                "FAILED_PRECONDITION", f"workload name '{ref}' is ambiguous: use one of {choices}"
+            )
+        return owners[0], ref
+
+    async def _set_status(self, playbook: str, workload: str, status: str, **extra: Any) -> None:
+        current = await self._db(self.state.get_status, playbook, workload) or {}
+        record = {
+            "status": status,
+            "reason": extra.get("reason"),
+            "restarts": extra.get("restarts", current.get("restarts", 0)),
+            "last_exit": extra.get("last_exit", current.get("last_exit")),
+            "next_run": extra.get("next_run"),
+            "last_run_id": extra.get("last_run_id", current.get("last_run_id")),
+            "updated_at": now_iso(),
+        }
+        await self._db(self.state.set_status, playbook, workload, record)
+
+    def _row(self, applied: Applied, name: str, stored: dict[str, Any] | None) -> dict[str, Any]:
+        row = {"status": "Pending", "reason": None, "restarts": 0, "last_exit": None}
+        row.update(stored or {})
+        reconciler = self.active.get((applied.name, name))
+        if reconciler is not None:
+            row.update(reconciler.status())
+        row.update(playbook=applied.name, workload=name, policy=applied.policy(name))
+        return row
+
+    async def list_workloads(self, playbook: str = "") -> list[dict[str, Any]]:
+        if playbook and playbook not in self.playbooks:
+            raise DaemonError("NOT_FOUND", f"no playbook '{playbook}' is applied")
+        stored = {
+            (p, w): s for p, w, s in await self._db(self.state.list_statuses, playbook or None)
+        }
+        rows = []
+        for name in sorted(self.playbooks):
+            if playbook and name != playbook:
+                continue
+            applied = self.playbooks[name]
+            rows.extend(self._row(applied, w, stored.get((name, w))) for w in applied.checksums)
+        return rows
+
+    async def status(self, ref: str) -> dict[str, Any]:
+        playbook, name = self.resolve(ref)
+        stored = await self._db(self.state.get_status, playbook, name)
+        return self._row(self.playbooks[playbook], name, stored)
+
+    async def runs(self, ref: str, limit: int = 50) -> list[dict[str, Any]]:
+        playbook, name = self.resolve(ref)
+        rows = await self._db(self.state.list_runs, playbook, name, limit)
+        return [{**row, "playbook": playbook, "workload": name} for row in rows]
+
+    # -- events and logs ------------------------------------------------------------------
+
+    def _on_event(self, playbook: str, run_id: str, event: Event) -> None:
+        self._seq += 1
+        entry = {
+            "seq": self._seq,
+            "time": event.time,
+            "kind": str(event.kind),
+            "playbook": playbook,
+            "workload": event.workload or "",
+            "run_id": run_id,
+            "data": event.data,
+        }
+        self.events.push(entry)
+        if event.kind is EventKind.LOG and event.workload:
+            line = {
+                "seq": self._seq,
+                "time": event.time,
+                "playbook": playbook,
+                "workload": event.workload,
+                "run_id": run_id,
+                "stream": event.data.get("stream", "log"),
+                "level": event.data.get("level", "info"),
+                "line": event.data.get("line", ""),
+            }
+            self.logs.push(line, key=(playbook, event.workload))
+
+    def stream_events(
+        self, playbook: str, workload: str, follow: bool, tail: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        def match(e: dict[str, Any]) -> bool:
+            return (not playbook or e["playbook"] == playbook) and (
+                not workload or e["workload"] == workload
+            )
+
+        return self.events.read(match, 200 if tail == 0 else max(tail, 0), follow)
+
+    def stream_logs(self, ref: str, tail: int, follow: bool) -> AsyncIterator[dict[str, Any]]:
+        key = self.resolve(ref)
+
+        def match(e: dict[str, Any]) -> bool:
+            return (e["playbook"], e["workload"]) == key
+
+        return self.logs.read(match, 100 if tail == 0 else max(tail, 0), follow, key=key)
+
+    def health(self) -> dict[str, Any]:
+        from gxo import __version__
+
+        return {
+            "status": "SERVING",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "playbooks": len(self.playbooks),
+            "workloads": sum(len(a.checksums) for a in self.playbooks.values()),
+            "state": self.state_url,
+            "socket": self.socket,
+        }

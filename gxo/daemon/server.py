@@ -1,0 +1,315 @@
+"""``gxo daemon``: the gRPC control plane (``gxo.daemon.v1.GxoDaemon``) on a unix socket.
+
+The socket is created 0600 in a 0700 directory: on a unix socket, file permissions
+are the authentication until the security issue brings mTLS (which TCP requires).
+SIGTERM/SIGINT: stop accepting RPCs, cancel instances (``--grace``), persist, remove
+the socket, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket as socketlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from gxo.daemon.core import Daemon, DaemonError
+from gxo.daemon.logsetup import redact_url
+from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2 as pb
+from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2_grpc as pb_grpc
+
+__all__ = ["DEFAULT_STATE", "GxoDaemonServicer", "default_socket", "run_daemon", "serve"]
+
+log = logging.getLogger("gxo.daemon")
+
+DEFAULT_STATE = "sqlite:///~/.gxo/state.db"
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, NUL included
+
+
+class StartupError(Exception):
+    """The daemon cannot start; ``exit_code`` 2 for usage, 1 otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def default_socket(explicit: str | Path | None = None) -> Path:
+    """--socket, else GXO_SOCKET, else $XDG_RUNTIME_DIR/gxo/daemon.sock, else ~/.gxo/daemon.sock."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("GXO_SOCKET"):
+        return Path(os.environ["GXO_SOCKET"]).expanduser()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "gxo" / "daemon.sock"
+    return Path.home() / ".gxo" / "daemon.sock"
+
+
+def expand_state_url(url: str) -> str:
+    """``sqlite:///~/x.db`` → an absolute path (SQLAlchemy does not expand ``~``)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url[len(prefix) :].startswith("~"):
+        return prefix + str(Path(url[len(prefix) :]).expanduser())
+    return url
+
+
+def answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket ``path``."""
+    probe = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def prepare_socket(path: Path) -> None:
+    if len(str(path)) > MAX_SOCKET_PATH:
+        raise StartupError(
+            f"socket path is too long for a unix socket ({len(str(path))} > {MAX_SOCKET_PATH}): {path}",
+            2,
+        )
+    folder = path.parent
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise StartupError(f"cannot create the socket directory {folder}: {exc.strerror}") from None
+    if path.exists() or path.is_symlink():
+        if answers(path):
+            raise StartupError(f"another gxo daemon is already answering on {path}")
+        log.info("removing stale socket %s", path)
+        path.unlink()
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+# -- the servicer ------------------------------------------------------------------------
+
+
+def _status_pb(row: dict[str, Any]) -> pb.WorkloadStatus:
+    msg = pb.WorkloadStatus(
+        playbook=row.get("playbook") or "",
+        workload=row.get("workload") or "",
+        policy=row.get("policy") or "",
+        status=row.get("status") or "",
+        reason=row.get("reason") or "",
+        restarts=int(row.get("restarts") or 0),
+        next_run=row.get("next_run") or "",
+        updated_at=row.get("updated_at") or "",
+        last_run_id=row.get("last_run_id") or "",
+    )
+    if row.get("last_exit") is not None:
+        msg.last_exit = int(row["last_exit"])
+    return msg
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def _call(self, context: grpc.aio.ServicerContext, coro: Any) -> Any:
+        try:
+            return await coro
+        except DaemonError as exc:
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("internal error")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    # The RPC methods keep the proto's names (gRPC looks them up by name).
+
+    async def ApplyPlaybook(self, request, context):
+        try:
+            variables = json.loads(request.variables_json) if request.variables_json else {}
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"variables_json: {exc}")
+        if not isinstance(variables, dict):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "variables_json must be an object"
+            )
+        diff = await self._call(context, self.daemon.apply(request.source, request.path, variables))
+        return pb.ApplyPlaybookResponse(**diff)
+
+    async def RemovePlaybook(self, request, context):
+        removed = await self._call(context, self.daemon.remove(request.playbook))
+        return pb.RemovePlaybookResponse(playbook=request.playbook, removed=removed)
+
+    async def ListWorkloads(self, request, context):
+        rows = await self._call(context, self.daemon.list_workloads(request.playbook))
+        return pb.ListWorkloadsResponse(workloads=[_status_pb(r) for r in rows])
+
+    async def GetWorkloadStatus(self, request, context):
+        return _status_pb(await self._call(context, self.daemon.status(request.name)))
+
+    async def ListRuns(self, request, context):
+        rows = await self._call(context, self.daemon.runs(request.name, request.limit or 50))
+        return pb.ListRunsResponse(
+            runs=[
+                pb.Run(
+                    run_id=r.get("run_id") or "",
+                    playbook=r.get("playbook") or "",
+                    workload=r.get("workload") or "",
+                    status=r.get("status") or "",
+                    started_at=r.get("started_at") or "",
+                    ended_at=r.get("ended_at") or "",
+                    reason=r.get("reason") or "",
+                    report_json=_json(r.get("report") or {}),
+                )
+                for r in rows
+            ]
+        )
+
+    async def _stream(self, context, make: Any) -> AsyncIterator[Any]:
+        try:
+            feed = make()
+        except DaemonError as exc:
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+        return feed
+
+    async def StreamEvents(self, request, context):
+        feed = self.daemon.stream_events(
+            request.playbook, request.workload, request.follow, request.tail
+        )
+        async for e in feed:
+            yield pb.Event(
+                seq=e["seq"],
+                time=e["time"],
+                kind=e["kind"],
+                playbook=e["playbook"],
+                workload=e["workload"],
+                run_id=e["run_id"],
+                data_json=_json(e["data"]),
+            )
+
+    async def GetLogs(self, request, context):
+        feed = await self._stream(
+            context, lambda: self.daemon.stream_logs(request.name, request.tail, request.follow)
+        )
+        async for e in feed:
+            yield pb.LogLine(
+                time=e["time"],
+                playbook=e["playbook"],
+                workload=e["workload"],
+                run_id=e["run_id"],
+                stream=e["stream"],
+                level=e["level"],
+                line=e["line"],
+            )
+
+    async def StopWorkload(self, request, context):
+        row = await self._call(context, self.daemon.stop(request.name))
+        return pb.WorkloadActionResponse(status=_status_pb(row), message="stopped")
+
+    async def StartWorkload(self, request, context):
+        row, run_id = await self._call(context, self.daemon.start(request.name))
+        return pb.WorkloadActionResponse(status=_status_pb(row), run_id=run_id, message="started")
+
+    async def Health(self, request, context):
+        return pb.HealthResponse(pid=os.getpid(), **self.daemon.health())
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+async def serve(socket_path: Path, state_url: str, *, grace: float = 10.0) -> int:
+    from gxo.state.sql import SqlState
+
+    prepare_socket(socket_path)
+    url = expand_state_url(state_url)
+    try:
+        state = await asyncio.to_thread(SqlState, url)
+    except Exception as exc:
+        raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
+    daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
+    server = grpc.aio.server()
+    pb_grpc.add_GxoDaemonServicer_to_server(GxoDaemonServicer(daemon), server)
+    old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others connect
+    try:
+        server.add_insecure_port(f"unix:{socket_path}")
+        await server.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(socket_path, 0o600)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.restore()
+        log.info(
+            "gxo daemon listening on %s (state %s, pid %d)",
+            socket_path,
+            daemon.state_url,
+            os.getpid(),
+        )
+        await stop.wait()
+        log.info("shutting down: no new requests, cancelling instances (grace %ss)", grace)
+        daemon.events.close()  # followers' streams end, so server.stop need not wait for them
+        daemon.logs.close()
+        await server.stop(grace=1.0)
+        await daemon.shutdown(grace)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop(grace=None)
+        await asyncio.to_thread(state.close)
+        _remove(socket_path)
+    log.info("gxo daemon stopped")
+    return 0
+
+
+def run_daemon(
+    *,
+    socket: str | None,
+    state: str,
+    listen: str | None,
+    grace: float,
+    log_level: str,
+    log_format: str,
+) -> int:
+    """The body of ``gxo daemon``; returns the exit code."""
+    from gxo.console import err_console, print_error
+    from gxo.daemon.logsetup import setup_logging
+
+    if listen:
+        print_error(
+            err_console(),
+            f"--listen {listen}: TCP needs mutual TLS, which arrives with the security issue "
+            "(--tls-dir/--rbac); until then the daemon listens only on its unix socket (--socket)",
+        )
+        return 2
+    if log_format not in ("text", "json"):
+        print_error(err_console(), f"--log-format must be text or json, not {log_format!r}")
+        return 2
+    try:
+        setup_logging(log_level, log_format)
+    except ValueError:
+        print_error(err_console(), f"--log-level: unknown level {log_level!r}")
+        return 2
+    try:
+        return asyncio.run(serve(default_socket(socket), state, grace=grace))
+    except StartupError as exc:
+        print_error(err_console(), str(exc))
+        return exc.exit_code
