@@ -18,7 +18,10 @@ __all__ = [
     "NAME_PATTERN",
     "REGISTER_PATTERN",
     "AccessMode",
+    "BackoffConfig",
+    "CatchupPolicy",
     "ChannelPolicy",
+    "ConcurrencyPolicy",
     "LifecyclePolicy",
     "LoopControl",
     "OverflowStrategy",
@@ -64,26 +67,124 @@ class OverflowStrategy(StrEnum):
     drop_oldest = "drop_oldest"
 
 
+class ConcurrencyPolicy(StrEnum):
+    forbid = "forbid"
+    allow = "allow"
+    replace = "replace"
+
+
+class CatchupPolicy(StrEnum):
+    none = "none"
+    one = "one"
+    all = "all"
+
+
 class BackoffConfig(_Model):
-    """Restart back-off of a supervised workload."""
+    """Restart back-off of a supervised workload: capped exponential with jitter."""
 
     initial: Duration = Field(1.0, description="Delay before the first restart.")
-    max: Duration = Field(60.0, description="Upper bound of the restart delay.")
+    max: Duration = Field(300.0, description="Upper bound of the restart delay (jitter included).")
     factor: float = Field(2.0, ge=1.0, description="Multiplier applied after each restart.")
+    jitter: float = Field(
+        0.2, ge=0.0, le=1.0, description="± fraction of randomisation of each delay."
+    )
+    reset_after: Duration = Field(
+        60.0,
+        description="A run that lasts this long counts as healthy: the back-off starts again "
+        "from 'initial'.",
+    )
+
+    @model_validator(mode="after")
+    def _initial_within_max(self) -> BackoffConfig:
+        if self.initial > self.max:
+            raise ValueError("backoff 'initial' must not exceed 'max'")
+        return self
+
+
+# The fields each policy owns; a field set under another policy is an error.
+_SUPERVISE_FIELDS = ("restart_policy", "backoff", "max_restarts", "restart_window", "stop_timeout")
+_SCHEDULED_FIELDS = ("cron", "timezone", "concurrency", "catchup")
 
 
 class LifecyclePolicy(_Model):
-    """How the kernel manages a workload: once, supervised, on events or on a schedule."""
+    """How the kernel manages a workload: once, supervised, on events or on a schedule.
+
+    The fields of ``supervise`` and ``scheduled`` are ``None`` under any other policy
+    and filled with their defaults under their own, so a reconciler reads them directly
+    and a dumped model validates again.
+    """
 
     policy: Policy = Field(
         Policy.run_once, description="run_once | supervise | event_driven | scheduled"
     )
     restart_policy: RestartPolicy | None = Field(
-        None, description="supervise only: always | on_failure | never"
+        None, description="supervise only: always | on_failure | never (default on_failure)"
     )
-    backoff: BackoffConfig | None = Field(None, description="supervise only: restart back-off")
-    cron: str | None = Field(None, description="scheduled only: a cron expression")
+    backoff: BackoffConfig | None = Field(
+        None,
+        description="supervise only: restart back-off "
+        "(default {initial: 1s, max: 5m, factor: 2.0, jitter: 0.2, reset_after: 60s})",
+    )
+    max_restarts: int | None = Field(
+        None,
+        ge=0,
+        description="supervise only: more restarts than this within restart_window is a crash "
+        "loop and the workload becomes Failed (default 5)",
+    )
+    restart_window: Duration | None = Field(
+        None, description="supervise only: the window of the crash-loop guard (default 60s)"
+    )
+    stop_timeout: Duration | None = Field(
+        None,
+        description="supervise only: wait after SIGTERM before SIGKILL on stop (default 10s)",
+    )
+    cron: str | None = Field(
+        None,
+        description="scheduled only: 5-field cron, @hourly/@daily/@weekly/@monthly/@yearly/"
+        "@annually/@midnight, or '@every <duration>' (e.g. @every 30s)",
+    )
+    timezone: str | None = Field(
+        None,
+        description="scheduled only: IANA time zone of the cron expression, e.g. Europe/Berlin "
+        "(default: the daemon's local time zone)",
+    )
+    concurrency: ConcurrencyPolicy | None = Field(
+        None,
+        description="scheduled only: forbid | allow | replace a still-running instance when "
+        "the next fire comes (default forbid)",
+    )
+    catchup: CatchupPolicy | None = Field(
+        None,
+        description="scheduled only: none | one | all fires missed while the daemon was down "
+        "(default none; 'all' runs at most the 1000 most recent)",
+    )
     source: str | None = Field(None, description="event_driven only: the event source")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            # Imported here: only playbooks with a schedule pay for croniter.
+            from gxo.config.cron import check_cron
+
+            check_cron(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from gxo.config.cron import check_timezone
+
+            check_timezone(value)
+        return value
+
+    @field_validator("restart_window")
+    @classmethod
+    def _positive_window(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("restart_window must be longer than 0s")
+        return value
 
     @model_validator(mode="after")
     def _fields_match_policy(self) -> LifecyclePolicy:
@@ -91,15 +192,34 @@ class LifecyclePolicy(_Model):
             raise ValueError("lifecycle 'scheduled' needs a 'cron' expression")
         if self.policy == Policy.event_driven and not self.source:
             raise ValueError("lifecycle 'event_driven' needs a 'source'")
-        if self.cron and self.policy != Policy.scheduled:
-            raise ValueError("'cron' is only valid with policy 'scheduled'")
         if self.source and self.policy != Policy.event_driven:
             raise ValueError("'source' is only valid with policy 'event_driven'")
-        if (self.restart_policy or self.backoff) and self.policy != Policy.supervise:
-            raise ValueError(
-                "'restart_policy' and 'backoff' are only valid with policy 'supervise'"
+        for policy, owned in (
+            (Policy.supervise, _SUPERVISE_FIELDS),
+            (Policy.scheduled, _SCHEDULED_FIELDS),
+        ):
+            wrong = [f for f in owned if getattr(self, f) is not None]
+            if wrong and self.policy != policy:
+                keys = " and ".join(f"'{f}'" for f in wrong)
+                verb = "is" if len(wrong) == 1 else "are"
+                raise ValueError(f"{keys} {verb} only valid with policy '{policy.value}'")
+        if self.policy == Policy.supervise:
+            self._fill(
+                restart_policy=RestartPolicy.on_failure,
+                backoff=BackoffConfig(),
+                max_restarts=5,
+                restart_window=60.0,
+                stop_timeout=10.0,
             )
+        elif self.policy == Policy.scheduled:
+            self._fill(concurrency=ConcurrencyPolicy.forbid, catchup=CatchupPolicy.none)
         return self
+
+    def _fill(self, **defaults: Any) -> None:
+        # Bypasses __setattr__ so the defaults do not count as "set" by the author.
+        for key, value in defaults.items():
+            if getattr(self, key) is None:
+                self.__dict__[key] = value
 
 
 class Process(_Model):
