@@ -1,0 +1,190 @@
+"""Tables, engine set-up and JSON encoding of the SQL state store (see ``gxo.state.sql``)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    exc,
+)
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from gxo.errors import GxoError
+
+__all__ = ["SCHEMA_VERSION", "StateError", "decode", "encode", "make_engine", "metadata"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another process's lock
+
+
+class StateError(GxoError):
+    """The daemon's state database cannot be opened, read or written."""
+
+
+metadata = MetaData()
+# Portable across SQLite and PostgreSQL; the JSON columns are plain text so both
+# backends store exactly what ``encode`` wrote (no driver-specific JSON coercion).
+_Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY = rowid
+
+meta_table = Table(
+    "gxo_meta",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+playbooks_table = Table(
+    "gxo_playbooks",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("checksum", String, nullable=False),
+    Column("variables", Text, nullable=False),
+    Column("applied_at", String, nullable=False),
+)
+statuses_table = Table(
+    "gxo_statuses",
+    metadata,
+    Column("playbook", String, primary_key=True),
+    Column("workload", String, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+runs_table = Table(
+    "gxo_runs",
+    metadata,
+    # Insertion order gives "newest first" without trusting callers' clocks.
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_id", String, nullable=False, unique=True),
+    Column("playbook", String, nullable=False),
+    Column("workload", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("started_at", String, nullable=False),
+    Column("ended_at", String),
+    Column("reason", Text),
+    Column("report", Text),
+    Index("ix_gxo_runs_workload", "playbook", "workload", "id"),
+    Index("ix_gxo_runs_status", "status"),
+)
+results_table = Table(
+    "gxo_results",
+    metadata,
+    Column("playbook", String, primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def _default(obj: Any) -> Any:
+    """JSON for the few non-JSON values a summary may hold (a restart reads them back as text)."""
+    if isinstance(obj, dt.datetime | dt.date | dt.time):
+        return obj.isoformat()
+    if isinstance(obj, bytes | bytearray):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    return str(obj)
+
+
+def encode(value: Any) -> str:
+    # json escapes control characters, so NUL never reaches PostgreSQL's text type.
+    return json.dumps(value, default=_default, separators=(",", ":"))
+
+
+def decode(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def redacted(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def parse_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except exc.ArgumentError:
+        raise StateError(
+            f"invalid state URL {raw!r}: expected sqlite:///PATH or postgresql://user@host/db"
+        ) from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise StateError(
+        f"unsupported state URL scheme {url.drivername!r} (use sqlite:///PATH or postgresql://...)"
+    )
+
+
+def _prepare_sqlite_file(url: URL) -> URL:
+    """Create the database file 0600 (and missing parent dirs 0700) before SQLite does.
+
+    SQLite would create it with the umask's mode; its -wal and -shm files copy the
+    main file's mode, so fixing the main file covers all three.
+    """
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return url
+    path = Path(database).expanduser()
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for directory in missing:
+            os.chmod(directory, 0o700)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise StateError(f"cannot create state database {path}: {e.strerror or e}") from None
+    return url.set(database=str(path))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer and a killed process leaves a consistent
+    # file; synchronous=NORMAL is durable against process crashes (only a power cut
+    # may lose the last commits, never corrupt the file).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def make_engine(raw_url: str) -> tuple[Engine, bool]:
+    """(engine, is_sqlite) for a state URL; the file of a SQLite URL is created first."""
+    url = parse_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        url = _prepare_sqlite_file(url)
+        memory = (url.database or ":memory:") == ":memory:"
+        options: dict[str, Any] = {
+            # Threads share the pool; writes are serialised by SqlState's lock.
+            "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        }
+        if memory:  # one shared connection, or every checkout sees an empty database
+            options["poolclass"] = StaticPool
+        engine = create_engine(url, **options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine, True
+    try:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    except ImportError as e:  # pragma: no cover - psycopg is a dependency
+        raise StateError(f"the driver for {url.drivername!r} is not installed: {e}") from None
+    return engine, False

@@ -1,0 +1,372 @@
+"""The daemon's persistent state: SQLite or PostgreSQL through SQLAlchemy Core.
+
+``SqlState(url)`` holds applied playbooks, workload statuses, run history (the
+last ``history_limit`` runs per workload) and registered results. Every method
+is synchronous and thread-safe: the daemon calls them through
+``asyncio.to_thread``. JSON values are stored as JSON text.
+
+SQLite (``sqlite:///PATH``, ``~`` expanded) runs in WAL mode: a process killed
+mid-write (even with SIGKILL) leaves the last committed state intact. The file
+is created 0600 and missing parent directories 0700. Writers inside one process
+are serialised by a lock (SQLite allows one writer at a time; waiting on a
+Python lock is cheaper and fairer than retrying on SQLITE_BUSY); readers use
+the pool concurrently. PostgreSQL (``postgresql://user@host/db``) uses psycopg 3
+and a connection pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, delete, exc, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import Insert
+
+from gxo.state._sql_results import SqlResultStore
+from gxo.state._sql_schema import (
+    SCHEMA_VERSION,
+    StateError,
+    decode,
+    encode,
+    make_engine,
+    meta_table,
+    metadata,
+    now_iso,
+    parse_url,
+    playbooks_table,
+    redacted,
+    results_table,
+    runs_table,
+    statuses_table,
+)
+
+__all__ = ["PlaybookRecord", "SqlResultStore", "SqlState", "StateError"]
+
+RUNNING = "Running"
+
+
+@dataclass(frozen=True)
+class PlaybookRecord:
+    """An applied playbook as the daemon persisted it."""
+
+    name: str
+    source: str
+    path: str
+    checksum: str
+    variables: dict[str, Any]
+    applied_at: str
+
+
+class SqlState:
+    """Persistent daemon state over SQLAlchemy Core (see the module docstring)."""
+
+    def __init__(self, url: str, history_limit: int = 100) -> None:
+        if history_limit < 1:
+            raise ValueError(f"history_limit must be at least 1, not {history_limit}")
+        self.history_limit = history_limit
+        self.url = redacted(parse_url(url))
+        self._engine, self._sqlite = make_engine(url)
+        # SQLite: one writer at a time per process (see the module docstring).
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self._sqlite else contextlib.nullcontext()
+        )
+        self._results: dict[str, SqlResultStore] = {}
+        self._results_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._create_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqlState({self.url!r})"
+
+    def __enter__(self) -> SqlState:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "sqlite" if self._sqlite else "postgresql"
+
+    def close(self) -> None:
+        self._closed = True
+        self._engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _error(self, e: exc.SQLAlchemyError) -> StateError:
+        detail = str(getattr(e, "orig", None) or e).strip().splitlines()
+        return StateError(f"state database {self.url}: {detail[0] if detail else type(e).__name__}")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One transaction: committed on success, rolled back on any error."""
+        if self._closed:
+            raise StateError(f"state database {self.url} is closed")
+        try:
+            with self._write_lock, self._engine.begin() as conn:
+                yield conn
+        except exc.SQLAlchemyError as e:
+            raise self._error(e) from e
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        if self._closed:
+            raise StateError(f"state database {self.url} is closed")
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except exc.SQLAlchemyError as e:
+            raise self._error(e) from e
+
+    def _upsert(self, table: Any, keys: list[str], values: dict[str, Any]) -> Insert:
+        stmt = (sqlite_insert if self._sqlite else pg_insert)(table).values(**values)
+        changed = {k: stmt.excluded[k] for k in values if k not in keys}
+        return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+
+    def _create_schema(self) -> None:
+        with self._write() as conn:
+            metadata.create_all(conn)
+            version = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).scalar()
+            if version is None:
+                conn.execute(
+                    meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
+            elif int(version) > SCHEMA_VERSION:
+                raise StateError(
+                    f"state database {self.url} has schema version {version}; this gxo "
+                    f"understands up to {SCHEMA_VERSION} (upgrade gxo or use another --state)"
+                )
+
+    # -- playbooks ----------------------------------------------------------------
+
+    def put_playbook(
+        self, name: str, *, source: str, path: str, checksum: str, variables: dict[str, Any]
+    ) -> None:
+        values = {
+            "name": name,
+            "source": source,
+            "path": path,
+            "checksum": checksum,
+            "variables": encode(variables),
+            "applied_at": now_iso(),
+        }
+        with self._write() as conn:
+            conn.execute(self._upsert(playbooks_table, ["name"], values))
+
+    @staticmethod
+    def _playbook(row: RowMapping) -> PlaybookRecord:
+        return PlaybookRecord(
+            name=row["name"],
+            source=row["source"],
+            path=row["path"],
+            checksum=row["checksum"],
+            variables=decode(row["variables"]),
+            applied_at=row["applied_at"],
+        )
+
+    def get_playbook(self, name: str) -> PlaybookRecord | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(select(playbooks_table).where(playbooks_table.c.name == name))
+                .mappings()
+                .first()
+            )
+        return None if row is None else self._playbook(row)
+
+    def list_playbooks(self) -> list[PlaybookRecord]:
+        with self._read() as conn:
+            rows = conn.execute(select(playbooks_table).order_by(playbooks_table.c.name))
+            return [self._playbook(row) for row in rows.mappings()]
+
+    def delete_playbook(self, name: str) -> bool:
+        """Delete a playbook with its statuses, runs and results; False if it was unknown."""
+        with self._write() as conn:
+            for table in (statuses_table, runs_table, results_table):
+                conn.execute(delete(table).where(table.c.playbook == name))
+            found = conn.execute(delete(playbooks_table).where(playbooks_table.c.name == name))
+        with self._results_lock:
+            store = self._results.pop(name, None)
+        if store is not None:
+            store._forget()
+        return bool(found.rowcount)
+
+    def delete_workload(self, playbook: str, workload: str) -> None:
+        """Forget a workload removed from its playbook: its status and its runs."""
+        with self._write() as conn:
+            for table in (statuses_table, runs_table):
+                conn.execute(
+                    delete(table).where(table.c.playbook == playbook, table.c.workload == workload)
+                )
+
+    # -- statuses -----------------------------------------------------------------
+
+    def set_status(self, playbook: str, workload: str, status: dict[str, Any]) -> None:
+        """Store a workload's status dict (status, reason, restarts, last_exit, next_run, updated_at)."""
+        data = {**status}
+        data.setdefault("updated_at", now_iso())
+        values = {"playbook": playbook, "workload": workload, "data": encode(data)}
+        with self._write() as conn:
+            conn.execute(self._upsert(statuses_table, ["playbook", "workload"], values))
+
+    def get_status(self, playbook: str, workload: str) -> dict[str, Any] | None:
+        t = statuses_table
+        with self._read() as conn:
+            text = conn.execute(
+                select(t.c.data).where(t.c.playbook == playbook, t.c.workload == workload)
+            ).scalar()
+        return decode(text)
+
+    def list_statuses(self, playbook: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+        """(playbook, workload, status) of every workload (of one playbook), sorted by name."""
+        t = statuses_table
+        query = select(t.c.playbook, t.c.workload, t.c.data).order_by(t.c.playbook, t.c.workload)
+        if playbook is not None:
+            query = query.where(t.c.playbook == playbook)
+        with self._read() as conn:
+            return [(p, w, decode(d)) for p, w, d in conn.execute(query)]
+
+    # -- runs ---------------------------------------------------------------------
+
+    @staticmethod
+    def _run(row: RowMapping) -> dict[str, Any]:
+        return {
+            "run_id": row["run_id"],
+            "playbook": row["playbook"],
+            "workload": row["workload"],
+            "status": row["status"],
+            "started_at": row["started_at"],
+            "ended_at": row["ended_at"],
+            "reason": row["reason"],
+            "report": decode(row["report"]),
+        }
+
+    def _prune(self, conn: Connection, playbook: str, workload: str) -> None:
+        """Keep the newest ``history_limit`` runs of a workload (running ones are never pruned)."""
+        t = runs_table
+        mine = (t.c.playbook == playbook, t.c.workload == workload)
+        cutoff = conn.execute(
+            select(t.c.id).where(*mine).order_by(t.c.id.desc()).offset(self.history_limit).limit(1)
+        ).scalar()
+        if cutoff is not None:
+            conn.execute(delete(t).where(*mine, t.c.id <= cutoff, t.c.status != RUNNING))
+
+    def start_run(self, playbook: str, workload: str, run_id: str, started_at: str) -> None:
+        """Record a run as Running; a run id already recorded is an error."""
+        values = {
+            "run_id": run_id,
+            "playbook": playbook,
+            "workload": workload,
+            "status": RUNNING,
+            "started_at": started_at,
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(runs_table.insert().values(**values))
+                self._prune(conn, playbook, workload)
+        except StateError as e:
+            if isinstance(e.__cause__, exc.IntegrityError):
+                raise StateError(f"run {run_id!r} is already recorded") from None
+            raise
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        ended_at: str,
+        report: dict[str, Any] | None,
+        reason: str | None = None,
+    ) -> bool:
+        """Record a run's end; False when the run is unknown (pruned or its playbook removed)."""
+        t = runs_table
+        with self._write() as conn:
+            owner = conn.execute(select(t.c.playbook, t.c.workload).where(t.c.run_id == run_id))
+            row = owner.first()
+            if row is None:
+                return False
+            conn.execute(
+                update(t)
+                .where(t.c.run_id == run_id)
+                .values(status=status, ended_at=ended_at, reason=reason, report=encode(report))
+            )
+            self._prune(conn, row.playbook, row.workload)
+        return True
+
+    def list_runs(self, playbook: str, workload: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A workload's runs, newest first."""
+        t = runs_table
+        query = (
+            select(t)
+            .where(t.c.playbook == playbook, t.c.workload == workload)
+            .order_by(t.c.id.desc())
+            .limit(max(limit, 0))
+        )
+        with self._read() as conn:
+            return [self._run(row) for row in conn.execute(query).mappings()]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(select(runs_table).where(runs_table.c.run_id == run_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else self._run(row)
+
+    def fail_unfinished_runs(self, reason: str = "daemon restarted") -> list[dict[str, Any]]:
+        """Mark every run still Running as Failed (called on start after a crash); returns them."""
+        t = runs_table
+        ended = now_iso()
+        with self._write() as conn:
+            rows = conn.execute(select(t).where(t.c.status == RUNNING).order_by(t.c.id)).mappings()
+            failed = [self._run(row) for row in rows]
+            if failed:
+                conn.execute(
+                    update(t)
+                    .where(t.c.status == RUNNING)
+                    .values(status="Failed", ended_at=ended, reason=reason)
+                )
+        for run in failed:
+            run.update(status="Failed", ended_at=ended, reason=reason)
+        return failed
+
+    # -- registered results -------------------------------------------------------
+
+    def results(self, playbook: str) -> SqlResultStore:
+        """The playbook's registered results as a ``Store`` (one shared object per playbook)."""
+        with self._results_lock:
+            store = self._results.get(playbook)
+            if store is None:
+                store = self._results[playbook] = SqlResultStore(self, playbook)
+            return store
+
+    def _load_results(self, playbook: str) -> dict[str, Any]:
+        t = results_table
+        with self._read() as conn:
+            rows = conn.execute(select(t.c.key, t.c.value).where(t.c.playbook == playbook))
+            return {key: decode(value) for key, value in rows}
+
+    def _put_result(self, playbook: str, key: str, value: str) -> None:
+        values = {"playbook": playbook, "key": key, "value": value}
+        with self._write() as conn:
+            conn.execute(self._upsert(results_table, ["playbook", "key"], values))
+
+    def _delete_results(self, playbook: str, key: str | None) -> None:
+        t = results_table
+        query = delete(t).where(t.c.playbook == playbook)
+        if key is not None:
+            query = query.where(t.c.key == key)
+        with self._write() as conn:
+            conn.execute(query)

@@ -1,0 +1,108 @@
+"""SqlState: the SQLite file (mode, WAL, ``~``) and the errors a bad --state URL gives."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from gxo.state.sql import SqlState, StateError
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sqlite_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        tmp_mode = _mode(tmp_path)
+        path = tmp_path / "a" / "b" / "state.db"
+        state = SqlState(f"sqlite:///{path}")
+        state.set_status("p", "w", {"status": "Running"})
+        assert _mode(path) == 0o600
+        assert _mode(path.parent) == 0o700 and _mode(path.parent.parent) == 0o700
+        assert _mode(tmp_path) == tmp_mode  # an existing directory is left as it was
+        wal = path.with_name("state.db-wal")
+        assert wal.exists() and _mode(wal) == 0o600  # SQLite copies the main file's mode
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        state.close()
+    finally:
+        os.umask(old)
+
+
+def test_existing_file_keeps_its_data_and_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SqlState(f"sqlite:///{path}") as state:
+        state.set_status("p", "w", {"status": "Completed"})
+    path.chmod(0o640)  # the operator's choice is respected
+    with SqlState(f"sqlite:///{path}") as state:
+        assert state.get_status("p", "w")["status"] == "Completed"
+    assert _mode(path) == 0o640
+
+
+def test_tilde_is_expanded_to_home(tmp_path: Path) -> None:
+    with SqlState("sqlite:///~/.gxo/state.db") as state:
+        state.set_status("p", "w", {"status": "Running"})
+    assert (Path.home() / ".gxo" / "state.db").is_file()
+    assert _mode(Path.home() / ".gxo") == 0o700
+
+
+def test_in_memory_sqlite_is_shared_between_threads() -> None:
+    with SqlState("sqlite://") as state:
+        state.set_status("p", "w", {"status": "Running"})
+        seen: list[object] = []
+        thread = threading.Thread(target=lambda: seen.append(state.get_status("p", "w")))
+        thread.start()
+        thread.join()
+        assert seen[0]["status"] == "Running"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nonsense", "invalid state URL 'nonsense': expected sqlite:///PATH or postgresql://"),
+        ("mysql://u@127.0.0.1/db", "unsupported state URL scheme 'mysql' (use sqlite:///PATH"),
+    ],
+)
+def test_bad_url_is_a_clear_error(url: str, message: str) -> None:
+    with pytest.raises(StateError) as info:
+        SqlState(url)
+    assert message in str(info.value)
+
+
+def test_uncreatable_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StateError, match=r"cannot create state database .*/file/state\.db: "):
+        SqlState(f"sqlite:///{tmp_path / 'file' / 'state.db'}")
+
+
+def test_unreachable_postgresql_is_a_clear_error_without_the_password() -> None:
+    with pytest.raises(StateError) as info:
+        SqlState("postgresql://postgres:s3cr3t@127.0.0.1:1/gxo?connect_timeout=2")
+    text = str(info.value)
+    assert text.startswith("state database postgresql+psycopg://postgres:***@127.0.0.1:1/gxo")
+    assert "s3cr3t" not in text and "\n" not in text
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    SqlState(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE gxo_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StateError, match="has schema version 99; this gxo understands up to 1"):
+        SqlState(f"sqlite:///{path}")
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(
+        StateError, match=r"state database sqlite:///.*state\.db: file is not a database"
+    ):
+        SqlState(f"sqlite:///{path}")
