@@ -116,19 +116,30 @@ class WorkloadState:
 
 
 class _WorkloadsView(Mapping[str, Any]):
-    """``_gxo.workloads``: a live, read-only view (built per access, never stale)."""
+    """``_gxo.workloads``: a live, read-only view (built per access, never stale).
 
-    def __init__(self, states: dict[str, WorkloadState]) -> None:
+    ``outside``: fixed views of workloads that are not part of this run (the
+    upstream of a daemon instance), so ``_gxo.workloads.X`` still resolves.
+    """
+
+    def __init__(
+        self, states: dict[str, WorkloadState], outside: Mapping[str, dict[str, Any]] | None = None
+    ) -> None:
         self._states = states
+        self._outside = outside or {}
 
     def __getitem__(self, key: str) -> dict[str, Any]:
-        return self._states[key].public()
+        state = self._states.get(key)
+        if state is None:
+            return dict(self._outside[key])
+        return state.public()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._states)
+        yield from self._states
+        yield from (k for k in self._outside if k not in self._states)
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._states) + sum(1 for k in self._outside if k not in self._states)
 
 
 class RunContext:
@@ -146,6 +157,8 @@ class RunContext:
         bus: EventBus | None = None,
         access_mode: AccessMode = AccessMode.deep_copy,
         resume_payload: Any = None,
+        initial_results: Mapping[str, Any] | None = None,
+        outside: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.workspace = workspace
@@ -165,7 +178,7 @@ class RunContext:
         self.bus.set_redactor(self.secrets.redact)
         self.access_mode = access_mode
         self._deferred: list[Callable[[], Awaitable[None]]] = []
-        workloads_view = _WorkloadsView(states)
+        workloads_view = _WorkloadsView(states, outside)
         self.gxo = {
             "run_id": run_id,
             "workspace": str(workspace),
@@ -173,7 +186,10 @@ class RunContext:
             "tasks": workloads_view,  # legacy alias
             "resume_payload": resume_payload,
         }
-        self._registered = _StoreView(self.store)
+        # Results registered before this run (a daemon instance's upstream): read
+        # when the store has no value of its own under that key.
+        self.initial_results: Mapping[str, Any] = initial_results or {}
+        self._registered = _StoreView(self.store, self.initial_results)
         # Registered results as the modules returned them, before redaction: only
         # test:assert reads them (it compares true values and redacts its output).
         # In memory, for this run, and only for results a secret was redacted from.
@@ -227,22 +243,31 @@ class RunContext:
 class _StoreView(Mapping[str, Any]):
     """Registered results as a mapping for templates (no copy: rendering never mutates)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, fallback: Mapping[str, Any] | None = None) -> None:
         self._store = store
+        self._fallback = fallback or {}
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._store:
+            if key in self._fallback:
+                return self._fallback[key]
             raise KeyError(key)
         return self._store.get(key, copy=False)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._store
+        return key in self._store or key in self._fallback
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._store.keys())
+        keys = self._store.keys()
+        yield from keys
+        if self._fallback:
+            seen = set(keys)
+            yield from (k for k in self._fallback if k not in seen)
 
     def __len__(self) -> int:
-        return len(self._store.keys())
+        if not self._fallback:
+            return len(self._store.keys())
+        return len(set(self._store.keys()) | set(self._fallback))
 
 
 class ModuleContext:
@@ -361,7 +386,11 @@ class ModuleContext:
     # -- state -------------------------------------------------------------------
 
     def get_state(self, key: str, default: Any = None) -> Any:
-        return self.run.store.get(key, default, copy=self.deep_copy)
+        store = self.run.store
+        if key not in store and key in self.run.initial_results:
+            value = self.run.initial_results[key]
+            return copy_record(value) if self.deep_copy else value
+        return store.get(key, default, copy=self.deep_copy)
 
     def publish(self, summary: dict[str, Any]) -> None:
         """Make ``summary`` visible now (and again on each call), before perform returns.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gxo.config.loader import LoadedPlaybook
+from gxo.config.models import Policy
 from gxo.config.variables import render_playbook_vars
 from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.dag import Pipeline, WorkloadGraph
@@ -102,7 +103,28 @@ class Engine:
         resume_payload: Any = None,
         only: set[str] | None = None,
         prior_states: Mapping[str, WorkloadState] | None = None,
+        initial_results: Mapping[str, Any] | None = None,
+        results_store: Store | None = None,
+        allow_lifecycles: bool = False,
     ) -> None:
+        """``only`` alone (the REPL's ``:run``): the others stay in the run as Skipped
+        "not selected" (or keep their ``prior_states`` outcome).
+
+        ``only`` with ``initial_results`` (a daemon instance, see
+        :mod:`gxo.engine.instances`; pass ``{}`` when nothing is upstream): the run *is*
+        ``only`` — the others are neither run, reported nor announced. Templates read
+        upstream register keys from ``initial_results`` (the run's own store wins), and
+        ``_gxo.workloads.X`` of an outside workload reads ``Completed`` when X's register
+        key is in ``initial_results`` (it ran in an earlier run), else ``Pending``. A
+        dependency outside the run counts as satisfied, except that a workload whose
+        templates read the register key of an outside workload that has no result
+        fails with an error saying so (rather than an undefined-name error).
+
+        ``results_store``: where registered results go (the daemon's persistent store);
+        it replaces ``store``. ``allow_lifecycles``: run non-``run_once`` workloads
+        (their module runs once; restarts are the caller's business); without it the
+        engine refuses them.
+        """
         self.loaded = loaded
         self.playbook = loaded.playbook
         graph: WorkloadGraph | None = loaded.graph
@@ -117,13 +139,19 @@ class Engine:
         self.concurrency = max(1, concurrency or default_concurrency())
         self.workspace_arg = workspace
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.store = store
+        self.store = results_store if results_store is not None else store
         self.bus = bus or EventBus()
         self.secrets = secrets if secrets is not None else SecretRegistry()  # an empty one is falsy
         self.resume_payload = resume_payload
         self.only = only
+        self.initial_results = dict(initial_results) if initial_results is not None else None
+        # An instance run leaves the unselected workloads out altogether.
+        self.scoped = only is not None and initial_results is not None
+        _check_selection(self.playbook, only, allow_lifecycles)
         self.states: dict[str, WorkloadState] = {
-            w.name: WorkloadState(w) for w in self.playbook.workloads
+            w.name: WorkloadState(w)
+            for w in self.playbook.workloads
+            if not self.scoped or w.name in only  # type: ignore[operator]
         }
         # With ``only``: a workload not selected keeps its outcome from an earlier run
         # (the REPL's ``:run``), so ``_gxo.workloads.X`` and dependency checks see it.
@@ -169,8 +197,7 @@ class Engine:
                     run_id=self.run_id,
                     workspace=str(workspace),
                     workloads=list(self.states),
-                    edges=[list(e) for e in self.graph.edges()],
-                    levels=self.graph.levels(),
+                    **self._shape(),
                 )
             variables = self._render_vars(templates)
             run = RunContext(
@@ -183,6 +210,8 @@ class Engine:
                 bus=self.bus,
                 access_mode=self.playbook.state_policy.access_mode,
                 resume_payload=self.resume_payload,
+                initial_results=self.initial_results,
+                outside=self._outside_views() if self.scoped else None,
             )
             self.run_context = run
             self._connect_streams()
@@ -254,7 +283,12 @@ class Engine:
         by_consumer: dict[str, list[Channel]] = {}
         by_producer: dict[str, list[Channel]] = {n: [] for n in self.states}
         for consumer, producers in self.graph.stream_deps.items():
+            if consumer not in self.states:
+                continue
             for producer in producers:
+                if producer not in self.states:
+                    # Outside an instance: its stream is not replayed, the consumer reads none of it.
+                    continue
                 ch = Channel(producer, consumer, policy.buffer_size, policy.overflow_strategy)
                 by_consumer.setdefault(consumer, []).append(ch)
                 by_producer[producer].append(ch)
@@ -318,9 +352,13 @@ class Engine:
             self._mark_interrupted()
 
     async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
-        state = self.states[name]
+        state = self.states.get(name)
         reader = self._readers.get(name) or MergedReader(name)
         writer = self._writers.get(name) or StreamWriter(name)
+        if state is None:  # outside an instance run: nothing to run, report or announce
+            reader.abandon()
+            writer.close()
+            return
         if self.only is not None and name not in self.only:
             if not state.status.terminal:  # else: kept from an earlier run (prior_states)
                 runner.skip(state, "not selected")
@@ -328,7 +366,16 @@ class Engine:
             writer.close()
             return
         for dep in self.graph.upstream[name]:
-            dep_state = self.states[dep]
+            dep_state = self.states.get(dep)
+            if dep_state is None:
+                problem = self._missing_upstream(name, dep)
+                if problem is not None:
+                    state.error = problem
+                    set_status(self.bus, state, Status.FAILED)
+                    reader.abandon()
+                    writer.close(failed=not state.workload.ignore_errors)
+                    return
+                continue
             if not dep_state.satisfies_dependents:
                 reason = f"dependency failed: '{dep}' is {dep_state.status.value}"
                 runner.skip(state, reason, blocked=True)
@@ -336,6 +383,52 @@ class Engine:
                 writer.close(failed=True)
                 return
         await runner.execute(state, reader, writer)
+
+    # -- instance runs -------------------------------------------------------------------
+
+    def _shape(self) -> dict[str, Any]:
+        """Edges and levels for RUN_STARTED, limited to the workloads of this run."""
+        if not self.scoped:
+            return {"edges": [list(e) for e in self.graph.edges()], "levels": self.graph.levels()}
+        inside = self.states
+        edges = [list(e) for e in self.graph.edges() if e[0] in inside and e[1] in inside]
+        levels = [[n for n in level if n in inside] for level in self.graph.levels()]
+        return {"edges": edges, "levels": [level for level in levels if level]}
+
+    def _outside_views(self) -> dict[str, dict[str, Any]]:
+        """``_gxo.workloads.X`` for the workloads outside an instance run."""
+        results = self.initial_results or {}
+        views: dict[str, dict[str, Any]] = {}
+        for w in self.playbook.workloads:
+            if w.name in self.states:
+                continue
+            key = w.register_key
+            ran = bool(key) and key in results
+            views[w.name] = {
+                "status": Status.COMPLETED.value if ran else Status.PENDING.value,
+                "reason": "ran outside this instance" if ran else "outside this instance",
+                "error": None,
+                "attempts": 0,
+                "summary": results[key] if ran else None,  # type: ignore[index]
+                "records_in": 0,
+                "records_out": 0,
+            }
+        return views
+
+    def _missing_upstream(self, name: str, dep: str) -> str | None:
+        """Why ``name`` cannot run without ``dep`` (outside this run), or None if it can."""
+        key = self.playbook.workload(dep).register_key
+        if not key or key in (self.initial_results or {}):
+            return None
+        if self.store is not None and key in self.store:
+            return None
+        for ref in self.graph.refs[name]:
+            if key in ref.roots and key not in ref.optional:
+                return (
+                    f"reads '{key}', registered by '{dep}', which is outside this instance and "
+                    f"has no result yet (it must complete before '{name}' can run)"
+                )
+        return None
 
     async def _await_tasks(self) -> None:
         while self._tasks:
@@ -365,3 +458,19 @@ class Engine:
     def _emit_stats(self) -> None:
         if self._all_channels:
             self.bus.emit(EventKind.STREAM_STATS, links=[ch.stats() for ch in self._all_channels])
+
+
+def _check_selection(playbook: Any, only: set[str] | None, allow_lifecycles: bool) -> None:
+    """Unknown names in ``only``, and non-run_once workloads unless allowed, are errors."""
+    if only is not None:
+        unknown = sorted(set(only) - {w.name for w in playbook.workloads})
+        if unknown:
+            raise GxoError(f"unknown workload(s) to run: {', '.join(unknown)}")
+    if allow_lifecycles:
+        return
+    for w in playbook.workloads:
+        if (only is None or w.name in only) and w.lifecycle.policy != Policy.run_once:
+            raise GxoError(
+                f"workload '{w.name}' has lifecycle '{w.lifecycle.policy.value}': the engine "
+                "runs it only for the daemon (allow_lifecycles=True)"
+            )
