@@ -290,6 +290,57 @@ def modules(
         _fail(exc)
 
 
+@app.command()
+def daemon(
+    socket: Annotated[
+        str | None,
+        typer.Option(
+            "--socket",
+            help="Unix socket (default: GXO_SOCKET, $XDG_RUNTIME_DIR/gxo/daemon.sock, ~/.gxo/daemon.sock)",
+        ),
+    ] = None,
+    state: Annotated[
+        str, typer.Option("--state", help="State store: sqlite:///PATH or postgresql://...")
+    ] = "sqlite:///~/.gxo/state.db",
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="HOST:PORT (refused until mTLS exists)")
+    ] = None,
+    grace: Annotated[
+        str, typer.Option("--grace", help="On SIGTERM: time instances get to stop (e.g. 10s)")
+    ] = "10s",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug|info|warning|error")
+    ] = "info",
+    log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
+) -> None:
+    """Run the long-running kernel: gRPC control plane (gxo.daemon.v1) on a unix socket."""
+    from gxo.config.durations import parse_duration
+    from gxo.daemon.server import run_daemon  # grpc loads here, never on `gxo run`
+
+    try:
+        grace_s = parse_duration(grace)
+    except (GxoError, ValueError) as exc:
+        _fail(UsageError(f"--grace {grace!r}: {exc}"))
+    code = run_daemon(
+        socket=socket,
+        state=state,
+        listen=listen,
+        grace=grace_s,
+        log_level=log_level,
+        log_format=log_format,
+    )
+    raise typer.Exit(code)
+
+
+def _add_ctl() -> None:
+    from gxo.ctl.commands import ctl_app  # typer only: grpc loads inside its commands
+
+    app.add_typer(ctl_app, name="ctl")
+
+
+_add_ctl()
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit")] = False,

@@ -358,7 +358,7 @@ class Daemon:
                 if instance.task is not None:
                     await asyncio.wait([instance.task])
                 stopped = True
-        if reason is not None:
+        if reason is not None and stopped:
             await self._set_status(playbook, name, "Stopped", reason=reason)
         return stopped
 

@@ -23,6 +23,7 @@ import grpc
 
 from gxo.daemon.core import Daemon, DaemonError
 from gxo.daemon.logsetup import redact_url
+from gxo.daemon.paths import default_socket
 from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2 as pb
 from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2_grpc as pb_grpc
 
@@ -40,18 +41,6 @@ class StartupError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def default_socket(explicit: str | Path | None = None) -> Path:
-    """--socket, else GXO_SOCKET, else $XDG_RUNTIME_DIR/gxo/daemon.sock, else ~/.gxo/daemon.sock."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("GXO_SOCKET"):
-        return Path(os.environ["GXO_SOCKET"]).expanduser()
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "gxo" / "daemon.sock"
-    return Path.home() / ".gxo" / "daemon.sock"
 
 
 def expand_state_url(url: str) -> str:
