@@ -70,7 +70,8 @@ class OverflowStrategy(StrEnum):
 class ConcurrencyPolicy(StrEnum):
     forbid = "forbid"
     allow = "allow"
-    replace = "replace"
+    # Not ``replace``: a member of that name would shadow str.replace on every member.
+    replace_ = "replace"
 
 
 class CatchupPolicy(StrEnum):

@@ -249,3 +249,9 @@ def test_gxo_validate_accepts_a_daemon_playbook_that_gxo_run_refuses(tmp_path: P
     run = gxo("run", str(playbook))
     assert run.returncode == 2
     assert "gxo daemon" in run.stderr and "workload 'tick'" in run.stderr
+
+
+def test_concurrency_member_does_not_shadow_str_replace() -> None:
+    value = LifecyclePolicy(policy="scheduled", cron="@daily", concurrency="replace").concurrency
+    assert value == ConcurrencyPolicy.replace_ == "replace"
+    assert value.replace("re", "dis") == "displace"
