@@ -211,16 +211,16 @@ def check_templates(v: Validation) -> None:
     by one, to report each bad template at its own line and keep the others' refs.
     """
     from gxo.engine.dag import TemplateRef, WorkloadGraph, template_sources
-    from gxo.template.engine import find_references, iter_template_strings
+    from gxo.template.engine import find_references, iter_template_paths
 
     pb = v.loaded.playbook
     expression_paths = {name: spec.expression_paths for name, spec in v.specs.items()}
-    for p, source in iter_template_strings(pb.vars):
+    for p, source in iter_template_paths(pb.vars, ("vars",)):
         try:
             find_references(source)
         except TemplateError as exc:
             v.template_problems = True
-            v.problem(exc.message, ("vars", *_split(p)))
+            v.problem(exc.message, p)
     try:
         v.graph = WorkloadGraph(pb, expression_paths, v.order_inputs)
     except TemplateError:
@@ -268,7 +268,7 @@ def check_references(v: Validation) -> None:
             if in_raw:
                 allowed = allowed | record_names
             if not v.check_roots or (in_raw and lenient):
-                unknown: set[str] = set()
+                unknown: frozenset[str] = frozenset()
             else:
                 unknown = ref.roots - allowed - ref.optional
             for root in sorted(unknown):
@@ -422,12 +422,6 @@ def problems_beside_schema_errors(
         if isinstance(raw.get("register"), str):
             v.foreign_registers.add(raw["register"])
     return run_checks(v)
-
-
-def _split(dotted: str) -> list[Any]:
-    from gxo.engine.dag import _split as split
-
-    return split(dotted)
 
 
 def _check_params(

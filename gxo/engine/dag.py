@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
-from gxo.template.engine import find_references, is_template, iter_template_strings
+from gxo.template.engine import find_references, is_template, iter_template_paths
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -69,9 +69,9 @@ class TemplateRef:
 
     path: tuple[Any, ...]
     source: str
-    roots: set[str]
-    workloads: set[str]
-    optional: set[str] = field(default_factory=set)
+    roots: frozenset[str]
+    workloads: frozenset[str]
+    optional: frozenset[str] = frozenset()
 
 
 def template_sources(
@@ -88,10 +88,10 @@ def template_sources(
     if isinstance(workload.loop, str):
         out.append((("loop",), workload.loop, False))
     elif isinstance(workload.loop, list):
-        for p, s in iter_template_strings(workload.loop):
-            out.append((("loop", *_split(p)), s, False))
-    for p, s in iter_template_strings(workload.process.params):
-        out.append((("process", "params", *_split(p)), s, False))
+        for p, s in iter_template_paths(workload.loop, ("loop",)):
+            out.append((p, s, False))
+    for p, s in iter_template_paths(workload.process.params, ("process", "params")):
+        out.append((p, s, False))
     # Module-rendered conditions written bare, e.g. data:filter condition: record.n > 2.
     for key in expression_paths:
         value = workload.process.params.get(key)
@@ -101,14 +101,22 @@ def template_sources(
 
 
 def _split(dotted: str) -> list[Any]:
+    """``a.b[0].c`` as ``["a", "b", 0, "c"]``, for paths quoted in error messages.
+
+    Best effort: a key may itself hold ``[`` (``a[ctual``), so a bracket that
+    does not close on an integer index is kept as part of the key, never raised on.
+    """
     parts: list[Any] = []
     for chunk in dotted.split("."):
         while "[" in chunk:
             head, rest = chunk.split("[", 1)
+            idx, closed, tail = rest.partition("]")
+            if not closed or not (idx.isascii() and idx.isdigit()):
+                break
             if head:
                 parts.append(head)
-            idx, chunk = rest.split("]", 1)
             parts.append(int(idx))
+            chunk = tail
         if chunk:
             parts.append(chunk)
     return parts

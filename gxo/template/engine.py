@@ -483,15 +483,25 @@ def _single_expression(source: str, tree: nodes.Template) -> str | None:
 
 # -- static analysis ----------------------------------------------------------------
 
+References = tuple[frozenset[str], frozenset[str], frozenset[str]]
 
-def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[str], set[str]]:
+
+def find_references(source: str, *, bare: bool = False) -> References:
     """Names a template reads from its context, and workloads it reads via ``_gxo``.
 
     Returns ``(root_names, workload_names, optional_names)``: ``workload_names``
     are the ``X`` of ``_gxo.workloads.X`` / ``_gxo.tasks.X``; ``optional_names``
     are roots used only behind ``| default(...)`` or ``is defined`` (not an error
     when missing). Raises TemplateError on bad syntax.
+
+    Cached: a large playbook repeats a few templates thousands of times (the
+    loader's benchmark: 2,200 strings, 604 distinct), so the answers are frozen.
     """
+    return _references(source, bare)
+
+
+@functools.lru_cache(maxsize=4 * _MAX_CACHE)
+def _references(source: str, bare: bool) -> References:
     text = source.strip()
     if bare and not is_template(text):
         text = "{{ " + text + " }}"
@@ -505,20 +515,21 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
         raise TemplateError(
             f"template nesting too deep in {_excerpt(source)}", template=source
         ) from None
-    unknown = unknown_filters_and_tests(tree)
+    walk = _Walk(tree)
+    unknown = _unknown_filters_and_tests(walk.filters_and_tests)
     if unknown:  # jinja's introspection would raise TemplateAssertionError (a traceback)
         raise TemplateError(f"{'; '.join(unknown)} in {source!r}", template=source)
-    roots = _undeclared_names(tree)
+    roots = walk.undeclared() if walk.expressions_only else _undeclared_names(tree)
     workloads: set[str] = set()
     if "_gxo" in roots:
-        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            name = _gxo_workload_ref(node)
+        for lookup in walk.lookups:
+            name = _gxo_workload_ref(lookup)
             if name:
                 workloads.add(name)
-    optional: set[str] = set()
+    optional: frozenset[str] = frozenset()
     if roots:
         guarded: dict[str, int] = {}
-        for node in tree.find_all((nodes.Filter, nodes.Test)):
+        for node in walk.filters_and_tests:
             is_guard = (isinstance(node, nodes.Filter) and node.name in ("default", "d")) or (
                 isinstance(node, nodes.Test) and node.name in ("defined", "undefined")
             )
@@ -526,11 +537,64 @@ def find_references(source: str, *, bare: bool = False) -> tuple[set[str], set[s
                 guarded[node.node.name] = guarded.get(node.node.name, 0) + 1
         if guarded:
             uses: dict[str, int] = {}
-            for name_node in tree.find_all(nodes.Name):
+            for name_node in walk.names:
                 if name_node.ctx == "load" and name_node.name in guarded:
                     uses[name_node.name] = uses.get(name_node.name, 0) + 1
-            optional = {n for n, count in guarded.items() if uses.get(n, 0) <= count}
-    return roots, workloads, optional
+            optional = frozenset(n for n, count in guarded.items() if uses.get(n, 0) <= count)
+    return frozenset(roots), frozenset(workloads), optional
+
+
+class _Walk:
+    """One pass over a template's tree collecting what the analysis reads.
+
+    ``expressions_only`` is true when the tree has no statement but output and
+    ``{% if %}``: nothing in it binds a name, so the names it reads from the
+    context are exactly its ``Name`` loads (see :meth:`undeclared`). Any other
+    statement (``set``, ``for``, ``macro``, ``with``, blocks, ...) scopes names,
+    and Jinja's own code generator decides (:func:`_undeclared_names`).
+    """
+
+    __slots__ = ("expressions_only", "filters_and_tests", "lookups", "names")
+
+    def __init__(self, tree: nodes.Template) -> None:
+        self.names: list[nodes.Name] = []
+        self.filters_and_tests: list[nodes.Filter | nodes.Test] = []
+        self.lookups: list[nodes.Getattr | nodes.Getitem] = []
+        self.expressions_only = True
+        # Pre-order, left to right, as jinja's find_all (unknown filters are named in
+        # source order): children are pushed right to left.
+        stack: list[nodes.Node] = tree.body[::-1]
+        while stack:
+            node = stack.pop()
+            kind = type(node)
+            if kind is nodes.Name:
+                self.names.append(cast(nodes.Name, node))
+                continue  # a Name has no child nodes
+            if kind is nodes.TemplateData or kind is nodes.Const:
+                continue
+            if isinstance(node, (nodes.Filter, nodes.Test)):
+                self.filters_and_tests.append(node)
+            elif isinstance(node, (nodes.Getattr, nodes.Getitem)):
+                self.lookups.append(node)
+            elif isinstance(node, nodes.Stmt) and kind is not nodes.Output and kind is not nodes.If:
+                self.expressions_only = False
+            for field in reversed(node.fields):
+                child = getattr(node, field, None)
+                if isinstance(child, nodes.Node):
+                    stack.append(child)
+                elif isinstance(child, list):
+                    stack.extend(c for c in reversed(child) if isinstance(c, nodes.Node))
+
+    def undeclared(self) -> set[str]:
+        # What jinja2.meta.find_undeclared_variables answers for such a tree: every
+        # name loaded, but the environment's globals and ``self`` (the code generator
+        # binds ``self`` to the template itself).
+        globals_ = _ENV.globals
+        return {
+            n.name
+            for n in self.names
+            if n.ctx == "load" and n.name not in globals_ and n.name != "self"
+        }
 
 
 class _NameTracker(TrackingCodeGenerator):
@@ -556,14 +620,18 @@ def _undeclared_names(tree: nodes.Template) -> set[str]:
 def unknown_filters_and_tests(tree: nodes.Template) -> list[str]:
     """``unknown filter 'uppr' (did you mean 'upper'?)`` for each filter or test the
     engine lacks, including those in ``{% if %}`` branches jinja only checks when run."""
-    import difflib
+    return _unknown_filters_and_tests(tree.find_all((nodes.Filter, nodes.Test)))
 
+
+def _unknown_filters_and_tests(found_nodes: Iterable[nodes.Filter | nodes.Test]) -> list[str]:
     found: list[str] = []
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
+    for node in found_nodes:
         is_filter = isinstance(node, nodes.Filter)
         kind, known = ("filter", _ENV.filters) if is_filter else ("test", _ENV.tests)
         if node.name in known:
             continue
+        import difflib
+
         close = difflib.get_close_matches(node.name, list(known), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         message = f"unknown {kind} '{node.name}'{hint}"
@@ -596,6 +664,23 @@ def _gxo_workload_ref(node: nodes.Node) -> str | None:
     if isinstance(root, nodes.Name) and root.name == "_gxo":
         return outer_key
     return None
+
+
+def iter_template_paths(
+    value: Any, path: tuple[Any, ...] = ()
+) -> Iterable[tuple[tuple[Any, ...], str]]:
+    """``(path, string)`` for every template string nested in ``value``, the path as
+    a tuple of keys and indexes: exact even for a key holding ``.`` or ``[``, which
+    the dotted form of :func:`iter_template_strings` cannot be read back from."""
+    if isinstance(value, str):
+        if is_template(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_template_paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_template_paths(v, (*path, i))
 
 
 def iter_template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
