@@ -120,13 +120,16 @@ class Exec(Module):
                 raise ctx.fail(f"command not found: {params.command}")
             argv = [resolved or params.command, *params.args]
         # Imported here: resolving a module name loads that module's file only.
+        from gxo.modules.system._pdeathsig import parent_death_spawn
         from gxo.modules.system._proctree import ProcessTree, become_subreaper
 
         tree = ProcessTree()
         become_subreaper()  # orphans of the command come to us, not to init
+        # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
+        spawn_argv, preexec = parent_death_spawn(argv, str(cwd))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *spawn_argv,
                 cwd=str(cwd),
                 env=tree.environment(env),
                 stdin=asyncio.subprocess.PIPE
@@ -135,6 +138,7 @@ class Exec(Module):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # own process group: a kill reaches grandchildren
+                preexec_fn=preexec,
             )
         except FileNotFoundError:
             raise ctx.fail(f"command not found: {params.command}") from None
@@ -166,6 +170,15 @@ class Exec(Module):
             suffix = f": {ctx.redact_excerpt(detail[0], 300, '')}" if detail else ""
             raise ctx.fail(f"command exited with code {code}{suffix}", summary=summary)
         return summary
+
+
+def set_parent_death_signal(enabled: bool | None) -> None:
+    """Commands started from now on die with this process, even on SIGKILL (Linux;
+    ``gxo daemon`` turns it on). None: back to the ``GXO_PDEATHSIG=1`` variable.
+    See :mod:`gxo.modules.system._pdeathsig` for the cost and the limits."""
+    from gxo.modules.system._pdeathsig import set_parent_death_signal as _set
+
+    _set(enabled)
 
 
 def _scalar(value: Any) -> str:
