@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gxo.config.cron import parse_cron
@@ -255,3 +257,25 @@ def test_concurrency_member_does_not_shadow_str_replace() -> None:
     value = LifecyclePolicy(policy="scheduled", cron="@daily", concurrency="replace").concurrency
     assert value == ConcurrencyPolicy.replace_ == "replace"
     assert value.replace("re", "dis") == "displace"
+
+
+cron_ish = st.text(alphabet="0123456789*/-,LW#?HMONFRIJAN @every smhµ.", max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(cron_ish, st.text(max_size=20)), st.one_of(st.none(), st.text(max_size=20)))
+def test_any_cron_or_timezone_text_is_accepted_or_a_validation_error(
+    cron: str, tz: str | None
+) -> None:
+    try:
+        LifecyclePolicy(policy="scheduled", cron=cron, timezone=tz)
+    except ValidationError:
+        pass
+
+
+@pytest.mark.parametrize(
+    "cron", ["*/0 * * * *", "0 0 0 * *", "9999999999999999999 * * * *", "* * * 13 *"]
+)
+def test_degenerate_cron_values_are_clean_errors(cron: str) -> None:
+    with pytest.raises(ValidationError, match="invalid cron expression"):
+        LifecyclePolicy(policy="scheduled", cron=cron)
