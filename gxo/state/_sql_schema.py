@@ -19,18 +19,34 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
+    delete,
     event,
     exc,
+    select,
+    update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from gxo.errors import GxoError
 
-__all__ = ["SCHEMA_VERSION", "StateError", "decode", "encode", "make_engine", "metadata"]
+__all__ = [
+    "RUNNING",
+    "SCHEMA_VERSION",
+    "StateError",
+    "Statements",
+    "decode",
+    "encode",
+    "make_engine",
+    "metadata",
+]
 
 SCHEMA_VERSION = 1
+RUNNING = "Running"
 BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another process's lock
 
 
@@ -89,6 +105,58 @@ results_table = Table(
     Column("key", String, primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+
+class Statements:
+    """The hot-path statements, built once: building a SQLAlchemy expression per call
+    cost more than executing it (about half of a start_run + finish_run on SQLite).
+    Parameters are ``b_*`` bind names (a bind may not share its column's name)."""
+
+    def __init__(self, sqlite: bool) -> None:
+        insert = sqlite_insert if sqlite else pg_insert
+
+        def upsert(table: Table, keys: list[str]) -> Any:
+            stmt = insert(table)
+            changed = {c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys}
+            return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+
+        self.upsert_playbook = upsert(playbooks_table, ["name"])
+        self.upsert_status = upsert(statuses_table, ["playbook", "workload"])
+        self.upsert_result = upsert(results_table, ["playbook", "key"])
+        self.insert_run = runs_table.insert()
+        r = runs_table
+        self.finish_run = (
+            update(r)
+            .where(r.c.run_id == bindparam("b_run_id"))
+            .values(
+                status=bindparam("b_status"),
+                ended_at=bindparam("b_ended_at"),
+                reason=bindparam("b_reason"),
+                report=bindparam("b_report"),
+            )
+            .returning(r.c.playbook, r.c.workload)
+        )
+        # Keep the newest b_keep runs of a workload; running ones are never pruned.
+        newer = runs_table.alias("newer")
+        cutoff = (
+            select(newer.c.id)
+            .where(newer.c.playbook == bindparam("b_playbook"))
+            .where(newer.c.workload == bindparam("b_workload"))
+            .order_by(newer.c.id.desc())
+            .offset(bindparam("b_keep", type_=Integer))
+            .limit(1)
+            .scalar_subquery()
+        )
+        self.prune_runs = delete(r).where(
+            r.c.playbook == bindparam("b_playbook"),
+            r.c.workload == bindparam("b_workload"),
+            r.c.status != RUNNING,
+            r.c.id <= cutoff,
+        )
+        s = statuses_table
+        self.get_status = select(s.c.data).where(
+            s.c.playbook == bindparam("b_playbook"), s.c.workload == bindparam("b_workload")
+        )
 
 
 def _default(obj: Any) -> Any:

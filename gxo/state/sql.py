@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, exc, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.dml import Insert
 
 from gxo.state._sql_results import SqlResultStore
 from gxo.state._sql_schema import (
+    RUNNING,
     SCHEMA_VERSION,
     StateError,
+    Statements,
     decode,
     encode,
     make_engine,
@@ -46,8 +45,6 @@ from gxo.state._sql_schema import (
 )
 
 __all__ = ["PlaybookRecord", "SqlResultStore", "SqlState", "StateError"]
-
-RUNNING = "Running"
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,7 @@ class SqlState:
         self.history_limit = history_limit
         self.url = redacted(parse_url(url))
         self._engine, self._sqlite = make_engine(url)
+        self._sql = Statements(self._sqlite)
         # SQLite: one writer at a time per process (see the module docstring).
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self._sqlite else contextlib.nullcontext()
@@ -129,11 +127,6 @@ class SqlState:
         except exc.SQLAlchemyError as e:
             raise self._error(e) from e
 
-    def _upsert(self, table: Any, keys: list[str], values: dict[str, Any]) -> Insert:
-        stmt = (sqlite_insert if self._sqlite else pg_insert)(table).values(**values)
-        changed = {k: stmt.excluded[k] for k in values if k not in keys}
-        return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
-
     def _create_schema(self) -> None:
         with self._write() as conn:
             metadata.create_all(conn)
@@ -164,7 +157,7 @@ class SqlState:
             "applied_at": now_iso(),
         }
         with self._write() as conn:
-            conn.execute(self._upsert(playbooks_table, ["name"], values))
+            conn.execute(self._sql.upsert_playbook, values)
 
     @staticmethod
     def _playbook(row: RowMapping) -> PlaybookRecord:
@@ -219,13 +212,12 @@ class SqlState:
         data.setdefault("updated_at", now_iso())
         values = {"playbook": playbook, "workload": workload, "data": encode(data)}
         with self._write() as conn:
-            conn.execute(self._upsert(statuses_table, ["playbook", "workload"], values))
+            conn.execute(self._sql.upsert_status, values)
 
     def get_status(self, playbook: str, workload: str) -> dict[str, Any] | None:
-        t = statuses_table
         with self._read() as conn:
             text = conn.execute(
-                select(t.c.data).where(t.c.playbook == playbook, t.c.workload == workload)
+                self._sql.get_status, {"b_playbook": playbook, "b_workload": workload}
             ).scalar()
         return decode(text)
 
@@ -255,13 +247,8 @@ class SqlState:
 
     def _prune(self, conn: Connection, playbook: str, workload: str) -> None:
         """Keep the newest ``history_limit`` runs of a workload (running ones are never pruned)."""
-        t = runs_table
-        mine = (t.c.playbook == playbook, t.c.workload == workload)
-        cutoff = conn.execute(
-            select(t.c.id).where(*mine).order_by(t.c.id.desc()).offset(self.history_limit).limit(1)
-        ).scalar()
-        if cutoff is not None:
-            conn.execute(delete(t).where(*mine, t.c.id <= cutoff, t.c.status != RUNNING))
+        params = {"b_playbook": playbook, "b_workload": workload, "b_keep": self.history_limit}
+        conn.execute(self._sql.prune_runs, params)
 
     def start_run(self, playbook: str, workload: str, run_id: str, started_at: str) -> None:
         """Record a run as Running; a run id already recorded is an error."""
@@ -274,8 +261,8 @@ class SqlState:
         }
         try:
             with self._write() as conn:
-                conn.execute(runs_table.insert().values(**values))
-                self._prune(conn, playbook, workload)
+                # No pruning here: finish_run prunes, and a running run is never pruned.
+                conn.execute(self._sql.insert_run, values)
         except StateError as e:
             if isinstance(e.__cause__, exc.IntegrityError):
                 raise StateError(f"run {run_id!r} is already recorded") from None
@@ -290,17 +277,17 @@ class SqlState:
         reason: str | None = None,
     ) -> bool:
         """Record a run's end; False when the run is unknown (pruned or its playbook removed)."""
-        t = runs_table
+        params = {
+            "b_run_id": run_id,
+            "b_status": status,
+            "b_ended_at": ended_at,
+            "b_reason": reason,
+            "b_report": encode(report),
+        }
         with self._write() as conn:
-            owner = conn.execute(select(t.c.playbook, t.c.workload).where(t.c.run_id == run_id))
-            row = owner.first()
+            row = conn.execute(self._sql.finish_run, params).first()
             if row is None:
                 return False
-            conn.execute(
-                update(t)
-                .where(t.c.run_id == run_id)
-                .values(status=status, ended_at=ended_at, reason=reason, report=encode(report))
-            )
             self._prune(conn, row.playbook, row.workload)
         return True
 
@@ -361,7 +348,7 @@ class SqlState:
     def _put_result(self, playbook: str, key: str, value: str) -> None:
         values = {"playbook": playbook, "key": key, "value": value}
         with self._write() as conn:
-            conn.execute(self._upsert(results_table, ["playbook", "key"], values))
+            conn.execute(self._sql.upsert_result, values)
 
     def _delete_results(self, playbook: str, key: str | None) -> None:
         t = results_table

@@ -6,11 +6,14 @@ import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gxo.state.sql import SqlState, StateError
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def _mode(path: Path) -> int:
@@ -106,3 +109,30 @@ def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
         StateError, match=r"state database sqlite:///.*state\.db: file is not a database"
     ):
         SqlState(f"sqlite:///{path}")
+
+
+def test_postgresql_connections_killed_by_the_server_are_replaced(
+    require_service: Callable[..., None], request: pytest.FixtureRequest
+) -> None:
+    # A PostgreSQL restart (or an idle-session timeout) kills pooled connections;
+    # the next call must not fail on one of them.
+    from sqlalchemy import create_engine, text
+
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    url = request.getfixturevalue("pg_database")
+    with SqlState(url) as state:
+        state.set_status("p", "w", {"status": "Running"})
+        assert state.get_status("p", "w")["status"] == "Running"  # a second pooled connection
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": url.rsplit("/", 1)[1]},
+            ).scalar()
+        admin.dispose()
+        assert killed >= 1
+        state.set_status("p", "w", {"status": "Completed"})
+        assert state.get_status("p", "w")["status"] == "Completed"
