@@ -12,15 +12,21 @@ The instance runs on the one engine::
     engine = Engine(
         loaded,
         only=set(names),
-        initial_results=upstream_results,  # registered results from the daemon's state
-        results_store=state.results(playbook),
+        initial_results={},  # marks an instance run; upstream results come from:
+        results_store=state.results(playbook),  # the daemon's stored results
         allow_lifecycles=True,
     )
 
+``initial_results`` may also carry upstream results explicitly (they are read
+when the run's store has no value under the key). At apply, the run_once
+workloads that belong to no instance are :func:`standalone_workloads`.
+
 What is decided for the edges of an instance (see :class:`~gxo.engine.scheduler.Engine`):
 
-* upstream register keys resolve from ``initial_results``; ``_gxo.workloads.X`` of
-  an upstream X reads ``Completed`` when X's register key is there, else ``Pending``;
+* upstream register keys resolve from the run's store, else from
+  ``initial_results``; ``_gxo.workloads.X`` of
+  an upstream X reads ``Completed`` when X's register key has a value (in the
+  store or in ``initial_results``), else ``Pending``;
 * a dependency on an upstream workload is satisfied, unless the dependent reads
   that workload's register key and no result exists: the dependent then fails
   with an error naming the key and the producer;
@@ -36,7 +42,7 @@ from gxo.config.models import Policy
 from gxo.engine.dag import WorkloadGraph
 from gxo.errors import GxoError
 
-__all__ = ["instance_workloads"]
+__all__ = ["instance_roots", "instance_workloads", "standalone_workloads"]
 
 
 def instance_workloads(loaded: LoadedPlaybook, root: str) -> list[str]:
@@ -56,6 +62,23 @@ def instance_workloads(loaded: LoadedPlaybook, root: str) -> list[str]:
             selected.add(nxt)
             frontier.append(nxt)
     return [n for n in graph.names if n in selected]
+
+
+def instance_roots(loaded: LoadedPlaybook) -> list[str]:
+    """The workloads that have instances: every non-``run_once`` one, in playbook order."""
+    return [w.name for w in loaded.playbook.workloads if w.lifecycle.policy != Policy.run_once]
+
+
+def standalone_workloads(loaded: LoadedPlaybook) -> list[str]:
+    """The ``run_once`` workloads downstream of no long-running one (they run at apply)."""
+    owned: set[str] = set()
+    for root in instance_roots(loaded):
+        owned.update(instance_workloads(loaded, root))
+    return [
+        w.name
+        for w in loaded.playbook.workloads
+        if w.lifecycle.policy == Policy.run_once and w.name not in owned
+    ]
 
 
 def _graph(loaded: LoadedPlaybook) -> WorkloadGraph:

@@ -115,7 +115,8 @@ class Engine:
         ``only`` — the others are neither run, reported nor announced. Templates read
         upstream register keys from ``initial_results`` (the run's own store wins), and
         ``_gxo.workloads.X`` of an outside workload reads ``Completed`` when X's register
-        key is in ``initial_results`` (it ran in an earlier run), else ``Pending``. A
+        key has a value (in the store or ``initial_results``: it ran in an earlier run),
+        else ``Pending`` (no result, or X registers nothing). A
         dependency outside the run counts as satisfied, except that a workload whose
         templates read the register key of an outside workload that has no result
         fails with an error saying so (rather than an undefined-name error).
@@ -403,13 +404,17 @@ class Engine:
             if w.name in self.states:
                 continue
             key = w.register_key
-            ran = bool(key) and key in results
+            summary, ran = None, False
+            if key and self.store is not None and key in self.store:
+                summary, ran = self.store.get(key), True
+            elif key and key in results:
+                summary, ran = results[key], True
             views[w.name] = {
                 "status": Status.COMPLETED.value if ran else Status.PENDING.value,
                 "reason": "ran outside this instance" if ran else "outside this instance",
                 "error": None,
                 "attempts": 0,
-                "summary": results[key] if ran else None,  # type: ignore[index]
+                "summary": summary,
                 "records_in": 0,
                 "records_out": 0,
             }

@@ -12,7 +12,7 @@ import pytest
 from gxo.config.loader import load_playbook
 from gxo.engine.context import Status
 from gxo.engine.events import EventBus, EventKind
-from gxo.engine.instances import instance_workloads
+from gxo.engine.instances import instance_roots, instance_workloads, standalone_workloads
 from gxo.engine.scheduler import Engine
 from gxo.errors import GxoError
 from gxo.state.store import MemoryStore
@@ -293,3 +293,28 @@ async def test_only_without_initial_results_keeps_the_repl_meaning() -> None:
     result = await Engine(loaded, only={"up"}).run()
     assert len(result.states) == 5
     assert result.states["down"].reason == "not selected"
+
+
+def test_roots_and_standalone_workloads() -> None:
+    loaded = load(INSTANCE)
+    assert instance_roots(loaded) == ["svc"]
+    # what runs once at apply: everything not owned by an instance
+    assert standalone_workloads(loaded) == ["up", "plain_up", "unrelated"]
+
+
+async def test_results_store_alone_serves_upstream_results() -> None:
+    # the daemon's way: the upstream result is already in its store
+    loaded = load(INSTANCE)
+    store = MemoryStore({"up_out": {"v": 3}})
+    result = await Engine(
+        loaded,
+        only=set(instance_workloads(loaded, "svc")),
+        initial_results={},
+        results_store=store,
+        allow_lifecycles=True,
+    ).run()
+    assert result.status == "Completed"
+    assert result.states["svc"].summary == {"seen": 3, "up": "Completed", "plain": "Pending"}
+    assert result.states["down"].summary == {"x": 3}
+    # a result of the run replaces the stored one; upstream ones are left alone
+    assert store.get("up_out") == {"v": 3} and store.get("down_out") == {"x": 3}
