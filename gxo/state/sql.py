@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, exc, select, update
+from sqlalchemy.pool import StaticPool
 
 from gxo.state._sql_results import SqlResultStore
 from gxo.state._sql_schema import (
@@ -73,6 +74,13 @@ class SqlState:
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self._sqlite else contextlib.nullcontext()
         )
+        # In-memory SQLite is one connection shared by all threads: reads must not
+        # run inside another thread's open write transaction.
+        self._read_lock: contextlib.AbstractContextManager[Any] = (
+            self._write_lock
+            if isinstance(self._engine.pool, StaticPool)
+            else contextlib.nullcontext()
+        )
         self._results: dict[str, SqlResultStore] = {}
         self._results_lock = threading.Lock()
         self._closed = False
@@ -122,7 +130,7 @@ class SqlState:
         if self._closed:
             raise StateError(f"state database {self.url} is closed")
         try:
-            with self._engine.connect() as conn:
+            with self._read_lock, self._engine.connect() as conn:
                 yield conn
         except exc.SQLAlchemyError as e:
             raise self._error(e) from e

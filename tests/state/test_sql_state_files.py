@@ -57,13 +57,27 @@ def test_tilde_is_expanded_to_home(tmp_path: Path) -> None:
 
 
 def test_in_memory_sqlite_is_shared_between_threads() -> None:
+    errors: list[BaseException] = []
     with SqlState("sqlite://") as state:
-        state.set_status("p", "w", {"status": "Running"})
-        seen: list[object] = []
-        thread = threading.Thread(target=lambda: seen.append(state.get_status("p", "w")))
-        thread.start()
-        thread.join()
-        assert seen[0]["status"] == "Running"
+
+        def work(t: int) -> None:
+            try:
+                for i in range(100):
+                    state.start_run("p", f"w{t}", f"{t}-{i}", "t")
+                    state.set_status("p", f"w{t}", {"status": "Running", "restarts": i})
+                    assert state.get_status("p", f"w{t}")["restarts"] == i
+                    assert state.get_run(f"{t}-{i}")["status"] == "Running"
+                    state.finish_run(f"{t}-{i}", "Completed", "t", {})
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert [len(state.list_runs("p", f"w{t}", limit=200)) for t in range(4)] == [100] * 4
 
 
 @pytest.mark.parametrize(
