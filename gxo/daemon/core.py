@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
-from gxo.engine.events import Event, EventBus, EventKind
-from gxo.engine.scheduler import Engine
+from gxo.daemon.runs import Instance, start_instance
+from gxo.engine.events import Event, EventKind
 from gxo.errors import GxoError
 
 __all__ = ["Applied", "Daemon", "DaemonError", "Reconciler", "workload_checksum"]
@@ -106,18 +104,6 @@ class Applied:
         return str(path.parent) if path.is_absolute() else None
 
 
-@dataclass
-class Instance:
-    """One engine run of some run_once workloads of a playbook."""
-
-    run_id: str
-    playbook: str
-    workloads: list[str]
-    engine: Engine
-    task: asyncio.Task[None] | None = None
-    stopped: set[str] = field(default_factory=set)
-
-
 def _load(source: str, path: str, variables: dict[str, Any]) -> LoadedPlaybook:
     return load_playbook(text=source, name=path or "<apply>", extra_names=set(variables))
 
@@ -147,7 +133,7 @@ class Daemon:
         for run in await self._db(self.state.fail_unfinished_runs, "daemon restarted"):
             playbook, workload = run.get("playbook"), run.get("workload")
             if playbook and workload:
-                await self._set_status(playbook, workload, "Failed", reason="daemon restarted")
+                await self.set_status(playbook, workload, "Failed", reason="daemon restarted")
         for record in await self._db(self.state.list_playbooks):
             try:
                 loaded = await asyncio.to_thread(
@@ -271,78 +257,14 @@ class Daemon:
         policy = applied.policy(name)
         factory = self.reconcilers.get(policy)
         if factory is None:
-            await self._set_status(applied.name, name, "Pending", reason=NOT_AVAILABLE)
+            await self.set_status(applied.name, name, "Pending", reason=NOT_AVAILABLE)
             return
         reconciler = factory(self, applied, name)
         self.active[(applied.name, name)] = reconciler
         await reconciler.start()
 
     async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
-        run_id = uuid.uuid4().hex[:12]
-        bus = EventBus()
-        bus.add_listener(lambda event: self._on_event(applied.name, run_id, event))
-        options: dict[str, Any] = {
-            "extra_vars": applied.variables,
-            "workspace": applied.workspace,
-            "run_id": run_id,
-            "bus": bus,
-            "only": set(workloads),
-        }
-        results = await self._db(self.state.results, applied.name)
-        params = inspect.signature(Engine).parameters
-        # The instances API (results_store=, initial_results=, allow_lifecycles=): the run
-        # is just the selected workloads; upstream results come from the daemon's state.
-        options["results_store" if "results_store" in params else "store"] = results
-        if "initial_results" in params:
-            options["initial_results"] = await self._db(results.snapshot)
-        if "allow_lifecycles" in params:
-            options["allow_lifecycles"] = True
-        engine = Engine(applied.loaded, **options)
-        instance = Instance(run_id, applied.name, list(workloads), engine)
-        started = now_iso()
-        for name in workloads:
-            await self._db(self.state.start_run, applied.name, name, f"{run_id}.{name}", started)
-            await self._set_status(applied.name, name, "Running", last_run_id=f"{run_id}.{name}")
-        self.instances[run_id] = instance
-        instance.task = asyncio.create_task(self._run(instance), name=f"gxo-run:{run_id}")
-        return run_id
-
-    async def _run(self, instance: Instance) -> None:
-        report: dict[str, Any] = {}
-        error: str | None = None
-        try:
-            result = await instance.engine.run()
-            report = result.report()
-        except asyncio.CancelledError:
-            error = "cancelled: the daemon stopped"
-        except Exception as exc:  # a bug in a module or the engine must not kill the daemon
-            log.exception("run %s failed", instance.run_id)
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self.instances.pop(instance.run_id, None)
-            await asyncio.shield(self._record(instance, report, error))
-
-    async def _record(self, instance: Instance, report: dict[str, Any], error: str | None) -> None:
-        ended = now_iso()
-        entries = report.get("workloads", {})
-        for name in instance.workloads:
-            entry = entries.get(name, {})
-            status = entry.get("status") or "Failed"
-            reason = entry.get("error") or entry.get("reason") or error
-            if name in instance.stopped:
-                status, reason = "Stopped", "stopped by request"
-            elif status not in ("Completed", "Failed", "Skipped"):
-                status = "Failed"
-            one = {k: v for k, v in report.items() if k != "workloads"}
-            one["workloads"] = {name: entry} if entry else {}
-            run_key = f"{instance.run_id}.{name}"
-            try:
-                await self._db(self.state.finish_run, run_key, status, ended, one, reason)
-                await self._set_status(
-                    instance.playbook, name, status, reason=reason, last_run_id=run_key
-                )
-            except Exception:  # the playbook may have been removed meanwhile
-                log.debug("recording %s failed", run_key, exc_info=True)
+        return (await start_instance(self, applied, workloads)).run_id
 
     async def _stop_workload(self, playbook: str, name: str, *, reason: str | None) -> bool:
         """End what runs ``name``; True if something was running."""
@@ -359,7 +281,7 @@ class Daemon:
                     await asyncio.wait([instance.task])
                 stopped = True
         if reason is not None and stopped:
-            await self._set_status(playbook, name, "Stopped", reason=reason)
+            await self.set_status(playbook, name, "Stopped", reason=reason)
         return stopped
 
     async def stop(self, ref: str) -> dict[str, Any]:
@@ -416,7 +338,7 @@ class Daemon:
             )
         return owners[0], ref
 
-    async def _set_status(self, playbook: str, workload: str, status: str, **extra: Any) -> None:
+    async def set_status(self, playbook: str, workload: str, status: str, **extra: Any) -> None:
         current = await self._db(self.state.get_status, playbook, workload) or {}
         record = {
             "status": status,
@@ -464,7 +386,8 @@ class Daemon:
 
     # -- events and logs ------------------------------------------------------------------
 
-    def _on_event(self, playbook: str, run_id: str, event: Event) -> None:
+    def publish(self, playbook: str, run_id: str, event: Event) -> None:
+        """An engine event → the events feed (and the logs feed for a log line)."""
         self._seq += 1
         entry = {
             "seq": self._seq,

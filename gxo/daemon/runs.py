@@ -1,0 +1,155 @@
+"""Instances of run_once workloads: one engine run in the daemon's loop, its history rows.
+
+Each selected workload gets its own history row (run id ``<engine run id>.<workload>``)
+written as soon as the workload ends — not when the whole run ends — so a fast
+workload beside a slow one shows ``Completed`` at once, and a daemon killed later
+leaves only the still-running ones for ``fail_unfinished_runs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gxo.engine.events import Event, EventBus, EventKind
+from gxo.engine.scheduler import Engine, RunResult
+
+if TYPE_CHECKING:
+    from gxo.daemon.core import Applied, Daemon
+
+__all__ = ["Instance", "start_instance"]
+
+log = logging.getLogger("gxo.daemon")
+
+TERMINAL = frozenset({"Completed", "Failed", "Skipped"})
+
+
+@dataclass
+class Instance:
+    """One engine run of some run_once workloads of a playbook."""
+
+    run_id: str
+    playbook: str
+    workloads: list[str]
+    engine: Engine
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    task: asyncio.Task[None] | None = None
+    stopped: set[str] = field(default_factory=set)
+    pending: set[str] = field(default_factory=set)  # no history row written yet
+    writes: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def row_id(self, workload: str) -> str:
+        return f"{self.run_id}.{workload}"
+
+    def partial_report(self, workload: str, status: str) -> dict[str, Any]:
+        state = self.engine.states[workload]
+        result = RunResult(
+            self.engine.playbook.name,
+            self.run_id,
+            status,
+            self.started,
+            state.duration_ms or 0.0,
+            {workload: state},
+            [],
+            self.engine.secrets,
+        )
+        return result.report()
+
+
+async def start_instance(daemon: Daemon, applied: Applied, workloads: list[str]) -> Instance:
+    run_id = uuid.uuid4().hex[:12]
+    bus = EventBus()
+    options: dict[str, Any] = {
+        "extra_vars": applied.variables,
+        "workspace": applied.workspace,
+        "run_id": run_id,
+        "bus": bus,
+        "only": set(workloads),
+    }
+    results = await asyncio.to_thread(daemon.state.results, applied.name)
+    params = inspect.signature(Engine).parameters
+    # The instances API (results_store=, initial_results=, allow_lifecycles=): the run
+    # is just the selected workloads; upstream results come from the daemon's state.
+    options["results_store" if "results_store" in params else "store"] = results
+    if "initial_results" in params:
+        options["initial_results"] = await asyncio.to_thread(results.snapshot)
+    if "allow_lifecycles" in params:
+        options["allow_lifecycles"] = True
+    engine = Engine(applied.loaded, **options)
+    instance = Instance(run_id, applied.name, list(workloads), engine, pending=set(workloads))
+    bus.add_listener(lambda event: _on_event(daemon, instance, event))
+    started = datetime.now(UTC).isoformat(timespec="milliseconds")
+    for name in workloads:
+        await asyncio.to_thread(
+            daemon.state.start_run, applied.name, name, instance.row_id(name), started
+        )
+        await daemon.set_status(applied.name, name, "Running", last_run_id=instance.row_id(name))
+    daemon.instances[run_id] = instance
+    instance.task = asyncio.create_task(_run(daemon, instance), name=f"gxo-run:{run_id}")
+    return instance
+
+
+def _on_event(daemon: Daemon, instance: Instance, event: Event) -> None:
+    daemon.publish(instance.playbook, instance.run_id, event)
+    name = event.workload
+    if (
+        event.kind is EventKind.WORKLOAD_STATUS
+        and name in instance.pending
+        and event.data.get("status") in TERMINAL
+    ):
+        instance.pending.discard(name)
+        status = event.data["status"]
+        reason = event.data.get("error") or event.data.get("reason")
+        report = instance.partial_report(name, status)
+        write = asyncio.get_running_loop().create_task(
+            _finish(daemon, instance, name, status, reason, report)
+        )
+        instance.writes.append(write)
+
+
+async def _run(daemon: Daemon, instance: Instance) -> None:
+    error = "the run ended before the workload did"
+    try:
+        await instance.engine.run()
+    except asyncio.CancelledError:
+        error = "cancelled: the daemon stopped"
+    except Exception as exc:  # a bug in a module or the engine must not kill the daemon
+        log.exception("run %s failed", instance.run_id)
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        daemon.instances.pop(instance.run_id, None)
+        await asyncio.shield(_settle(daemon, instance, error))
+
+
+async def _settle(daemon: Daemon, instance: Instance, error: str) -> None:
+    """End of the run: wait for the per-workload writes; record any workload left open."""
+    if instance.writes:
+        await asyncio.gather(*instance.writes, return_exceptions=True)
+    for name in sorted(instance.pending):
+        report = instance.partial_report(name, "Failed")
+        await _finish(daemon, instance, name, "Failed", error, report)
+    instance.pending.clear()
+
+
+async def _finish(
+    daemon: Daemon,
+    instance: Instance,
+    name: str,
+    status: str,
+    reason: str | None,
+    report: dict[str, Any],
+) -> None:
+    if name in instance.stopped:
+        status, reason = "Stopped", "stopped by request"
+    row = instance.row_id(name)
+    ended = datetime.now(UTC).isoformat(timespec="milliseconds")
+    try:
+        await asyncio.to_thread(daemon.state.finish_run, row, status, ended, report, reason)
+        await daemon.set_status(instance.playbook, name, status, reason=reason, last_run_id=row)
+    except Exception:  # the playbook may have been removed meanwhile
+        log.debug("recording %s failed", row, exc_info=True)

@@ -1,0 +1,116 @@
+"""A real ``gxo daemon`` subprocess on a temp socket with temp SQLite state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+
+class DaemonProc:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.socket = folder / "run" / "d.sock"
+        self.state = f"sqlite:///{folder / 'state.db'}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *extra: str, wait: bool = True) -> subprocess.Popen[str]:
+        cmd = [sys.executable, "-m", "gxo.cli", "daemon", "--socket", str(self.socket)]
+        cmd += ["--state", self.state, *extra]
+        log = open(self.folder / f"daemon{len(self.started)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        log.close()
+        self.started.append(proc)
+        self.proc = proc
+        if wait:
+            self.wait_ready(proc)
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"daemon exited {proc.returncode}: {self.logs()}")
+            if self.socket.exists() and self.ctl("status").returncode == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"daemon not ready: {self.logs()}")
+
+    def logs(self) -> str:
+        return "".join(p.read_text() for p in sorted(self.folder.glob("daemon*.log")))
+
+    def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "gxo.cli", "ctl", "--socket", str(self.socket), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def ctl_json(self, *args: str) -> Any:
+        out = self.ctl(*args, "-o", "json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def wait_status(self, name: str, wanted: str, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        row: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            row = self.ctl_json("status", name)[0]
+            if row["status"] == wanted:
+                return row
+            time.sleep(0.1)
+        raise AssertionError(f"{name} is {row.get('status')}, not {wanted}: {self.logs()}")
+
+    def descendants(self) -> list[psutil.Process]:
+        procs = []
+        for proc in self.started:
+            try:
+                procs.extend(psutil.Process(proc.pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        return procs
+
+    def stop(self) -> None:
+        """Teardown: every daemon started is ended (TERM, then KILL) with its children."""
+        for proc in self.started:
+            if proc.poll() is not None:
+                continue
+            children = []
+            try:
+                children = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProc]:
+    # A short private directory: AF_UNIX paths are limited to 107 bytes.
+    folder = Path(tempfile.mkdtemp(prefix="gxod-", dir="/tmp"))
+    os.chmod(folder, 0o700)
+    d = DaemonProc(folder)
+    try:
+        yield d
+    finally:
+        d.stop()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,234 @@
+"""``gxo daemon`` + ``gxo ctl`` end to end: a real daemon subprocess, temp socket, temp SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import DaemonProc
+
+pytestmark = pytest.mark.timeout(120)
+
+PLAYBOOK = """\
+schemaVersion: "1.0.0"
+name: demo
+workloads:
+  - name: hello
+    process: { module: exec, params: { command: echo, args: ["hello world"] } }
+    register: greet
+  - name: after
+    process: { module: exec, params: { command: echo, args: ["{{ greet.stdout | trim }} WORD"] } }
+"""
+
+
+def write(d: DaemonProc, text: str, name: str = "demo.gxo.yaml") -> Path:
+    path = d.folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_apply_runs_once_with_status_runs_logs_and_events(daemon: DaemonProc) -> None:
+    daemon.start()
+    out = daemon.ctl("apply", "-f", str(write(daemon, PLAYBOOK)))
+    assert out.returncode == 0, out.stderr
+    assert "added" in out.stdout and "hello, after" in out.stdout
+    daemon.wait_status("after", "Completed")
+    assert daemon.wait_status("hello", "Completed")["policy"] == "run_once"
+
+    runs = daemon.ctl_json("runs", "hello")
+    assert [r["status"] for r in runs] == ["Completed"]
+    assert runs[0]["report"]["workloads"]["hello"]["summary"]["stdout"].strip() == "hello world"
+
+    # `after` read hello's registered result from the daemon's state.
+    logs = daemon.ctl("logs", "after")
+    assert logs.returncode == 0 and "hello world WORD" in logs.stdout
+
+    events = [json.loads(line) for line in daemon.ctl("events", "-o", "json").stdout.splitlines()]
+    kinds = {e["kind"] for e in events}
+    assert {"run_started", "workload_status", "log", "run_finished"} <= kinds
+    assert all(e["playbook"] == "demo" for e in events)
+
+    table = daemon.ctl("status")
+    assert table.returncode == 0 and re.search(r"demo\s+hello\s+run_once\s+Completed", table.stdout)
+
+
+def test_reapply_with_one_workload_changed_reruns_only_that_one(daemon: DaemonProc) -> None:
+    daemon.start()
+    path = write(daemon, PLAYBOOK)
+    assert daemon.ctl("apply", "-f", str(path)).returncode == 0
+    daemon.wait_status("after", "Completed")
+    daemon.wait_status("hello", "Completed")
+
+    path.write_text(PLAYBOOK.replace("WORD", "CHANGED"), encoding="utf-8")
+    diff = daemon.ctl_json("apply", "-f", str(path))
+    assert diff["changed"] == ["after"] and diff["unchanged"] == ["hello"]
+    assert diff["added"] == [] and diff["removed"] == [] and diff["started"] == ["after"]
+    deadline = time.monotonic() + 20
+    while len(daemon.ctl_json("runs", "after")) < 2 or daemon.ctl_json("status", "after")[0][
+        "status"
+    ] not in ("Completed", "Failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert daemon.wait_status("after", "Completed")
+    assert len(daemon.ctl_json("runs", "hello")) == 1  # unchanged: not run again
+    assert "hello world CHANGED" in daemon.ctl("logs", "after").stdout
+
+    # The same file again: nothing changed, nothing runs.
+    same = daemon.ctl_json("apply", "-f", str(path))
+    assert same["unchanged"] == ["hello", "after"] and same["started"] == []
+
+    # A removed workload is reported and forgotten.
+    path.write_text(PLAYBOOK.split("  - name: after")[0], encoding="utf-8")
+    gone = daemon.ctl_json("apply", "-f", str(path))
+    assert gone["removed"] == ["after"]
+    assert daemon.ctl("status", "after").returncode == 1
+
+
+def test_bad_playbook_exits_2_with_location_and_keeps_the_old_one(daemon: DaemonProc) -> None:
+    daemon.start()
+    path = write(daemon, PLAYBOOK)
+    assert daemon.ctl("apply", "-f", str(path)).returncode == 0
+    daemon.wait_status("after", "Completed")
+    before = daemon.ctl_json("status")
+
+    bad = PLAYBOOK.replace("register: greet", "register: greet\n    bogus: 1")
+    path.write_text(bad, encoding="utf-8")
+    out = daemon.ctl("apply", "-f", str(path))
+    assert out.returncode == 2
+    assert re.search(rf"{re.escape(str(path))}:7:5: .*bogus", out.stderr), out.stderr
+    assert daemon.ctl_json("status") == before
+    assert len(daemon.ctl_json("runs", "hello")) == 1
+
+    # A YAML syntax error too; and a missing file is a usage error before any RPC.
+    path.write_text("name: [unclosed\n", encoding="utf-8")
+    out = daemon.ctl("apply", "-f", str(path))
+    assert out.returncode == 2 and f"{path}:" in out.stderr
+    assert daemon.ctl("apply", "-f", str(daemon.folder / "missing.yaml")).returncode == 2
+
+
+def test_errors_from_the_daemon_exit_1(daemon: DaemonProc) -> None:
+    daemon.start()
+    assert daemon.ctl("apply", "-f", str(write(daemon, PLAYBOOK))).returncode == 0
+    daemon.wait_status("hello", "Completed")
+    missing = daemon.ctl("status", "nope")
+    assert missing.returncode == 1 and "no workload 'nope'" in missing.stderr
+    assert daemon.ctl("remove", "nope").returncode == 1
+    idle = daemon.ctl("stop", "hello")
+    assert idle.returncode == 1 and "not running" in idle.stderr
+    assert daemon.ctl_json("status", "hello")[0]["status"] == "Completed"  # stop changed nothing
+
+    again = daemon.ctl_json("start", "demo/hello")
+    assert again["run_id"]
+    deadline = time.monotonic() + 20
+    while len(daemon.ctl_json("runs", "hello")) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    daemon.wait_status("hello", "Completed")
+
+    removed = daemon.ctl_json("remove", "demo")
+    assert sorted(removed["removed"]) == ["after", "hello"]
+    assert daemon.ctl_json("status") == []
+
+
+def test_non_run_once_workloads_wait_for_their_reconciler(daemon: DaemonProc) -> None:
+    daemon.start()
+    text = PLAYBOOK.replace(
+        "  - name: after",
+        "  - name: server\n    lifecycle: { policy: supervise }\n"
+        "    process: { module: exec, params: { command: sleep, args: ['30'] } }\n  - name: after",
+    )
+    diff = daemon.ctl_json("apply", "-f", str(write(daemon, text)))
+    assert "server" in diff["added"] and "server" not in diff["started"]
+    row = daemon.ctl_json("status", "server")[0]
+    assert row["status"] == "Pending" and row["reason"] == "reconciler not available yet"
+    assert daemon.descendants() == [] or all(p.name() != "sleep" for p in daemon.descendants())
+
+
+def test_no_daemon_exits_3_naming_the_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "none.sock"
+    cmd = [sys.executable, "-m", "gxo.cli", "ctl", "--socket", str(sock), "status"]
+    import subprocess
+
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 3
+    assert str(sock) in out.stderr and "gxo daemon" in out.stderr
+    # A socket file nobody listens on (a dead daemon's) is unreachable too.
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(sock))
+    dead.close()
+    env = {**os.environ, "GXO_SOCKET": str(sock)}
+    out = subprocess.run([*cmd[:4], "status"], capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 3 and str(sock) in out.stderr
+
+
+def test_socket_permissions_sigterm_exit_0_and_socket_removed(daemon: DaemonProc) -> None:
+    proc = daemon.start()
+    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(daemon.socket.parent.stat().st_mode) == 0o700
+    assert daemon.ctl("events").returncode == 0  # without -f: the recent events, then exit
+    follower = threading.Thread(target=daemon.ctl, args=("events", "-f"), daemon=True)
+    follower.start()
+    time.sleep(1.5)  # a follower must not hold the shutdown up
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert not daemon.socket.exists()
+    follower.join(15)
+    assert not follower.is_alive()
+    assert "gxo daemon stopped" in daemon.logs()
+
+
+def test_second_daemon_refused_and_stale_socket_replaced(daemon: DaemonProc) -> None:
+    first = daemon.start()
+    second = daemon.start(wait=False)
+    assert second.wait(20) == 1
+    assert "already answering" in daemon.logs()
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert daemon.socket.exists()  # left behind by the killed daemon
+    daemon.start()  # removes the stale socket and serves
+
+
+def test_listen_is_refused_until_mtls(daemon: DaemonProc) -> None:
+    proc = daemon.start("--listen", "127.0.0.1:7777", wait=False)
+    assert proc.wait(20) == 2
+    assert "mutual TLS" in daemon.logs()
+    assert not daemon.socket.exists()
+
+
+def test_restart_restores_playbooks_and_fails_unfinished_runs(daemon: DaemonProc) -> None:
+    # A workload that hangs in-process (an HTTP server that never answers): no child
+    # process, so killing the daemon with SIGKILL leaves nothing behind.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    text = PLAYBOOK + (
+        "  - name: hang\n"
+        f"    process: {{ module: http:request, params: {{ url: 'http://127.0.0.1:{port}/', timeout: 60 }} }}\n"
+    )
+    try:
+        proc = daemon.start()
+        assert daemon.ctl("apply", "-f", str(write(daemon, text))).returncode == 0
+        daemon.wait_status("hang", "Running")
+        daemon.wait_status("after", "Completed")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        daemon.start()
+        row = daemon.wait_status("hang", "Failed")
+        assert row["reason"] == "daemon restarted"
+        runs = daemon.ctl_json("runs", "hang")
+        assert [(r["status"], r["reason"]) for r in runs] == [("Failed", "daemon restarted")]
+        assert daemon.ctl_json("status", "after")[0]["status"] == "Completed"  # history intact
+        assert len(daemon.ctl_json("runs", "hello")) == 1  # run_once does not run again
+    finally:
+        listener.close()
