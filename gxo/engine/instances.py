@@ -30,9 +30,11 @@ What is decided for the edges of an instance (see :class:`~gxo.engine.scheduler.
 * a dependency on an upstream workload is satisfied, unless the dependent reads
   that workload's register key and no result exists: the dependent then fails
   with an error naming the key and the producer;
-* a stream from an upstream producer is not replayed: the consumer's input from
-  it is empty (streams are not state). Streams inside the instance, from the root
-  to its consumers, flow as in any run.
+* a ``run_once`` stream producer that a workload of the instance reads from is
+  part of the instance (it runs again each time: records are not state); a
+  long-running producer is not (it has its own instances), and the consumer's
+  input from it is empty. Streams inside the instance, from the root to its
+  consumers, flow as in any run.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ __all__ = ["instance_roots", "instance_workloads", "standalone_workloads"]
 
 
 def instance_workloads(loaded: LoadedPlaybook, root: str) -> list[str]:
-    """``root`` and every ``run_once`` workload downstream of it, in playbook order."""
+    """``root`` and every ``run_once`` workload downstream of it, in playbook order.
+
+    Plus the ``run_once`` stream producers those workloads read from: a stream is
+    not kept in the daemon's state, so a consumer in the instance would otherwise
+    read nothing (see the module docstring).
+    """
     playbook = loaded.playbook
     by_name = {w.name: w for w in playbook.workloads}
     if root not in by_name:
@@ -61,6 +68,12 @@ def instance_workloads(loaded: LoadedPlaybook, root: str) -> list[str]:
                 continue  # a long-running dependent roots its own instances
             selected.add(nxt)
             frontier.append(nxt)
+    producers = list(selected)
+    while producers:
+        for producer in graph.stream_deps[producers.pop()]:
+            if producer not in selected and by_name[producer].lifecycle.policy == Policy.run_once:
+                selected.add(producer)
+                producers.append(producer)
     return [n for n in graph.names if n in selected]
 
 
@@ -70,7 +83,7 @@ def instance_roots(loaded: LoadedPlaybook) -> list[str]:
 
 
 def standalone_workloads(loaded: LoadedPlaybook) -> list[str]:
-    """The ``run_once`` workloads downstream of no long-running one (they run at apply)."""
+    """The ``run_once`` workloads in no instance (they run at apply)."""
     owned: set[str] = set()
     for root in instance_roots(loaded):
         owned.update(instance_workloads(loaded, root))

@@ -318,3 +318,32 @@ async def test_results_store_alone_serves_upstream_results() -> None:
     assert result.states["down"].summary == {"x": 3}
     # a result of the run replaces the stored one; upstream ones are left alone
     assert store.get("up_out") == {"v": 3} and store.get("down_out") == {"x": 3}
+
+
+STREAM_FROM_UPSTREAM = f"""
+  - name: gen
+    process: {{ module: data:generate_from_list, params: {{ items: [1, 2] }} }}
+  - name: feed
+    {SUPERVISE}
+    process: {{ module: data:generate_from_list, params: {{ items: [100] }} }}
+  - name: tick
+    {SUPERVISE}
+    {identity("{ a: 10 }")}
+    register: t
+  - name: mapped
+    stream_inputs: [gen, feed]
+    process: {{ module: data:map, params: {{ fields: {{ n: "{{{{ record.item + t.a }}}}" }} }} }}
+"""
+
+
+async def test_run_once_stream_producer_of_an_instance_workload_joins_the_instance() -> None:
+    # `mapped` reads `tick`'s result and `gen`'s stream: records are not kept in
+    # state, so `gen` runs again with each instance; the long-running `feed` does not
+    loaded = load(STREAM_FROM_UPSTREAM)
+    names = instance_workloads(loaded, "tick")
+    assert names == ["gen", "tick", "mapped"]
+    assert standalone_workloads(loaded) == []
+    result = await Engine(loaded, only=set(names), initial_results={}, allow_lifecycles=True).run()
+    assert result.status == "Completed"
+    assert result.states["mapped"].records_in == 2  # nothing from the outside `feed`
+    assert result.states["mapped"].records_out == 2
