@@ -1,0 +1,173 @@
+"""The daemon's core in-process (no gRPC): diff, variables, feeds, socket paths, log redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from gxo.daemon.core import NOT_AVAILABLE, Daemon, DaemonError
+from gxo.daemon.feeds import Feed
+from gxo.daemon.logsetup import redact, setup_logging
+from gxo.daemon.paths import default_socket
+from gxo.daemon.server import expand_state_url
+from gxo.state.sql import SqlState
+
+PLAYBOOK = """\
+schemaVersion: "1.0.0"
+name: core
+vars: { who: world }
+workloads:
+  - name: a
+    process: { module: control:identity, params: { greeting: "hello {{ who }}" } }
+    register: ra
+  - name: b
+    process: { module: control:identity, params: { seen: "{{ ra.greeting }}" } }
+    register: rb
+"""
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path):
+    state = SqlState(f"sqlite:///{tmp_path / 'state.db'}")
+    d = Daemon(state)
+    await d.restore()
+    yield d
+    await d.shutdown(5)
+    state.close()
+
+
+async def settle(d: Daemon) -> None:
+    for _ in range(200):
+        if not d.instances:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("instances did not finish")
+
+
+async def test_apply_diff_results_and_variables(daemon: Daemon, tmp_path: Path) -> None:
+    path = str(tmp_path / "core.gxo.yaml")
+    first = await daemon.apply(PLAYBOOK, path, {})
+    assert first["added"] == ["a", "b"] and first["started"] == ["a", "b"]
+    await settle(daemon)
+    assert daemon.state.results("core").get("rb") == {"seen": "hello world"}
+    rows = {r["workload"]: r for r in await daemon.list_workloads()}
+    assert rows["a"]["status"] == rows["b"]["status"] == "Completed"
+
+    # Only b changed: only b runs, and it reads a's result from the state.
+    second = await daemon.apply(PLAYBOOK.replace("seen:", "saw:"), path, {})
+    assert (second["changed"], second["unchanged"], second["started"]) == (["b"], ["a"], ["b"])
+    await settle(daemon)
+    assert daemon.state.results("core").get("rb") == {"saw": "hello world"}
+    assert len(await daemon.runs("a")) == 1 and len(await daemon.runs("b")) == 2
+
+    # A -e value may change what any workload does: every workload counts as changed.
+    third = await daemon.apply(PLAYBOOK.replace("seen:", "saw:"), path, {"who": "you"})
+    assert sorted(third["changed"]) == ["a", "b"]
+    await settle(daemon)
+    assert daemon.state.results("core").get("rb") == {"saw": "hello you"}
+
+
+async def test_bad_apply_changes_nothing(daemon: Daemon, tmp_path: Path) -> None:
+    path = str(tmp_path / "core.gxo.yaml")
+    await daemon.apply(PLAYBOOK, path, {})
+    await settle(daemon)
+    record = daemon.state.get_playbook("core")
+    with pytest.raises(DaemonError) as err:
+        await daemon.apply(PLAYBOOK.replace("register: rb", "register: ra"), path, {})
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.message.startswith(f"{path}:")
+    assert daemon.state.get_playbook("core") == record
+    assert daemon.playbooks["core"].source == PLAYBOOK
+
+
+async def test_restore_after_restart_and_pending_lifecycles(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    text = PLAYBOOK + (
+        "  - name: svc\n    lifecycle: { policy: supervise }\n"
+        "    process: { module: control:identity, params: {} }\n"
+    )
+    state = SqlState(url)
+    d = Daemon(state)
+    await d.apply(text, str(tmp_path / "p.gxo.yaml"), {})
+    await settle(d)
+    state.start_run("core", "a", "crashed-run", "2026-01-01T00:00:00Z")  # as if killed mid-run
+    await d.shutdown(5)
+    state.close()
+
+    state = SqlState(url)
+    d = Daemon(state)
+    await d.restore()
+    try:
+        assert set(d.playbooks) == {"core"}
+        a = await d.status("a")
+        assert (a["status"], a["reason"]) == ("Failed", "daemon restarted")
+        assert (await d.status("core/svc"))["reason"] == NOT_AVAILABLE
+        with pytest.raises(DaemonError) as err:
+            await d.start("svc")
+        assert err.value.code == "FAILED_PRECONDITION"
+    finally:
+        await d.shutdown(5)
+        state.close()
+
+
+async def test_ambiguous_and_unknown_names(daemon: Daemon, tmp_path: Path) -> None:
+    await daemon.apply(PLAYBOOK, str(tmp_path / "1.gxo.yaml"), {})
+    await daemon.apply(
+        PLAYBOOK.replace("name: core", "name: other"), str(tmp_path / "2.gxo.yaml"), {}
+    )
+    await settle(daemon)
+    with pytest.raises(DaemonError) as err:
+        daemon.resolve("a")
+    assert err.value.code == "FAILED_PRECONDITION" and "core/a, other/a" in err.value.message
+    assert daemon.resolve("other/a") == ("other", "a")
+    for ref in ("zz", "core/zz", "nope/a"):
+        with pytest.raises(DaemonError) as err:
+            daemon.resolve(ref)
+        assert err.value.code == "NOT_FOUND"
+
+
+async def test_feed_tail_then_follow_without_duplicates() -> None:
+    feed = Feed(size=3)
+    for i in range(1, 6):
+        feed.push({"seq": i})
+    got: list[int] = []
+
+    async def reader() -> None:
+        async for entry in feed.read(lambda e: True, tail=2, follow=True):
+            got.append(entry["seq"])
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0.01)
+    feed.push({"seq": 6})
+    await asyncio.sleep(0.01)
+    feed.close()
+    await asyncio.wait_for(task, 2)
+    assert got == [4, 5, 6]
+
+
+def test_socket_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("GXO_SOCKET", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    assert default_socket() == Path.home() / ".gxo" / "daemon.sock"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert default_socket() == tmp_path / "gxo" / "daemon.sock"
+    monkeypatch.setenv("GXO_SOCKET", str(tmp_path / "env.sock"))
+    assert default_socket() == tmp_path / "env.sock"
+    assert default_socket(tmp_path / "arg.sock") == tmp_path / "arg.sock"
+    assert expand_state_url("sqlite:///~/.gxo/state.db") == f"sqlite:///{Path.home()}/.gxo/state.db"
+
+
+def test_daemon_logs_redact_url_passwords(capsys: pytest.CaptureFixture[str]) -> None:
+    assert redact("state postgresql://gxo:s3cret@db/x") == "state postgresql://gxo:[REDACTED]@db/x"
+    setup_logging("info", "json")
+    try:
+        logging.getLogger("gxo.daemon").info("open %s", "postgresql://u:hunter2@h/db")
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert line["level"] == "info" and "hunter2" not in line["msg"]
+        assert line["msg"] == "open postgresql://u:[REDACTED]@h/db"
+    finally:
+        logging.getLogger().handlers.clear()
