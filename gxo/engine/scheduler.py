@@ -149,10 +149,11 @@ class Engine:
         # An instance run leaves the unselected workloads out altogether.
         self.scoped = only is not None and initial_results is not None
         _check_selection(self.playbook, only, allow_lifecycles)
+        inside = only if self.scoped else None
         self.states: dict[str, WorkloadState] = {
             w.name: WorkloadState(w)
             for w in self.playbook.workloads
-            if not self.scoped or w.name in only  # type: ignore[operator]
+            if inside is None or w.name in inside
         }
         # With ``only``: a workload not selected keeps its outcome from an earlier run
         # (the REPL's ``:run``), so ``_gxo.workloads.X`` and dependency checks see it.
