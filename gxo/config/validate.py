@@ -264,13 +264,19 @@ def check_references(v: Validation) -> None:
                 and ref.path[:2] == ("process", "params")
                 and ref.path[2] in raw_paths
             )
-            allowed = known | (loop_names if ref.path[0] != "loop" else set())
+            # Names this template may read besides ``known``. Small sets: copying
+            # ``known`` (one name per register) for every template was quadratic.
+            local = loop_names if ref.path[0] != "loop" else set()
             if in_raw:
-                allowed = allowed | record_names
+                local = local | record_names
             if not v.check_roots or (in_raw and lenient):
-                unknown: frozenset[str] = frozenset()
+                unknown: list[str] = []
             else:
-                unknown = ref.roots - allowed - ref.optional
+                unknown = [
+                    r
+                    for r in ref.roots
+                    if r not in known and r not in local and r not in ref.optional
+                ]
             for root in sorted(unknown):
                 v.problem(
                     f"'{root}' is not defined: not a playbook var, register key, or -e override (in {ref.source!r})",
