@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +72,8 @@ def test_threads_share_one_state(open_state) -> None:
     }
 
 
-def _kill_writer_after(url: str, prefix: str, lines: int) -> list[str]:
-    """Start the writer, SIGKILL it right after ``lines`` committed runs; the ids it reported."""
+def _kill_writer_after(url: str, prefix: str, lines: int, delay: float) -> list[str]:
+    """Start the writer, SIGKILL it ``delay`` s after ``lines`` committed runs; the ids it reported."""
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, url, prefix],
         stdout=subprocess.PIPE,
@@ -87,7 +88,10 @@ def _kill_writer_after(url: str, prefix: str, lines: int) -> list[str]:
             line = proc.stdout.readline()
             assert line, proc.stderr.read() if proc.stderr else "writer died"
             committed.append(line.strip())
-        os.kill(proc.pid, signal.SIGKILL)  # most likely inside the next write
+        # Killed at once the writer is most often between two runs; a short delay
+        # lands the kill inside start_run ... finish_run instead.
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.communicate(timeout=30)
@@ -97,8 +101,8 @@ def _kill_writer_after(url: str, prefix: str, lines: int) -> list[str]:
 
 def test_sigkill_mid_write_keeps_committed_runs(state_url: str, open_state) -> None:
     reported: list[str] = []
-    for round_, lines in enumerate((15, 40, 90)):
-        reported += _kill_writer_after(state_url, f"k{round_}", lines)
+    for round_, delay in enumerate((0.0, 0.001, 0.002, 0.004, 0.008)):
+        reported += _kill_writer_after(state_url, f"k{round_}", 10 + 10 * round_, delay)
 
         if state_url.startswith("sqlite"):
             path = state_url.removeprefix("sqlite:///")
@@ -111,8 +115,17 @@ def test_sigkill_mid_write_keeps_committed_runs(state_url: str, open_state) -> N
         for run_id in reported:
             assert runs[run_id]["status"] == "Completed", run_id
             assert runs[run_id]["report"]["rows"] == list(range(50))
-        last = int(reported[-1].rsplit("-", 1)[1])
+        # Each iteration i writes start_run(i), status i, counter i, finish_run(i):
+        # whatever the kill cut, the store holds a prefix of that sequence.
+        mine = sorted(int(r.rsplit("-", 1)[1]) for r in runs if r.startswith(f"k{round_}-"))
+        started = mine[-1]
+        assert mine == list(range(started + 1))  # no committed run is missing
+        assert started >= int(reported[-1].rsplit("-", 1)[1])
+        for i in mine[:-1]:
+            assert runs[f"k{round_}-{i}"]["status"] == "Completed"
+        assert runs[f"k{round_}-{started}"]["status"] in ("Completed", "Failed")
+        assert [r["run_id"] for r in interrupted] in ([], [f"k{round_}-{started}"])
         counter = state.results("p").get("counter")
-        assert counter["i"] in (last, last + 1) and len(counter["pad"]) == 2000
-        assert state.get_status("p", "w")["restarts"] in (last, last + 1)
+        assert counter["i"] in (started - 1, started) and len(counter["pad"]) == 2000
+        assert state.get_status("p", "w")["restarts"] in (started - 1, started)
         state.close()
