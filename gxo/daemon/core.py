@@ -28,6 +28,7 @@ from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
 from gxo.daemon.runs import Instance, start_instance
 from gxo.engine.events import Event, EventKind
+from gxo.engine.instances import instance_roots, instance_workloads
 from gxo.errors import GxoError
 
 __all__ = ["Applied", "Daemon", "DaemonError", "Reconciler", "workload_checksum"]
@@ -102,6 +103,36 @@ class Applied:
     def workspace(self) -> str | None:
         path = Path(self.path)
         return str(path.parent) if path.is_absolute() else None
+
+
+def _owners(loaded: LoadedPlaybook) -> dict[str, list[str]]:
+    """run_once workload → the long-running roots whose instances run it."""
+    owners: dict[str, list[str]] = {}
+    for root in instance_roots(loaded):
+        for name in instance_workloads(loaded, root):
+            if name != root:
+                owners.setdefault(name, []).append(root)
+    return owners
+
+
+def _with_producers(loaded: LoadedPlaybook, names: list[str], exclude: set[str]) -> list[str]:
+    """``names`` plus the run_once stream producers they read, in playbook order.
+
+    Records are not kept in the state: a re-run consumer needs its producer to run too.
+    """
+    graph = loaded.graph
+    selected = set(names)
+    todo = list(names)
+    while graph is not None and todo:
+        for producer in graph.stream_deps.get(todo.pop(), ()):
+            index = loaded.workload_index(producer)
+            policy = (
+                loaded.playbook.workloads[index].lifecycle.policy if index is not None else None
+            )
+            if producer not in selected and producer not in exclude and policy == "run_once":
+                selected.add(producer)
+                todo.append(producer)
+    return [w.name for w in loaded.playbook.workloads if w.name in selected]
 
 
 def _load(source: str, path: str, variables: dict[str, Any]) -> LoadedPlaybook:
@@ -213,10 +244,20 @@ class Daemon:
                 self.logs.forget((new.name, name))
                 await self._db(self.state.delete_workload, new.name, name)
             started: list[str] = []
-            once = [n for n in added + changed if new.policy(n) == "run_once"]
+            # run_once workloads downstream of a long-running one run in its instances,
+            # not at apply; the others run now, with the stream producers they read.
+            owners = _owners(new.loaded)
+            once = _with_producers(
+                new.loaded, [n for n in added + changed if n not in owners], set(owners)
+            )
             for name in added + changed:
-                if name not in once:
+                if new.policy(name) != "run_once":
                     await self._start_lifecycle(new, name)
+                elif name in owners:
+                    roots = ", ".join(owners[name])
+                    await self.set_status(
+                        new.name, name, "Pending", reason=f"runs in the instances of {roots}"
+                    )
             if once:
                 await self._start_instance(new, once)
                 started.extend(once)
@@ -308,7 +349,8 @@ class Daemon:
                 )
             run_id = ""
             if applied.policy(name) == "run_once":
-                run_id = await self._start_instance(applied, [name])
+                selected = _with_producers(applied.loaded, [name], set())
+                run_id = await self._start_instance(applied, selected)
             elif applied.policy(name) not in self.reconcilers:
                 raise DaemonError(
                     "FAILED_PRECONDITION",

@@ -171,3 +171,37 @@ def test_daemon_logs_redact_url_passwords(capsys: pytest.CaptureFixture[str]) ->
         assert line["msg"] == "open postgresql://u:[REDACTED]@h/db"
     finally:
         logging.getLogger().handlers.clear()
+
+
+async def test_instance_members_wait_and_stream_producers_rerun(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    text = PLAYBOOK + (
+        "  - name: svc\n    lifecycle: { policy: supervise }\n"
+        "    process: { module: control:identity, params: {} }\n    register: rs\n"
+        "  - name: per_tick\n"
+        "    process: { module: control:identity, params: { x: '{{ rs }}' } }\n"
+        "  - name: gen\n"
+        "    process: { module: data:generate_from_list, params: { items: [{n: 1}, {n: 2}] } }\n"
+        "  - name: double\n    stream_inputs: [gen]\n"
+        "    process: { module: data:map, params: { fields: { n: '{{ record.n * 2 }}' } } }\n"
+    )
+    path = str(tmp_path / "p.gxo.yaml")
+    first = await daemon.apply(text, path, {})
+    # per_tick runs in svc's instances, not at apply.
+    assert "per_tick" not in first["started"] and {"a", "b", "gen", "double"} <= set(
+        first["started"]
+    )
+    await settle(daemon)
+    tick = await daemon.status("per_tick")
+    assert (tick["status"], tick["reason"]) == ("Pending", "runs in the instances of svc")
+    assert (await daemon.status("double"))["status"] == "Completed"
+
+    # Only the consumer changed; its producer runs again with it (records are not state).
+    second = await daemon.apply(text.replace("record.n * 2", "record.n * 3"), path, {})
+    assert second["changed"] == ["double"] and second["started"] == ["gen", "double"]
+    await settle(daemon)
+    assert len(await daemon.runs("gen")) == 2
+    last = (await daemon.runs("double"))[0]
+    assert last["status"] == "Completed"
+    assert last["report"]["workloads"]["double"]["records_in"] == 2
