@@ -399,7 +399,9 @@ class _Database:
     def _sql_failure(self, error: Exception, query: str | None) -> str:
         where = f" ({self.position})" if self.position else ""
         rolled = " (transaction rolled back)" if self.params.transaction else ""
-        statement = f" in: {_shorten(self.secrets.redact_str(query), self.secrets)}" if query else ""
+        statement = (
+            f" in: {_shorten(self.secrets.redact_str(query), self.secrets)}" if query else ""
+        )
         return f"SQL error on {self.safe_url}{where}: {self._reason(error)}{statement}{rolled}"
 
     def _reason(self, error: Exception) -> str:
