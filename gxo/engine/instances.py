@@ -39,12 +39,25 @@ What is decided for the edges of an instance (see :class:`~gxo.engine.scheduler.
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
+from typing import Any
+
 from gxo.config.loader import LoadedPlaybook
-from gxo.config.models import Policy
+from gxo.config.models import Playbook, Policy
+from gxo.engine.context import Status
 from gxo.engine.dag import WorkloadGraph
 from gxo.errors import GxoError
+from gxo.state.store import Store
 
-__all__ = ["instance_roots", "instance_workloads", "standalone_workloads"]
+__all__ = [
+    "check_selection",
+    "instance_roots",
+    "instance_workloads",
+    "missing_upstream",
+    "outside_views",
+    "scoped_shape",
+    "standalone_workloads",
+]
 
 
 def instance_workloads(loaded: LoadedPlaybook, root: str) -> list[str]:
@@ -100,3 +113,86 @@ def _graph(loaded: LoadedPlaybook) -> WorkloadGraph:
     from gxo.config.validate import validate_playbook
 
     return validate_playbook(loaded)
+
+
+# -- used by the Engine for an instance run ------------------------------------------
+
+
+def check_selection(playbook: Playbook, only: set[str] | None, allow_lifecycles: bool) -> None:
+    """Unknown names in ``only``, and non-run_once workloads unless allowed, are errors."""
+    if only is not None:
+        unknown = sorted(set(only) - {w.name for w in playbook.workloads})
+        if unknown:
+            raise GxoError(f"unknown workload(s) to run: {', '.join(unknown)}")
+    if allow_lifecycles:
+        return
+    for w in playbook.workloads:
+        if (only is None or w.name in only) and w.lifecycle.policy != Policy.run_once:
+            raise GxoError(
+                f"workload '{w.name}' has lifecycle '{w.lifecycle.policy.value}': the engine "
+                "runs it only for the daemon (allow_lifecycles=True)"
+            )
+
+
+def scoped_shape(graph: WorkloadGraph, inside: Container[str]) -> dict[str, Any]:
+    """The graph's edges and levels limited to ``inside`` (RUN_STARTED of an instance)."""
+    edges = [list(e) for e in graph.edges() if e[0] in inside and e[1] in inside]
+    levels = [[n for n in level if n in inside] for level in graph.levels()]
+    return {"edges": edges, "levels": [level for level in levels if level]}
+
+
+def outside_views(
+    playbook: Playbook,
+    inside: Container[str],
+    store: Store | None,
+    initial_results: Mapping[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """``_gxo.workloads.X`` for each workload outside the run: Completed if X has a result."""
+    results = initial_results or {}
+    views: dict[str, dict[str, Any]] = {}
+    for w in playbook.workloads:
+        if w.name in inside:
+            continue
+        key = w.register_key
+        summary, ran = None, False
+        if key and store is not None and key in store:
+            summary, ran = store.get(key), True
+        elif key and key in results:
+            summary, ran = results[key], True
+        views[w.name] = {
+            "status": Status.COMPLETED.value if ran else Status.PENDING.value,
+            "reason": "ran outside this instance" if ran else "outside this instance",
+            "error": None,
+            "attempts": 0,
+            "summary": summary,
+            "records_in": 0,
+            "records_out": 0,
+        }
+    return views
+
+
+def missing_upstream(
+    playbook: Playbook,
+    graph: WorkloadGraph,
+    name: str,
+    dep: str,
+    store: Store | None,
+    initial_results: Mapping[str, Any] | None,
+) -> str | None:
+    """Why ``name`` cannot run without ``dep`` (outside the run), or None if it can.
+
+    Only a read of ``dep``'s register key with no result anywhere stops it (a
+    ``depends_on``, a ``_gxo.workloads`` read or a guarded read does not).
+    """
+    key = playbook.workload(dep).register_key
+    if not key or key in (initial_results or {}):
+        return None
+    if store is not None and key in store:
+        return None
+    for ref in graph.refs[name]:
+        if key in ref.roots and key not in ref.optional:
+            return (
+                f"reads '{key}', registered by '{dep}', which is outside this instance and "
+                f"has no result yet (it must complete before '{name}' can run)"
+            )
+    return None

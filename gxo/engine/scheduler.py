@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from gxo.config.loader import LoadedPlaybook
-from gxo.config.models import Policy
 from gxo.config.variables import render_playbook_vars
 from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.dag import Pipeline, WorkloadGraph
 from gxo.engine.events import EventBus, EventKind
+from gxo.engine.instances import check_selection, missing_upstream, outside_views, scoped_shape
 from gxo.engine.runner import WorkloadRunner, set_status
 from gxo.engine.streams import Channel, MergedReader, StreamWriter
 from gxo.errors import GxoError, TemplateError
@@ -148,7 +148,7 @@ class Engine:
         self.initial_results = dict(initial_results) if initial_results is not None else None
         # An instance run leaves the unselected workloads out altogether.
         self.scoped = only is not None and initial_results is not None
-        _check_selection(self.playbook, only, allow_lifecycles)
+        check_selection(self.playbook, only, allow_lifecycles)
         inside = only if self.scoped else None
         self.states: dict[str, WorkloadState] = {
             w.name: WorkloadState(w)
@@ -392,49 +392,15 @@ class Engine:
         """Edges and levels for RUN_STARTED, limited to the workloads of this run."""
         if not self.scoped:
             return {"edges": [list(e) for e in self.graph.edges()], "levels": self.graph.levels()}
-        inside = self.states
-        edges = [list(e) for e in self.graph.edges() if e[0] in inside and e[1] in inside]
-        levels = [[n for n in level if n in inside] for level in self.graph.levels()]
-        return {"edges": edges, "levels": [level for level in levels if level]}
+        return scoped_shape(self.graph, self.states)
 
     def _outside_views(self) -> dict[str, dict[str, Any]]:
-        """``_gxo.workloads.X`` for the workloads outside an instance run."""
-        results = self.initial_results or {}
-        views: dict[str, dict[str, Any]] = {}
-        for w in self.playbook.workloads:
-            if w.name in self.states:
-                continue
-            key = w.register_key
-            summary, ran = None, False
-            if key and self.store is not None and key in self.store:
-                summary, ran = self.store.get(key), True
-            elif key and key in results:
-                summary, ran = results[key], True
-            views[w.name] = {
-                "status": Status.COMPLETED.value if ran else Status.PENDING.value,
-                "reason": "ran outside this instance" if ran else "outside this instance",
-                "error": None,
-                "attempts": 0,
-                "summary": summary,
-                "records_in": 0,
-                "records_out": 0,
-            }
-        return views
+        return outside_views(self.playbook, self.states, self.store, self.initial_results)
 
     def _missing_upstream(self, name: str, dep: str) -> str | None:
-        """Why ``name`` cannot run without ``dep`` (outside this run), or None if it can."""
-        key = self.playbook.workload(dep).register_key
-        if not key or key in (self.initial_results or {}):
-            return None
-        if self.store is not None and key in self.store:
-            return None
-        for ref in self.graph.refs[name]:
-            if key in ref.roots and key not in ref.optional:
-                return (
-                    f"reads '{key}', registered by '{dep}', which is outside this instance and "
-                    f"has no result yet (it must complete before '{name}' can run)"
-                )
-        return None
+        return missing_upstream(
+            self.playbook, self.graph, name, dep, self.store, self.initial_results
+        )
 
     async def _await_tasks(self) -> None:
         while self._tasks:
@@ -464,19 +430,3 @@ class Engine:
     def _emit_stats(self) -> None:
         if self._all_channels:
             self.bus.emit(EventKind.STREAM_STATS, links=[ch.stats() for ch in self._all_channels])
-
-
-def _check_selection(playbook: Any, only: set[str] | None, allow_lifecycles: bool) -> None:
-    """Unknown names in ``only``, and non-run_once workloads unless allowed, are errors."""
-    if only is not None:
-        unknown = sorted(set(only) - {w.name for w in playbook.workloads})
-        if unknown:
-            raise GxoError(f"unknown workload(s) to run: {', '.join(unknown)}")
-    if allow_lifecycles:
-        return
-    for w in playbook.workloads:
-        if (only is None or w.name in only) and w.lifecycle.policy != Policy.run_once:
-            raise GxoError(
-                f"workload '{w.name}' has lifecycle '{w.lifecycle.policy.value}': the engine "
-                "runs it only for the daemon (allow_lifecycles=True)"
-            )
