@@ -347,3 +347,25 @@ async def test_run_once_stream_producer_of_an_instance_workload_joins_the_instan
     assert result.status == "Completed"
     assert result.states["mapped"].records_in == 2  # nothing from the outside `feed`
     assert result.states["mapped"].records_out == 2
+
+
+async def test_failing_supervised_root_runs_once_and_its_dependents_skip() -> None:
+    # restarts are the reconciler's business: the engine runs the module once
+    loaded = load(
+        f"""
+  - name: server
+    {SUPERVISE}
+    process: {{ module: exec, params: {{ command: sh, args: ["-c", "echo up; exit 3"] }} }}
+    register: srv
+  - name: after
+    {identity('{ out: "{{ srv.stdout }}" }')}
+"""
+    )
+    result = await Engine(
+        loaded, only={"server", "after"}, initial_results={}, allow_lifecycles=True
+    ).run()
+    server = result.states["server"]
+    assert (server.status, server.attempts) == (Status.FAILED, 1)
+    assert server.summary["exit_code"] == 3 and server.summary["stdout"] == "up"
+    assert result.states["after"].reason == "dependency failed: 'server' is Failed"
+    assert result.exit_code == 1
