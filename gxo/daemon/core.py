@@ -248,7 +248,9 @@ class Daemon:
             # not at apply; the others run now, with the stream producers they read.
             owners = _owners(new.loaded)
             once = _with_producers(
-                new.loaded, [n for n in added + changed if n not in owners], set(owners)
+                new.loaded,
+                [n for n in added + changed if new.policy(n) == "run_once" and n not in owners],
+                set(owners),
             )
             for name in added + changed:
                 if new.policy(name) != "run_once":

@@ -223,9 +223,13 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 
 
 async def serve(socket_path: Path, state_url: str, *, grace: float = 10.0) -> int:
+    from gxo.modules.system._pdeathsig import set_parent_death_signal
     from gxo.state.sql import SqlState
 
     prepare_socket(socket_path)
+    # exec's commands die with the daemon even on SIGKILL: a restarted daemon must
+    # never find a second copy of a service still running.
+    set_parent_death_signal(True)
     url = expand_state_url(state_url)
     try:
         state = await asyncio.to_thread(SqlState, url)

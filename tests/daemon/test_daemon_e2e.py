@@ -232,3 +232,60 @@ def test_restart_restores_playbooks_and_fails_unfinished_runs(daemon: DaemonProc
         assert len(daemon.ctl_json("runs", "hello")) == 1  # run_once does not run again
     finally:
         listener.close()
+
+
+SLEEPER = """\
+schemaVersion: "1.0.0"
+name: sleepy
+workloads:
+  - name: nap
+    process: { module: exec, params: { command: sleep, args: ["300"] } }
+"""
+
+
+def _sleepers(d: DaemonProc) -> list:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = [p for p in d.descendants() if p.name() == "sleep"]
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("the exec command never started")
+
+
+def test_sigterm_cancels_running_commands_and_records_them(daemon: DaemonProc) -> None:
+    import psutil
+
+    proc = daemon.start("--grace", "5s")
+    assert daemon.ctl("apply", "-f", str(write(daemon, SLEEPER))).returncode == 0
+    daemon.wait_status("nap", "Running")
+    sleepers = _sleepers(daemon)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert time.monotonic() - started < 10
+    _, alive = psutil.wait_procs(sleepers, timeout=5)
+    for orphan in alive:
+        orphan.kill()
+    assert not alive
+    proc = daemon.start()  # the history says how the run ended
+    runs = daemon.ctl_json("runs", "nap")
+    assert len(runs) == 1 and runs[0]["status"] == "Failed" and runs[0]["ended_at"]
+
+
+def test_sigkill_of_the_daemon_takes_its_commands_down(daemon: DaemonProc) -> None:
+    import psutil
+
+    proc = daemon.start()
+    assert daemon.ctl("apply", "-f", str(write(daemon, SLEEPER))).returncode == 0
+    daemon.wait_status("nap", "Running")
+    sleepers = _sleepers(daemon)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    _, alive = psutil.wait_procs(sleepers, timeout=5)
+    for orphan in alive:  # never leak one, even when the test fails
+        orphan.kill()
+    assert not alive, "exec's command outlived the SIGKILLed daemon"
+    daemon.start()
+    row = daemon.wait_status("nap", "Failed")
+    assert row["reason"] == "daemon restarted"
