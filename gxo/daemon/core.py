@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
-from gxo.daemon.runs import Instance, start_instance
+from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.engine.events import Event, EventKind
 from gxo.engine.instances import instance_roots, instance_workloads
 from gxo.errors import GxoError
@@ -308,6 +308,10 @@ class Daemon:
 
     async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
         return (await start_instance(self, applied, workloads)).run_id
+
+    async def run_instance(self, applied: Applied, root: str, *, run_id: str, reason: str) -> Any:
+        """An instance of ``root`` run to its end: what reconcilers call (see runs.py)."""
+        return await run_instance(self, applied, root, run_id=run_id, reason=reason)
 
     async def _stop_workload(self, playbook: str, name: str, *, reason: str | None) -> bool:
         """End what runs ``name``; True if something was running."""

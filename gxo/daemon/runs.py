@@ -22,7 +22,7 @@ from gxo.engine.scheduler import Engine, RunResult
 if TYPE_CHECKING:
     from gxo.daemon.core import Applied, Daemon
 
-__all__ = ["Instance", "start_instance"]
+__all__ = ["Instance", "run_instance", "start_instance"]
 
 log = logging.getLogger("gxo.daemon")
 
@@ -42,6 +42,7 @@ class Instance:
     stopped: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)  # no history row written yet
     writes: list[asyncio.Task[None]] = field(default_factory=list)
+    result: RunResult | None = None
 
     def row_id(self, workload: str) -> str:
         return f"{self.run_id}.{workload}"
@@ -61,8 +62,10 @@ class Instance:
         return result.report()
 
 
-async def start_instance(daemon: Daemon, applied: Applied, workloads: list[str]) -> Instance:
-    run_id = uuid.uuid4().hex[:12]
+async def start_instance(
+    daemon: Daemon, applied: Applied, workloads: list[str], *, run_id: str | None = None
+) -> Instance:
+    run_id = run_id or uuid.uuid4().hex[:12]
     bus = EventBus()
     options: dict[str, Any] = {
         "extra_vars": applied.variables,
@@ -115,7 +118,7 @@ def _on_event(daemon: Daemon, instance: Instance, event: Event) -> None:
 async def _run(daemon: Daemon, instance: Instance) -> None:
     error = "the run ended before the workload did"
     try:
-        await instance.engine.run()
+        instance.result = await instance.engine.run()
     except asyncio.CancelledError:
         error = "cancelled: the daemon stopped"
     except Exception as exc:  # a bug in a module or the engine must not kill the daemon
@@ -153,3 +156,36 @@ async def _finish(
         await daemon.set_status(instance.playbook, name, status, reason=reason, last_run_id=row)
     except Exception:  # the playbook may have been removed meanwhile
         log.debug("recording %s failed", row, exc_info=True)
+
+
+async def run_instance(
+    daemon: Daemon, applied: Applied, root: str, *, run_id: str, reason: str
+) -> Any:
+    """One instance of a long-running ``root``: the root and its downstream run_once
+    workloads (:func:`gxo.engine.instances.instance_workloads`), awaited to the end.
+
+    What a reconciler's ``run_instance`` callable needs (bind ``daemon`` and ``applied``).
+    Returns a :class:`gxo.daemon.reconcile_base.InstanceOutcome` judged by the root.
+    Cancelling the caller stops the instance (the engine kills its process groups);
+    its history rows then say ``Stopped``.
+    """
+    import time
+
+    from gxo.daemon.reconcile_base import InstanceOutcome, outcome_from_result
+    from gxo.engine.instances import instance_workloads
+
+    started = time.monotonic()
+    names = instance_workloads(applied.loaded, root)
+    log.info("instance %s of %s/%s: %s", run_id, applied.name, root, reason)
+    instance = await start_instance(daemon, applied, names, run_id=run_id)
+    assert instance.task is not None
+    try:
+        await asyncio.shield(instance.task)
+    except asyncio.CancelledError:
+        instance.stopped.update(names)
+        instance.engine.cancel()
+        await asyncio.wait([instance.task])
+        raise
+    if instance.result is None:
+        return InstanceOutcome("Failed", run_id, "the instance did not finish", None, started)
+    return outcome_from_result(instance.result, root, started_at=started)

@@ -207,3 +207,38 @@ async def test_instance_members_wait_and_stream_producers_rerun(
     last = (await daemon.runs("double"))[0]
     assert last["status"] == "Completed"
     assert last["report"]["workloads"]["double"]["records_in"] == 2
+
+
+async def test_run_instance_for_reconcilers(daemon: Daemon, tmp_path: Path) -> None:
+    text = PLAYBOOK + (
+        "  - name: svc\n    lifecycle: { policy: supervise }\n"
+        "    process: { module: control:identity, params: { v: '{{ ra.greeting }}' } }\n"
+        "    register: rs\n"
+        "  - name: per_tick\n"
+        "    process: { module: control:identity, params: { x: '{{ rs.v }}!' } }\n"
+        "    register: rt\n"
+        "  - name: slow\n    lifecycle: { policy: supervise }\n"
+        "    process: { module: exec, params: { command: sleep, args: ['60'] } }\n"
+    )
+    await daemon.apply(text, str(tmp_path / "p.gxo.yaml"), {})
+    await settle(daemon)
+    applied = daemon.playbooks["core"]
+    outcome = await daemon.run_instance(applied, "svc", run_id="tick1", reason="test")
+    assert (outcome.status, outcome.run_id, outcome.last_exit) == ("Completed", "tick1", 0)
+    assert daemon.state.results("core").get("rt") == {"x": "hello world!"}
+    assert [r["run_id"] for r in await daemon.runs("per_tick")] == ["tick1.per_tick"]
+    assert (await daemon.status("svc"))["status"] == "Completed"
+
+    # Cancelling the caller stops the instance: its rows say Stopped.
+    task = asyncio.create_task(daemon.run_instance(applied, "slow", run_id="s1", reason="test"))
+    for _ in range(100):
+        if (await daemon.status("slow"))["status"] == "Running":
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle(daemon)
+    run = (await daemon.runs("slow"))[0]
+    assert (run["run_id"], run["status"]) == ("s1.slow", "Stopped")
