@@ -289,3 +289,34 @@ def test_sigkill_of_the_daemon_takes_its_commands_down(daemon: DaemonProc) -> No
     daemon.start()
     row = daemon.wait_status("nap", "Failed")
     assert row["reason"] == "daemon restarted"
+
+
+def test_logs_follow_prints_new_lines_as_they_come(daemon: DaemonProc) -> None:
+    import subprocess
+
+    daemon.start()
+    text = """\
+schemaVersion: "1.0.0"
+name: talk
+workloads:
+  - name: talker
+    process: { module: exec, params: { command: sh, args: ["-c", "echo one; sleep 1.5; echo two"] } }
+"""
+    assert daemon.ctl("apply", "-f", str(write(daemon, text))).returncode == 0
+    cmd = [sys.executable, "-m", "gxo.cli", "ctl", "--socket", str(daemon.socket)]
+    follower = subprocess.Popen(
+        [*cmd, "logs", "talker", "-f", "-o", "json"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert follower.stdout is not None
+        lines = [json.loads(follower.stdout.readline()) for _ in range(2)]
+        assert [line["line"] for line in lines] == ["one", "two"]
+        assert all(line["workload"] == "talker" for line in lines)
+        assert follower.poll() is None  # -f keeps following after the run ended
+    finally:
+        follower.terminate()
+        follower.wait(10)
+        if follower.stdout is not None:
+            follower.stdout.close()
+    tail = daemon.ctl("logs", "talker", "--tail", "1")
+    assert tail.stdout.strip().endswith("two") and "one" not in tail.stdout
