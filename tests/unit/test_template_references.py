@@ -231,6 +231,77 @@ def test_random_templates_match_jinja(source: str) -> None:
     same_as_jinja(source)
 
 
+# Templates near the shapes read without Jinja (``_simple_references``): names
+# Jinja treats specially, unknown filters, default, literals, text with braces.
+COMMON = ["a", "b", "_gxo", "workloads", "tasks", "w1", "x_1", "loop", "item"]
+SPECIAL = ["self", "range", "secret", "not", "in", "is", "if", "else", "and", "true", "None"]
+WORDS = COMMON * 4 + SPECIAL  # mostly shapes the fast path takes, some it must refuse
+word = st.sampled_from(WORDS)
+chain = st.lists(word, min_size=1, max_size=10).map(".".join) | word
+literal = st.sampled_from(["0", "1", "42", "-1", "007", "1.5", "'s'", '"t t"', "'a{b'", "''"])
+filters = st.lists(
+    st.sampled_from(["trim", "upper", "length", "default", "d", "int", "nosuch", "from_json"]),
+    max_size=9,
+).map(lambda names: "".join(f" | {n}" for n in names))
+operator = st.sampled_from(["==", "!=", "<", ">", "<=", ">=", "=", "in", "is"])
+comparison = st.none() | st.tuples(operator, chain | literal)
+space = st.sampled_from(["", " ", "  ", "\t", "\n"])
+
+
+@st.composite
+def simple_shapes(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        parts.append(draw(st.sampled_from(["", "text ", "a}b ", "{ ", " } ", "-", ":"])))
+        inner = draw(chain) + draw(filters)
+        compared = draw(comparison)
+        if compared:
+            inner += f"{draw(space)}{compared[0]}{draw(space)}{compared[1]}"
+        parts.append("{{" + draw(space) + inner + draw(space) + "}}")
+    parts.append(draw(st.sampled_from(["", " end", "}", "{"])))
+    return "".join(parts)
+
+
+@FUZZ
+@given(simple_shapes())
+@example("{{ _gxo.workloads.w1.status == 'Completed' }} {{ _gxo.tasks.a }}")
+@example("{{ a.b | trim | upper }} and {{ b >= 0 }}")
+@example("{{ a.if }}")
+@example("{{ self }}")
+@example("{{ range }}")
+@example("{{ not a }}")
+@example("{{ not }}")
+@example("{{ a == in }}")
+@example("{{ a.not }}")
+@example("{{ a in b }}")
+@example("{{ true }}")
+@example("{{ a | default }}")
+@example("{{ a | nosuch }}")
+@example("{{ a.b.c.d.e.f.g.h.i.j.k }}")
+def test_simple_shapes_match_jinja(source: str) -> None:
+    same_as_jinja(source)
+    same_as_jinja(source.replace("{{", "").replace("}}", ""), bare=True)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ r12.stdout | trim }}",
+        "{{ greeting }} 7",
+        "{{ r1.exit_code == 0 }}",
+        "{{ _gxo.workloads.build.status != 'Failed' }}",
+        "{{ a.b }}-{{ c }}",
+    ],
+)
+def test_common_shapes_skip_jinja(source: str) -> None:
+    # The benchmark's point: these are answered without Jinja's parser, and right.
+    from gxo.template.engine import _simple_references
+
+    answer = _simple_references(source)
+    assert answer is not None
+    assert (set(answer[0]), set(answer[1]), set(answer[2])) == oracle(source)
+
+
 @pytest.mark.parametrize(
     ("source", "roots"),
     [
