@@ -1,0 +1,189 @@
+"""Shared parts of the reconcilers (see :mod:`gxo.daemon.reconcile`).
+
+Kept apart so the two reconciler modules and :mod:`gxo.daemon.reconcile` (which
+registers them) import it without a cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gxo.config.models import Workload
+    from gxo.engine.scheduler import RunResult
+
+__all__ = [
+    "InstanceOutcome",
+    "Reconciler",
+    "RunInstance",
+    "outcome_from_result",
+]
+
+log = logging.getLogger("gxo.daemon")
+
+# Extra wait after stop_timeout for the instance to settle (the engine sends SIGKILL at
+# stop_timeout; reaping and writing history take a moment more).
+STOP_MARGIN = 2.0
+DEFAULT_STOP_TIMEOUT = 10.0
+SUCCEEDED = frozenset({"Completed", "Skipped"})
+
+
+@dataclass
+class InstanceOutcome:
+    """How one instance ended. ``started_at``/``ended_at`` are ``time.monotonic()`` values."""
+
+    status: str
+    run_id: str
+    error: str | None = None
+    last_exit: int | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in SUCCEEDED
+
+
+class RunInstance(Protocol):
+    def __call__(self, root: str, *, run_id: str, reason: str) -> Awaitable[InstanceOutcome]: ...
+
+
+class Reconciler(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def outcome_from_result(
+    result: RunResult, root: str, *, started_at: float = 0.0, ended_at: float = 0.0
+) -> InstanceOutcome:
+    """An engine run of an instance → its outcome, judged by the root workload.
+
+    ``last_exit``: the root's ``exit_code`` (an ``exec`` summary), else 0/1 by status.
+    """
+    state = result.states.get(root)
+    status = str(state.status) if state is not None else str(result.status)
+    if str(result.status).lower() == "interrupted" and status not in ("Completed", "Failed"):
+        status = "Stopped"
+    error = state.error if state is not None else None
+    summary = state.summary if state is not None else None
+    last_exit: int | None = None
+    if isinstance(summary, dict) and isinstance(summary.get("exit_code"), int):
+        last_exit = summary["exit_code"]
+    elif status in ("Completed", "Failed"):
+        last_exit = 0 if status == "Completed" else 1
+    return InstanceOutcome(
+        status, result.run_id, error, last_exit, started_at or 0.0, ended_at or time.monotonic()
+    )
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds") if dt is not None else None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReconcilerBase:
+    """What both reconcilers share: identity, injected collaborators, the status record."""
+
+    kind = "reconciler"
+
+    def __init__(
+        self,
+        playbook: str,
+        workload: Workload,
+        *,
+        run_instance: RunInstance | Callable[..., Awaitable[InstanceOutcome]],
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.playbook = playbook
+        self.workload = workload
+        self.name = workload.name
+        self.lifecycle = workload.lifecycle
+        self.run_instance = run_instance
+        self.on_status = on_status
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random()
+        self.wall = wall
+        timeout = self.lifecycle.stop_timeout
+        self.stop_timeout = DEFAULT_STOP_TIMEOUT if timeout is None else float(timeout)
+        self._status: dict[str, Any] = {
+            "status": "Pending",
+            "reason": None,
+            "restarts": 0,
+            "last_exit": None,
+            "next_run": None,
+            "last_run_id": None,
+        }
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.playbook}/{self.name} {self._status['status']}>"
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._status)
+
+    def _set(self, **changes: Any) -> None:
+        if all(self._status.get(k) == v for k, v in changes.items()):
+            return
+        self._status.update(changes)
+        if self.on_status is not None:
+            try:
+                self.on_status(dict(self._status))
+            except Exception:  # a broken listener must not stop supervision
+                log.exception("status listener of %s/%s failed", self.playbook, self.name)
+
+    def _run_id(self) -> str:
+        return uuid.uuid4().hex[:12]
+
+    async def _call(self, run_id: str, reason: str) -> InstanceOutcome:
+        """``run_instance`` with its errors turned into a Failed outcome (never raises,
+        except CancelledError)."""
+        started = self.clock()
+        try:
+            outcome = await self.run_instance(self.name, run_id=run_id, reason=reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the instance must not end the reconciler
+            log.exception("instance %s of %s/%s raised", run_id, self.playbook, self.name)
+            outcome = InstanceOutcome("Failed", run_id, f"{type(exc).__name__}: {exc}")
+        if not isinstance(outcome, InstanceOutcome):
+            outcome = InstanceOutcome("Failed", run_id, f"run_instance returned {outcome!r}")
+        if not outcome.started_at:
+            outcome.started_at = started
+        if not outcome.ended_at:
+            outcome.ended_at = self.clock()
+        return outcome
+
+    async def _cancel_and_wait(self, tasks: list[asyncio.Task[Any]], grace: float) -> None:
+        """Cancel ``tasks`` and wait up to ``grace`` seconds for them; log the ones still alive."""
+        tasks = [t for t in tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if pending:
+            log.warning(
+                "%s/%s: %d task(s) still running %.1fs after cancel",
+                self.playbook,
+                self.name,
+                len(pending),
+                grace,
+            )

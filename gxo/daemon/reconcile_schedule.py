@@ -1,0 +1,222 @@
+"""``scheduled``: fire a workload's instances on a cron / ``@every`` schedule.
+
+Timing: the loop sleeps until the *absolute* next fire time. The delay is computed from
+the wall clock each time (fire time − now) and slept on the event loop's monotonic
+clock; the next fire is computed from the previous *scheduled* fire time, never from the
+moment the loop woke, so lateness does not accumulate (no drift). Long sleeps are cut
+into slices of at most :data:`MAX_SLEEP` so a wall-clock step (NTP, a suspended laptop)
+is noticed. A fire more than :data:`LATE_LIMIT` late (the loop was blocked, the machine
+slept) is dropped and counted, and the schedule continues from now.
+
+``lags`` keeps the fire lag (seconds from the scheduled time to the start of the
+instance) of the recent fires; status ``fire_lag_ms`` shows the last one.
+
+Concurrency when a fire comes while an instance still runs: ``forbid`` skips the fire
+(counted in ``skipped``, reason says so), ``allow`` runs them side by side, ``replace``
+cancels the running one (waiting for it to end, as a stop) and starts the new one.
+
+Catch-up at start (fires missed while the daemon was down, from ``last_fire``, the last
+fire the core read from history): ``none``, ``one`` (the latest missed fire) or ``all``
+(every missed fire, oldest first, bounded by :data:`gxo.daemon.schedule.MAX_CATCHUP`).
+Catch-up instances run one after another before the regular schedule resumes; regular
+fires that pass meanwhile are not run twice (the schedule continues from the time the
+catch-up ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from gxo.config.models import CatchupPolicy, ConcurrencyPolicy
+from gxo.daemon.reconcile_base import STOP_MARGIN, InstanceOutcome, ReconcilerBase, iso
+from gxo.daemon.schedule import Schedule
+
+__all__ = ["LATE_LIMIT", "MAX_SLEEP", "ScheduleReconciler"]
+
+log = logging.getLogger("gxo.daemon")
+
+# Wake up at least this often while waiting for a fire, to notice a wall-clock step.
+MAX_SLEEP = 30.0
+# A fire later than this (the loop was blocked, the machine was suspended) is dropped.
+LATE_LIMIT = timedelta(seconds=1)
+LAG_SAMPLES = 1000
+
+
+class ScheduleReconciler(ReconcilerBase):
+    kind = "scheduled"
+
+    def __init__(
+        self,
+        playbook: str,
+        workload: Any,
+        *,
+        last_fire: datetime | None = None,
+        schedule: Schedule | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``last_fire``: the last fire recorded in history (for catch-up and the
+        ``@every`` anchor). ``schedule``: a prebuilt schedule instead of the lifecycle's
+        (tests use sub-second ``@every`` intervals, which playbooks may not)."""
+        super().__init__(playbook, workload, **kwargs)
+        lifecycle = self.lifecycle
+        self.concurrency = ConcurrencyPolicy(lifecycle.concurrency or ConcurrencyPolicy.forbid)
+        self.catchup = CatchupPolicy(lifecycle.catchup or CatchupPolicy.none)
+        self.last_fire = last_fire
+        self.schedule: Schedule | None = schedule
+        self.instances: set[asyncio.Task[None]] = set()
+        self.fires = 0
+        self.skipped = 0
+        self.dropped = 0
+        self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self._last_outcome: InstanceOutcome | None = None
+        # Instances cancelled by a newer fire (concurrency replace), not by stop().
+        self._replaced: set[asyncio.Task[None]] = set()
+        self._status.update(fires=0, skipped=0, fire_lag_ms=None)
+
+    # -- public -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        now = self.wall()
+        # @every is anchored on a scheduled fire: the last one if known (so the cadence
+        # survives a daemon restart), else the start.
+        if self.schedule is None:
+            anchor = self.last_fire or now
+            self.schedule = Schedule.from_lifecycle(self.lifecycle, anchor=anchor)
+        self._task = asyncio.create_task(
+            self._loop(now), name=f"gxo-schedule:{self.playbook}/{self.name}"
+        )
+
+    async def stop(self, reason: str = "stopped by request") -> None:
+        self._stopping = True
+        task = self._task
+        if task is not None:
+            await self._cancel_and_wait([task], STOP_MARGIN)
+        await self._cancel_and_wait(list(self.instances), self.stop_timeout + STOP_MARGIN)
+        self._task = None
+        self._set(status="Stopped", reason=reason, next_run=None)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _loop(self, started: datetime) -> None:
+        assert self.schedule is not None
+        schedule = self.schedule
+        if self.last_fire is not None:
+            catch = schedule.catch_up(self.last_fire, started, self.catchup)
+            if catch.fires:
+                await self._catch_up(catch.fires, catch.dropped)
+                started = max(started, self.wall())
+        fire = schedule.next_after(started)
+        self._set(next_run=iso(fire))
+        while True:
+            await self._sleep_until(fire)
+            now = self.wall()
+            if now - fire > LATE_LIMIT:
+                self.dropped += 1
+                log.warning(
+                    "%s/%s: fire at %s dropped, %.1fs late",
+                    self.playbook,
+                    self.name,
+                    iso(schedule.local(fire)),
+                    (now - fire).total_seconds(),
+                )
+                fire = schedule.next_after(now)
+                self._set(next_run=iso(fire))
+                continue
+            self._fire(fire, now)
+            fire = schedule.next_after(fire)
+            self._set(next_run=iso(fire))
+
+    async def _sleep_until(self, when: datetime) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            delay = (when - self.wall()).total_seconds()
+            if delay <= 0:
+                return
+            # An absolute deadline on the loop's clock, offset computed from the wall clock.
+            deadline = loop.time() + min(delay, MAX_SLEEP)
+            await asyncio.sleep(deadline - loop.time())
+
+    async def _catch_up(self, fires: list[datetime], dropped: bool) -> None:
+        assert self.schedule is not None
+        if dropped:
+            log.warning(
+                "%s/%s: catch-up limited to the %d most recent missed fires",
+                self.playbook,
+                self.name,
+                len(fires),
+            )
+        for fire in fires:
+            self._set(next_run=iso(fire))
+            task = self._fire(fire, self.wall(), reason="catch-up")
+            if task is not None:
+                await asyncio.wait([task])
+
+    def _fire(
+        self, fire: datetime, now: datetime, reason: str = "schedule"
+    ) -> asyncio.Task[None] | None:
+        """Start an instance for the fire at ``fire`` (or skip it under ``forbid``)."""
+        self.last_fire = fire
+        running = [t for t in self.instances if not t.done()]
+        if running and self.concurrency == ConcurrencyPolicy.forbid:
+            self.skipped += 1
+            self._set(
+                skipped=self.skipped,
+                reason=f"skipped the fire at {iso(fire)}: the previous instance is still "
+                f"running (concurrency forbid; {self.skipped} skipped)",
+            )
+            return None
+        replaced = running if self.concurrency == ConcurrencyPolicy.replace_ else []
+        self.fires += 1
+        task = asyncio.create_task(
+            self._instance(fire, reason, replaced),
+            name=f"gxo-instance:{self.playbook}/{self.name}",
+        )
+        self.instances.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.instances.discard(task)
+        self._replaced.discard(task)
+
+    async def _instance(
+        self, fire: datetime, reason: str, replaced: list[asyncio.Task[None]]
+    ) -> None:
+        if replaced:
+            # The old instance ends (as a stop) before the new one starts: both may use
+            # the same port, file or lock.
+            self._replaced.update(replaced)
+            await self._cancel_and_wait(replaced, self.stop_timeout + STOP_MARGIN)
+        run_id = self._run_id()
+        lag = (self.wall() - fire).total_seconds()
+        self.lags.append(lag)
+        self._set(
+            status="Running",
+            reason=None if reason == "schedule" else f"catch-up of the fire at {iso(fire)}",
+            last_run_id=run_id,
+            fires=self.fires,
+            fire_lag_ms=round(lag * 1000, 1),
+        )
+        try:
+            outcome = await self._call(run_id, reason)
+        except asyncio.CancelledError:
+            if asyncio.current_task() in self._replaced:
+                self._after(InstanceOutcome("Stopped", run_id, "replaced by a newer fire"))
+            raise
+        self._after(outcome)
+
+    def _after(self, outcome: InstanceOutcome) -> None:
+        """Status once an instance ended: Running while others still run, else its outcome."""
+        self._last_outcome = outcome
+        others = [t for t in self.instances if not t.done() and t is not asyncio.current_task()]
+        self._set(last_exit=outcome.last_exit)
+        if self._stopping or others:
+            return
+        self._set(status=outcome.status, reason=outcome.error)

@@ -1,0 +1,124 @@
+"""``supervise``: keep one workload running, restarting it by its policy.
+
+One supervisor task per workload runs instances one after another. After an instance
+ends, :class:`~gxo.daemon.policy.RestartTracker` decides: restart after a capped,
+jittered back-off (status ``Restarting`` with ``next_run`` = the next start, ISO UTC),
+give up because of the crash-loop guard (``Failed``, the reason names the limit), or
+stop because the restart policy says so (the instance's own status).
+
+A stop asked for by the user (``stop()``: ``gxo ctl stop``, a new apply, the daemon
+shutting down) cancels the instance and is not a failure: status ``Stopped``, no restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from gxo.config.durations import format_duration
+from gxo.daemon.policy import RestartTracker
+from gxo.daemon.reconcile_base import STOP_MARGIN, InstanceOutcome, ReconcilerBase, iso
+
+__all__ = ["SuperviseReconciler"]
+
+log = logging.getLogger("gxo.daemon")
+
+
+class SuperviseReconciler(ReconcilerBase):
+    kind = "supervise"
+
+    def __init__(self, playbook: str, workload: Any, **kwargs: Any) -> None:
+        super().__init__(playbook, workload, **kwargs)
+        self.tracker = RestartTracker.from_lifecycle(self.lifecycle, self.rng)
+        self._instance: asyncio.Task[InstanceOutcome] | None = None
+        # The back-off delays actually slept, newest last (tests and diagnostics).
+        self.delays: list[float] = []
+
+    async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        if self._status["status"] in ("Failed", "Stopped", "Completed"):
+            # A user's start after a crash loop or a stop begins with a clean history.
+            self.tracker.reset()
+        self._task = asyncio.create_task(
+            self._supervise(), name=f"gxo-supervise:{self.playbook}/{self.name}"
+        )
+
+    async def stop(self, reason: str = "stopped by request") -> None:
+        self._stopping = True
+        task, instance = self._task, self._instance
+        # The instance first, so it gets the whole stop_timeout to exit (SIGTERM, then
+        # SIGKILL from the engine); the supervisor task then has nothing left to wait for.
+        if instance is not None:
+            await self._cancel_and_wait([instance], self.stop_timeout + STOP_MARGIN)
+        if task is not None:
+            await self._cancel_and_wait([task], STOP_MARGIN)
+        self._task = self._instance = None
+        self._set(status="Stopped", reason=reason, next_run=None)
+
+    async def _supervise(self) -> None:
+        reason = "start"
+        try:
+            while True:
+                outcome = await self._run_once(reason)
+                if outcome is None or self._stopping:
+                    return
+                decision = self.tracker.on_exit(
+                    outcome.succeeded, outcome.ended_at - outcome.started_at, self.clock()
+                )
+                if decision.crash_loop:
+                    self._set(status="Failed", reason=decision.reason, next_run=None)
+                    log.warning("%s/%s: %s", self.playbook, self.name, decision.reason)
+                    return
+                if not decision.restart:
+                    self._set(
+                        status=outcome.status,
+                        reason=outcome.error or decision.reason,
+                        next_run=None,
+                    )
+                    return
+                self.delays.append(decision.delay)
+                when = self.wall() + timedelta(seconds=decision.delay)
+                what = "exited successfully" if outcome.succeeded else "failed"
+                detail = f": {outcome.error}" if outcome.error else ""
+                self._set(
+                    status="Restarting",
+                    reason=f"{what}{detail}; restart {decision.restarts} in "
+                    f"{format_duration(decision.delay)}",
+                    restarts=decision.restarts,
+                    next_run=iso(when),
+                )
+                await asyncio.sleep(decision.delay)
+                reason = "restart"
+        except asyncio.CancelledError:
+            if self._instance is not None and not self._instance.done():
+                self._instance.cancel()
+            raise
+
+    async def _run_once(self, reason: str) -> InstanceOutcome | None:
+        """One instance, awaited; None when it was cancelled by :meth:`stop`."""
+        run_id = self._run_id()
+        self._set(
+            status="Running",
+            reason=None if reason == "start" else "restarted",
+            next_run=None,
+            last_run_id=run_id,
+        )
+        self._instance = asyncio.create_task(
+            self._call(run_id, reason), name=f"gxo-instance:{self.playbook}/{self.name}"
+        )
+        # wait() rather than await: a cancelled instance must not cancel the supervisor.
+        await asyncio.wait([self._instance])
+        instance, self._instance = self._instance, None
+        if instance.cancelled():
+            return None
+        outcome = instance.result()
+        self._set(last_exit=outcome.last_exit)
+        if outcome.status == "Stopped" and not self._stopping:
+            # Stopped from elsewhere (the core cancelled the engine): a stop, not a crash.
+            self._set(status="Stopped", reason=outcome.error or "stopped", next_run=None)
+            return None
+        return outcome
