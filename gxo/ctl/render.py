@@ -90,6 +90,9 @@ def statuses(rows: list[Any], as_json: bool) -> None:
     if as_json:
         _dump(data)
         return
+    if not data:
+        _out().print("no workloads: apply a playbook with `gxo ctl apply -f FILE`")
+        return
     table = Table(box=None, pad_edge=False)
     for column in (
         "PLAYBOOK",
