@@ -17,6 +17,7 @@ BENCHES = [
     ("bench_dataplane.py", []),
     ("bench_watch.py", []),
     ("bench_loader.py", []),
+    ("bench_daemon_apply.py", []),
 ]
 
 
