@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.daemon.conftest import DaemonProc
+if TYPE_CHECKING:  # the fixture's class; conftest is not imported as a module
+    from tests.daemon.conftest import DaemonProc
 
 pytestmark = pytest.mark.timeout(120)
 
