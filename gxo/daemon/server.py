@@ -71,9 +71,17 @@ def prepare_socket(path: Path) -> None:
             2,
         )
     folder = path.parent
+    # Our own directory (created now, or the default ~/.gxo / $XDG_RUNTIME_DIR/gxo) is
+    # made 0700; a directory the user named (--socket /tmp/x.sock) keeps its mode —
+    # chmod-ing /tmp would break the system — and the 0600 socket still guards access.
+    ours = not folder.exists() or folder in {
+        Path.home() / ".gxo",
+        Path(os.environ.get("XDG_RUNTIME_DIR") or "/nonexistent") / "gxo",
+    }
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
+        if ours:
+            os.chmod(folder, 0o700)
     except OSError as exc:
         raise StartupError(f"cannot create the socket directory {folder}: {exc.strerror}") from None
     if path.exists() or path.is_symlink():

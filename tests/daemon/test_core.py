@@ -242,3 +242,21 @@ async def test_run_instance_for_reconcilers(daemon: Daemon, tmp_path: Path) -> N
     await settle(daemon)
     run = (await daemon.runs("slow"))[0]
     assert (run["run_id"], run["status"]) == ("s1.slow", "Stopped")
+
+
+def test_socket_directory_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gxo.daemon.server import prepare_socket
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o1777)  # like /tmp: a directory the user named keeps its mode
+    prepare_socket(shared / "d.sock")
+    assert shared.stat().st_mode & 0o7777 == 0o1777
+    fresh = tmp_path / "new" / "gxo"
+    prepare_socket(fresh / "d.sock")
+    assert fresh.stat().st_mode & 0o777 == 0o700
+    home = Path.home() / ".gxo"
+    home.mkdir(mode=0o755, exist_ok=True)
+    home.chmod(0o755)
+    prepare_socket(home / "daemon.sock")  # the default directory is ours: tightened
+    assert home.stat().st_mode & 0o777 == 0o700
