@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket as socketlib
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ def prepare_socket(path: Path) -> None:
     except OSError as exc:
         raise StartupError(f"cannot create the socket directory {folder}: {exc.strerror}") from None
     if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):  # never delete a file given by mistake
+            raise StartupError(f"{path} exists and is not a socket; choose another --socket", 2)
         if answers(path):
             raise StartupError(f"another gxo daemon is already answering on {path}")
         log.info("removing stale socket %s", path)

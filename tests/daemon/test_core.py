@@ -260,3 +260,14 @@ def test_socket_directory_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     home.chmod(0o755)
     prepare_socket(home / "daemon.sock")  # the default directory is ours: tightened
     assert home.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_file_that_is_not_a_socket_is_never_removed(tmp_path: Path) -> None:
+    from gxo.daemon.server import StartupError, prepare_socket
+
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    with pytest.raises(StartupError) as err:
+        prepare_socket(precious)
+    assert err.value.exit_code == 2 and "not a socket" in str(err.value)
+    assert precious.read_text() == "keep me"
