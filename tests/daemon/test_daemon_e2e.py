@@ -11,6 +11,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -207,7 +208,34 @@ def test_listen_is_refused_until_mtls(daemon: DaemonProc) -> None:
     assert not daemon.socket.exists()
 
 
-def test_restart_restores_playbooks_and_fails_unfinished_runs(daemon: DaemonProc) -> None:
+@pytest.fixture
+def pg_url(require_service) -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards); a failure under CI=true if down."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    name = f"gxo_test_daemon_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_restart_restores_playbooks_and_fails_unfinished_runs(
+    daemon: DaemonProc, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgresql":
+        daemon.state = request.getfixturevalue("pg_url")
     # A workload that hangs in-process (an HTTP server that never answers): no child
     # process, so killing the daemon with SIGKILL leaves nothing behind.
     listener = socket.socket()
@@ -233,6 +261,7 @@ def test_restart_restores_playbooks_and_fails_unfinished_runs(daemon: DaemonProc
         assert daemon.ctl_json("status", "after")[0]["status"] == "Completed"  # history intact
         assert len(daemon.ctl_json("runs", "hello")) == 1  # run_once does not run again
     finally:
+        daemon.stop()  # before the PostgreSQL database is dropped
         listener.close()
 
 
