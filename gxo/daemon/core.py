@@ -306,6 +306,26 @@ class Daemon:
         self.active[(applied.name, name)] = reconciler
         await reconciler.start()
 
+    def status_writer(self, playbook: str, workload: str) -> Callable[[dict[str, Any]], None]:
+        """A synchronous ``on_status`` for a reconciler: each change is persisted in order
+        (one task at a time per workload, so an older status never lands last)."""
+        chain: list[asyncio.Task[None]] = []
+
+        async def write(status: dict[str, Any], before: asyncio.Task[None] | None) -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            record = {**status, "updated_at": now_iso()}
+            try:
+                await self._db(self.state.set_status, playbook, workload, record)
+            except Exception:  # a removed playbook, a closed store at shutdown
+                log.debug("status of %s/%s not written", playbook, workload, exc_info=True)
+
+        def on_status(status: dict[str, Any]) -> None:
+            before = chain[-1] if chain else None
+            chain[:] = [asyncio.get_running_loop().create_task(write(dict(status), before))]
+
+        return on_status
+
     async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
         return (await start_instance(self, applied, workloads)).run_id
 

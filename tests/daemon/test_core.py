@@ -271,3 +271,20 @@ def test_a_file_that_is_not_a_socket_is_never_removed(tmp_path: Path) -> None:
         prepare_socket(precious)
     assert err.value.exit_code == 2 and "not a socket" in str(err.value)
     assert precious.read_text() == "keep me"
+
+
+async def test_status_writer_persists_reconciler_statuses_in_order(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    await daemon.apply(PLAYBOOK, str(tmp_path / "p.gxo.yaml"), {})
+    await settle(daemon)
+    on_status = daemon.status_writer("core", "a")
+    for n in range(20):
+        on_status({"status": "Restarting", "reason": None, "restarts": n, "next_run": None})
+    on_status({"status": "Failed", "reason": "crash loop", "restarts": 20})
+    for _ in range(100):
+        stored = daemon.state.get_status("core", "a")
+        if stored["status"] == "Failed":
+            break
+        await asyncio.sleep(0.02)
+    assert (stored["status"], stored["restarts"], stored["reason"]) == ("Failed", 20, "crash loop")
