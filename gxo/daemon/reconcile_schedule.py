@@ -1,11 +1,10 @@
 """``scheduled``: fire a workload's instances on a cron / ``@every`` schedule.
 
-Timing: the loop sleeps until the *absolute* next fire time. The delay is computed from
-the wall clock each time (fire time − now) and slept on the event loop's monotonic
-clock; the next fire is computed from the previous *scheduled* fire time, never from the
-moment the loop woke, so lateness does not accumulate (no drift). Long sleeps are cut
-into slices of at most :data:`MAX_SLEEP` so a wall-clock step (NTP, a suspended laptop)
-is noticed. A fire more than :data:`LATE_LIMIT` late (the loop was blocked, the machine
+Timing: each reconciler waits for the *absolute* next fire time in the loop's shared
+timer heap (:mod:`gxo.daemon.timers`: one loop timer for every schedule, armed at an
+offset computed from the wall clock, at most 30 s ahead so a wall-clock step is
+noticed). The next fire is computed from the previous *scheduled* fire time, never
+from the moment the timer ran, so lateness does not accumulate (no drift). A fire more than :data:`LATE_LIMIT` late (the loop was blocked, the machine
 slept) is dropped and counted, and the schedule continues from now.
 
 ``lags`` keeps the fire lag (seconds from the scheduled time to the start of the
@@ -34,13 +33,12 @@ from typing import Any
 from gxo.config.models import CatchupPolicy, ConcurrencyPolicy
 from gxo.daemon.reconcile_base import STOP_MARGIN, InstanceOutcome, ReconcilerBase, iso
 from gxo.daemon.schedule import Schedule
+from gxo.daemon.timers import Deadline, WallTimers, shared_timers
 
-__all__ = ["LATE_LIMIT", "MAX_SLEEP", "ScheduleReconciler"]
+__all__ = ["LATE_LIMIT", "ScheduleReconciler"]
 
 log = logging.getLogger("gxo.daemon")
 
-# Wake up at least this often while waiting for a fire, to notice a wall-clock step.
-MAX_SLEEP = 30.0
 # A fire later than this (the loop was blocked, the machine was suspended) is dropped.
 LATE_LIMIT = timedelta(seconds=1)
 LAG_SAMPLES = 1000
@@ -76,25 +74,45 @@ class ScheduleReconciler(ReconcilerBase):
         # Instances cancelled by a newer fire (concurrency replace), not by stop().
         self._replaced: set[asyncio.Task[None]] = set()
         self._status.update(fires=0, skipped=0, fire_lag_ms=None)
+        self._running = False
+        self._generation = 0
+        self._timers: WallTimers | None = None
+        self._deadline: Deadline | None = None
 
     # -- public -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is not None and not self._task.done():
+        if self._running:
             return
         self._stopping = False
+        self._running = True
+        self._generation += 1
         now = self.wall()
         # @every is anchored on a scheduled fire: the last one if known (so the cadence
         # survives a daemon restart), else the start.
         if self.schedule is None:
             anchor = self.last_fire or now
             self.schedule = Schedule.from_lifecycle(self.lifecycle, anchor=anchor)
-        self._task = asyncio.create_task(
-            self._loop(now), name=f"gxo-schedule:{self.playbook}/{self.name}"
+        self._timers = shared_timers(self.wall)
+        catch = (
+            self.schedule.catch_up(self.last_fire, now, self.catchup)
+            if self.last_fire is not None
+            else None
         )
+        if catch is not None and catch.fires:
+            self._task = asyncio.create_task(
+                self._catch_up(catch.fires, catch.dropped),
+                name=f"gxo-catchup:{self.playbook}/{self.name}",
+            )
+        else:
+            self._arm(self.schedule.next_after(now))
 
     async def stop(self, reason: str = "stopped by request") -> None:
         self._stopping = True
+        self._running = False
+        if self._timers is not None:
+            self._timers.cancel(self._deadline)
+        self._deadline = None
         task = self._task
         if task is not None:
             await self._cancel_and_wait([task], STOP_MARGIN)
@@ -102,46 +120,47 @@ class ScheduleReconciler(ReconcilerBase):
         self._task = None
         self._set(status="Stopped", reason=reason, next_run=None)
 
-    # -- the loop -----------------------------------------------------------------------
+    # -- timing -------------------------------------------------------------------------
 
-    async def _loop(self, started: datetime) -> None:
-        assert self.schedule is not None
-        schedule = self.schedule
-        if self.last_fire is not None:
-            catch = schedule.catch_up(self.last_fire, started, self.catchup)
-            if catch.fires:
-                await self._catch_up(catch.fires, catch.dropped)
-                started = max(started, self.wall())
-        fire = schedule.next_after(started)
-        self._set(next_run=iso(fire))
-        while True:
-            await self._sleep_until(fire)
-            now = self.wall()
-            if now - fire > LATE_LIMIT:
-                self.dropped += 1
-                log.warning(
-                    "%s/%s: fire at %s dropped, %.1fs late",
-                    self.playbook,
-                    self.name,
-                    iso(schedule.local(fire)),
-                    (now - fire).total_seconds(),
-                )
-                fire = schedule.next_after(now)
-                self._set(next_run=iso(fire))
-                continue
-            self._fire(fire, now)
-            fire = schedule.next_after(fire)
+    def _arm(self, fire: datetime, notify: bool = True) -> None:
+        """Wait for the fire at ``fire`` (one entry in the loop's shared timer heap)."""
+        assert self._timers is not None
+        self._deadline = self._timers.add(fire, self._on_time)
+        if notify:
             self._set(next_run=iso(fire))
+        else:  # the caller's next status change carries it
+            self._status["next_run"] = iso(fire)
 
-    async def _sleep_until(self, when: datetime) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            delay = (when - self.wall()).total_seconds()
-            if delay <= 0:
-                return
-            # An absolute deadline on the loop's clock, offset computed from the wall clock.
-            deadline = loop.time() + min(delay, MAX_SLEEP)
-            await asyncio.sleep(deadline - loop.time())
+    def _on_time(self, fire: datetime, now: datetime) -> None:
+        """The timer callback: fire (or drop a fire far too late), then wait for the next."""
+        assert self.schedule is not None
+        self._deadline = None
+        if self._stopping:
+            return
+        schedule = self.schedule
+        if now - fire > LATE_LIMIT:
+            self.dropped += 1
+            log.warning(
+                "%s/%s: fire at %s dropped, %.1fs late",
+                self.playbook,
+                self.name,
+                iso(schedule.local(fire)),
+                (now - fire).total_seconds(),
+            )
+            self._arm(schedule.next_after(now))
+            return
+        if self._fire(fire, now, rearm=True) is None:
+            # From the scheduled time, not from now: lateness does not accumulate.
+            self._arm(schedule.next_after(fire))
+        # else the instance re-arms at its start, after measuring its lag: the timer
+        # callback stays minimal, so when many schedules fire at once the last instance
+        # does not wait for every other schedule's bookkeeping.
+
+    def _rearm(self, fire: datetime, generation: int) -> None:
+        if self._stopping or generation != self._generation or self._deadline is not None:
+            return  # stopped (and maybe started again) since the fire
+        assert self.schedule is not None
+        self._arm(self.schedule.next_after(fire), notify=False)
 
     async def _catch_up(self, fires: list[datetime], dropped: bool) -> None:
         assert self.schedule is not None
@@ -157,25 +176,28 @@ class ScheduleReconciler(ReconcilerBase):
             task = self._fire(fire, self.wall(), reason="catch-up")
             if task is not None:
                 await asyncio.wait([task])
+        self._task = None
+        # Fires that passed during the catch-up are not run again.
+        self._arm(self.schedule.next_after(self.wall()))
 
     def _fire(
-        self, fire: datetime, now: datetime, reason: str = "schedule"
+        self, fire: datetime, now: datetime, reason: str = "schedule", rearm: bool = False
     ) -> asyncio.Task[None] | None:
         """Start an instance for the fire at ``fire`` (or skip it under ``forbid``)."""
         self.last_fire = fire
-        running = [t for t in self.instances if not t.done()]
+        running = [t for t in self.instances if not t.done()] if self.instances else []
         if running and self.concurrency == ConcurrencyPolicy.forbid:
             self.skipped += 1
-            self._set(
-                skipped=self.skipped,
-                reason=f"skipped the fire at {iso(fire)}: the previous instance is still "
-                f"running (concurrency forbid; {self.skipped} skipped)",
+            self._status["skipped"] = self.skipped
+            self._status["reason"] = (
+                f"skipped the fire at {iso(fire)}: the previous instance is still "
+                f"running (concurrency forbid; {self.skipped} skipped)"
             )
-            return None
+            return None  # the caller's _arm() publishes it
         replaced = running if self.concurrency == ConcurrencyPolicy.replace_ else []
         self.fires += 1
         task = asyncio.create_task(
-            self._instance(fire, reason, replaced),
+            self._instance(fire, reason, replaced, self._generation if rearm else None),
             name=f"gxo-instance:{self.playbook}/{self.name}",
         )
         self.instances.add(task)
@@ -187,16 +209,25 @@ class ScheduleReconciler(ReconcilerBase):
         self._replaced.discard(task)
 
     async def _instance(
-        self, fire: datetime, reason: str, replaced: list[asyncio.Task[None]]
+        self,
+        fire: datetime,
+        reason: str,
+        replaced: list[asyncio.Task[None]],
+        generation: int | None,
     ) -> None:
         if replaced:
+            if generation is not None:
+                self._rearm(fire, generation)
+                generation = None
             # The old instance ends (as a stop) before the new one starts: both may use
             # the same port, file or lock.
             self._replaced.update(replaced)
             await self._cancel_and_wait(replaced, self.stop_timeout + STOP_MARGIN)
-        run_id = self._run_id()
         lag = (self.wall() - fire).total_seconds()
         self.lags.append(lag)
+        if generation is not None:
+            self._rearm(fire, generation)
+        run_id = self._run_id()
         self._set(
             status="Running",
             reason=None if reason == "schedule" else f"catch-up of the fire at {iso(fire)}",
@@ -215,8 +246,9 @@ class ScheduleReconciler(ReconcilerBase):
     def _after(self, outcome: InstanceOutcome) -> None:
         """Status once an instance ended: Running while others still run, else its outcome."""
         self._last_outcome = outcome
-        others = [t for t in self.instances if not t.done() and t is not asyncio.current_task()]
-        self._set(last_exit=outcome.last_exit)
+        current = asyncio.current_task()
+        others = any(not t.done() and t is not current for t in self.instances)
         if self._stopping or others:
+            self._set(last_exit=outcome.last_exit)
             return
-        self._set(status=outcome.status, reason=outcome.error)
+        self._set(status=outcome.status, reason=outcome.error, last_exit=outcome.last_exit)

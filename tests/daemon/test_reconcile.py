@@ -26,7 +26,9 @@ from gxo.daemon.reconcile import (
     SuperviseReconciler,
     outcome_from_result,
 )
+from gxo.daemon.reconcile_base import utc_now
 from gxo.daemon.schedule import Schedule
+from gxo.daemon.timers import WallTimers, shared_timers
 from gxo.engine.instances import instance_workloads
 from gxo.engine.scheduler import Engine
 
@@ -568,4 +570,59 @@ async def test_real_exec_stop_cancels_a_running_service() -> None:
     assert time.monotonic() - t0 < 4.5
     st = r.status()
     assert st["status"] == "Stopped" and st["restarts"] == 0
+    await assert_no_leaks(baseline)
+
+
+# -- the shared timer heap ---------------------------------------------------------------
+
+
+async def test_many_schedules_share_one_loop_timer() -> None:
+    baseline = asyncio.all_tasks()
+    fake, rec = Fake(sleeping(0.0)), Recorder()
+    anchor = datetime.now(UTC)
+    rs = [scheduler(fake, rec, period=0.2) for _ in range(50)]
+    for r in rs:
+        r.schedule = every(0.2, anchor)
+        await r.start()
+    loop = asyncio.get_running_loop()
+    timers = shared_timers(utc_now)
+    assert len(timers) == 50
+    # one armed TimerHandle for all 50 deadlines, no sleeping task per schedule
+    assert [t for t in asyncio.all_tasks() - baseline if not t.done()] == []
+    assert sum(1 for h in loop._scheduled if not h.cancelled()) <= 2  # type: ignore[attr-defined]
+    await wait_for(lambda: len(fake.calls) >= 100)
+    for r in rs:
+        await r.stop()
+    assert len(timers) == 0
+    assert not [h for h in loop._scheduled if not h.cancelled() and h._callback == timers._run]  # type: ignore[attr-defined]
+    await assert_no_leaks(baseline)
+
+
+async def test_wall_timers_fire_in_order_and_cancel() -> None:
+    loop = asyncio.get_running_loop()
+    timers = WallTimers(loop, utc_now)
+    fired: list[str] = []
+    now = datetime.now(UTC)
+    timers.add(now + timedelta(seconds=0.15), lambda when, at: fired.append("b"))
+    gone = timers.add(now + timedelta(seconds=0.1), lambda when, at: fired.append("x"))
+    timers.add(now + timedelta(seconds=0.05), lambda when, at: fired.append("a"))
+    timers.cancel(gone)
+    assert len(timers) == 2
+    await wait_for(lambda: len(fired) == 2)
+    assert fired == ["a", "b"] and len(timers) == 0
+
+
+async def test_stop_then_start_does_not_double_the_schedule() -> None:
+    """A fire's deferred re-arm must not survive a stop/start in between (two timers)."""
+    baseline = asyncio.all_tasks()
+    fake, rec = Fake(sleeping(0.0)), Recorder()
+    r = scheduler(fake, rec, period=0.1)
+    await r.start()
+    await wait_for(lambda: len(fake.calls) >= 1)
+    await r.stop()
+    await r.start()
+    fake.calls.clear()
+    await asyncio.sleep(0.55)
+    await r.stop()
+    assert 3 <= len(fake.calls) <= 7  # ~5 fires in 0.55 s at 100 ms, not ~10
     await assert_no_leaks(baseline)
