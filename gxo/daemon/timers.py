@@ -47,9 +47,6 @@ class Deadline:
         self.callback = callback
         self.cancelled = False
 
-    def __lt__(self, other: Deadline) -> bool:
-        return (self.ts, self.seq) < (other.ts, other.seq)
-
 
 class WallTimers:
     """Callbacks ``callback(when, now)`` run on the loop once the wall clock reaches ``when``."""
@@ -57,7 +54,8 @@ class WallTimers:
     def __init__(self, loop: asyncio.AbstractEventLoop, wall: Callable[[], datetime]) -> None:
         self.loop = loop
         self.wall = wall
-        self._heap: list[Deadline] = []
+        # (ts, seq, entry) tuples: compared in C, not through a Python __lt__.
+        self._heap: list[tuple[float, int, Deadline]] = []
         self._live = 0
         self._seq = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
@@ -67,10 +65,11 @@ class WallTimers:
         return self._live
 
     def add(self, when: datetime, callback: Callback) -> Deadline:
-        entry = Deadline(when.timestamp(), next(self._seq), when, callback)
-        heapq.heappush(self._heap, entry)
+        ts, seq = when.timestamp(), next(self._seq)
+        entry = Deadline(ts, seq, when, callback)
+        heapq.heappush(self._heap, (ts, seq, entry))
         self._live += 1
-        if self._heap[0] is entry:
+        if self._heap[0][2] is entry:
             self._arm()
         return entry
 
@@ -88,11 +87,11 @@ class WallTimers:
 
     def _arm(self) -> None:
         heap = self._heap
-        while heap and heap[0].cancelled:
+        while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
         if not heap:
             return
-        delay = heap[0].ts - self.wall().timestamp()
+        delay = heap[0][0] - self.wall().timestamp()
         at = self.loop.time() + min(max(delay, 0.0), MAX_SLEEP)
         if self._handle is not None:
             if self._armed_at <= at:
@@ -106,8 +105,8 @@ class WallTimers:
         now = self.wall()
         due = now.timestamp() + EARLY
         heap = self._heap
-        while heap and heap[0].ts <= due:
-            entry = heapq.heappop(heap)
+        while heap and heap[0][0] <= due:
+            entry = heapq.heappop(heap)[2]
             if entry.cancelled:
                 continue
             entry.cancelled = True
