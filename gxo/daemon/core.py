@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import logging
 import time
@@ -36,6 +37,16 @@ __all__ = ["Applied", "Daemon", "DaemonError", "Reconciler", "workload_checksum"
 log = logging.getLogger("gxo.daemon")
 
 NOT_AVAILABLE = "reconciler not available yet"
+STOPPED_BY_USER = "stopped by request"
+
+
+def _reason(reconciler: Any, reason: str) -> dict[str, str]:
+    """``stop(reason=...)`` where the reconciler takes one (the Protocol's stop() does not)."""
+    try:
+        params = inspect.signature(reconciler.stop).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"reason": reason} if "reason" in params else {}
 
 
 class DaemonError(Exception):
@@ -94,10 +105,13 @@ class Applied:
     checksums: dict[str, str]
     checksum: str
 
-    def policy(self, workload: str) -> str:
-        index = self.loaded.workload_index(workload)
+    def workload(self, name: str) -> Any:
+        index = self.loaded.workload_index(name)
         assert index is not None
-        return str(self.loaded.playbook.workloads[index].lifecycle.policy)
+        return self.loaded.playbook.workloads[index]
+
+    def policy(self, workload: str) -> str:
+        return str(self.workload(workload).lifecycle.policy)
 
     @property
     def workspace(self) -> str | None:
@@ -175,9 +189,14 @@ class Daemon:
                 continue
             applied = self._applied(loaded, record.source, record.path, record.variables or {})
             self.playbooks[applied.name] = applied
+            stored = {w: st for _, w, st in await self._db(self.state.list_statuses, applied.name)}
             for name in applied.checksums:
-                if applied.policy(name) != "run_once":
-                    await self._start_lifecycle(applied, name)
+                if applied.policy(name) == "run_once":
+                    continue
+                last = stored.get(name) or {}
+                if last.get("status") == "Stopped" and last.get("reason") == STOPPED_BY_USER:
+                    continue  # `gxo ctl stop` outlives a restart; `gxo ctl start` resumes
+                await self._start_lifecycle(applied, name)
             log.info("restored playbook %s (%d workloads)", applied.name, len(applied.checksums))
 
     async def shutdown(self, grace: float = 10.0) -> None:
@@ -185,7 +204,8 @@ class Daemon:
         for key, reconciler in list(self.active.items()):
             try:
                 async with asyncio.timeout(grace):
-                    await reconciler.stop()
+                    # Not a user's stop: the next daemon start resumes this workload.
+                    await reconciler.stop(**_reason(reconciler, "daemon stopped"))
             except Exception as exc:  # one broken reconciler must not block the others
                 log.error("stopping %s/%s failed: %s", *key, exc)
         self.active.clear()
@@ -303,6 +323,8 @@ class Daemon:
             await self.set_status(applied.name, name, "Pending", reason=NOT_AVAILABLE)
             return
         reconciler = factory(self, applied, name)
+        if inspect.isawaitable(reconciler):  # a factory may read the state first
+            reconciler = await reconciler
         self.active[(applied.name, name)] = reconciler
         await reconciler.start()
 
@@ -329,9 +351,12 @@ class Daemon:
     async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
         return (await start_instance(self, applied, workloads)).run_id
 
-    async def run_instance(self, applied: Applied, root: str, *, run_id: str, reason: str) -> Any:
-        """An instance of ``root`` run to its end: what reconcilers call (see runs.py)."""
-        return await run_instance(self, applied, root, run_id=run_id, reason=reason)
+    async def run_instance(
+        self, applied: Applied, root: str, *, run_id: str, reason: str, owned: bool = False
+    ) -> Any:
+        """An instance of ``root`` run to its end: what reconcilers call (see runs.py).
+        ``owned``: the root's status belongs to its reconciler, not to the run."""
+        return await run_instance(self, applied, root, run_id=run_id, reason=reason, owned=owned)
 
     async def _stop_workload(self, playbook: str, name: str, *, reason: str | None) -> bool:
         """End what runs ``name``; True if something was running."""
@@ -354,7 +379,7 @@ class Daemon:
     async def stop(self, ref: str) -> dict[str, Any]:
         async with self._lock:
             playbook, name = self.resolve(ref)
-            if not await self._stop_workload(playbook, name, reason="stopped by request"):
+            if not await self._stop_workload(playbook, name, reason=STOPPED_BY_USER):
                 current = await self.status(f"{playbook}/{name}")
                 raise DaemonError(
                     "FAILED_PRECONDITION",

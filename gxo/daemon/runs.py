@@ -43,6 +43,7 @@ class Instance:
     pending: set[str] = field(default_factory=set)  # no history row written yet
     writes: list[asyncio.Task[None]] = field(default_factory=list)
     result: RunResult | None = None
+    owner: str | None = None  # the root whose reconciler owns its status
 
     def row_id(self, workload: str) -> str:
         return f"{self.run_id}.{workload}"
@@ -63,7 +64,12 @@ class Instance:
 
 
 async def start_instance(
-    daemon: Daemon, applied: Applied, workloads: list[str], *, run_id: str | None = None
+    daemon: Daemon,
+    applied: Applied,
+    workloads: list[str],
+    *,
+    run_id: str | None = None,
+    owner: str | None = None,
 ) -> Instance:
     run_id = run_id or uuid.uuid4().hex[:12]
     bus = EventBus()
@@ -84,14 +90,19 @@ async def start_instance(
     if "allow_lifecycles" in params:
         options["allow_lifecycles"] = True
     engine = Engine(applied.loaded, **options)
-    instance = Instance(run_id, applied.name, list(workloads), engine, pending=set(workloads))
+    instance = Instance(
+        run_id, applied.name, list(workloads), engine, pending=set(workloads), owner=owner
+    )
     bus.add_listener(lambda event: _on_event(daemon, instance, event))
     started = datetime.now(UTC).isoformat(timespec="milliseconds")
     for name in workloads:
         await asyncio.to_thread(
             daemon.state.start_run, applied.name, name, instance.row_id(name), started
         )
-        await daemon.set_status(applied.name, name, "Running", last_run_id=instance.row_id(name))
+        if name != owner:
+            await daemon.set_status(
+                applied.name, name, "Running", last_run_id=instance.row_id(name)
+            )
     daemon.instances[run_id] = instance
     instance.task = asyncio.create_task(_run(daemon, instance), name=f"gxo-run:{run_id}")
     return instance
@@ -153,13 +164,14 @@ async def _finish(
     ended = datetime.now(UTC).isoformat(timespec="milliseconds")
     try:
         await asyncio.to_thread(daemon.state.finish_run, row, status, ended, report, reason)
-        await daemon.set_status(instance.playbook, name, status, reason=reason, last_run_id=row)
+        if name != instance.owner:  # a reconciler's root: the reconciler says its status
+            await daemon.set_status(instance.playbook, name, status, reason=reason, last_run_id=row)
     except Exception:  # the playbook may have been removed meanwhile
         log.debug("recording %s failed", row, exc_info=True)
 
 
 async def run_instance(
-    daemon: Daemon, applied: Applied, root: str, *, run_id: str, reason: str
+    daemon: Daemon, applied: Applied, root: str, *, run_id: str, reason: str, owned: bool = False
 ) -> Any:
     """One instance of a long-running ``root``: the root and its downstream run_once
     workloads (:func:`gxo.engine.instances.instance_workloads`), awaited to the end.
@@ -177,7 +189,9 @@ async def run_instance(
     started = time.monotonic()
     names = instance_workloads(applied.loaded, root)
     log.info("instance %s of %s/%s: %s", run_id, applied.name, root, reason)
-    instance = await start_instance(daemon, applied, names, run_id=run_id)
+    instance = await start_instance(
+        daemon, applied, names, run_id=run_id, owner=root if owned else None
+    )
     assert instance.task is not None
     try:
         await asyncio.shield(instance.task)

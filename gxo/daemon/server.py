@@ -234,6 +234,7 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 
 
 async def serve(socket_path: Path, state_url: str, *, grace: float = 10.0) -> int:
+    from gxo.daemon.lifecycles import default_reconcilers
     from gxo.modules.system._pdeathsig import set_parent_death_signal
     from gxo.state.sql import SqlState
 
@@ -247,6 +248,7 @@ async def serve(socket_path: Path, state_url: str, *, grace: float = 10.0) -> in
     except Exception as exc:
         raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
     daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
+    daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled
     server = grpc.aio.server()
     pb_grpc.add_GxoDaemonServicer_to_server(GxoDaemonServicer(daemon), server)
     old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others connect

@@ -143,18 +143,118 @@ def test_errors_from_the_daemon_exit_1(daemon: DaemonProc) -> None:
     assert daemon.ctl_json("status") == []
 
 
-def test_non_run_once_workloads_wait_for_their_reconciler(daemon: DaemonProc) -> None:
+SERVICE = """\
+schemaVersion: "1.0.0"
+name: svc
+workloads:
+  - name: server
+    lifecycle: { policy: supervise, stop_timeout: 2s }
+    process: { module: exec, params: { command: sleep, args: ["300"] } }
+"""
+
+
+def _alive(pid: int) -> bool:
+    """A zombie is dead: in a container whose PID 1 does not reap, orphans stay zombies."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _sleep_pids(d: DaemonProc) -> set[int]:
+    return {p.pid for p in d.descendants() if p.name() == "sleep" and _alive(p.pid)}
+
+
+def _until(predicate, timeout: float = 20, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_supervised_service_stop_start_and_daemon_restart(daemon: DaemonProc) -> None:
+    import psutil
+
+    proc = daemon.start()
+    diff = daemon.ctl_json("apply", "-f", str(write(daemon, SERVICE)))
+    assert diff["added"] == ["server"] and diff["started"] == []  # its reconciler runs it
+    daemon.wait_status("server", "Running")
+    first = _until(lambda: _sleep_pids(daemon), what="the service process")
+
+    stopped = daemon.ctl_json("stop", "server")
+    assert stopped["status"]["status"] == "Stopped"
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in first if psutil.pid_exists(p)], 5)
+    assert not alive and not _sleep_pids(daemon)  # stop leaves no process behind
+    assert daemon.ctl("stop", "server").returncode == 1  # not running any more
+
+    assert daemon.ctl("start", "server").returncode == 0
+    daemon.wait_status("server", "Running")
+    second = _until(lambda: _sleep_pids(daemon), what="the restarted service")
+    assert second.isdisjoint(first)
+    runs = daemon.ctl_json("runs", "server")
+    assert [r["status"] for r in runs][-1] == "Stopped" and runs[0]["status"] == "Running"
+
+    # SIGKILL the daemon: the service dies with it; the next daemon supervises it again.
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    _until(lambda: not any(_alive(p) for p in second), 10, "the orphan to die")
     daemon.start()
-    text = PLAYBOOK.replace(
-        "  - name: after",
-        "  - name: server\n    lifecycle: { policy: supervise }\n"
-        "    process: { module: exec, params: { command: sleep, args: ['30'] } }\n  - name: after",
-    )
-    diff = daemon.ctl_json("apply", "-f", str(write(daemon, text)))
-    assert "server" in diff["added"] and "server" not in diff["started"]
-    row = daemon.ctl_json("status", "server")[0]
-    assert row["status"] == "Pending" and row["reason"] == "reconciler not available yet"
-    assert daemon.descendants() == [] or all(p.name() != "sleep" for p in daemon.descendants())
+    daemon.wait_status("server", "Running")
+    third = _until(lambda: _sleep_pids(daemon), what="the service after a restart")
+    assert len(third) == 1
+    history = daemon.ctl_json("runs", "server")
+    assert ("Failed", "daemon restarted") in [(r["status"], r["reason"]) for r in history]
+
+    # A user's stop survives a daemon restart.
+    assert daemon.ctl("stop", "server").returncode == 0
+    daemon.stop()
+    daemon.started.clear()
+    daemon.start()
+    time.sleep(1)
+    assert daemon.ctl_json("status", "server")[0]["status"] == "Stopped"
+    assert not _sleep_pids(daemon)
+
+
+def test_crash_loop_ends_failed_and_scheduled_ticks_are_listed(daemon: DaemonProc) -> None:
+    daemon.start()
+    text = """\
+schemaVersion: "1.0.0"
+name: loops
+workloads:
+  - name: crasher
+    lifecycle:
+      policy: supervise
+      restart_policy: on_failure
+      backoff: { initial: 100ms, max: 200ms, factor: 2.0, jitter: 0.2 }
+      max_restarts: 2
+      restart_window: 60s
+    process: { module: exec, params: { command: sh, args: ["-c", "exit 1"] } }
+  - name: clean
+    lifecycle: { policy: supervise, restart_policy: on_failure }
+    process: { module: exec, params: { command: "true" } }
+  - name: tick
+    lifecycle: { policy: scheduled, cron: "@every 1s" }
+    process: { module: control:identity, params: { at: "{{ _gxo.run_id }}" } }
+    register: last_tick
+  - name: per_tick
+    process: { module: control:identity, params: { seen: "{{ last_tick.at }}" } }
+"""
+    daemon.ctl_json("apply", "-f", str(write(daemon, text)))
+    row = daemon.wait_status("crasher", "Failed", timeout=30)
+    assert row["restarts"] == 2 and "max_restarts" in row["reason"]
+    assert len(daemon.ctl_json("runs", "crasher")) == 3
+    clean = daemon.wait_status("clean", "Completed")
+    assert clean["restarts"] == 0 and len(daemon.ctl_json("runs", "clean")) == 1
+    ticks = _until(lambda: len(daemon.ctl_json("runs", "tick")) >= 2 or None, 20, "two ticks")
+    assert ticks
+    assert daemon.ctl_json("status", "tick")[0]["next_run"]
+    per_tick = daemon.ctl_json("runs", "per_tick")
+    assert per_tick and all(r["status"] in ("Completed", "Running") for r in per_tick)
 
 
 def test_no_daemon_exits_3_naming_the_socket(tmp_path: Path) -> None:

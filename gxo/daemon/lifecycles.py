@@ -1,0 +1,63 @@
+"""The daemon's reconciler registry: policy name → factory (see ``Daemon.reconcilers``).
+
+A factory builds the reconciler of one workload (:mod:`gxo.daemon.reconcile`) with the
+daemon's collaborators: ``run_instance`` runs an instance of the root on the current
+version of its playbook (:meth:`Daemon.run_instance`), ``on_status`` persists each
+status change in order (:meth:`Daemon.status_writer`). A scheduled workload also gets
+its last fire from history, for catch-up and the ``@every`` cadence across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gxo.daemon.core import Applied, Daemon
+
+__all__ = ["default_reconcilers"]
+
+
+def _runner(daemon: Daemon, playbook: str) -> Any:
+    async def run_instance(root: str, *, run_id: str, reason: str) -> Any:
+        # The playbook as applied now: a re-apply that left this root unchanged may
+        # still have changed what runs downstream of it.
+        return await daemon.run_instance(
+            daemon.playbooks[playbook], root, run_id=run_id, reason=reason, owned=True
+        )
+
+    return run_instance
+
+
+async def _last_fire(daemon: Daemon, playbook: str, workload: str) -> datetime | None:
+    runs = await asyncio.to_thread(daemon.state.list_runs, playbook, workload, 1)
+    if not runs or not runs[0].get("started_at"):
+        return None
+    try:
+        return datetime.fromisoformat(runs[0]["started_at"].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def default_reconcilers() -> dict[str, Any]:
+    from gxo.daemon.reconcile import ScheduleReconciler, SuperviseReconciler
+
+    async def supervise(daemon: Daemon, applied: Applied, name: str) -> Any:
+        return SuperviseReconciler(
+            applied.name,
+            applied.workload(name),
+            run_instance=_runner(daemon, applied.name),
+            on_status=daemon.status_writer(applied.name, name),
+        )
+
+    async def scheduled(daemon: Daemon, applied: Applied, name: str) -> Any:
+        return ScheduleReconciler(
+            applied.name,
+            applied.workload(name),
+            last_fire=await _last_fire(daemon, applied.name, name),
+            run_instance=_runner(daemon, applied.name),
+            on_status=daemon.status_writer(applied.name, name),
+        )
+
+    return {"supervise": supervise, "scheduled": scheduled}
