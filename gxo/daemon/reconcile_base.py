@@ -69,13 +69,16 @@ def outcome_from_result(
 ) -> InstanceOutcome:
     """An engine run of an instance → its outcome, judged by the root workload.
 
-    ``last_exit``: the root's ``exit_code`` (an ``exec`` summary), else 0/1 by status.
+    An interrupted run (the engine was cancelled: a stop, a shutdown) is ``Stopped``,
+    not ``Failed``: a supervisor must not count it as a crash. ``last_exit``: the root's
+    ``exit_code`` (an ``exec`` summary), else 0/1 for Completed/Failed, else None.
     """
     state = result.states.get(root)
     status = str(state.status) if state is not None else str(result.status)
-    if str(result.status).lower() == "interrupted" and status not in ("Completed", "Failed"):
-        status = "Stopped"
     error = state.error if state is not None else None
+    interrupted = str(result.status) == "Interrupted"
+    if interrupted and status != "Completed" and (error is None or error.startswith("cancelled")):
+        status = "Stopped"
     summary = state.summary if state is not None else None
     last_exit: int | None = None
     if isinstance(summary, dict) and isinstance(summary.get("exit_code"), int):
@@ -83,7 +86,7 @@ def outcome_from_result(
     elif status in ("Completed", "Failed"):
         last_exit = 0 if status == "Completed" else 1
     return InstanceOutcome(
-        status, result.run_id, error, last_exit, started_at or 0.0, ended_at or time.monotonic()
+        status, result.run_id, error, last_exit, started_at, ended_at or time.monotonic()
     )
 
 

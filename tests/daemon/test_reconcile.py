@@ -530,7 +530,7 @@ async def test_real_exec_crash_loop_through_the_engine() -> None:
       backoff: { initial: 50ms, max: 400ms, factor: 2.0, jitter: 0.2 }
       max_restarts: 3
       restart_window: 60s
-    process: { module: exec, params: { command: "sh -c 'exit 1'", shell: true } }
+    process: { module: exec, params: { command: sh, args: ["-c", "exit 1"] } }
 """
     )
     rec = Recorder()
@@ -571,6 +571,34 @@ async def test_real_exec_stop_cancels_a_running_service() -> None:
     st = r.status()
     assert st["status"] == "Stopped" and st["restarts"] == 0
     await assert_no_leaks(baseline)
+
+
+async def test_outcome_of_an_engine_run() -> None:
+    """The exit code comes from exec's summary; an interrupted run is a stop, not a crash."""
+    loaded, run_instance = engine_runner(
+        """  - name: w
+    lifecycle: { policy: supervise }
+    process: { module: exec, params: { command: sh, args: ["-c", "exit 3"] } }
+"""
+    )
+    outcome = await run_instance("w", run_id="r1", reason="start")
+    assert (outcome.status, outcome.last_exit, outcome.run_id) == ("Failed", 3, "r1")
+    assert outcome.ended_at >= outcome.started_at > 0
+
+    loaded = load_playbook(
+        text=HEAD
+        + """  - name: w
+    lifecycle: { policy: supervise }
+    process: { module: exec, params: { command: sleep, args: ["60"] } }
+"""
+    )
+    engine = Engine(loaded, only={"w"}, initial_results={}, allow_lifecycles=True)
+    task = asyncio.create_task(engine.run())
+    await asyncio.sleep(0.3)
+    engine.cancel()
+    outcome = outcome_from_result(await task, "w")
+    assert outcome.status == "Stopped" and outcome.last_exit is None
+    assert not outcome.succeeded
 
 
 # -- the shared timer heap ---------------------------------------------------------------
