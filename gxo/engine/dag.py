@@ -22,9 +22,10 @@ analysis and display (levels for the TUI, ``gxo validate --graph``).
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gxo.template.engine import find_references, is_template, iter_template_paths
 
@@ -122,6 +123,35 @@ def _split(dotted: str) -> list[Any]:
     return parts
 
 
+_N = TypeVar("_N", bound=Hashable)
+
+
+def has_cycle(deps: Mapping[_N, Collection[_N]]) -> bool:
+    """Whether the graph ``node -> its dependencies`` has a cycle (Kahn's algorithm).
+
+    A third of the cost of graphlib's ``prepare``, which also builds the cycle's
+    path: validation asks this of every playbook and graphlib only when the
+    answer is yes, for the path to print.
+    """
+    waiting = {n: len(ds) for n, ds in deps.items()}
+    dependents: dict[_N, list[_N]] = {}
+    for n, ds in deps.items():
+        for d in ds:
+            dependents.setdefault(d, []).append(n)
+            if d not in waiting:
+                waiting[d] = 0  # a dependency without an entry of its own
+    ready = [n for n, count in waiting.items() if not count]
+    done = 0
+    while ready:
+        n = ready.pop()
+        done += 1
+        for m in dependents.get(n, ()):
+            waiting[m] -= 1
+            if not waiting[m]:
+                ready.append(m)
+    return done < len(waiting)
+
+
 class WorkloadGraph:
     """Dependencies of a playbook's workloads, and the pipelines they form."""
 
@@ -181,9 +211,12 @@ class WorkloadGraph:
 
     def find_cycle(self) -> list[str] | None:
         """A dependency cycle as a closed path in data-flow order (``[a, b, a]``: a feeds b), or None."""
+        deps = {n: self.all_deps(n) for n in self.names}
+        if not has_cycle(deps):
+            return None
         sorter: TopologicalSorter[str] = TopologicalSorter()
-        for n in self.names:
-            sorter.add(n, *self.all_deps(n))
+        for n, ds in deps.items():
+            sorter.add(n, *ds)
         try:
             sorter.prepare()
         except CycleError as exc:
@@ -222,7 +255,7 @@ class WorkloadGraph:
                 elif a != b:
                     self.pipelines[b].deps.add(a)
                     self.pipelines[a].dependents.add(b)
-        if not problems:
+        if not problems and has_cycle({pipe.index: pipe.deps for pipe in self.pipelines}):
             sorter: TopologicalSorter[int] = TopologicalSorter()
             for pipe in self.pipelines:
                 sorter.add(pipe.index, *pipe.deps)
