@@ -28,8 +28,9 @@ from typing import Any, Protocol
 from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
 from gxo.daemon.runs import Instance, run_instance, start_instance
+from gxo.daemon.selection import owners as instance_owners
+from gxo.daemon.selection import with_producers, workload_checksum
 from gxo.engine.events import Event, EventKind
-from gxo.engine.instances import instance_roots, instance_workloads
 from gxo.errors import GxoError
 
 __all__ = ["Applied", "Daemon", "DaemonError", "Reconciler", "workload_checksum"]
@@ -76,23 +77,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def workload_checksum(loaded: LoadedPlaybook, name: str, variables: dict[str, Any]) -> str:
-    """A digest of the workload's canonical definition and of the variables it may see.
-
-    Playbook vars and ``-e`` values are part of it: changing one may change what the
-    workload does, so it counts as a change of every workload (the safe side).
-    """
-    index = loaded.workload_index(name)
-    assert index is not None
-    canonical = {
-        "workload": loaded.playbook.workloads[index].model_dump(mode="json"),
-        "vars": loaded.playbook.vars,
-        "extra": variables,
-    }
-    text = json.dumps(canonical, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 @dataclass
 class Applied:
     """A playbook the daemon holds: its loaded form and each workload's checksum."""
@@ -117,36 +101,6 @@ class Applied:
     def workspace(self) -> str | None:
         path = Path(self.path)
         return str(path.parent) if path.is_absolute() else None
-
-
-def _owners(loaded: LoadedPlaybook) -> dict[str, list[str]]:
-    """run_once workload → the long-running roots whose instances run it."""
-    owners: dict[str, list[str]] = {}
-    for root in instance_roots(loaded):
-        for name in instance_workloads(loaded, root):
-            if name != root:
-                owners.setdefault(name, []).append(root)
-    return owners
-
-
-def _with_producers(loaded: LoadedPlaybook, names: list[str], exclude: set[str]) -> list[str]:
-    """``names`` plus the run_once stream producers they read, in playbook order.
-
-    Records are not kept in the state: a re-run consumer needs its producer to run too.
-    """
-    graph = loaded.graph
-    selected = set(names)
-    todo = list(names)
-    while graph is not None and todo:
-        for producer in graph.stream_deps.get(todo.pop(), ()):
-            index = loaded.workload_index(producer)
-            policy = (
-                loaded.playbook.workloads[index].lifecycle.policy if index is not None else None
-            )
-            if producer not in selected and producer not in exclude and policy == "run_once":
-                selected.add(producer)
-                todo.append(producer)
-    return [w.name for w in loaded.playbook.workloads if w.name in selected]
 
 
 def _load(source: str, path: str, variables: dict[str, Any]) -> LoadedPlaybook:
@@ -266,8 +220,8 @@ class Daemon:
             started: list[str] = []
             # run_once workloads downstream of a long-running one run in its instances,
             # not at apply; the others run now, with the stream producers they read.
-            owners = _owners(new.loaded)
-            once = _with_producers(
+            owners = instance_owners(new.loaded)
+            once = with_producers(
                 new.loaded,
                 [n for n in added + changed if new.policy(n) == "run_once" and n not in owners],
                 set(owners),
@@ -400,7 +354,7 @@ class Daemon:
                 )
             run_id = ""
             if applied.policy(name) == "run_once":
-                selected = _with_producers(applied.loaded, [name], set())
+                selected = with_producers(applied.loaded, [name], set())
                 run_id = await self._start_instance(applied, selected)
             elif applied.policy(name) not in self.reconcilers:
                 raise DaemonError(
