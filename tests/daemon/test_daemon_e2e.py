@@ -451,3 +451,29 @@ workloads:
             follower.stdout.close()
     tail = daemon.ctl("logs", "talker", "--tail", "1")
     assert tail.stdout.strip().endswith("two") and "one" not in tail.stdout
+
+
+def test_reapply_restarts_only_the_changed_supervised_workload(daemon: DaemonProc) -> None:
+    daemon.start()
+    two = SERVICE + (
+        "  - name: other\n"
+        "    lifecycle: { policy: supervise, stop_timeout: 2s }\n"
+        '    process: { module: exec, params: { command: sleep, args: ["301"] } }\n'
+    )
+    path = write(daemon, two)
+    daemon.ctl_json("apply", "-f", str(path))
+
+    def by_arg() -> dict[str, int] | None:
+        found = {}
+        for p in daemon.descendants():
+            if p.name() == "sleep" and _alive(p.pid):
+                found[p.cmdline()[-1]] = p.pid
+        return found if len(found) == 2 else None
+
+    before = _until(by_arg, what="both services")
+    path.write_text(two.replace('args: ["301"]', 'args: ["302"]'), encoding="utf-8")
+    diff = daemon.ctl_json("apply", "-f", str(path))
+    assert diff["changed"] == ["other"] and diff["unchanged"] == ["server"]
+    after = _until(lambda: (f := by_arg()) and "302" in f and f, what="the changed service")
+    assert after["300"] == before["300"]  # the unchanged service was not touched
+    assert "301" not in after
