@@ -86,3 +86,25 @@ def test_runtime_failure_in_a_bracket_key_is_located() -> None:
     loaded = load_playbook(text=text, name="pb.yaml")
     where = failure_location(loaded, "a", "param 'a[ctual': undefined name 'nope'")
     assert (where.line, where.column) == (9, 9)
+
+
+def test_template_paths_are_exact_tuples_in_document_order() -> None:
+    from gxo.template.engine import iter_template_paths, iter_template_strings
+
+    value = {
+        "a.b": "{{ x }}",
+        "plain": "no template",
+        "list": ["{% if y %}1{% endif %}", 3, {"k[0]": "{# c #}", "n": None}],
+        "deep": {"l": [["{{ z }}"]]},
+    }
+    assert iter_template_paths(value, ("process", "params")) == [
+        (("process", "params", "a.b"), "{{ x }}"),
+        (("process", "params", "list", 0), "{% if y %}1{% endif %}"),
+        (("process", "params", "list", 2, "k[0]"), "{# c #}"),
+        (("process", "params", "deep", "l", 0, 0), "{{ z }}"),
+    ]
+    # Same strings, same order as the dotted form (whose paths are ambiguous).
+    assert [s for _, s in iter_template_paths(value)] == [
+        s for _, s in iter_template_strings(value)
+    ]
+    assert iter_template_paths("{{ top }}") == [((), "{{ top }}")]
