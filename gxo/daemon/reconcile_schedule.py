@@ -4,8 +4,9 @@ Timing: each reconciler waits for the *absolute* next fire time in the loop's sh
 timer heap (:mod:`gxo.daemon.timers`: one loop timer for every schedule, armed at an
 offset computed from the wall clock, at most 30 s ahead so a wall-clock step is
 noticed). The next fire is computed from the previous *scheduled* fire time, never
-from the moment the timer ran, so lateness does not accumulate (no drift). A fire more than :data:`LATE_LIMIT` late (the loop was blocked, the machine
-slept) is dropped and counted, and the schedule continues from now.
+from the moment the timer ran, so lateness does not accumulate (no drift). A fire more
+than :data:`LATE_LIMIT` late (the loop was blocked, the machine slept) is dropped and
+counted in ``dropped``, and the schedule continues from now.
 
 ``lags`` keeps the fire lag (seconds from the scheduled time to the start of the
 instance) of the recent fires; status ``fire_lag_ms`` shows the last one.
@@ -17,9 +18,9 @@ cancels the running one (waiting for it to end, as a stop) and starts the new on
 Catch-up at start (fires missed while the daemon was down, from ``last_fire``, the last
 fire the core read from history): ``none``, ``one`` (the latest missed fire) or ``all``
 (every missed fire, oldest first, bounded by :data:`gxo.daemon.schedule.MAX_CATCHUP`).
-Catch-up instances run one after another before the regular schedule resumes; regular
-fires that pass meanwhile are not run twice (the schedule continues from the time the
-catch-up ended).
+Catch-up instances run one after another (never overlapping, whatever ``concurrency``
+says) before the regular schedule resumes; regular fires that pass meanwhile are not
+run (the schedule continues from the time the catch-up ended).
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class ScheduleReconciler(ReconcilerBase):
         self.skipped = 0
         self.dropped = 0
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
-        self._last_outcome: InstanceOutcome | None = None
         # Instances cancelled by a newer fire (concurrency replace), not by stop().
         self._replaced: set[asyncio.Task[None]] = set()
         self._status.update(fires=0, skipped=0, fire_lag_ms=None)
@@ -245,7 +245,6 @@ class ScheduleReconciler(ReconcilerBase):
 
     def _after(self, outcome: InstanceOutcome) -> None:
         """Status once an instance ended: Running while others still run, else its outcome."""
-        self._last_outcome = outcome
         current = asyncio.current_task()
         others = any(not t.done() and t is not current for t in self.instances)
         if self._stopping or others:
