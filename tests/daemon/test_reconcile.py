@@ -26,7 +26,7 @@ from gxo.daemon.reconcile import (
     SuperviseReconciler,
     outcome_from_result,
 )
-from gxo.daemon.reconcile_base import utc_now
+from gxo.daemon.reconcile_base import STOP_MARGIN, utc_now
 from gxo.daemon.schedule import Schedule
 from gxo.daemon.timers import WallTimers, shared_timers
 from gxo.engine.instances import instance_workloads
@@ -301,6 +301,35 @@ async def test_stop_waits_for_a_slow_instance_up_to_stop_timeout() -> None:
     await wait_for(lambda: fake.running == 1)
     await r.stop()
     assert ended, "stop returned before the instance had ended"
+    await assert_no_leaks(baseline)
+
+
+async def test_stop_gives_up_on_an_instance_that_ignores_cancel() -> None:
+    """stop() is bounded by stop_timeout + margin even if the instance never ends."""
+    baseline = asyncio.all_tasks()
+    release = asyncio.Event()
+
+    async def stubborn(n: int) -> str:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue  # swallowed: a module that ignores cancellation
+        return "Completed"
+
+    fake, rec = Fake(stubborn), Recorder()
+    r = supervisor(fake, rec, stop_timeout="200ms")
+    await r.start()
+    await wait_for(lambda: fake.running == 1)
+    t0 = time.monotonic()
+    await r.stop()
+    took = time.monotonic() - t0
+    assert 0.2 <= took < 0.2 + 2 * STOP_MARGIN + 1.0
+    assert r.status()["status"] == "Stopped"
+    release.set()  # let the stubborn instance end so nothing leaks
+    await wait_for(lambda: fake.running == 0)
+    await asyncio.sleep(0.1)
+    assert len(fake.calls) == 1  # and it was not restarted when it finally returned
     await assert_no_leaks(baseline)
 
 
