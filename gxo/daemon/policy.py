@@ -59,6 +59,8 @@ class BackoffPolicy:
         restarts = max(0, restarts)
         if self.initial <= 0 or self.max <= 0:
             return 0.0
+        if self.initial >= self.max:  # also: max / initial may underflow to 0 (log domain)
+            return self.max
         if self.factor > 1 and restarts > math.log(self.max / self.initial) / math.log(self.factor):
             # Past the cap: also keeps factor**restarts from overflowing after many restarts.
             return self.max

@@ -230,3 +230,9 @@ def test_from_lifecycle_defaults() -> None:
     t = RestartTracker.from_lifecycle(LifecyclePolicy(policy="supervise"))
     assert t.backoff == BackoffPolicy()
     assert (t.guard.max_restarts, t.guard.window, t.restart_policy) == (5, 60, "on_failure")
+
+
+def test_base_delay_with_a_tiny_max_does_not_crash() -> None:
+    """max / initial underflowed to 0 and math.log raised (found by hypothesis)."""
+    policy = BackoffPolicy(initial=2.0, max=5e-324, factor=2.0, jitter=0.0)
+    assert policy.base_delay(0) == policy.base_delay(3) == 5e-324
