@@ -120,6 +120,7 @@ class Daemon:
         self.events = Feed(size=2000)
         self.logs = Feed(size=1000)
         self._seq = 0
+        self._status_writes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()  # applies, removes and starts happen one at a time
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -173,6 +174,8 @@ class Daemon:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
+        if self._status_writes:  # the reconcilers' last statuses reach the store
+            await asyncio.wait(list(self._status_writes.values()), timeout=grace)
         self.events.close()
         self.logs.close()
 
@@ -263,6 +266,7 @@ class Daemon:
             for name in applied.checksums:
                 await self._stop_workload(playbook, name, reason=None)
                 self.logs.forget((playbook, name))
+            await self._flush_statuses(playbook)  # no status row may outlive the delete
             del self.playbooks[playbook]
             await self._db(self.state.delete_playbook, playbook)
             log.info("removed playbook %s", playbook)
@@ -283,9 +287,12 @@ class Daemon:
         await reconciler.start()
 
     def status_writer(self, playbook: str, workload: str) -> Callable[[dict[str, Any]], None]:
-        """A synchronous ``on_status`` for a reconciler: each change is persisted in order
-        (one task at a time per workload, so an older status never lands last)."""
-        chain: list[asyncio.Task[None]] = []
+        """A synchronous ``on_status`` for a reconciler: each change is persisted in order.
+
+        One chain of writes per workload, shared by its successive reconcilers, so the
+        old reconciler's ``Stopped`` never lands after the new one's ``Running`` (a
+        restarted daemon would otherwise take the service for stopped by the user)."""
+        key = (playbook, workload)
 
         async def write(status: dict[str, Any], before: asyncio.Task[None] | None) -> None:
             if before is not None:
@@ -293,14 +300,29 @@ class Daemon:
             record = {**status, "updated_at": now_iso()}
             try:
                 await self._db(self.state.set_status, playbook, workload, record)
-            except Exception:  # a removed playbook, a closed store at shutdown
+            except Exception:  # a closed store at shutdown
                 log.debug("status of %s/%s not written", playbook, workload, exc_info=True)
 
         def on_status(status: dict[str, Any]) -> None:
-            before = chain[-1] if chain else None
-            chain[:] = [asyncio.get_running_loop().create_task(write(dict(status), before))]
+            if playbook not in self.playbooks:
+                return  # removed: its statuses are gone with it
+            before = self._status_writes.get(key)
+            task = asyncio.get_running_loop().create_task(write(dict(status), before))
+            self._status_writes[key] = task
+            task.add_done_callback(
+                lambda t: (
+                    self._status_writes.pop(key, None)
+                    if self._status_writes.get(key) is t
+                    else None
+                )
+            )
 
         return on_status
+
+    async def _flush_statuses(self, playbook: str) -> None:
+        pending = [t for (p, _), t in self._status_writes.items() if p == playbook]
+        if pending:
+            await asyncio.wait(pending)
 
     async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
         return (await start_instance(self, applied, workloads)).run_id
@@ -317,7 +339,8 @@ class Daemon:
         stopped = False
         reconciler = self.active.pop((playbook, name), None)
         if reconciler is not None:
-            await reconciler.stop()
+            why = reason or "replaced by a new version of the playbook"
+            await reconciler.stop(**_reason(reconciler, why))
             stopped = True
         for instance in list(self.instances.values()):
             if instance.playbook == playbook and name in instance.workloads:

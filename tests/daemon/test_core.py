@@ -288,3 +288,21 @@ async def test_status_writer_persists_reconciler_statuses_in_order(
             break
         await asyncio.sleep(0.02)
     assert (stored["status"], stored["restarts"], stored["reason"]) == ("Failed", 20, "crash loop")
+
+
+async def test_successive_reconcilers_statuses_land_in_order_and_die_with_remove(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    await daemon.apply(PLAYBOOK, str(tmp_path / "p.gxo.yaml"), {})
+    await settle(daemon)
+    for n in range(30):  # an old reconciler's last word, then the new one's first
+        old, new = daemon.status_writer("core", "a"), daemon.status_writer("core", "a")
+        old({"status": "Stopped", "reason": "stopped by request", "restarts": n})
+        new({"status": "Running", "reason": None, "restarts": 0})
+    await daemon._flush_statuses("core")
+    assert daemon.state.get_status("core", "a")["status"] == "Running"
+
+    daemon.status_writer("core", "b")({"status": "Restarting", "restarts": 1})
+    await daemon.remove("core")
+    await asyncio.sleep(0.1)
+    assert daemon.state.list_statuses("core") == []
