@@ -63,6 +63,8 @@ def test_apply_runs_once_with_status_runs_logs_and_events(daemon: DaemonProc) ->
 
     table = daemon.ctl("status")
     assert table.returncode == 0 and re.search(r"demo\s+hello\s+run_once\s+Completed", table.stdout)
+    # A playbook's name lists its workloads.
+    assert [r["workload"] for r in daemon.ctl_json("status", "demo")] == ["hello", "after"]
 
 
 def test_reapply_with_one_workload_changed_reruns_only_that_one(daemon: DaemonProc) -> None:
