@@ -1,0 +1,157 @@
+"""The event-source interface of the ``event_driven`` lifecycle (docs: DAEMON.md §6).
+
+A source turns a broker subscription into :class:`Delivery` objects, one per message;
+the reconciler (:mod:`gxo.daemon.reconcile_events`) pulls them with ``get()``, starts
+one instance per event and acks it after the instance ended (``nak`` when it Failed).
+Back-pressure is by not calling ``get()``: a source must not read ahead of its consumer
+by more than about ``max_concurrency`` messages.
+
+Each source module registers its URL scheme(s) with :func:`register_source` at import;
+:func:`open_source` imports the module of a scheme lazily, so a broker's client library
+is imported only by daemons that use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from gxo.daemon.logsetup import redact_url
+from gxo.errors import GxoError
+
+__all__ = [
+    "Delivery",
+    "Event",
+    "EventSource",
+    "SourceError",
+    "decode_payload",
+    "now_iso",
+    "open_source",
+    "register_source",
+]
+
+
+class SourceError(GxoError):
+    """A source cannot be opened or read: the message names the (redacted) URL."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Event:
+    id: str  # broker message id / stream entry id / sequence: stable across redelivery
+    source: str  # the source URL with credentials redacted
+    subject: str  # subject / topic / stream key / routing key / path
+    data: Any  # decoded JSON if the payload is JSON, else text; None for bytes (data_b64)
+    headers: dict[str, str] = field(default_factory=dict)
+    received_at: str = field(default_factory=now_iso)  # ISO 8601 UTC
+    data_b64: str | None = None  # base64 of a payload that is not UTF-8 text
+
+    def as_template_value(self) -> dict[str, Any]:
+        """What templates see as ``_gxo.event``."""
+        value: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "subject": self.subject,
+            "data": self.data,
+            "headers": dict(self.headers),
+            "received_at": self.received_at,
+        }
+        if self.data_b64 is not None:
+            value["data_b64"] = self.data_b64
+        return value
+
+
+@runtime_checkable
+class Delivery(Protocol):
+    event: Event
+
+    async def ack(self) -> None:
+        """After the instance ended (any status but Failed)."""
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Failed: redeliver later (a no-op where the broker cannot)."""
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    async def start(self) -> None:
+        """Connect/subscribe; raise :class:`SourceError` (clear, credentials redacted)."""
+
+    async def get(self) -> Delivery:
+        """Wait for the next delivery (no unbounded read-ahead: prefetch <= max_concurrency)."""
+
+    async def close(self) -> None:
+        """Idempotent; cancels internal tasks, closes connections."""
+
+
+def decode_payload(payload: bytes) -> tuple[Any, str | None]:
+    """``(data, data_b64)``: JSON when the payload parses, else text, else base64 bytes."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, base64.b64encode(payload).decode("ascii")
+    if text.strip():
+        try:
+            return json.loads(text), None
+        except ValueError:
+            pass
+    return text, None
+
+
+SourceFactory = Callable[..., EventSource]
+# factory(url, *, name: str, max_concurrency: int, group: str | None) -> EventSource
+_FACTORIES: dict[str, SourceFactory] = {}
+# Scheme → module registering it; imported on first use so client libraries stay lazy.
+_MODULES: dict[str, str] = {
+    "nats": "gxo.daemon.sources.nats",
+    "nats+jetstream": "gxo.daemon.sources.nats",
+    "redis": "gxo.daemon.sources.redis_streams",
+    "mqtt": "gxo.daemon.sources.mqtt",
+    "amqp": "gxo.daemon.sources.amqp",
+    "file": "gxo.daemon.sources.files",
+}
+
+
+def register_source(scheme: str, factory: SourceFactory) -> None:
+    _FACTORIES[scheme.lower()] = factory
+
+
+def source_scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def open_source(
+    url: str, *, name: str, max_concurrency: int = 4, group: str | None = None
+) -> EventSource:
+    """Build (not start) the source for ``url``; unknown schemes are a :class:`SourceError`."""
+    scheme = source_scheme(url)
+    if scheme not in _FACTORIES and scheme in _MODULES:
+        try:
+            importlib.import_module(_MODULES[scheme])
+        except ImportError as exc:
+            raise SourceError(
+                f"event source {redact_url(url)!r}: cannot load the {scheme!r} source: {exc}",
+                workload=name,
+            ) from exc
+    factory = _FACTORIES.get(scheme)
+    if factory is None:
+        known = ", ".join(sorted(set(_FACTORIES) | set(_MODULES)))
+        raise SourceError(
+            f"event source {redact_url(url)!r}: unknown scheme {scheme!r} (known: {known})",
+            workload=name,
+        )
+    try:
+        return factory(url, name=name, max_concurrency=max_concurrency, group=group)
+    except SourceError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise SourceError(f"event source {redact_url(url)!r}: {exc}", workload=name) from exc
