@@ -105,14 +105,15 @@ class BackoffConfig(_Model):
 # The fields each policy owns; a field set under another policy is an error.
 _SUPERVISE_FIELDS = ("restart_policy", "backoff", "max_restarts", "restart_window", "stop_timeout")
 _SCHEDULED_FIELDS = ("cron", "timezone", "concurrency", "catchup")
+_EVENT_FIELDS = ("max_concurrency", "queue", "overflow", "filter")
 
 
 class LifecyclePolicy(_Model):
     """How the kernel manages a workload: once, supervised, on events or on a schedule.
 
-    The fields of ``supervise`` and ``scheduled`` are ``None`` under any other policy
-    and filled with their defaults under their own, so a reconciler reads them directly
-    and a dumped model validates again.
+    The fields of ``supervise``, ``scheduled`` and ``event_driven`` are ``None`` under
+    any other policy and filled with their defaults under their own, so a reconciler
+    reads them directly and a dumped model validates again.
     """
 
     policy: Policy = Field(
@@ -160,6 +161,37 @@ class LifecyclePolicy(_Model):
         "(default none; 'all' runs at most the 1000 most recent)",
     )
     source: str | None = Field(None, description="event_driven only: the event source")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="event_driven only: instances running at once (default 4)"
+    )
+    queue: int | None = Field(
+        None,
+        ge=1,
+        description="event_driven only: events waiting for a free instance slot (default 1000)",
+    )
+    overflow: OverflowStrategy | None = Field(
+        None,
+        description="event_driven only: block (stop reading the source) | drop_new | "
+        "drop_oldest when the queue is full (default block; dropped events are acked)",
+    )
+    filter: str | bool | None = Field(
+        None,
+        description="event_driven only: condition over 'event', braced or bare like 'when'; "
+        "events it rejects are acked and counted, no instance starts",
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: str | bool | None) -> str | bool | None:
+        if isinstance(value, str):
+            from gxo.errors import TemplateError
+            from gxo.template import find_references
+
+            try:
+                find_references(value, bare=True)
+            except TemplateError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("cron")
     @classmethod
@@ -198,6 +230,7 @@ class LifecyclePolicy(_Model):
         for policy, owned in (
             (Policy.supervise, _SUPERVISE_FIELDS),
             (Policy.scheduled, _SCHEDULED_FIELDS),
+            (Policy.event_driven, _EVENT_FIELDS),
         ):
             wrong = [f for f in owned if getattr(self, f) is not None]
             if wrong and self.policy != policy:
@@ -214,6 +247,8 @@ class LifecyclePolicy(_Model):
             )
         elif self.policy == Policy.scheduled:
             self._fill(concurrency=ConcurrencyPolicy.forbid, catchup=CatchupPolicy.none)
+        elif self.policy == Policy.event_driven:
+            self._fill(max_concurrency=4, queue=1000, overflow=OverflowStrategy.block)
         return self
 
     def _fill(self, **defaults: Any) -> None:

@@ -1,4 +1,4 @@
-"""Lifecycle fields of supervise and scheduled workloads: defaults, validation, located errors."""
+"""Lifecycle fields of supervise, scheduled and event_driven workloads: defaults, validation, located errors."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gxo.config.models import (
     CatchupPolicy,
     ConcurrencyPolicy,
     LifecyclePolicy,
+    OverflowStrategy,
     RestartPolicy,
 )
 from gxo.errors import PlaybookValidationError
@@ -47,6 +48,25 @@ def test_scheduled_defaults() -> None:
         None,
     )
     assert lc.restart_policy is None and lc.backoff is None and lc.max_restarts is None
+
+
+def test_event_driven_defaults() -> None:
+    lc = LifecyclePolicy(policy="event_driven", source="nats://127.0.0.1:4222/x")
+    assert (lc.max_concurrency, lc.queue, lc.overflow, lc.filter) == (
+        4,
+        1000,
+        OverflowStrategy.block,
+        None,
+    )
+    assert lc.cron is None and lc.restart_policy is None
+    lc = LifecyclePolicy(policy="event_driven", source="file:///x/*", overflow="drop_oldest")
+    assert lc.overflow == OverflowStrategy.drop_oldest
+
+
+@pytest.mark.parametrize("condition", ["event.data.size > 10", "{{ event.subject == 'a' }}", True])
+def test_filter_braced_bare_or_literal_is_accepted(condition: object) -> None:
+    lc = LifecyclePolicy(policy="event_driven", source="file:///x/*", filter=condition)
+    assert lc.filter == condition
 
 
 def test_run_once_has_no_policy_fields() -> None:
@@ -121,6 +141,15 @@ def test_backoff_keeps_its_old_field_names_with_the_new_max() -> None:
         ({"policy": "scheduled", "cron": "@daily", "concurrency": "queue"}, "forbid"),
         ({"policy": "scheduled", "cron": "@daily", "catchup": "some"}, "none"),
         ({"policy": "scheduled"}, "needs a 'cron' expression"),
+        ({"policy": "supervise", "queue": 5}, "'queue' is only valid with policy 'event_driven'"),
+        (
+            {"policy": "run_once", "filter": "true", "max_concurrency": 2},
+            "'max_concurrency' and 'filter' are only valid with policy 'event_driven'",
+        ),
+        ({"policy": "event_driven", "source": "file:///x/*", "max_concurrency": 0}, "equal to 1"),
+        ({"policy": "event_driven", "source": "file:///x/*", "queue": 0}, "equal to 1"),
+        ({"policy": "event_driven", "source": "file:///x/*", "overflow": "spill"}, "drop_new"),
+        ({"policy": "event_driven", "source": "file:///x/*", "filter": "{{ event."}, "syntax"),
     ],
 )
 def test_wrong_fields_are_errors(data: dict, message: str) -> None:
@@ -129,7 +158,8 @@ def test_wrong_fields_are_errors(data: dict, message: str) -> None:
 
 
 def test_dumped_lifecycle_validates_again() -> None:
-    for data in ({"policy": "supervise"}, {"policy": "scheduled", "cron": "@every 5s"}, {}):
+    event = {"policy": "event_driven", "source": "file:///x/*", "filter": "event.id"}
+    for data in ({"policy": "supervise"}, {"policy": "scheduled", "cron": "@every 5s"}, event, {}):
         lc = LifecyclePolicy.model_validate(data)
         assert LifecyclePolicy.model_validate(lc.model_dump(mode="json")) == lc
 
@@ -279,3 +309,15 @@ def test_any_cron_or_timezone_text_is_accepted_or_a_validation_error(
 def test_degenerate_cron_values_are_clean_errors(cron: str) -> None:
     with pytest.raises(ValidationError, match="invalid cron expression"):
         LifecyclePolicy(policy="scheduled", cron=cron)
+
+
+def test_invalid_filter_is_located_at_its_value() -> None:
+    text = HEAD + (
+        "  - name: a\n"
+        "    lifecycle:\n      policy: event_driven\n      source: 'file:///tmp/x/*'\n"
+        "      filter: 'event.data.path is ('\n" + PROCESS
+    )
+    found = messages(text)
+    assert found[0].startswith(
+        "pb.yaml:8:7: workload 'a': lifecycle.filter: template syntax error"
+    ), found
