@@ -121,6 +121,9 @@ class Daemon:
         self.logs = Feed(size=1000)
         self._seq = 0
         self._status_writes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Last persisted status of each workload being restored, for its reconciler
+        # factory (restart counters); taken (popped) by the factory.
+        self.restored: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()  # applies, removes and starts happen one at a time
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -151,7 +154,11 @@ class Daemon:
                 last = stored.get(name) or {}
                 if last.get("status") == "Stopped" and last.get("reason") == STOPPED_BY_USER:
                     continue  # `gxo ctl stop` outlives a restart; `gxo ctl start` resumes
-                await self._start_lifecycle(applied, name)
+                self.restored[(applied.name, name)] = last
+                try:
+                    await self._start_lifecycle(applied, name)
+                finally:
+                    self.restored.pop((applied.name, name), None)
             log.info("restored playbook %s (%d workloads)", applied.name, len(applied.checksums))
 
     async def shutdown(self, grace: float = 10.0) -> None:
@@ -328,11 +335,21 @@ class Daemon:
         return (await start_instance(self, applied, workloads)).run_id
 
     async def run_instance(
-        self, applied: Applied, root: str, *, run_id: str, reason: str, owned: bool = False
+        self,
+        applied: Applied,
+        root: str,
+        *,
+        run_id: str,
+        reason: str,
+        owned: bool = False,
+        event: dict[str, Any] | None = None,
     ) -> Any:
         """An instance of ``root`` run to its end: what reconcilers call (see runs.py).
-        ``owned``: the root's status belongs to its reconciler, not to the run."""
-        return await run_instance(self, applied, root, run_id=run_id, reason=reason, owned=owned)
+        ``owned``: the root's status belongs to its reconciler, not to the run.
+        ``event``: the ``_gxo.event`` of an event_driven instance."""
+        return await run_instance(
+            self, applied, root, run_id=run_id, reason=reason, owned=owned, event=event
+        )
 
     async def _stop_workload(self, playbook: str, name: str, *, reason: str | None) -> bool:
         """End what runs ``name``; True if something was running."""
@@ -419,6 +436,8 @@ class Daemon:
             "last_run_id": extra.get("last_run_id", current.get("last_run_id")),
             "updated_at": now_iso(),
         }
+        if current.get("restart_times"):  # a supervisor's crash-loop window (restore)
+            record["restart_times"] = current["restart_times"]
         await self._db(self.state.set_status, playbook, workload, record)
 
     def _row(self, applied: Applied, name: str, stored: dict[str, Any] | None) -> dict[str, Any]:

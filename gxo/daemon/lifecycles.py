@@ -44,9 +44,14 @@ def default_reconcilers() -> dict[str, Any]:
     from gxo.daemon.reconcile import ScheduleReconciler, SuperviseReconciler
 
     async def supervise(daemon: Daemon, applied: Applied, name: str) -> Any:
+        # Restoring after a daemon restart: the restart count and the crash-loop window go
+        # on where the last daemon left them (a new apply or `ctl start` begins afresh).
+        last = getattr(daemon, "restored", {}).get((applied.name, name)) or {}
         return SuperviseReconciler(
             applied.name,
             applied.workload(name),
+            restarts=int(last.get("restarts") or 0),
+            restart_times=last.get("restart_times") or (),
             run_instance=_runner(daemon, applied.name),
             on_status=daemon.status_writer(applied.name, name),
         )

@@ -110,6 +110,11 @@ class CrashLoopGuard:
             f"restart_window: {format_duration(self.window)})"
         )
 
+    @property
+    def times(self) -> tuple[float, ...]:
+        """The restarts in the window, oldest first (persisted by the supervisor)."""
+        return tuple(self._times)
+
     def recent(self, now: float) -> int:
         """Restarts counted in the window ending at ``now``."""
         self._expire(now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -29,12 +30,40 @@ log = logging.getLogger("gxo.daemon")
 class SuperviseReconciler(ReconcilerBase):
     kind = "supervise"
 
-    def __init__(self, playbook: str, workload: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        playbook: str,
+        workload: Any,
+        *,
+        restarts: int = 0,
+        restart_times: Iterable[float] = (),
+        **kwargs: Any,
+    ) -> None:
+        """``restarts`` and ``restart_times`` (wall-clock epoch seconds of the restarts in
+        the crash-loop window, as persisted in the status) carry a workload's restart
+        history across a daemon restart (see lifecycles.py); both default to none."""
         super().__init__(playbook, workload, **kwargs)
         self.tracker = RestartTracker.from_lifecycle(self.lifecycle, self.rng)
+        self._restore(restarts, restart_times)
         self._instance: asyncio.Task[InstanceOutcome] | None = None
         # The back-off delays actually slept, newest last (tests and diagnostics).
         self.delays: list[float] = []
+
+    def _restore(self, restarts: int, restart_times: Iterable[float]) -> None:
+        self.tracker.restarts = self._status["restarts"] = max(0, int(restarts or 0))
+        guard = self.tracker.guard
+        # The guard counts on the monotonic clock, which does not survive the daemon: each
+        # persisted wall time becomes "that long before now" on this process's clock.
+        now, wall = self.clock(), self.wall().timestamp()
+        times = sorted(float(t) for t in restart_times or ())
+        for t in times[-guard.max_restarts :] if guard.max_restarts else []:
+            if wall - t < guard.window:
+                guard.record(now - max(0.0, wall - t))
+
+    def _restart_times(self) -> list[float]:
+        """The guard's window as wall-clock epoch seconds, for the persisted status."""
+        now, wall = self.clock(), self.wall().timestamp()
+        return [round(wall - (now - t), 3) for t in self.tracker.guard.times]
 
     async def start(self) -> None:
         if self._task is not None and not self._task.done():
@@ -89,6 +118,7 @@ class SuperviseReconciler(ReconcilerBase):
                     reason=f"{what}{detail}; restart {decision.restarts} in "
                     f"{format_duration(decision.delay)}",
                     restarts=decision.restarts,
+                    restart_times=self._restart_times(),
                     next_run=iso(when),
                 )
                 await asyncio.sleep(decision.delay)

@@ -479,3 +479,39 @@ def test_reapply_restarts_only_the_changed_supervised_workload(daemon: DaemonPro
     after = _until(lambda: (f := by_arg()) and "302" in f and f, what="the changed service")
     assert after["300"] == before["300"]  # the unchanged service was not touched
     assert "301" not in after
+
+
+def test_restart_counters_survive_a_daemon_restart(daemon: DaemonProc) -> None:
+    proc = daemon.start()
+    text = """\
+schemaVersion: "1.0.0"
+name: counters
+workloads:
+  - name: flaky
+    lifecycle:
+      policy: supervise
+      backoff: { initial: 100ms, max: 100ms, jitter: 0 }
+      max_restarts: 3
+      restart_window: 5m
+    process: { module: exec, params: { command: sh, args: ["-c", "sleep 1.5; exit 1"] } }
+"""
+    daemon.ctl_json("apply", "-f", str(write(daemon, text)))
+
+    def running_after_two() -> bool:
+        row = daemon.ctl_json("status", "flaky")[0]
+        return row["status"] == "Running" and row["restarts"] == 2
+
+    _until(running_after_two, 30, "the second restart")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    daemon.start()
+    # The new daemon's supervisor goes on counting from 2, not from 0.
+    row = daemon.wait_status("flaky", "Running")
+    assert row["restarts"] == 2, row
+    # Two restarts were already in the 5m window: one more fills it, then the crash loop.
+    row = daemon.wait_status("flaky", "Failed", timeout=30)
+    assert row["restarts"] == 3 and "max_restarts: 3" in row["reason"], row
+    # 3 runs before the kill (the last one Failed: daemon restarted), 2 after it.
+    runs = daemon.ctl_json("runs", "flaky")
+    assert len(runs) == 5, runs
+    assert [r["reason"] for r in runs].count("daemon restarted") == 1
