@@ -151,13 +151,18 @@ def breakdown(n: int, style: str, repeat: int) -> str:
     from gxo.config.yamlsafe import _parse_ruamel, parse_yaml
     from gxo.template import engine
 
+    try:  # older trees have the analysis in engine.py
+        from gxo.template import references
+    except ImportError:
+        references = engine
+
     text = playbook_text(n, style)
     load_playbook(text=playbook_text(5, style))  # imports, module registry
 
     def cold() -> None:
-        for cache in ("_references", "_parse"):  # (older trees lack _references)
-            if hasattr(engine, cache):
-                getattr(engine, cache).cache_clear()
+        engine._parse.cache_clear()
+        if hasattr(references, "_references"):  # older trees have no answer cache
+            references._references.cache_clear()
 
     def cpu(call: Any) -> float:
         best = float("inf")

@@ -211,7 +211,7 @@ def check_templates(v: Validation) -> None:
     by one, to report each bad template at its own line and keep the others' refs.
     """
     from gxo.engine.dag import TemplateRef, WorkloadGraph, template_sources
-    from gxo.template.engine import find_references, iter_template_paths
+    from gxo.template.references import find_references, iter_template_paths
 
     pb = v.loaded.playbook
     expression_paths = {name: spec.expression_paths for name, spec in v.specs.items()}

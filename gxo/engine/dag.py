@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gxo.template.engine import find_references, is_template, iter_template_paths
+from gxo.template.engine import is_template
+from gxo.template.references import find_references, iter_template_paths
 
 if TYPE_CHECKING:
     import networkx as nx

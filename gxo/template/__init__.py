@@ -1,7 +1,8 @@
 """Templates: sandboxed Jinja2 rendering, reference analysis, secrets and redaction."""
 
-from gxo.template.engine import TemplateEngine, find_references, is_template, iter_template_strings
+from gxo.template.engine import TemplateEngine, is_template, iter_template_strings
 from gxo.template.filters import is_truthy
+from gxo.template.references import find_references
 from gxo.template.secrets import REDACTED, SecretRegistry, SecretStr
 
 __all__ = [

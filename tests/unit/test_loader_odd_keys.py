@@ -89,7 +89,8 @@ def test_runtime_failure_in_a_bracket_key_is_located() -> None:
 
 
 def test_template_paths_are_exact_tuples_in_document_order() -> None:
-    from gxo.template.engine import iter_template_paths, iter_template_strings
+    from gxo.template.engine import iter_template_strings
+    from gxo.template.references import iter_template_paths
 
     value = {
         "a.b": "{{ x }}",

@@ -10,8 +10,8 @@ import pytest
 
 from gxo.errors import TemplateError
 from gxo.template import TemplateEngine, limits, sizes
-from gxo.template.engine import find_references
 from gxo.template.limits import MAX_EXPRESSION_DEPTH, TemplateLimitError
+from gxo.template.references import find_references
 from gxo.template.sizes import MAX_TEMPLATE_SIZE
 
 NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"

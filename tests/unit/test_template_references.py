@@ -23,12 +23,10 @@ from jinja2 import TemplateSyntaxError, nodes
 from jinja2.meta import find_undeclared_variables
 
 from gxo.errors import GxoError, TemplateError
-from gxo.template.engine import (
-    _ENV,
+from gxo.template.engine import _ENV, is_template, iter_template_strings
+from gxo.template.references import (
     _gxo_workload_ref,
     find_references,
-    is_template,
-    iter_template_strings,
     unknown_filters_and_tests,
 )
 
@@ -295,7 +293,7 @@ def test_simple_shapes_match_jinja(source: str) -> None:
 )
 def test_common_shapes_skip_jinja(source: str) -> None:
     # The benchmark's point: these are answered without Jinja's parser, and right.
-    from gxo.template.engine import _simple_references
+    from gxo.template.references import _simple_references
 
     answer = _simple_references(source)
     assert answer is not None
