@@ -70,6 +70,7 @@ async def start_instance(
     *,
     run_id: str | None = None,
     owner: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> Instance:
     run_id = run_id or uuid.uuid4().hex[:12]
     bus = EventBus()
@@ -89,6 +90,8 @@ async def start_instance(
         options["initial_results"] = await asyncio.to_thread(results.snapshot)
     if "allow_lifecycles" in params:
         options["allow_lifecycles"] = True
+    if event is not None:  # an event_driven instance: templates read it as _gxo.event
+        options["gxo_extra"] = {"event": event}
     engine = Engine(applied.loaded, **options)
     instance = Instance(
         run_id, applied.name, list(workloads), engine, pending=set(workloads), owner=owner
@@ -171,13 +174,21 @@ async def _finish(
 
 
 async def run_instance(
-    daemon: Daemon, applied: Applied, root: str, *, run_id: str, reason: str, owned: bool = False
+    daemon: Daemon,
+    applied: Applied,
+    root: str,
+    *,
+    run_id: str,
+    reason: str,
+    owned: bool = False,
+    event: dict[str, Any] | None = None,
 ) -> Any:
     """One instance of a long-running ``root``: the root and its downstream run_once
     workloads (:func:`gxo.engine.instances.instance_workloads`), awaited to the end.
 
     What a reconciler's ``run_instance`` callable needs (bind ``daemon`` and ``applied``).
     Returns a :class:`gxo.daemon.reconcile_base.InstanceOutcome` judged by the root.
+    ``event``: what its templates read as ``_gxo.event`` (event_driven).
     Cancelling the caller stops the instance (the engine kills its process groups);
     its history rows then say ``Stopped``.
     """
@@ -190,7 +201,7 @@ async def run_instance(
     names = instance_workloads(applied.loaded, root)
     log.info("instance %s of %s/%s: %s", run_id, applied.name, root, reason)
     instance = await start_instance(
-        daemon, applied, names, run_id=run_id, owner=root if owned else None
+        daemon, applied, names, run_id=run_id, owner=root if owned else None, event=event
     )
     assert instance.task is not None
     try:

@@ -159,6 +159,7 @@ class RunContext:
         resume_payload: Any = None,
         initial_results: Mapping[str, Any] | None = None,
         outside: Mapping[str, dict[str, Any]] | None = None,
+        gxo_extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.workspace = workspace
@@ -186,6 +187,8 @@ class RunContext:
             "tasks": workloads_view,  # legacy alias
             "resume_payload": resume_payload,
         }
+        for key, value in (gxo_extra or {}).items():  # e.g. a daemon instance's ``event``
+            self.gxo.setdefault(key, value)
         # Results registered before this run (a daemon instance's upstream): read
         # when the store has no value of its own under that key.
         self.initial_results: Mapping[str, Any] = initial_results or {}

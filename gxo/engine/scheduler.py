@@ -106,6 +106,7 @@ class Engine:
         initial_results: Mapping[str, Any] | None = None,
         results_store: Store | None = None,
         allow_lifecycles: bool = False,
+        gxo_extra: Mapping[str, Any] | None = None,
     ) -> None:
         """``only`` alone (the REPL's ``:run``): the others stay in the run as Skipped
         "not selected" (or keep their ``prior_states`` outcome).
@@ -124,9 +125,11 @@ class Engine:
         ``results_store``: where registered results go (the daemon's persistent store);
         it replaces ``store``. ``allow_lifecycles``: run non-``run_once`` workloads
         (their module runs once; restarts are the caller's business); without it the
-        engine refuses them.
+        engine refuses them. ``gxo_extra``: more names under ``_gxo`` (a daemon passes
+        ``{"event": ...}`` to an event_driven instance); the built-in names win.
         """
         self.loaded = loaded
+        self.gxo_extra = dict(gxo_extra or {})
         self.playbook = loaded.playbook
         graph: WorkloadGraph | None = loaded.graph
         if graph is None:
@@ -214,6 +217,7 @@ class Engine:
                 resume_payload=self.resume_payload,
                 initial_results=self.initial_results,
                 outside=self._outside_views() if self.scoped else None,
+                gxo_extra=self.gxo_extra,
             )
             self.run_context = run
             self._connect_streams()
