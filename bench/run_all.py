@@ -18,6 +18,7 @@ BENCHES = [
     ("bench_watch.py", []),
     ("bench_loader.py", []),
     ("bench_daemon_apply.py", []),
+    ("bench_daemon_restart.py", []),
     ("bench_scheduled.py", []),
 ]
 

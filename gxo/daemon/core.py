@@ -122,7 +122,7 @@ class Daemon:
         self._seq = 0
         self._status_writes: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Last persisted status of each workload being restored, for its reconciler
-        # factory (restart counters); taken (popped) by the factory.
+        # factory (restart counters); only while restore() starts that workload.
         self.restored: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()  # applies, removes and starts happen one at a time
 
