@@ -206,8 +206,10 @@ async def test_jetstream_default_dead_letter_subject_without_a_stream(
     await nc.jetstream().publish(subject, b"poison")
     source = await started(sources, f"{JS_URL}/{stream}/{subject}?durable=d&max_deliver=1")
     await (await get(source)).nak()
-    dead = await watcher.next_msg(timeout=5)
+    dead = await watcher.next_msg(timeout=1)
     assert (dead.data, dead.headers["Gxo-Dlq-Stream"]) == (b"poison", stream)
+    await source._nc.flush()
+    assert (await consumer(nc, stream, "d")).num_ack_pending == 0  # terminated
 
 
 async def test_jetstream_unacked_messages_come_back_to_the_next_source(
@@ -236,6 +238,45 @@ async def test_jetstream_unacked_messages_come_back_to_the_next_source(
     again = await get(third, timeout=5)
     assert again.event.id == held.event.id == f"{stream}:4"
     await again.ack()
+
+
+async def test_jetstream_long_instance_is_not_redelivered_while_running(
+    nc: Any, sources: list[Any]
+) -> None:
+    subject = f"gxot.{uid()}.long"
+    stream = await make_stream(nc, subject)
+    await nc.jetstream().publish(subject, b"slow")
+    url = f"{JS_URL}/{stream}/{subject}?durable=d&ack_wait=1s"
+    busy = await started(sources, url)
+    other = await started(sources, url)
+    delivery = await get(busy)
+    # Three ack_waits pass while the instance runs: the source's in-progress heartbeat
+    # keeps the server from handing the event to another member meanwhile.
+    with pytest.raises(TimeoutError):
+        await get(other, timeout=3)
+    await delivery.ack()
+    await busy._nc.flush()
+    assert (await consumer(nc, stream, "d")).num_redelivered == 0
+
+
+async def test_jetstream_event_redelivered_past_max_deliver_is_dead_lettered_unstarted(
+    nc: Any, sources: list[Any]
+) -> None:
+    subject = f"gxot.{uid()}.crash"
+    stream = await make_stream(nc, subject)
+    watcher = await nc.subscribe(f"gxo.dlq.{stream}")
+    await nc.flush()
+    await nc.jetstream().publish(subject, b"kills the daemon")
+    url = f"{JS_URL}/{stream}/{subject}?durable=d&ack_wait=1s&max_deliver=1"
+    first = await started(sources, url)
+    await get(first)
+    await first._nc.close()  # the daemon dies with the instance running
+    second = await started(sources, url)
+    with pytest.raises(TimeoutError):  # not handed out a second time
+        await get(second, timeout=2.5)
+    dead = await watcher.next_msg(timeout=5)
+    assert dead.headers["Gxo-Dlq-Reason"] == "delivered without completing"
+    assert dead.headers["Gxo-Dlq-Deliveries"] == "2"
 
 
 async def test_jetstream_back_pressure_reads_no_more_than_max_concurrency(

@@ -293,6 +293,7 @@ class JetStreamSource(_Base):
         self._buffer: deque[Any] = deque()  # fetched, not yet handed out (<= max_concurrency)
         self._outstanding: dict[int, _JsDelivery] = {}  # handed out, not yet settled
         self._heartbeat: asyncio.Task[None] | None = None
+        self._get_lock = asyncio.Lock()
         self.dead_lettered = 0
 
     async def start(self) -> None:
@@ -355,6 +356,11 @@ class JetStreamSource(_Base):
             )
 
     async def get(self) -> _JsDelivery:
+        # One fetch at a time even if several tasks call get(): the read-ahead bound holds.
+        async with self._get_lock:
+            return await self._next()
+
+    async def _next(self) -> _JsDelivery:
         while True:
             if self._closed or self._psub is None:
                 raise self._error(
@@ -442,8 +448,15 @@ class JetStreamSource(_Base):
         event_id = f"{self.stream}:{md.sequence.stream}"
         try:
             try:
+                # Ask first: a JetStream publish to a subject no stream stores would wait
+                # for an answer that a plain subscriber of that subject never sends.
+                await self._js.find_stream_name_by_subject(self.dead_letter)
+                stored = True
+            except nats.js.errors.NotFoundError:
+                stored = False
+            if stored:
                 await self._js.publish(self.dead_letter, msg.data, headers=headers, timeout=5)
-            except nats.errors.NoRespondersError:
+            else:
                 # No stream stores the dead-letter subject: live subscribers still see it.
                 await self._nc.publish(self.dead_letter, msg.data, headers=headers)
                 await self._nc.flush(timeout=5)
