@@ -20,11 +20,12 @@ __all__ = ["default_reconcilers"]
 
 
 def _runner(daemon: Daemon, playbook: str) -> Any:
-    async def run_instance(root: str, *, run_id: str, reason: str) -> Any:
+    async def run_instance(root: str, *, run_id: str, reason: str, **extra: Any) -> Any:
         # The playbook as applied now: a re-apply that left this root unchanged may
-        # still have changed what runs downstream of it.
+        # still have changed what runs downstream of it. ``extra``: ``event=`` of an
+        # event_driven instance.
         return await daemon.run_instance(
-            daemon.playbooks[playbook], root, run_id=run_id, reason=reason, owned=True
+            daemon.playbooks[playbook], root, run_id=run_id, reason=reason, owned=True, **extra
         )
 
     return run_instance
@@ -65,4 +66,17 @@ def default_reconcilers() -> dict[str, Any]:
             on_status=daemon.status_writer(applied.name, name),
         )
 
-    return {"supervise": supervise, "scheduled": scheduled}
+    async def event_driven(daemon: Daemon, applied: Applied, name: str) -> Any:
+        from gxo.daemon.reconcile_events import EventDrivenReconciler
+
+        variables = {**applied.loaded.playbook.vars, **applied.variables}
+        return EventDrivenReconciler(
+            applied.name,
+            applied.workload(name),
+            group=getattr(daemon, "fleet", None) or None,
+            variables=variables,
+            run_instance=_runner(daemon, applied.name),
+            on_status=daemon.status_writer(applied.name, name),
+        )
+
+    return {"supervise": supervise, "scheduled": scheduled, "event_driven": event_driven}

@@ -10,6 +10,8 @@ and which returns an :class:`InstanceOutcome`. Cancelling the task that awaits
   jittered back-off, crash-loop guard (:mod:`gxo.daemon.policy`).
 - :class:`ScheduleReconciler` fires it on a cron or ``@every`` schedule
   (:mod:`gxo.daemon.schedule`), with concurrency and catch-up policies.
+- :class:`EventDrivenReconciler` runs one instance per event of a source
+  (:mod:`gxo.daemon.reconcile_events`, :mod:`gxo.daemon.sources`).
 
 Constructor: ``(playbook, workload, *, run_instance, on_status, clock=time.monotonic,
 rng=random.Random(), wall=utc_now)`` (``ScheduleReconciler`` also takes ``last_fire``).
@@ -26,11 +28,13 @@ from gxo.daemon.reconcile_base import (
     RunInstance,
     outcome_from_result,
 )
+from gxo.daemon.reconcile_events import EventDrivenReconciler
 from gxo.daemon.reconcile_schedule import ScheduleReconciler
 from gxo.daemon.reconcile_supervise import SuperviseReconciler
 
 __all__ = [
     "RECONCILERS",
+    "EventDrivenReconciler",
     "InstanceOutcome",
     "Reconciler",
     "RunInstance",
@@ -42,4 +46,5 @@ __all__ = [
 RECONCILERS: dict[str, type] = {
     "supervise": SuperviseReconciler,
     "scheduled": ScheduleReconciler,
+    "event_driven": EventDrivenReconciler,
 }
