@@ -20,6 +20,7 @@ BENCHES = [
     ("bench_daemon_apply.py", []),
     ("bench_daemon_restart.py", []),
     ("bench_scheduled.py", []),
+    ("bench_nats_source.py", []),
 ]
 
 

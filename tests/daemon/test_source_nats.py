@@ -112,6 +112,19 @@ async def test_core_wildcards(nc: Any, sources: list[Any]) -> None:
     assert got == [f"{base}.a.created", f"{base}.a.deleted", f"{base}.b.c.created"]
 
 
+async def test_core_close_wakes_a_waiting_get_and_leaves_no_tasks(nc: Any) -> None:
+    before = asyncio.all_tasks()
+    source = open_source(f"{URL}/gxot.{uid()}.idle", name="w")
+    await source.start()
+    waiting = asyncio.create_task(source.get())
+    await asyncio.sleep(0.1)
+    await source.close()
+    with pytest.raises(SourceError, match="closed"):
+        await asyncio.wait_for(waiting, 5)
+    await asyncio.sleep(0.05)
+    assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
+
+
 async def test_core_queue_group_gives_each_message_to_one_member(
     nc: Any, sources: list[Any]
 ) -> None:
@@ -304,7 +317,11 @@ async def test_jetstream_close_leaves_no_tasks(nc: Any) -> None:
     await source.start()
     await nc.jetstream().publish(subject, b"1")
     await get(source)  # leave it un-acked
+    waiting = asyncio.create_task(source.get())  # blocked in a fetch while close() runs
+    await asyncio.sleep(0.2)
     await source.close()
+    with pytest.raises(SourceError, match="closed"):
+        await asyncio.wait_for(waiting, 5)
     await source.close()  # idempotent
     await asyncio.sleep(0.05)
     left = [t for t in asyncio.all_tasks() - before if not t.done()]
