@@ -351,12 +351,19 @@ async def test_jetstream_durable_with_another_filter_is_refused(
     await started(sources, f"{JS_URL}/{stream}/{base}.a?durable=same")
     with pytest.raises(SourceError, match="already exists with filter"):
         await started(sources, f"{JS_URL}/{stream}/{base}.b?durable=same")
+    with pytest.raises(
+        SourceError, match=f"cannot bind durable consumer 'other' on stream '{stream}'"
+    ) as info:
+        await started(sources, f"{JS_URL}/{stream}/elsewhere.x?durable=other")  # not in the stream
+    assert "code=400" not in str(info.value)  # the server's description, not the raw reply
 
 
 # --- errors and credentials -------------------------------------------------------------
 
 
-async def test_connection_refused_names_the_server_and_hides_credentials() -> None:
+async def test_connection_refused_names_the_server_and_hides_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     for url in (
         "nats://bob:hunter2pw@127.0.0.1:1/x",
         "nats+jetstream://127.0.0.1:1/S/x?token=tok3n-secret",
@@ -371,6 +378,8 @@ async def test_connection_refused_names_the_server_and_hides_credentials() -> No
         assert "hunter2pw" not in text and "tok3n-secret" not in text
         assert "Traceback" not in text
         await source.close()
+    # start()'s error says it all: no warning per nats-py connection attempt on top of it.
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("gxo.")] == []
 
 
 def test_url_errors_are_source_errors() -> None:

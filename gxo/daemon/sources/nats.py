@@ -61,6 +61,12 @@ MAX_BACKOFF = 60.0
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]")
 
 
+def _reason(exc: BaseException) -> str:
+    """The server's own words for a JetStream API error, else the exception's text."""
+    description = getattr(exc, "description", None)
+    return description if isinstance(description, str) and description else error_text(exc)
+
+
 class _Target:
     """The parsed URL: server, credentials, path parts and query parameters."""
 
@@ -135,15 +141,18 @@ class _Base:
                     "%s: get() falls behind, %d message(s) dropped", self.source, self.dropped
                 )
             return
-        self._last_error = self.target.scrub(error_text(exc))
+        self._last_error = self.target.scrub(_reason(exc))
+        if self._nc is None:
+            return  # still connecting: start() reports it in its SourceError
         # nats-py's default callback logs a traceback; one redacted line is enough.
         log.warning("%s: %s: %s", self.source, self._where(), self._last_error)
 
     async def _on_disconnected(self) -> None:
-        if not self._closed:
+        if self._nc is not None and not self._closed:  # None: we are closing it ourselves
             log.warning("%s: disconnected from %s, reconnecting", self.source, self._where())
 
     async def _on_reconnected(self) -> None:
+        self._last_error = None
         log.info("%s: reconnected to %s", self.source, self._where())
 
     async def _connect(self) -> None:
@@ -170,7 +179,7 @@ class _Base:
         try:
             self._nc = await nats.connect(**options)
         except Exception as exc:  # nats-py raises many unrelated types here
-            reason = self._last_error or error_text(exc)
+            reason = self._last_error or _reason(exc)
             raise self._error(f"cannot connect to {self._where()}: {reason}") from None
         # From now on, reconnection after a lost connection is the longer, bounded one.
         self._nc.options["max_reconnect_attempts"] = RECONNECT_ATTEMPTS
@@ -179,7 +188,7 @@ class _Base:
     def _lost(self, exc: BaseException) -> SourceError:
         if self._closed:
             return self._error("the source is closed")
-        reason = self._last_error or error_text(exc)
+        reason = self._last_error or _reason(exc)
         return self._error(f"connection to {self._where()} lost: {reason}")
 
     async def _close_connection(self) -> None:
@@ -213,7 +222,7 @@ class NatsSource(_Base):
             await self._nc.flush(timeout=CONNECT_TIMEOUT)  # the server has the subscription
         except Exception as exc:
             await self._close_connection()
-            raise self._error(f"cannot subscribe to {self.subject!r}: {error_text(exc)}") from None
+            raise self._error(f"cannot subscribe to {self.subject!r}: {_reason(exc)}") from None
 
     async def get(self) -> _NoAck:
         if self._sub is None:
@@ -227,7 +236,7 @@ class NatsSource(_Base):
                 if self._nc is None or self._nc.is_closed:
                     raise self._lost(nats.errors.ConnectionClosedError()) from None
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
+            except nats.errors.Error as exc:  # ConnectionClosedError among others
                 raise self._lost(exc) from None
             headers = dict(msg.headers or {})
             data, data_b64 = decode_payload(msg.data)
@@ -318,13 +327,9 @@ class JetStreamSource(_Base):
             try:
                 await self._js.add_stream(name=self.stream, subjects=[self.subject])
             except Exception as exc:
-                raise self._error(
-                    f"cannot create stream {self.stream!r}: {error_text(exc)}"
-                ) from None
+                raise self._error(f"cannot create stream {self.stream!r}: {_reason(exc)}") from None
         except Exception as exc:
-            raise self._error(
-                f"{self._where()}: JetStream unavailable: {error_text(exc)}"
-            ) from None
+            raise self._error(f"{self._where()}: JetStream unavailable: {_reason(exc)}") from None
         config = ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -343,7 +348,7 @@ class JetStreamSource(_Base):
         except Exception as exc:
             raise self._error(
                 f"cannot bind durable consumer {self.durable!r} on stream {self.stream!r} "
-                f"for {self.subject!r}: {error_text(exc)}"
+                f"for {self.subject!r}: {_reason(exc)}"
             ) from None
         existing = info.config.filter_subject
         if existing != self.subject or info.config.ack_policy != AckPolicy.EXPLICIT:
@@ -430,7 +435,7 @@ class JetStreamSource(_Base):
             raise
         except Exception as exc:
             # The broker redelivers after ack_wait anyway: the event is not lost.
-            raise self._error(f"cannot {how} {delivery.event.id}: {error_text(exc)}") from None
+            raise self._error(f"cannot {how} {delivery.event.id}: {_reason(exc)}") from None
 
     async def _dead_letter(self, msg: Any, reason: str) -> None:
         md = msg.metadata
@@ -468,7 +473,7 @@ class JetStreamSource(_Base):
                 )
         except Exception as exc:
             # Terminating a message that was not dead-lettered would lose it: retry later.
-            log.warning("%s: cannot dead-letter %s: %s", self.source, event_id, error_text(exc))
+            log.warning("%s: cannot dead-letter %s: %s", self.source, event_id, _reason(exc))
             with contextlib.suppress(Exception):
                 await msg.nak(delay=MAX_BACKOFF)
             return
