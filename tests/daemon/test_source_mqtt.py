@@ -152,17 +152,21 @@ async def test_two_members_of_one_group_share_the_messages(
         for i in range(10):
             await publisher.publish(topic, str(i).encode(), qos=1)
         seen: dict[str, list[int]] = {"a": [], "b": []}
+        all_seen = asyncio.Event()
 
         async def consume(source, key: str) -> None:  # type: ignore[no-untyped-def]
             while True:
                 delivery = await source.get()
                 seen[key].append(delivery.event.data)
                 await delivery.ack()
+                if len(seen["a"]) + len(seen["b"]) >= 10:
+                    all_seen.set()
 
         tasks = [asyncio.create_task(consume(a, "a")), asyncio.create_task(consume(b, "b"))]
-        deadline = time.monotonic() + 5
-        while len(seen["a"]) + len(seen["b"]) < 10 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(all_seen.wait(), 5)
+        except TimeoutError:
+            pass  # the assertions below say what is missing
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,8 +12,10 @@ What holds, and why:
   ended when the daemon died or closed is redelivered by the broker when the session
   resumes: at-least-once, as long as the session has not expired.
 - Back-pressure: the CONNECT packet sets MQTT v5 *Receive Maximum* = ``max_concurrency``,
-  so the broker has at most that many un-acked messages in flight to us; the rest waits
-  on the broker whatever the reconciler does.
+  and, since a broker may overrun it (Mosquitto 2.0.11 does), the source also stops
+  reading its socket while ``max_concurrency`` received messages wait for ``get()``: TCP
+  flow control then keeps the rest on the broker. Hence no MQTT keepalive (a paused
+  reader would miss PINGRESP); TCP keepalive detects a dead broker instead.
 - ``nak(delay)``: MQTT has no negative ack and a broker resends only on reconnect, so a
   nak'd message keeps its PUBACK withheld and is handed out again by this source after
   the (bounded) delay; if the daemon dies meanwhile, the broker redelivers it.
