@@ -109,6 +109,9 @@ class RunModel:
         self.playbook = playbook
         self.workloads: dict[str, WorkloadView] = {w.name: w for w in workloads}
         self.levels = levels
+        # Headings of the levels in the DAG panel (None: "level N"); `gxo ui --attach`
+        # groups the daemon's workloads by playbook.
+        self.level_labels: list[str] | None = None
         self.run_status = "Pending"
         self.run_id: str | None = None
         self.run_duration_ms: float | None = None

@@ -129,7 +129,9 @@ class DagView(OptionList):
             names = [n for n in names if wanted is None or n in wanted]
             if not names:
                 continue
-            options.append(Option(Text(f"── level {level} ──", style="bold dim"), disabled=True))
+            labels = model.level_labels
+            label = labels[level] if labels and level < len(labels) else f"level {level}"
+            options.append(Option(Text(f"── {label} ──", style="bold dim"), disabled=True))
             for name in names:
                 prompt = self._prompt(model.workloads[name])
                 self._prompts[name] = prompt
