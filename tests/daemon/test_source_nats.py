@@ -399,3 +399,90 @@ def test_url_errors_are_source_errors() -> None:
     )
     assert open_source(f"{JS_URL}/S/a?durable=x", name="w", group="fleet").durable == "x"
     assert open_source(f"{URL}/a.>", name="w", group="fleet").queue == "fleet"
+
+
+# --- lost connections (through a loopback TCP proxy we can cut) ----------------------
+
+
+class Proxy:
+    """127.0.0.1:<port> → the NATS server; ``cut()`` drops every connection and stops
+    listening, ``restore()`` listens again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def restore(self) -> None:
+        self.server = await asyncio.start_server(self._serve, HOST, self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(HOST, PORT)
+        self.writers += [writer, up_writer]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+@pytest.fixture
+async def proxy(nc: Any) -> AsyncIterator[Proxy]:
+    proxy = Proxy()
+    await proxy.restore()
+    yield proxy
+    if proxy.server is not None and proxy.server.is_serving():
+        await proxy.cut()
+
+
+async def test_lost_connection_is_a_source_error_after_bounded_reconnects(
+    nc: Any, proxy: Proxy, sources: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gxo.daemon.sources import nats as nats_source
+
+    monkeypatch.setattr(nats_source, "RECONNECT_ATTEMPTS", 2)
+    monkeypatch.setattr(nats_source, "RECONNECT_WAIT", 0.1)
+    source = await started(sources, f"nats://bob:hunter2pw@{HOST}:{proxy.port}/gxot.{uid()}")
+    waiting = asyncio.create_task(source.get())
+    await asyncio.sleep(0.1)
+    await proxy.cut()  # and it never comes back
+    with pytest.raises(SourceError) as info:
+        await asyncio.wait_for(waiting, 10)
+    text = str(info.value)
+    assert f"connection to NATS at {HOST}:{proxy.port} lost" in text, text
+    assert "hunter2pw" not in text
+
+
+async def test_jetstream_source_survives_a_short_outage(
+    nc: Any, proxy: Proxy, sources: list[Any]
+) -> None:
+    subject = f"gxot.{uid()}.outage"
+    stream = await make_stream(nc, subject)
+    source = await started(
+        sources, f"{JS_URL.replace(str(PORT), str(proxy.port))}/{stream}/{subject}?durable=o"
+    )
+    await nc.jetstream().publish(subject, b"before")
+    await (await get(source)).ack()
+    await proxy.cut()
+    await nc.jetstream().publish(subject, b"during")
+    await asyncio.sleep(1.0)  # longer than the few quick retries of the first connect
+    await proxy.restore()  # nats-py reconnects (within RECONNECT_ATTEMPTS)
+    delivery = await get(source, timeout=15)
+    assert (delivery.event.data, delivery.event.id) == ("during", f"{stream}:2")
+    await delivery.ack()
