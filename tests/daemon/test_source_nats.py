@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from nats import errors as nats_errors
 
 from gxo.daemon.sources.base import SourceError, open_source
 from gxo.daemon.sources.nats import JetStreamSource, NatsSource
@@ -194,7 +195,7 @@ async def test_jetstream_max_deliver_sends_to_the_dead_letter_subject(
     source = await started(sources, url)
     for _ in range(2):
         delivery = await get(source)
-        await delivery.nak(0)
+        await delivery.nak(0.01)  # a failure, redelivered 10 ms later
     await source._nc.flush()
     dead = await nc.jetstream().get_msg(dlq, 1)
     assert dead.data == b'{"bad": true}'
@@ -272,24 +273,24 @@ async def test_jetstream_long_instance_is_not_redelivered_while_running(
     assert (await consumer(nc, stream, "d")).num_redelivered == 0
 
 
-async def test_jetstream_event_redelivered_past_max_deliver_is_dead_lettered_unstarted(
+async def test_jetstream_nak_zero_hands_back_without_dead_lettering(
     nc: Any, sources: list[Any]
 ) -> None:
-    subject = f"gxot.{uid()}.crash"
+    subject = f"gxot.{uid()}.release"
     stream = await make_stream(nc, subject)
     watcher = await nc.subscribe(f"gxo.dlq.{stream}")
     await nc.flush()
-    await nc.jetstream().publish(subject, b"kills the daemon")
-    url = f"{JS_URL}/{stream}/{subject}?durable=d&ack_wait=1s&max_deliver=1"
-    first = await started(sources, url)
-    await get(first)
-    await first._nc.close()  # the daemon dies with the instance running
-    second = await started(sources, url)
-    with pytest.raises(TimeoutError):  # not handed out a second time
-        await get(second, timeout=2.5)
-    dead = await watcher.next_msg(timeout=5)
-    assert dead.headers["Gxo-Dlq-Reason"] == "delivered without completing"
-    assert dead.headers["Gxo-Dlq-Deliveries"] == "2"
+    await nc.jetstream().publish(subject, b"queued at stop")
+    source = await started(sources, f"{JS_URL}/{stream}/{subject}?durable=d&max_deliver=1")
+    # The reconciler's stop releases queued events with nak(0): they never ran, so even
+    # at max_deliver they come back instead of going to the dead-letter subject.
+    await (await get(source)).nak(0)
+    again = await get(source)
+    assert (again.event.id, again.event.data) == (f"{stream}:1", "queued at stop")
+    with pytest.raises(nats_errors.TimeoutError):
+        await watcher.next_msg(timeout=0.3)
+    await again.nak(0.01)  # a failure (delay > 0) at max_deliver: dead-lettered
+    assert (await watcher.next_msg(timeout=2)).data == b"queued at stop"
 
 
 async def test_jetstream_back_pressure_reads_no_more_than_max_concurrency(

@@ -15,6 +15,9 @@
     deliveries it is published to the dead-letter subject (default ``gxo.dlq.<STREAM>``)
     with ``Gxo-Dlq-*`` headers naming where it came from, then terminated. ``Event.id``
     is ``STREAM:SEQUENCE``, the same on every redelivery, so instances can be idempotent.
+    ``nak(0)`` hands an event back without counting a failure (a stop releasing what it
+    has not run); ``nak()`` or ``nak(delay > 0)`` is a failure. Every delivery counts
+    toward ``max_deliver`` (JetStream's own count), including ones handed back.
     Streams are owned by operations and are not created unless ``?create=true``.
 
 Credentials (``user:pass@``, ``token@``, ``?token=``) never appear in ``Event.source``,
@@ -376,11 +379,6 @@ class JetStreamSource(_Base):
                 continue
             msg = self._buffer.popleft()
             md = msg.metadata
-            if md.num_delivered > self.max_deliver:
-                # Delivered again and again without an outcome (a daemon killed mid-instance,
-                # or an instance outliving ack_wait each time): do not start it once more.
-                await self._dead_letter(msg, "delivered without completing")
-                continue
             headers = dict(msg.headers or {})
             data, data_b64 = decode_payload(msg.data)
             event = Event(
@@ -423,6 +421,11 @@ class JetStreamSource(_Base):
         try:
             if how == "ack":
                 await msg.ack()
+                return
+            if delay == 0:
+                # nak(0) hands back an event that never ran (the reconciler's stop): not a
+                # failure, so it is never dead-lettered for it.
+                await msg.nak()
                 return
             delivered = msg.metadata.num_delivered
             if delivered >= self.max_deliver:
