@@ -107,6 +107,29 @@ async def test_unacked_entries_survive_close_and_reopen(admin: redis.Redis, stre
         await second.close()
 
 
+async def test_an_entry_held_longer_than_claim_after_is_not_redelivered(
+    admin: redis.Redis, stream: str
+) -> None:
+    """The heartbeat keeps a long instance's entry from being claimed by another member
+    (or handed out again by its own source) while it runs."""
+    link = url(stream, group="g", claim_after="300ms")
+    a, b = open_source(link, name="w"), open_source(link, name="w")
+    await a.start()
+    await b.start()
+    try:
+        entry = admin.xadd(stream, {"data": "slow"}).decode()
+        held = await get(a)
+        assert held.event.id == entry
+        for source in (a, b):  # 4 x claim_after: both poll and claim, nothing comes
+            with pytest.raises(TimeoutError):
+                await get(source, 1.2)
+        await held.ack()
+        assert admin.xpending(stream, "g")["pending"] == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_two_members_of_one_group_share_the_entries(admin: redis.Redis, stream: str) -> None:
     a = open_source(url(stream, group="fleet"), name="w", max_concurrency=2)
     b = open_source(url(stream, group="fleet"), name="w", max_concurrency=2)

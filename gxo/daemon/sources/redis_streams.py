@@ -11,6 +11,10 @@ is ``hostname-pid-random``, so members of a fleet share the stream's entries.
   it is taken over by XAUTOCLAIM — by this member or any other one of the group. The same
   holds for the entries of a member that died or closed without acking: at-least-once,
   and a redelivered event keeps its id (the stream entry id).
+- A heartbeat (every claim_after / 3, XCLAIM JUSTID of the entries this member still
+  owns) keeps an instance that runs longer than claim_after from having its entry
+  claimed and processed a second time meanwhile. ``claim_after`` is thus the time a dead
+  member's entries wait, not a limit on how long an instance may run.
 - ``data``: when the entry has a single field ``data`` or ``payload``, that field decoded
   like any payload (JSON, else text, else ``data_b64``); otherwise the field dict as text.
 """
@@ -18,6 +22,7 @@ is ``hostname-pid-random``, so members of a fleet share the stream's entries.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -34,6 +39,8 @@ from gxo.daemon.sources._util import error_text, member_id, query_params, scrub
 from gxo.daemon.sources.base import Event, SourceError, decode_payload, register_source
 
 __all__ = ["RedisStreamSource"]
+
+log = logging.getLogger("gxo.daemon.sources.redis")
 
 _PARAMS = {"stream", "group", "claim_after", "block", "start"}
 _SINGLE_FIELDS = (b"data", b"payload")
@@ -59,6 +66,7 @@ class _RedisDelivery:
         # Redis has no per-entry redelivery delay: the entry stays pending and is
         # claimed again once idle for claim_after (the delay is that, not ``delay``).
         self._done = True
+        self._source._held.discard(self._entry_id)
 
 
 class RedisStreamSource:
@@ -100,6 +108,10 @@ class RedisStreamSource:
         self._claim_cursor: bytes | str = "0-0"
         self._next_claim = 0.0
         self._inflight: asyncio.Future[None] | None = None
+        # Entries read by this member and not settled (buffered or being processed):
+        # kept from idling into claim_after by the heartbeat.
+        self._held: set[bytes] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -135,6 +147,7 @@ class RedisStreamSource:
             await client.aclose()
             raise self._error("cannot connect", exc) from None
         self._client = client
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
 
     async def get(self) -> _RedisDelivery:
         async with self._lock:
@@ -169,9 +182,12 @@ class RedisStreamSource:
         # Buffered but never handed out: they stay pending and are claimed by another
         # member (or this group's next source) after claim_after.
         self._buffer.clear()
-        if self._inflight is not None:
-            self._inflight.cancel()
-            await asyncio.gather(self._inflight, return_exceptions=True)
+        self._held.clear()
+        for task in (self._heartbeat, self._inflight):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._heartbeat = None
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -210,6 +226,8 @@ class RedisStreamSource:
             # claim_after (a nak'd entry becomes claimable exactly claim_after later).
             self._next_claim = time.monotonic() + min(self.claim_after / 4, 5.0)
         for entry_id, fields in entries:
+            if entry_id in self._held:
+                continue  # ours and in progress (the heartbeat was late): not a redelivery
             if fields is None:  # deleted from the stream while pending (Redis 6.2)
                 await client.xack(self.stream, self.group, entry_id)
                 continue
@@ -232,6 +250,36 @@ class RedisStreamSource:
             for entry_id, fields in entries:
                 self._buffer.append(self._delivery(entry_id, fields or {}))
 
+    async def _beat(self) -> None:
+        """Reset the idle time of the entries this member holds, every claim_after / 3.
+
+        Without it an instance running longer than claim_after would have its entry
+        claimed by another member (or this one) and processed twice at the same time.
+        Only entries still owned by this consumer are touched, so one already claimed
+        by another member (after a stall here) is not taken back.
+        """
+        interval = max(self.claim_after / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            client = self._client
+            if client is None or not self._held:
+                continue
+            try:
+                owned = await client.xpending_range(
+                    self.stream,
+                    self.group,
+                    min="-",
+                    max="+",
+                    count=len(self._held) + 1000,
+                    consumername=self.consumer,
+                )
+                ids = [p["message_id"] for p in owned if p["message_id"] in self._held]
+                if ids:
+                    await client.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
+            except (rexc.RedisError, OSError) as exc:
+                # get() reports a lost server; entries not refreshed may be redelivered.
+                log.debug("redis source %s: heartbeat failed: %s", self.url, exc)
+
     def _delivery(self, entry_id: bytes, fields: dict[bytes, bytes]) -> _RedisDelivery:
         data, data_b64 = _entry_data(fields)
         event = Event(
@@ -242,6 +290,7 @@ class RedisStreamSource:
             headers={"redis-group": self.group, "redis-consumer": self.consumer},
             data_b64=data_b64,
         )
+        self._held.add(entry_id)
         return _RedisDelivery(self, entry_id, event)
 
     async def _ack(self, entry_id: bytes) -> None:
@@ -250,6 +299,8 @@ class RedisStreamSource:
             await client.xack(self.stream, self.group, entry_id)
         except (rexc.RedisError, OSError) as exc:
             raise self._error(f"cannot ack entry {_text(entry_id)}", exc) from None
+        finally:
+            self._held.discard(entry_id)
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, list[Any]]]:
