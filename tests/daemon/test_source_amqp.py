@@ -190,6 +190,20 @@ async def test_close_ends_a_waiting_get_and_leaves_no_task(
     assert await depth(admin, queue) == (1, 0)
 
 
+async def test_a_lost_connection_is_a_source_error(admin: AbstractChannel, queue: str) -> None:
+    source = open_source(url(queue), name="w")
+    await source.start()
+    try:
+        waiting = asyncio.create_task(source.get())
+        await asyncio.sleep(0.1)
+        await source._connection.close()  # as when the broker or the network drops it
+        with pytest.raises(SourceError, match="connection lost") as info:
+            await asyncio.wait_for(waiting, 3)
+        assert "guest:guest" not in str(info.value)
+    finally:
+        await source.close()
+
+
 async def test_bad_credentials_are_a_source_error_without_the_password(
     require_service: Callable[[str, int, str], None],
 ) -> None:

@@ -212,6 +212,20 @@ async def test_close_ends_a_waiting_get_and_leaves_no_task(topic: str) -> None:
     assert asyncio.all_tasks() == before
 
 
+async def test_a_lost_connection_is_a_source_error(topic: str) -> None:
+    """The broker drops the source (a session takeover by the same client id): get()
+    says so, and the reconciler reopens the source."""
+    client_id = f"c-{secrets.token_hex(4)}"
+    source = open_source(url(topic, client_id), name="w")
+    await source.start()
+    try:
+        async with aiomqtt.Client(HOST, PORT, identifier=client_id):
+            with pytest.raises(SourceError, match="connection lost"):
+                await get(source)
+    finally:
+        await source.close()
+
+
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[int]:
     """A private Mosquitto on loopback that requires a password (the shared one is open)."""

@@ -190,6 +190,24 @@ async def test_close_leaves_no_task_and_a_blocked_get_ends(admin: redis.Redis, s
     assert asyncio.all_tasks() == before
 
 
+async def test_a_killed_connection_is_survived(admin: redis.Redis, stream: str) -> None:
+    """CLIENT KILL (a server restart, an idle timeout): the next read reconnects."""
+    source = open_source(url(stream, group="g", block="100ms"), name="w")
+    await source.start()
+    try:
+        name = source.consumer  # the connection is named after the group member
+        ours = [c["id"] for c in admin.client_list() if c["name"] == name]
+        assert ours  # only our connections: other tests may share this Redis
+        for client_id in ours:
+            assert admin.client_kill_filter(_id=client_id) == 1
+        entry = admin.xadd(stream, {"data": "after"}).decode()
+        delivery = await get(source)
+        assert delivery.event.id == entry
+        await delivery.ack()
+    finally:
+        await source.close()
+
+
 async def test_bad_credentials_are_a_source_error_without_the_password(
     require_service: Callable[[str, int, str], None],
 ) -> None:

@@ -14,6 +14,9 @@
   independent of the delivery tag, so a redelivery keeps its id (and two identical
   messages without a message_id share one).
 - Credentials are redacted in ``Event.source`` and in every error.
+- RabbitMQ closes a channel whose delivery stays un-acked past its ``consumer_timeout``
+  (30 min by default): for longer instances raise it on the queue or the broker. The
+  source then fails, is reopened by the reconciler, and the message is redelivered.
 """
 
 from __future__ import annotations

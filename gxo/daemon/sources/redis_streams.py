@@ -132,6 +132,7 @@ class RedisStreamSource:
             password=self.password,
             socket_connect_timeout=_CONNECT_TIMEOUT,
             decode_responses=False,
+            client_name=self.consumer,  # CLIENT LIST shows which member a connection is
             # One quick retry rides over a dropped connection; redis-py's default (three
             # with up to 10 s back-off) would hide an unreachable server for seconds.
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
