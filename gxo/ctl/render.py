@@ -81,6 +81,7 @@ def _status_rows(rows: list[Any]) -> list[dict[str, Any]]:
     for row in rows:
         d = _dict(row)
         d["last_exit"] = row.last_exit if row.HasField("last_exit") else None
+        d.update(json.loads(d.pop("details_json", "") or "{}"))  # policy-specific fields
         data.append(d)
     return data
 
@@ -114,9 +115,17 @@ def statuses(rows: list[Any], as_json: bool) -> None:
             str(d["restarts"]),
             "" if d["last_exit"] is None else str(d["last_exit"]),
             d["next_run"],
-            escape(d["reason"]),
+            escape(" ".join(filter(None, (d["reason"], _counters(d))))),
         )
     _out().print(table)
+
+
+def _counters(d: dict[str, Any]) -> str:
+    """An event_driven workload's counters, for the REASON column."""
+    if "received" not in d:
+        return ""
+    names = ("received", "filtered", "dropped", "in_flight", "queued", "completed", "failed")
+    return "(" + ", ".join(f"{n.replace('_', ' ')} {d.get(n, 0)}" for n in names) + ")"
 
 
 def runs(rows: list[Any], as_json: bool) -> None:

@@ -116,7 +116,17 @@ def _status_pb(row: dict[str, Any]) -> pb.WorkloadStatus:
     )
     if row.get("last_exit") is not None:
         msg.last_exit = int(row["last_exit"])
+    details = {k: v for k, v in row.items() if k not in _STATUS_FIELDS}
+    if details:  # a reconciler's own counters (event_driven: received, filtered, ...)
+        msg.details_json = _json(details)
     return msg
+
+
+# The fields of WorkloadStatus itself, and restart_times (a supervisor's internal record).
+_STATUS_FIELDS = frozenset(
+    {"playbook", "workload", "policy", "status", "reason", "restarts", "last_exit"}
+    | {"next_run", "updated_at", "last_run_id", "restart_times"}
+)
 
 
 def _json(value: Any) -> str:

@@ -49,7 +49,7 @@ class RemovePlaybookResponse(_message.Message):
     def __init__(self, playbook: _Optional[str] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkloadStatus(_message.Message):
-    __slots__ = ("playbook", "workload", "policy", "status", "reason", "restarts", "last_exit", "next_run", "updated_at", "last_run_id")
+    __slots__ = ("playbook", "workload", "policy", "status", "reason", "restarts", "last_exit", "next_run", "updated_at", "last_run_id", "details_json")
     PLAYBOOK_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class WorkloadStatus(_message.Message):
     NEXT_RUN_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     playbook: str
     workload: str
     policy: str
@@ -70,7 +71,8 @@ class WorkloadStatus(_message.Message):
     next_run: str
     updated_at: str
     last_run_id: str
-    def __init__(self, playbook: _Optional[str] = ..., workload: _Optional[str] = ..., policy: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., restarts: _Optional[int] = ..., last_exit: _Optional[int] = ..., next_run: _Optional[str] = ..., updated_at: _Optional[str] = ..., last_run_id: _Optional[str] = ...) -> None: ...
+    details_json: str
+    def __init__(self, playbook: _Optional[str] = ..., workload: _Optional[str] = ..., policy: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., restarts: _Optional[int] = ..., last_exit: _Optional[int] = ..., next_run: _Optional[str] = ..., updated_at: _Optional[str] = ..., last_run_id: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class ListWorkloadsRequest(_message.Message):
     __slots__ = ("playbook",)
