@@ -33,12 +33,16 @@ class AttachScreen(RunScreen):
     def __init__(self, session: Any, *, timings: bool = True) -> None:
         super().__init__(session, timings=timings)
         self._layout = -1
+        self._told_lost = False
 
     def sync(self) -> None:
         session = self.session
         if session.layout_version != self._layout:  # a playbook was applied or removed
             self._layout = session.layout_version
             self.query_one(DagView).show_model(session.model)
+        if session.error is not None and not self._told_lost:
+            self._told_lost = True  # the header says Interrupted; this says why
+            self.notify(f"lost the daemon: {session.error}", severity="error", timeout=30)
         super().sync()
 
     def action_act(self, action: str) -> None:

@@ -44,6 +44,10 @@ EARLY_LIMIT = 500  # events of workloads not listed yet, kept until the next lis
 _SKIPPED = {EventKind.RUN_STARTED, EventKind.RUN_FINISHED}
 
 
+def _join(*parts: str | None) -> str | None:
+    return " · ".join(p for p in parts if p) or None
+
+
 def _epoch(iso: str) -> float:
     try:
         return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
@@ -68,6 +72,10 @@ class RemoteState:
     started_at: float | None = None  # wall clock of the last Running
     final_ms: float | None = None
     status_time: float = 0.0  # wall time of the newest status applied (event or row)
+    facts: str | None = None
+    reason: str | None = (
+        None  # the latest status's own reason  # "restarts N · last exit C": the daemon's, kept under any reason
+    )
     workload: Any = None
 
     def __post_init__(self) -> None:
@@ -182,10 +190,13 @@ class AttachSession:
         for row, name in zip(rows, names, strict=True):
             self._apply_row(name, row)
         model.version += 1
-        if self._early and all(f"{e.playbook}/{e.workload}" in self.states for e in self._early):
+        if self._early:
+            # Events that arrived before their playbook was listed; those of a workload
+            # still unknown (removed again meanwhile) are dropped, not kept forever.
             early, self._early = self._early, []
             for event in early:
-                self._on_event(event)
+                if f"{event.playbook}/{event.workload}" in self.states:
+                    self._on_event(event)
 
     def _layout(self, rows: list[Any]) -> None:
         """Workloads came or went: rebuild the views (keeping what is known of the rest)."""
@@ -215,20 +226,25 @@ class AttachSession:
     def _apply_row(self, name: str, row: Any) -> None:
         state, view = self.states[name], self.model.workloads[name]
         updated = _epoch(row.updated_at) if row.updated_at else 0.0
-        facts = [row.reason] if row.reason else []
+        facts = []
         if row.restarts:
             facts.append(f"restarts {row.restarts}")
-        if row.HasField("last_exit"):
+        if row.HasField("last_exit") and row.policy != "run_once":
             facts.append(f"last exit {row.last_exit}")
-        if row.next_run:
-            facts.append(f"next run {row.next_run}")
-        reason = " · ".join(facts) or None
+        if state.facts != (" · ".join(facts) or None):
+            state.facts = " · ".join(facts) or None
+            if updated < state.status_time:  # the status stays; its facts line moves on
+                view.reason = _join(state.reason, state.facts)
+                view.version += 1
+        extra = [f"next run {row.next_run}"] if row.next_run else []
+        reason = _join(row.reason, *extra, state.facts)
         if updated < state.status_time or (view.status, view.reason) == (row.status, reason):
             return  # an event already told something newer
         state.status_time = updated
         if row.status == "Running" and state.status != "Running":
             state.started_at = updated or time.time()
         state.status = view.status = row.status or "Pending"
+        state.reason = row.reason or None
         if row.status == "Failed" and row.reason and not state.error:
             state.error = row.reason
         view.reason = reason
@@ -299,6 +315,15 @@ class AttachSession:
                 ],
             }
         self.model(Event(kind, name, data, when))
+        if kind is EventKind.WORKLOAD_STATUS and name is not None:
+            state = self.states[name]
+            view = self.model.workloads[name]
+            view.reason = _join(data.get("reason"), state.facts)
+            if state.policy != "run_once" and state.status != "Running":
+                # A reconciler decides next (Restarting, Failed by the crash-loop guard):
+                # ask soon, once its status write has landed, not at the next poll.
+                assert self._loop is not None
+                self._loop.call_later(0.1, self._wake.set)
 
     def _update_state(self, kind: EventKind, name: str, data: dict[str, Any], when: float) -> bool:
         """Keep the remote state in step; False: the event is stale, drop it."""
@@ -310,8 +335,12 @@ class AttachSession:
         elif kind is EventKind.WORKLOAD_ITERATION:
             state.iterations.append(data)
         elif kind is EventKind.WORKLOAD_STATUS:
-            if when < state.status_time:
-                return False  # older than what the daemon's status row already said
+            if when < state.status_time:  # older than what the daemon's row already said
+                if data.get("status") == state.status and data.get("duration_ms") is not None:
+                    state.final_ms = data["duration_ms"]  # only its duration is news
+                    self.model.workloads[name].duration_ms = state.final_ms
+                    self.model.workloads[name].version += 1
+                return False
             state.status_time = when
             status = str(data.get("status", state.status))
             if status == "Running":
@@ -323,6 +352,7 @@ class AttachSession:
                 state.final_ms = data.get("duration_ms")
                 state.error = data.get("error")
             state.status = status
+            state.reason = data.get("reason")
             state.attempts = int(data.get("attempts") or state.attempts)
         return True
 

@@ -35,6 +35,14 @@ workloads:
     process: { module: exec, params: { command: sleep, args: ["60"] } }
 """
 
+OTHER = """\
+schemaVersion: "1.0.0"
+name: other
+workloads:
+  - name: ping
+    process: { module: exec, params: { command: echo, args: ["pong"] } }
+"""
+
 
 def _daemon_harness() -> Any:
     """The daemon tests' harness (tests/daemon/conftest.py), reused, not copied."""
@@ -115,6 +123,20 @@ async def test_attach_shows_a_completed_and_a_running_workload_and_stops_one(
         await wait_until(
             lambda: model.workloads["shop/server"].status == "Running", 20, "Running again"
         )
+
+        # A playbook applied while attached shows up under its own heading.
+        other = daemon.folder / "other.gxo.yaml"
+        other.write_text(OTHER, encoding="utf-8")
+        await asyncio.to_thread(daemon.ctl_json, "apply", "-f", str(other))
+        await wait_until(
+            lambda: (
+                "other/ping" in dag.shown and _prompt(dag, "other/ping").startswith("✔ other/ping")
+            ),
+            20,
+            "the new playbook's workload, Completed",
+        )
+        assert model.level_labels == ["playbook other", "playbook shop"]
+        assert [line.text for line in model.log_lines("other/ping")] == ["pong"]
         await pilot.press("q")
     assert app.return_code == 0
     # Quitting the UI leaves the daemon's workloads running.
@@ -132,3 +154,21 @@ def test_attach_without_a_daemon_exits_3_naming_the_socket(tmp_path: Path) -> No
     )
     assert proc.returncode == 3, proc.stderr
     assert str(sock) in proc.stderr and "gxo daemon" in proc.stderr
+
+
+async def test_a_daemon_that_goes_away_is_reported_not_hidden(daemon: Any, wait_until: Any) -> None:
+    proc = daemon.start()
+    path = daemon.folder / "other.gxo.yaml"
+    path.write_text(OTHER, encoding="utf-8")
+    daemon.ctl_json("apply", "-f", str(path))
+    daemon.wait_status("ping", "Completed")
+    app = AttachApp(Client(daemon.socket), timings=False, poll=0.2)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, AttachScreen), what="the run screen")
+        await wait_until(lambda: app.session.model.workloads.get("other/ping") is not None)
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 30)
+        await wait_until(lambda: app.session.model.run_status == "Interrupted", 20, "Interrupted")
+        assert app.session.error
+        await pilot.pause()
+        await pilot.press("q")
