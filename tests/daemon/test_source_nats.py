@@ -254,6 +254,29 @@ async def test_jetstream_unacked_messages_come_back_to_the_next_source(
     await again.ack()
 
 
+async def test_jetstream_close_after_a_cancelled_get_hands_everything_back(
+    nc: Any, sources: list[Any]
+) -> None:
+    subject = f"gxot.{uid()}.orphan"
+    stream = await make_stream(nc, subject)
+    url = f"{JS_URL}/{stream}/{subject}?durable=d"  # ack_wait 30 s: the test must not wait it
+    await nc.jetstream().publish(subject, b"held")
+    first = await started(sources, url)
+    await get(first)
+    reader = asyncio.create_task(first.get())  # blocks in a fetch...
+    await asyncio.sleep(0.2)
+    reader.cancel()  # ...cancelled, as the reconciler's stop does; the request stays open
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    for data in (b"a", b"b"):
+        await nc.jetstream().publish(subject, data)  # delivered into the orphaned request
+    await asyncio.sleep(0.2)
+    await first.close()
+    second = await started(sources, url)
+    got = sorted([(await get(second, timeout=2)).event.data for _ in range(3)])
+    assert got == ["a", "b", "held"]
+
+
 async def test_jetstream_long_instance_is_not_redelivered_while_running(
     nc: Any, sources: list[Any]
 ) -> None:
@@ -487,3 +510,58 @@ async def test_jetstream_source_survives_a_short_outage(
     delivery = await get(source, timeout=15)
     assert (delivery.event.data, delivery.event.id) == ("during", f"{stream}:2")
     await delivery.ack()
+
+
+# --- with the event_driven reconciler ----------------------------------------------------
+
+
+async def test_reconciler_processes_each_jetstream_event_and_hands_back_on_stop(
+    nc: Any, sources: list[Any]
+) -> None:
+    from gxo.config.models import Workload
+    from gxo.daemon.reconcile import InstanceOutcome
+    from gxo.daemon.reconcile_events import EventDrivenReconciler
+
+    subject = f"gxot.{uid()}.rec"
+    stream = await make_stream(nc, subject)
+    url = f"{JS_URL}/{stream}/{subject}?durable=rec"
+    done: list[str] = []
+    hold = asyncio.Event()
+    hold.set()
+
+    async def run_instance(root: str, *, run_id: str, reason: str, event: dict) -> Any:
+        await hold.wait()
+        done.append(event["id"])
+        return InstanceOutcome("Completed", run_id, None)
+
+    spec = {"policy": "event_driven", "source": url, "max_concurrency": 4, "queue": 8}
+    workload = Workload.model_validate(
+        {
+            "name": "w",
+            "lifecycle": spec,
+            "process": {"module": "exec", "params": {"command": "true"}},
+        }
+    )
+    before = asyncio.all_tasks()
+    rec = EventDrivenReconciler("pb", workload, run_instance=run_instance)
+    await rec.start()
+    for i in range(200):
+        await nc.publish(subject, str(i).encode())
+    await nc.flush()
+    for _ in range(500):
+        if len(done) == 200:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(done) == sorted(f"{stream}:{n}" for n in range(1, 201))
+    hold.clear()  # now instances hang: 4 running, up to 8 queued
+    for i in range(20):
+        await nc.publish(subject, str(i).encode())
+    await asyncio.sleep(0.5)
+    await rec.stop()
+    await asyncio.sleep(0.05)
+    assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
+    # What it held (4 running, 8 queued) was nak'ed at stop: back at once, not after
+    # ack_wait (30 s); the other 8 were never read.
+    again = await started(sources, url, max_concurrency=20)
+    ids = {(await get(again, timeout=2)).event.id for _ in range(20)}
+    assert ids == {f"{stream}:{n}" for n in range(201, 221)}

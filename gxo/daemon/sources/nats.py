@@ -11,8 +11,8 @@
     Messages are fetched only inside ``get()`` and at most ``max_concurrency`` at a time,
     so a caller that stops calling ``get()`` stops the reading (back-pressure). A message
     is acked after its instance ended; ``nak`` redelivers it later with a back-off
-    (``?backoff=1s``, doubled per delivery, at most 60 s). After ``max_deliver`` failed
-    deliveries it is published to the dead-letter subject (default ``gxo.dlq.<STREAM>``)
+    (``?backoff=1s``, doubled per delivery, at most 60 s). When its ``max_deliver``-th
+    (or a later) delivery fails, it is published to the dead-letter subject (default ``gxo.dlq.<STREAM>``)
     with ``Gxo-Dlq-*`` headers naming where it came from, then terminated. ``Event.id``
     is ``STREAM:SEQUENCE``, the same on every redelivery, so instances can be idempotent.
     ``nak(0)`` hands an event back without counting a failure (a stop releasing what it
@@ -40,6 +40,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 
 from gxo.config.durations import parse_duration
 from gxo.daemon.logsetup import redact_url
@@ -498,6 +499,17 @@ class JetStreamSource(_Base):
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 
+    def _client_queue(self) -> list[Any]:
+        """Messages nats-py received for a fetch that was cancelled (its internals: no
+        public API hands them out without a new fetch)."""
+        queue = getattr(getattr(self._psub, "_sub", None), "_pending_queue", None)
+        msgs: list[Any] = []
+        while queue is not None and not queue.empty():
+            msg = queue.get_nowait()
+            if msg.reply and JetStreamContext.is_status_msg(msg) is None:
+                msgs.append(msg)
+        return msgs
+
     async def close(self) -> None:
         """Stop; messages fetched but not settled are nak'ed so they come back at once.
 
@@ -517,7 +529,14 @@ class JetStreamSource(_Base):
         for delivery in self._outstanding.values():
             delivery._settled = True
         self._outstanding.clear()
-        if self._nc is not None and not self._nc.is_closed:
+        if self._nc is not None and not self._nc.is_closed and self._psub is not None:
+            # A get() cancelled mid-fetch leaves its pull request open on the server, and
+            # what the server sent for it in nats-py's queue (held until ack_wait if left
+            # there): take those back too, after dropping the interest, so that nothing
+            # more is delivered into that orphaned request.
+            pending += self._client_queue()
+            with contextlib.suppress(Exception):
+                await self._psub.unsubscribe()
             for msg in pending:
                 with contextlib.suppress(Exception):
                     await msg.nak()
