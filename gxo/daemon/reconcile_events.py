@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gxo.config.models import OverflowStrategy
-from gxo.daemon.logsetup import redact
+from gxo.daemon.logsetup import add_secret, redact
 from gxo.daemon.policy import BackoffPolicy
 from gxo.daemon.reconcile_base import STOP_MARGIN, InstanceOutcome, ReconcilerBase
 from gxo.daemon.sources.base import Delivery, EventSource, now_iso, open_source
@@ -141,7 +141,7 @@ class EventDrivenReconciler(ReconcilerBase):
             try:
                 if self.source is None:
                     source = self._open(
-                        self.url,
+                        self._resolved_url(),
                         name=self.name,
                         max_concurrency=self.max_concurrency,
                         group=self.group,
@@ -171,6 +171,33 @@ class EventDrivenReconciler(ReconcilerBase):
                 )
                 await self._close_source()
                 await asyncio.sleep(delay)
+
+    def _resolved_url(self) -> str:
+        """The source URL with its templates rendered (``secret('…')`` for credentials).
+
+        Rendered at each (re)open, so a rotated secret is picked up; every secret value
+        read is registered with the daemon's log redaction."""
+        from gxo.template import SecretRegistry, TemplateEngine, is_template
+        from gxo.template.secrets import env_provider
+
+        if not is_template(self.url):
+            return self.url
+        seen: list[str] = []
+
+        def provider(name: str) -> str | None:
+            value = env_provider(name)
+            if value:
+                seen.append(value)
+            return value
+
+        try:
+            url = TemplateEngine(SecretRegistry(provider)).render(
+                self.url, self.variables, path="lifecycle.source", workload=self.name
+            )
+        finally:
+            for value in seen:
+                add_secret(value)
+        return str(url)
 
     async def _pump(self, source: EventSource) -> None:
         while True:

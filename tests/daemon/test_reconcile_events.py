@@ -328,3 +328,33 @@ async def test_counters_are_published_throttled(monkeypatch: pytest.MonkeyPatch)
     assert (last["received"], last["in_flight"], last["queued"]) == (200, 0, 0)
     assert last["last_event_at"].endswith("Z")
     await finish(rec, baseline)
+
+
+async def test_source_url_templates_are_rendered_and_secrets_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gxo.daemon.logsetup import redact
+
+    monkeypatch.setenv("GXO_TEST_EVENT_PW", "s3cr3t-pw-42")
+    baseline = asyncio.all_tasks()
+    source, gate = MemorySource(), Gate()
+    gate.auto = True
+    urls: list[str] = []
+
+    def opener(url: str, **kwargs: Any) -> MemorySource:
+        urls.append(url)
+        return source
+
+    rec = EventDrivenReconciler(
+        "pb",
+        workload(source="mem://u:{{ secret('GXO_TEST_EVENT_PW') }}@{{ host }}/q"),
+        open_source=opener,
+        variables={"host": "broker"},
+        run_instance=gate,
+    )
+    await rec.start()
+    source.feed("x")
+    await wait_for(lambda: source.acks == ["0"])
+    assert urls == ["mem://u:s3cr3t-pw-42@broker/q"]
+    assert redact("error: s3cr3t-pw-42 refused") == "error: [REDACTED] refused"
+    await finish(rec, baseline)

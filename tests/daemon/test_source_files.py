@@ -82,12 +82,30 @@ async def test_read_ahead_is_bounded(tmp_path: Path) -> None:
         await source.close()
 
 
+async def test_nak_redelivers_up_to_max_deliver(tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    source = open_source(f"file://{tmp_path}/*?initial=true&max_deliver=3", name="w")
+    await source.start()
+    try:
+        ids = []
+        for _ in range(3):  # the first delivery and two redeliveries
+            delivery = await next_event(source)
+            ids.append(delivery.event.id)
+            await delivery.nak(0.01)
+        assert len(set(ids)) == 1
+        with pytest.raises(TimeoutError):  # given up after max_deliver
+            await asyncio.wait_for(source.get(), 0.3)
+    finally:
+        await source.close()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
         ("file://host/x/*", "file:///PATH"),
         ("file:///x/*?inital=true", "unknown file URL parameter 'inital'"),
         ("file:///x/*?initial=maybe", "initial must be true or false"),
+        ("file:///x/*?max_deliver=0", "max_deliver must be at least 1"),
     ],
 )
 def test_bad_urls_are_clear_errors(url: str, message: str) -> None:

@@ -11,10 +11,11 @@ matches at start (``change: existing``).
 
 ``data`` = ``{path, change}`` (``change``: added | modified | existing); ``subject`` =
 the path; ``id`` = ``PATH@MTIME_NS``, the same for a redelivery. There is no broker:
-``ack()`` does nothing and ``nak(delay)`` re-queues the event in memory after ``delay``
-(a file event is not kept across a daemon restart — ``initial=true`` is the way to pick
-up what arrived meanwhile). The watcher pushes into a queue of ``max_concurrency``
-batches at most, so it stops reading changes while the reconciler is not asking.
+``ack()`` does nothing and ``nak(delay)`` re-queues the event in memory after ``delay``,
+up to ``max_deliver`` deliveries in all (default 5; then it is logged and given up). A
+file event is not kept across a daemon restart: ``initial=true`` is the way to pick up
+what arrived meanwhile. The watcher holds at most ``max_concurrency`` events nobody
+asked for yet, so it stops reading changes while the reconciler is not asking.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,11 @@ from gxo.daemon.sources.base import Event, SourceError, register_source
 
 __all__ = ["FileSource"]
 
-_PARAMS = {"initial", "debounce"}
+_PARAMS = {"initial", "debounce", "max_deliver"}
 _GLOB_CHARS = set("*?[")
 _STOP_WAIT = 5.0
+
+log = logging.getLogger("gxo.daemon")
 
 
 class _FileDelivery:
@@ -82,6 +86,15 @@ class FileSource:
             raise ValueError(f"initial must be true or false, not {params['initial']!r}")
         self.initial = initial in ("true", "1", "yes")
         self.debounce = parse_duration(params.get("debounce", "200ms"))
+        try:
+            self.max_deliver = int(params.get("max_deliver", "5"))
+        except ValueError:
+            raise ValueError(
+                f"max_deliver must be a number, not {params['max_deliver']!r}"
+            ) from None
+        if self.max_deliver < 1:
+            raise ValueError("max_deliver must be at least 1")
+        self._deliveries: dict[str, int] = {}  # event id → deliveries so far (nak'ed ones)
         self.url = url
         self.name = name
         self.directory, self.glob = _split(path)
@@ -220,6 +233,19 @@ class FileSource:
     def _requeue(self, event: Event, delay: float) -> None:
         if self._closed:
             return
+        count = self._deliveries.get(event.id, 1) + 1
+        if count > self.max_deliver:
+            self._deliveries.pop(event.id, None)
+            log.warning(
+                "%s: event %s given up after %d deliveries (max_deliver)",
+                self.url,
+                event.id,
+                self.max_deliver,
+            )
+            return
+        if len(self._deliveries) > 10_000:  # a bound: ids of files long gone
+            self._deliveries.clear()
+        self._deliveries[event.id] = count
         loop = asyncio.get_running_loop()
 
         def put() -> None:
