@@ -282,8 +282,9 @@ class EventDrivenReconciler(ReconcilerBase):
         run_id = self._run_id()
         self._status["last_run_id"] = run_id
         started = self.clock()
+        run: Any = self.run_instance  # takes event= (see __init__), beyond RunInstance
         try:
-            outcome = await self.run_instance(
+            outcome = await run(
                 self.name,
                 run_id=run_id,
                 reason=f"event {event.id} from {event.source}",
