@@ -29,73 +29,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import uuid
 from collections import deque
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from gxo.config.durations import parse_duration
-from gxo.daemon.logsetup import redact_url
-from gxo.daemon.sources._util import error_text, query_params, scrub
+from gxo.daemon.sources._nats_conn import CONNECT_TIMEOUT, NatsClient, NatsTarget, log, reason
 from gxo.daemon.sources.base import Event, SourceError, decode_payload, register_source
 
 __all__ = ["JetStreamSource", "NatsSource"]
 
-log = logging.getLogger("gxo.daemon.sources.nats")
-
-DEFAULT_PORT = 4222
-CONNECT_TIMEOUT = 2.0
-# Bounded reconnection (about a minute): a broker gone for longer surfaces as a
-# SourceError the reconciler reports and retries, instead of a silent, endless wait.
-RECONNECT_ATTEMPTS = 30
-RECONNECT_WAIT = 2.0
 # Core NATS cannot push back on a publisher: this bounds what waits in memory for get();
 # beyond it nats-py drops messages (slow consumer), which we count and log.
 CORE_PENDING_LIMIT = 65536
 FETCH_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _reason(exc: BaseException) -> str:
-    """The server's own words for a JetStream API error, else the exception's text."""
-    description = getattr(exc, "description", None)
-    return description if isinstance(description, str) and description else error_text(exc)
-
-
-class _Target:
-    """The parsed URL: server, credentials, path parts and query parameters."""
-
-    def __init__(self, url: str, *, allowed: set[str], what: str) -> None:
-        parts = urlsplit(url)
-        self.params = query_params(parts.query, allowed, what=what)
-        self.user = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password is not None else None
-        self.token = self.params.get("token") or None
-        if self.user and self.password is None:
-            # nats://TOKEN@host is the NATS spelling of token authentication.
-            self.token, self.user = self.user, None
-        self.source = scrub(redact_url(url), self.password, self.token)
-        try:
-            port = parts.port or DEFAULT_PORT
-        except ValueError as exc:
-            raise ValueError(f"invalid port in {self.source!r}") from exc
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.server = f"nats://{host}:{self.port}"
-        self.path = unquote(parts.path.lstrip("/"))
-
-    def scrub(self, text: str) -> str:
-        return scrub(redact_url(text), self.password, self.token)
 
 
 class _NoAck:
@@ -113,103 +68,11 @@ class _NoAck:
         return None
 
 
-class _Base:
-    def __init__(self, target: _Target, *, name: str, max_concurrency: int) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        self.target = target
-        self.name = name
-        self.max_concurrency = max_concurrency
-        self._nc: Any = None
-        self._closed = False
-        self._last_error: str | None = None
-        self.dropped = 0  # core: messages nats-py discarded because get() fell behind
-
-    @property
-    def source(self) -> str:
-        return self.target.source
-
-    def _error(self, message: str) -> SourceError:
-        return SourceError(
-            f"event source {self.source!r}: {self.target.scrub(message)}", workload=self.name
-        )
-
-    def _where(self) -> str:
-        return f"NATS at {self.target.host}:{self.target.port}"
-
-    async def _on_error(self, exc: Exception) -> None:
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning(
-                    "%s: get() falls behind, %d message(s) dropped", self.source, self.dropped
-                )
-            return
-        self._last_error = self.target.scrub(_reason(exc))
-        if self._nc is None:
-            return  # still connecting: start() reports it in its SourceError
-        # nats-py's default callback logs a traceback; one redacted line is enough.
-        log.warning("%s: %s: %s", self.source, self._where(), self._last_error)
-
-    async def _on_disconnected(self) -> None:
-        if self._nc is not None and not self._closed:  # None: we are closing it ourselves
-            log.warning("%s: disconnected from %s, reconnecting", self.source, self._where())
-
-    async def _on_reconnected(self) -> None:
-        self._last_error = None
-        log.info("%s: reconnected to %s", self.source, self._where())
-
-    async def _connect(self) -> None:
-        if self._closed:
-            raise self._error("the source is closed")
-        options: dict[str, Any] = {
-            "servers": [self.target.server],
-            "name": f"gxo:{self.name}",
-            "connect_timeout": CONNECT_TIMEOUT,
-            "allow_reconnect": True,
-            # The first connection gets a few quick retries only: a daemon started with a
-            # wrong URL should say so at once, not after a minute.
-            "max_reconnect_attempts": 2,
-            "reconnect_time_wait": 0.2,
-            "error_cb": self._on_error,
-            "disconnected_cb": self._on_disconnected,
-            "reconnected_cb": self._on_reconnected,
-        }
-        if self.target.user:
-            options["user"] = self.target.user
-            options["password"] = self.target.password or ""
-        if self.target.token:
-            options["token"] = self.target.token
-        try:
-            self._nc = await nats.connect(**options)
-        except Exception as exc:  # nats-py raises many unrelated types here
-            reason = self._last_error or _reason(exc)
-            raise self._error(f"cannot connect to {self._where()}: {reason}") from None
-        # From now on, reconnection after a lost connection is the longer, bounded one.
-        self._nc.options["max_reconnect_attempts"] = RECONNECT_ATTEMPTS
-        self._nc.options["reconnect_time_wait"] = RECONNECT_WAIT
-
-    def _lost(self, exc: BaseException) -> SourceError:
-        if self._closed:
-            return self._error("the source is closed")
-        reason = self._last_error or _reason(exc)
-        return self._error(f"connection to {self._where()} lost: {reason}")
-
-    async def _close_connection(self) -> None:
-        nc, self._nc = self._nc, None
-        if nc is None or nc.is_closed:
-            return
-        with contextlib.suppress(Exception):
-            await nc.flush(timeout=1)  # acks/naks are buffered publishes: send them first
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
-class NatsSource(_Base):
+class NatsSource(NatsClient):
     """``nats://HOST:PORT/SUBJECT``: a core NATS (optionally queue-group) subscription."""
 
     def __init__(self, url: str, *, name: str, max_concurrency: int = 4, group: str | None = None):
-        target = _Target(url, allowed={"token", "queue"}, what="nats")
+        target = NatsTarget(url, allowed={"token", "queue"}, what="nats")
         super().__init__(target, name=name, max_concurrency=max_concurrency)
         self.subject = target.path
         if not self.subject or "/" in self.subject:
@@ -226,7 +89,7 @@ class NatsSource(_Base):
             await self._nc.flush(timeout=CONNECT_TIMEOUT)  # the server has the subscription
         except Exception as exc:
             await self._close_connection()
-            raise self._error(f"cannot subscribe to {self.subject!r}: {_reason(exc)}") from None
+            raise self._error(f"cannot subscribe to {self.subject!r}: {reason(exc)}") from None
 
     async def get(self) -> _NoAck:
         if self._sub is None:
@@ -273,13 +136,13 @@ class _JsDelivery:
         await self._source._settle(self, "nak", delay)
 
 
-class JetStreamSource(_Base):
+class JetStreamSource(NatsClient):
     """``nats+jetstream://HOST:PORT/STREAM/SUBJECT?durable=NAME``: a durable pull consumer."""
 
     PARAMS = {"token", "durable", "max_deliver", "dead_letter", "ack_wait", "backoff", "create"}
 
     def __init__(self, url: str, *, name: str, max_concurrency: int = 4, group: str | None = None):
-        target = _Target(url, allowed=self.PARAMS, what="nats+jetstream")
+        target = NatsTarget(url, allowed=self.PARAMS, what="nats+jetstream")
         super().__init__(target, name=name, max_concurrency=max_concurrency)
         stream, _, subject = target.path.partition("/")
         if not stream or not subject or "/" in subject:
@@ -331,9 +194,9 @@ class JetStreamSource(_Base):
             try:
                 await self._js.add_stream(name=self.stream, subjects=[self.subject])
             except Exception as exc:
-                raise self._error(f"cannot create stream {self.stream!r}: {_reason(exc)}") from None
+                raise self._error(f"cannot create stream {self.stream!r}: {reason(exc)}") from None
         except Exception as exc:
-            raise self._error(f"{self._where()}: JetStream unavailable: {_reason(exc)}") from None
+            raise self._error(f"{self._where()}: JetStream unavailable: {reason(exc)}") from None
         config = ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -352,7 +215,7 @@ class JetStreamSource(_Base):
         except Exception as exc:
             raise self._error(
                 f"cannot bind durable consumer {self.durable!r} on stream {self.stream!r} "
-                f"for {self.subject!r}: {_reason(exc)}"
+                f"for {self.subject!r}: {reason(exc)}"
             ) from None
         existing = info.config.filter_subject
         if existing != self.subject or info.config.ack_policy != AckPolicy.EXPLICIT:
@@ -439,7 +302,7 @@ class JetStreamSource(_Base):
             raise
         except Exception as exc:
             # The broker redelivers after ack_wait anyway: the event is not lost.
-            raise self._error(f"cannot {how} {delivery.event.id}: {_reason(exc)}") from None
+            raise self._error(f"cannot {how} {delivery.event.id}: {reason(exc)}") from None
 
     async def _dead_letter(self, msg: Any, reason: str) -> None:
         md = msg.metadata
@@ -477,7 +340,7 @@ class JetStreamSource(_Base):
                 )
         except Exception as exc:
             # Terminating a message that was not dead-lettered would lose it: retry later.
-            log.warning("%s: cannot dead-letter %s: %s", self.source, event_id, _reason(exc))
+            log.warning("%s: cannot dead-letter %s: %s", self.source, event_id, reason(exc))
             with contextlib.suppress(Exception):
                 await msg.nak(delay=MAX_BACKOFF)
             return
