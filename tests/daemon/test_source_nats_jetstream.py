@@ -37,6 +37,35 @@ async def test_jetstream_get_then_ack_removes_the_message(nc: Any, sources: list
     assert (info.num_ack_pending, info.num_pending) == (0, 0)
 
 
+async def test_jetstream_members_sharing_a_durable_split_the_events(
+    nc: Any, sources: list[Any]
+) -> None:
+    subject = f"gxot.{uid()}.fleet"
+    stream = await make_stream(nc, subject)
+    url = f"{JS_URL}/{stream}/{subject}"
+    members = [await started(sources, url, name="w", group="fleet") for _ in range(2)]
+    for i in range(200):
+        await nc.publish(subject, str(i).encode())
+    await nc.flush()
+    seen: list[list[int]] = [[], []]
+
+    async def work(index: int) -> None:
+        while True:
+            try:
+                delivery = await get(members[index], timeout=1)
+            except TimeoutError:
+                return
+            seen[index].append(delivery.event.data)
+            await asyncio.sleep(0.001)  # an instance's work: lets the other member pull
+            await delivery.ack()
+
+    await asyncio.gather(work(0), work(1))
+    assert sorted(seen[0] + seen[1]) == list(range(200))  # each exactly once
+    assert seen[0] and seen[1]
+    info = await consumer(nc, stream, "fleet")  # group names the durable
+    assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
+
+
 async def test_jetstream_nak_redelivers_with_the_same_id(nc: Any, sources: list[Any]) -> None:
     subject = f"gxot.{uid()}.x"
     stream = await make_stream(nc, subject)
