@@ -1,11 +1,12 @@
-"""The fast path of :mod:`gxo.config.yamlsafe`: libyaml composes, we convert.
+"""The fast path of :mod:`gxo.config.yamlsafe`: libyaml parses, we build the data.
 
-libyaml (through PyYAML's ``CParser``) builds the node graph with marks; the
-nodes become plain data here under YAML 1.2 rules, the way ruamel's round-trip
-loader reads them. Anything this converter is not *sure* to read exactly as
-ruamel does raises :class:`Fallback`, and the caller parses the text with
-ruamel instead, which also words every error. libyaml caps nesting at 1,000
-levels itself, so even a hostile text cannot overflow a stack here.
+libyaml (through PyYAML's ``CParser``) yields the event stream with marks; one
+loop turns the events into plain data and positions under YAML 1.2 rules, the
+way ruamel's round-trip loader reads them. Anything this reader is not *sure* to
+read exactly as ruamel does raises :class:`Fallback`, and the caller parses the
+text with ruamel instead, which also words every error. libyaml caps nesting at
+1,000 levels itself and the reader keeps its own stack, so even a hostile text
+cannot overflow the interpreter's stack here.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def _loader_class() -> type | None:
         return None
 
     class _Composer(CParser):  # type: ignore[misc]
-        """CParser composing nodes; tag resolution is left to the converter."""
+        """CParser composing nodes: only syntax_error's second opinion uses it (the
+        composer also reports what the event stream alone does not, e.g. an
+        undefined alias)."""
 
         # CParser calls these around every collection (PyYAML's path resolvers): no-ops.
         def descend_resolver(self, parent: Any, index: Any) -> None:
@@ -89,6 +92,9 @@ def _loader_class() -> type | None:
 
 
 _COMPOSER = _loader_class()
+_PARSER: Any = None
+if _COMPOSER is not None:
+    from yaml._yaml import CParser as _PARSER
 
 
 def available() -> bool:
@@ -111,31 +117,133 @@ def parse(text: str, *, string_keys: bool, all_documents: bool) -> tuple[Any, Po
         # Unicode line/paragraph separators, line breaks in YAML 1.1 only; an anchor
         # (ruamel has its own readings of anchored scalars, e.g. "&a:" is not {None: None}).
         raise Fallback
-    composer = _COMPOSER(text)
     try:
-        if all_documents:
-            nodes = []
-            while composer.check_node():
-                nodes.append(composer.get_node())
-        else:
-            nodes = [composer.get_single_node()]
+        return _build(text, string_keys, all_documents, PositionMap())
+    except Fallback:
+        raise
     except Exception:  # libyaml's error: ruamel reports it (or reads what libyaml cannot)
         raise Fallback from None
+
+
+def _build(text: str, string_keys: bool, all_documents: bool, positions: Any) -> Any:
+    """Data and positions in one loop over libyaml's events, with no node objects.
+
+    Composing nodes first cost as much again as reading the events: a Python node
+    object (two marks, a tag resolved by a Python call) per scalar, then a second
+    walk over them. Here a stack holds the open collections; a scalar goes straight
+    into its parent. ``expect_key`` alternates in a mapping: key, value, key...
+    """
+    from yaml.events import (
+        DocumentEndEvent,
+        DocumentStartEvent,
+        MappingEndEvent,
+        MappingStartEvent,
+        ScalarEvent,
+        SequenceEndEvent,
+        SequenceStartEvent,
+        StreamEndEvent,
+    )
+
+    keep = None if all_documents else positions
+    special = _SPECIAL_FIRST
+    resolve = _resolve_plain
+    parser = _PARSER(text)
+    get = parser.get_event
+    documents: list[Any] = []
+    try:
+        get()  # StreamStartEvent
+        while True:
+            event = get()
+            if event.__class__ is StreamEndEvent:
+                break
+            if event.__class__ is not DocumentStartEvent or (documents and not all_documents):
+                raise Fallback  # (a second document where one is expected: ruamel's error)
+            stack: list[Any] = []
+            cur: Any = None
+            path: tuple[Any, ...] = ()
+            key: Any = None
+            is_map = expect_key = False
+            root: Any = None
+            nodes = 0
+            while True:
+                event = get()
+                cls = event.__class__
+                if cls is ScalarEvent:
+                    if event.anchor is not None or event.tag is not None:
+                        raise Fallback  # anchors and explicit tags: ruamel's reading
+                    v = event.value
+                    if event.implicit[0] and (not v or v[0] in special):
+                        v = resolve(v)  # plain, and maybe not a string (YAML 1.2 core)
+                    if is_map:
+                        if expect_key:
+                            if event.implicit[0] and (
+                                v == "<<" or (string_keys and not isinstance(v, str))
+                            ):
+                                raise Fallback  # a merge key; or ruamel's "keys must be strings"
+                            if v in cur:
+                                raise Fallback  # a duplicate key: ruamel's error
+                            key = v
+                            if keep is not None:
+                                mark = event.start_mark
+                                keep[(*path, v)] = (mark.line + 1, mark.column + 1)
+                            expect_key = False
+                        else:
+                            cur[key] = v
+                            expect_key = True
+                    elif cur is not None:
+                        if keep is not None:
+                            mark = event.start_mark
+                            keep[(*path, len(cur))] = (mark.line + 1, mark.column + 1)
+                        cur.append(v)
+                    else:
+                        root = v  # a document that is one scalar
+                        get()  # DocumentEndEvent
+                        break
+                    continue
+                if cls is MappingStartEvent or cls is SequenceStartEvent:
+                    if event.anchor is not None or event.tag is not None:
+                        raise Fallback
+                    nodes += 1
+                    if len(stack) >= _MAX_DEPTH or nodes > _MAX_NODES:
+                        raise Fallback  # ruamel refuses it, with its wording and location
+                    new: Any = {} if cls is MappingStartEvent else []
+                    if is_map:
+                        if expect_key:
+                            raise Fallback  # a complex key
+                        cur[key] = new
+                        sub = (*path, key)
+                        expect_key = True
+                    elif cur is not None:
+                        sub = (*path, len(cur))
+                        if keep is not None:
+                            mark = event.start_mark
+                            keep[sub] = (mark.line + 1, mark.column + 1)
+                        cur.append(new)
+                    else:
+                        root = new
+                        sub = ()
+                        if keep is not None and cls is MappingStartEvent:
+                            mark = event.start_mark
+                            keep[()] = (mark.line + 1, mark.column + 1)
+                    stack.append((cur, path, key, is_map))
+                    cur, path, is_map, expect_key = new, sub, cls is MappingStartEvent, True
+                    continue
+                if cls is MappingEndEvent or cls is SequenceEndEvent:
+                    cur, path, key, is_map = stack.pop()
+                    expect_key = True  # the collection was a value (or an item): a key is next
+                    if not stack:
+                        get()  # DocumentEndEvent
+                        break
+                    continue
+                if cls is DocumentEndEvent and cur is None:
+                    break  # an empty document
+                raise Fallback  # an alias (ruamel caps the expansion), or anything unforeseen
+            documents.append(root)
     finally:
-        composer.dispose()
-    positions = PositionMap()
-    conv = _Converter(string_keys)
-    out: list[Any] = []
-    for node in nodes:
-        keep = positions if not all_documents else None
-        if node is None:
-            out.append(None)
-            continue
-        if keep is not None and node.tag == _MAP:
-            mark = node.start_mark
-            keep[()] = (mark.line + 1, mark.column + 1)
-        out.append(conv.convert(node, (), keep, 0))
-    return (out if all_documents else out[0]), positions
+        parser.dispose()
+    if all_documents:
+        return documents, positions
+    return (documents[0] if documents else None), positions
 
 
 def syntax_error(text: str) -> tuple[str, int, int] | None:
@@ -155,82 +263,6 @@ def syntax_error(text: str) -> tuple[str, int, int] | None:
     finally:
         composer.dispose()
     return None
-
-
-class _Converter:
-    """Nodes → plain data (+ positions). Scalars are handled inline: they are most nodes."""
-
-    __slots__ = ("nodes", "seen", "string_keys")
-
-    def __init__(self, string_keys: bool) -> None:
-        self.string_keys = string_keys
-        self.seen: set[int] = set()  # collection nodes met: a second meeting is an alias
-        self.nodes = 0
-
-    def convert(self, node: Any, path: tuple[Any, ...], positions: Any, depth: int) -> Any:
-        tag = node.tag
-        if tag is _PLAIN:
-            return _resolve_plain(node.value)
-        if tag is _STR:
-            return node.value
-        if tag is not _MAP and tag is not _SEQ:
-            raise Fallback  # an explicit tag (!!int, !!binary, !custom): ruamel's reading
-        key = id(node)
-        if key in self.seen:
-            raise Fallback  # an alias to a collection: ruamel caps the expansion
-        self.seen.add(key)
-        self.nodes += len(node.value) + 1
-        if depth >= _MAX_DEPTH or self.nodes > _MAX_NODES:
-            raise Fallback  # ruamel refuses it, with its wording and location
-        depth += 1
-        special = _SPECIAL_FIRST
-        if tag is _SEQ:
-            items: list[Any] = []
-            append = items.append
-            for i, vnode in enumerate(node.value):
-                sub = path
-                if positions is not None:
-                    sub = (*path, i)
-                    mark = vnode.start_mark
-                    positions[sub] = (mark.line + 1, mark.column + 1)
-                vtag = vnode.tag
-                if vtag is _PLAIN:
-                    v = vnode.value
-                    append(v if v and v[0] not in special else _resolve_plain(v))
-                elif vtag is _STR:
-                    append(vnode.value)
-                else:
-                    append(self.convert(vnode, sub, positions, depth))
-            return items
-        out: dict[Any, Any] = {}
-        for knode, vnode in node.value:
-            ktag = knode.tag
-            if ktag is _PLAIN:
-                k = knode.value
-                if not k or k[0] in special:
-                    k = _resolve_plain(k)
-                    if k == "<<" or (self.string_keys and not isinstance(k, str)):
-                        raise Fallback  # a merge key; or ruamel's "keys must be strings"
-            elif ktag is _STR:
-                k = knode.value
-            else:
-                raise Fallback  # a complex or tagged key
-            if k in out:
-                raise Fallback  # a duplicate key: ruamel's error
-            sub = path
-            if positions is not None:
-                sub = (*path, k)
-                mark = knode.start_mark
-                positions[sub] = (mark.line + 1, mark.column + 1)
-            vtag = vnode.tag
-            if vtag is _PLAIN:
-                v = vnode.value
-                out[k] = v if v and v[0] not in special else _resolve_plain(v)
-            elif vtag is _STR:
-                out[k] = vnode.value
-            else:
-                out[k] = self.convert(vnode, sub, positions, depth)
-        return out
 
 
 def _resolve_plain(value: str) -> Any:
