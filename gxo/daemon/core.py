@@ -385,6 +385,11 @@ class Daemon:
         async with self._lock:
             playbook, name = self.resolve(ref)
             applied = self.playbooks[playbook]
+            ended = self.active.get((playbook, name))
+            if ended is not None and getattr(ended, "gave_up", False):
+                # It gave up on its own (crash-loop limit, restart policy): its task is
+                # over, and a user's start begins afresh with a new reconciler.
+                del self.active[(playbook, name)]
             if (
                 any(i.playbook == playbook and name in i.workloads for i in self.instances.values())
                 or (playbook, name) in self.active

@@ -65,6 +65,12 @@ class SuperviseReconciler(ReconcilerBase):
         now, wall = self.clock(), self.wall().timestamp()
         return [round(wall - (now - t), 3) for t in self.tracker.guard.times]
 
+    @property
+    def gave_up(self) -> bool:
+        """It ended on its own (crash-loop limit, restart policy): nothing runs, and
+        a user's start (the core makes a new supervisor) begins afresh."""
+        return self._task is not None and self._task.done() and not self._stopping
+
     async def start(self) -> None:
         if self._task is not None and not self._task.done():
             return

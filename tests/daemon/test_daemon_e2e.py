@@ -515,3 +515,28 @@ workloads:
     runs = daemon.ctl_json("runs", "flaky")
     assert len(runs) == 5, runs
     assert [r["reason"] for r in runs].count("daemon restarted") == 1
+
+
+def test_start_after_the_crash_loop_limit_supervises_afresh(daemon: DaemonProc) -> None:
+    daemon.start()
+    text = """\
+schemaVersion: "1.0.0"
+name: giveup
+workloads:
+  - name: crasher
+    lifecycle:
+      policy: supervise
+      backoff: { initial: 100ms, max: 100ms, jitter: 0 }
+      max_restarts: 1
+      restart_window: 60s
+    process: { module: exec, params: { command: sh, args: ["-c", "exit 1"] } }
+"""
+    daemon.ctl_json("apply", "-f", str(write(daemon, text)))
+    daemon.wait_status("crasher", "Failed", timeout=30)
+    assert len(daemon.ctl_json("runs", "crasher")) == 2
+    # The supervisor gave up; `ctl start` is not "already running" but a fresh start.
+    out = daemon.ctl("start", "crasher")
+    assert out.returncode == 0, out.stderr
+    _until(lambda: len(daemon.ctl_json("runs", "crasher")) == 4, 30, "two more runs")
+    row = daemon.wait_status("crasher", "Failed", timeout=30)
+    assert row["restarts"] == 1 and "max_restarts: 1" in row["reason"]
