@@ -265,8 +265,25 @@ def syntax_error(text: str) -> tuple[str, int, int] | None:
     return None
 
 
+# Plain scalars that need the resolver repeat a lot in a playbook ("3", "30s", "true",
+# "2.0"): their readings are kept (immutable values; a Fallback is never kept).
+_RESOLVED: dict[str, Any] = {}
+_RESOLVED_MAX = 4096
+
+
 def _resolve_plain(value: str) -> Any:
     """A plain scalar's value under YAML 1.2 (ruamel's resolvers), or Fallback if unsure."""
+    try:
+        return _RESOLVED[value]
+    except KeyError:
+        pass
+    result = _resolve_text(value)
+    if len(_RESOLVED) < _RESOLVED_MAX:
+        _RESOLVED[value] = result
+    return result
+
+
+def _resolve_text(value: str) -> Any:
     if value[:1] not in _SPECIAL_FIRST and value:
         return value
     if value in _NULL:

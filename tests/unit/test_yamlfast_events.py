@@ -87,3 +87,16 @@ def test_the_fast_path_builds_no_node_objects(monkeypatch: pytest.MonkeyPatch) -
     data, _ = _yamlfast.parse("a: [1, {b: c}]\nd: e\n", string_keys=True, all_documents=False)
     assert data == {"a": [1, {"b": "c"}], "d": "e"}
     assert made == []
+
+
+def test_kept_readings_are_the_readings() -> None:
+    # Plain scalars' readings are kept across parses; a kept one must read as the first
+    # time, and what falls back (an octal) must fall back every time, never be kept.
+    for _ in range(2):
+        data, _ = _yamlfast.parse(
+            "a: [3, 30s, true, 2.0, ~, -1, 1e3]\n", string_keys=True, all_documents=False
+        )
+        assert data == {"a": [3, "30s", True, 2.0, None, -1, 1000.0]}
+        assert [type(v) for v in data["a"]] == [int, str, bool, float, type(None), int, float]
+        assert fast("a: 0o17\n") == "fallback"
+    assert "0o17" not in _yamlfast._RESOLVED
