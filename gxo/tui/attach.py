@@ -30,8 +30,10 @@ class AttachScreen(RunScreen):
         Binding("S", "act('start')", "Start"),
     ]
 
-    def __init__(self, session: Any, *, timings: bool = True) -> None:
-        super().__init__(session, timings=timings)
+    session: AttachSession  # type: ignore[assignment]  # stands where a RunSession stands
+
+    def __init__(self, session: AttachSession, *, timings: bool = True) -> None:
+        super().__init__(session, timings=timings)  # type: ignore[arg-type]
         self._layout = -1
         self._told_lost = False
 

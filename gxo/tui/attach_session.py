@@ -113,7 +113,8 @@ class AttachSession:
         self.engine = SimpleNamespace(states=self.states)
         self.model = RunModel(f"daemon {self.socket}", [], [])
         self.model.level_labels = []
-        self.model.attach(self.states)
+        # RemoteState has what the panels read of a WorkloadState (duck-typed).
+        self.model.attach(self.states)  # type: ignore[arg-type]
         self.cancelling = False
         self.error: str | None = None  # the connection was lost
         self.layout_version = 0  # bumped when workloads come or go (the DAG is rebuilt)
@@ -135,9 +136,7 @@ class AttachSession:
         await self.refresh()
         for name in list(self.states):
             request = pb.GetLogsRequest(name=name, tail=LOG_TAIL, follow=False)
-            lines = await asyncio.to_thread(
-                lambda r=request: list(self.client.stream("GetLogs", r))
-            )
+            lines = await asyncio.to_thread(self._drain, "GetLogs", request)
             for line in lines:
                 self._log_seen[name] = max(self._log_seen.get(name, 0.0), line.time)
                 data = {"stream": line.stream, "level": line.level, "line": line.line}
@@ -147,6 +146,9 @@ class AttachSession:
         self._thread = threading.Thread(target=self._follow, name="gxo-attach", daemon=True)
         self._thread.start()
         self._poller = asyncio.create_task(self._poll(), name="gxo-attach-poll")
+
+    def _drain(self, method: str, request: Any) -> list[Any]:
+        return list(self.client.stream(method, request))
 
     async def close(self) -> None:
         self._closed = True
