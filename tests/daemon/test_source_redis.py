@@ -208,6 +208,50 @@ async def test_a_killed_connection_is_survived(admin: redis.Redis, stream: str) 
         await source.close()
 
 
+async def test_start_all_reads_what_was_there_before_the_group(
+    admin: redis.Redis, stream: str
+) -> None:
+    old = admin.xadd(stream, {"data": "old"}).decode()
+    new_only = open_source(url(stream, group="new"), name="w")
+    everything = open_source(url(stream, group="all", start="all"), name="w")
+    await new_only.start()
+    await everything.start()
+    try:
+        assert (await get(everything)).event.id == old
+        with pytest.raises(TimeoutError):
+            await get(new_only, 0.5)
+    finally:
+        await new_only.close()
+        await everything.close()
+
+
+async def test_departed_members_without_pending_entries_are_pruned(
+    admin: redis.Redis, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gxo.daemon.sources import redis_streams
+
+    first = open_source(url(stream, group="g"), name="w")
+    await first.start()
+    admin.xadd(stream, {"data": "x"})
+    await (await get(first)).ack()
+    await first.close()
+    busy = open_source(url(stream, group="g"), name="w")  # leaves an entry pending
+    await busy.start()
+    admin.xadd(stream, {"data": "y"})
+    await get(busy)
+    await busy.close()
+    await asyncio.sleep(0.3)
+    monkeypatch.setattr(redis_streams, "_FORGET_IDLE", 0.2)
+    third = open_source(url(stream, group="g"), name="w")
+    await third.start()
+    try:
+        members = {c["name"].decode(): c["pending"] for c in admin.xinfo_consumers(stream, "g")}
+        assert first.consumer not in members  # nothing pending: forgotten
+        assert members[busy.consumer] == 1  # its entry waits to be claimed
+    finally:
+        await third.close()
+
+
 async def test_bad_credentials_are_a_source_error_without_the_password(
     require_service: Callable[[str, int, str], None],
 ) -> None:

@@ -45,6 +45,10 @@ log = logging.getLogger("gxo.daemon.sources.redis")
 _PARAMS = {"stream", "group", "claim_after", "block", "start"}
 _SINGLE_FIELDS = (b"data", b"payload")
 _CONNECT_TIMEOUT = 5.0
+# A group member with nothing pending and idle this long is dropped from the group at
+# start: every daemon start adds a member (hostname-pid-random), and XINFO CONSUMERS
+# should list the fleet, not its history. A live member is only re-added by its next read.
+_FORGET_IDLE = 3600.0
 
 
 class _RedisDelivery:
@@ -148,6 +152,7 @@ class RedisStreamSource:
             await client.aclose()
             raise self._error("cannot connect", exc) from None
         self._client = client
+        await self._forget_departed(client)
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
 
     async def get(self) -> _RedisDelivery:
@@ -250,6 +255,14 @@ class RedisStreamSource:
         for _stream, entries in _stream_entries(reply):
             for entry_id, fields in entries:
                 self._buffer.append(self._delivery(entry_id, fields or {}))
+
+    async def _forget_departed(self, client: aioredis.Redis) -> None:
+        try:
+            for member in await client.xinfo_consumers(self.stream, self.group):
+                if member["pending"] == 0 and member["idle"] >= _FORGET_IDLE * 1000:
+                    await client.xgroup_delconsumer(self.stream, self.group, member["name"])
+        except (rexc.RedisError, OSError) as exc:
+            log.debug("redis source %s: cannot prune group members: %s", self.url, exc)
 
     async def _beat(self) -> None:
         """Reset the idle time of the entries this member holds, every claim_after / 3.
