@@ -226,6 +226,24 @@ async def test_a_lost_connection_is_a_source_error(topic: str) -> None:
         await source.close()
 
 
+async def test_socket_closed_while_reads_are_paused_is_a_source_error(
+    topic: str, publisher: aiomqtt.Client
+) -> None:
+    source = open_source(url(topic), name="w", max_concurrency=2)
+    await source.start()
+    try:
+        for i in range(5):
+            await publisher.publish(topic, str(i).encode(), qos=1)
+        await asyncio.sleep(0.3)  # two received, then reads pause
+        assert len(source._client.messages) == 2 and not source._reading
+        source._client._client._sock_close()  # as paho does when a write fails
+        assert [(await get(source)).event.data for _ in range(2)] == [0, 1]
+        with pytest.raises(SourceError, match="connection lost"):
+            await get(source)
+    finally:
+        await source.close()
+
+
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[int]:
     """A private Mosquitto on loopback that requires a password (the shared one is open)."""

@@ -275,9 +275,18 @@ class MqttSource:
         client = self._client
         if client is None or self._fd is None or self._reading or self._on_readable is None:
             return
-        if len(client.messages) < self.max_concurrency:
-            asyncio.get_running_loop().add_reader(self._fd, self._on_readable)
-            self._reading = True
+        if len(client.messages) >= self.max_concurrency:
+            return
+        sock = client._client.socket()
+        if sock is None or sock.fileno() != self._fd:
+            # paho closed the socket while reads were paused (a failed PUBACK write):
+            # never watch a stale descriptor; the next read reports the lost connection.
+            self._fd = None
+            if not client._disconnected.done():
+                client._disconnected.set_exception(ConnectionError("connection closed"))
+            return
+        asyncio.get_running_loop().add_reader(self._fd, self._on_readable)
+        self._reading = True
 
     def _delivery(self, message: aiomqtt.Message) -> _MqttDelivery:
         payload = message.payload
