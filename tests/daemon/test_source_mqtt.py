@@ -244,6 +244,22 @@ async def test_socket_closed_while_reads_are_paused_is_a_source_error(
         await source.close()
 
 
+async def test_concurrent_gets_never_return_one_message_twice(
+    topic: str, publisher: aiomqtt.Client
+) -> None:
+    source = open_source(url(topic), name="w", max_concurrency=4)
+    await source.start()
+    try:
+        waiting = [asyncio.create_task(source.get()) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        await publisher.publish(topic, b"0", qos=1)
+        await publisher.publish(topic, b"1", qos=1)
+        got = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        assert sorted(d.event.data for d in got) == [0, 1]
+    finally:
+        await source.close()
+
+
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[int]:
     """A private Mosquitto on loopback that requires a password (the shared one is open)."""

@@ -126,6 +126,7 @@ class MqttSource:
         self._timers: set[asyncio.Task[None]] = set()
         self._read: asyncio.Future[aiomqtt.Message] | None = None
         self._fd: int | None = None
+        self._get_lock = asyncio.Lock()
         self._on_readable: Any = None
         self._reading = False
         self._closed = False
@@ -182,6 +183,12 @@ class MqttSource:
         self._take_over_reader(client)
 
     async def get(self) -> _MqttDelivery:
+        # One reader at a time: two get() calls awaiting the shared pending read would
+        # both return its message.
+        async with self._get_lock:
+            return await self._get()
+
+    async def _get(self) -> _MqttDelivery:
         client = self._client
         if client is None or self._closed:
             raise self._closed_error()
