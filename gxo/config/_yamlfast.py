@@ -174,12 +174,14 @@ def _build(text: str, string_keys: bool, all_documents: bool, positions: Any) ->
                     v = event.value
                     if event.implicit[0] and (not v or v[0] in special):
                         v = resolve(v)  # plain, and maybe not a string (YAML 1.2 core)
+                        if (
+                            is_map
+                            and expect_key
+                            and (v == "<<" or (string_keys and not isinstance(v, str)))
+                        ):
+                            raise Fallback  # a merge key; or ruamel's "keys must be strings"
                     if is_map:
                         if expect_key:
-                            if event.implicit[0] and (
-                                v == "<<" or (string_keys and not isinstance(v, str))
-                            ):
-                                raise Fallback  # a merge key; or ruamel's "keys must be strings"
                             if v in cur:
                                 raise Fallback  # a duplicate key: ruamel's error
                             key = v
