@@ -8,13 +8,19 @@ read earlier registers (inferred dependencies), ``when``, ``loop``, ``retry``,
 ``timeout``, streams and ``depends_on``. Goal: ≤ 50 µs per workload at 2,000.
 
     python bench/bench_loader.py [--sizes 1,2000,10000] [--repeat 3] [--style mixed|block|flow]
-                                 [--breakdown]
+                                 [--breakdown] [--paired K]
+
+On a loaded machine the 1-workload time alone moves by more than the whole
+difference being measured; ``--paired K`` also runs K triples (1, N, 1) back to
+back and reports the median and lower quartile of their differences, so a slow
+minute shifts one triple, not the figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,6 +145,42 @@ def measure(sizes: list[int], repeat: int, style: str) -> dict[int, tuple[float,
     return out
 
 
+def _run(cmd: list[str], cwd: str) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def paired(n: int, triples: int, style: str) -> str:
+    """Per-workload (wall, CPU) from back-to-back (1, N, 1) runs: median and lower quartile."""
+    gxo = [sys.executable, "-m", "gxo.cli", "validate"]
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        one, big = Path(tmp, "pb1.gxo.yaml"), Path(tmp, f"pb{n}.gxo.yaml")
+        one.write_text(playbook_text(1, style))
+        big.write_text(playbook_text(n, style))
+        _run([*gxo, str(big)], tmp)  # warm the bytecode caches
+        for _ in range(triples):
+            w1, c1 = _run([*gxo, str(one)], tmp)
+            wn, cn = _run([*gxo, str(big)], tmp)
+            w2, c2 = _run([*gxo, str(one)], tmp)
+            walls.append((wn - (w1 + w2) / 2) / (n - 1) * 1e6)
+            cpus.append((cn - (c1 + c2) / 2) / (n - 1) * 1e6)
+    walls.sort()
+    cpus.sort()
+    q = len(walls) // 4
+    return (
+        f"{n:,} workloads, {triples} paired runs: wall median {statistics.median(walls):.0f} µs "
+        f"(lower quartile {walls[q]:.0f}), CPU median {statistics.median(cpus):.0f} µs "
+        f"(lower quartile {cpus[q]:.0f}) per workload"
+    )
+
+
 def breakdown(n: int, style: str, repeat: int) -> str:
     """In-process CPU time per workload of each phase: the YAML parse (fast path, and
     ruamel alone), the pydantic model, the validation checks, and the whole load, so a
@@ -197,6 +239,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--style", choices=["mixed", "block", "flow"], default="mixed")
     parser.add_argument("--breakdown", action="store_true", help="also time the phases in-process")
+    parser.add_argument(
+        "--paired", type=int, default=0, metavar="K", help="also K back-to-back (1, N, 1) triples"
+    )
     args = parser.parse_args()
     sizes = sorted({1, *(int(s) for s in args.sizes.split(","))})
     times = measure(sizes, args.repeat, args.style)
@@ -214,6 +259,8 @@ def main() -> int:
             ok = "ok" if per_wall <= GOAL_US else "MISSED"
             verdict = f"; goal ≤ {GOAL_US:.0f} µs/workload at 2,000: {ok}"
     print(f"loader ({args.style}): gxo validate " + ", ".join(parts) + verdict)
+    for n in sizes[1:] if args.paired else []:
+        print(f"loader ({args.style}): " + paired(n, args.paired if n <= 2000 else 1, args.style))
     if args.breakdown:
         print(f"loader ({args.style}): " + breakdown(2000, args.style, args.repeat))
     return 0
