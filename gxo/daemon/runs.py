@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gxo.daemon.instance_store import InstanceStore
 from gxo.engine.events import Event, EventBus, EventKind
 from gxo.engine.scheduler import Engine, RunResult
 
@@ -81,7 +82,8 @@ async def start_instance(
         "bus": bus,
         "only": set(workloads),
     }
-    results = await asyncio.to_thread(daemon.state.results, applied.name)
+    # Concurrent instances of one root register the same keys: each reads its own first.
+    results = InstanceStore(await asyncio.to_thread(daemon.state.results, applied.name))
     params = inspect.signature(Engine).parameters
     # The instances API (results_store=, initial_results=, allow_lifecycles=): the run
     # is just the selected workloads; upstream results come from the daemon's state.

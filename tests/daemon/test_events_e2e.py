@@ -37,14 +37,24 @@ workloads:
 """
 
 
-def _until(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
+def _until(predicate: Any, what: Any, timeout: float = 30) -> Any:
+    """``what``: a text, or a callable giving it at the time out (the daemon's logs then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+
+
+def _drop(inbox: Path, name: str) -> None:
+    # Written aside and renamed in, as a producer should: one event per file. A file
+    # written in place may also give a second, "modified" event when the machine is
+    # so slow that the write lands after the debounce window of its creation.
+    aside = inbox.parent / f"{name}.part"
+    aside.write_text(name)
+    aside.rename(inbox / name)
 
 
 def _echoed(daemon: DaemonProc) -> list[str]:
@@ -65,23 +75,27 @@ def test_each_file_starts_one_instance_that_sees_the_event(daemon: DaemonProc) -
     daemon.start()
     out = daemon.ctl("apply", "-f", str(playbook))
     assert out.returncode == 0, out.stderr + daemon.logs()
-    _until(lambda: _echoed(daemon) == [f"got {inbox / 'early.txt'} existing"], what="early.txt")
+    early = [f"got {inbox / 'early.txt'} existing"]
+    _until(lambda: _echoed(daemon) == early, lambda: f"early.txt: {daemon.logs()}")
     assert daemon.ctl_json("status", "inbox/watch")[0]["status"] == "Running"
 
     for name in ("a.txt", "skip.txt", "b.txt", "c.log"):
-        Path(inbox / name).write_text(name)
+        _drop(inbox, name)
     expected = sorted(
         [f"got {inbox / 'early.txt'} existing"]
         + [f"got {inbox / n} added" for n in ("a.txt", "b.txt")]
     )
-    _until(lambda: _echoed(daemon) == expected, what=f"{expected}: {daemon.logs()}")
+    _until(
+        lambda: _echoed(daemon) == expected,
+        lambda: f"{expected}, got {_echoed(daemon)}: {daemon.logs()}",
+    )
 
     # One run of the root per accepted event; skip.txt was filtered, c.log not matched.
     roots = daemon.ctl_json("runs", "inbox/watch")
     assert [r["status"] for r in roots] == ["Completed"] * 3
     row = _until(
         lambda: (r := daemon.ctl_json("status", "inbox/watch")[0]).get("completed") == 3 and r,
-        what="counters",
+        lambda: f"counters: {daemon.ctl_json('status', 'inbox/watch')}",
     )
     assert (row["received"], row["filtered"], row["failed"], row["dropped"]) == (4, 1, 0, 0)
     assert row["policy"] == "event_driven" and row["status"] == "Running"
@@ -91,6 +105,6 @@ def test_each_file_starts_one_instance_that_sees_the_event(daemon: DaemonProc) -
     # Stop: the watcher ends; a new file starts nothing.
     assert daemon.ctl("stop", "inbox/watch").returncode == 0
     daemon.wait_status("inbox/watch", "Stopped")
-    (inbox / "late.txt").write_text("after the stop")
+    _drop(inbox, "late.txt")
     time.sleep(1.0)
     assert len(daemon.ctl_json("runs", "inbox/watch")) == 3
