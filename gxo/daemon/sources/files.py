@@ -6,8 +6,10 @@ watch is recursive when ``GLOB`` contains ``/`` (``file:///in/**/*.json``).
 
 Changes are debounced by watchfiles (``debounce``, default 200ms): a file written in
 several steps, or created then modified, within the window is one event; a file gone
-by the end of the window is none. ``initial=true`` also emits one event per file that
-matches at start (``change: existing``).
+by the end of the window is none. A write that lands after the window (a slow
+producer, a loaded machine) is a second, ``modified`` event: producers should write
+aside and rename into the directory (one ``added`` event, never a half-written file).
+``initial=true`` also emits one event per file that matches at start (``change: existing``).
 
 ``data`` = ``{path, change}`` (``change``: added | modified | existing); ``subject`` =
 the path; ``id`` = ``PATH@MTIME_NS``, the same for a redelivery. There is no broker:
