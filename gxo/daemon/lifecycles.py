@@ -10,13 +10,27 @@ its last fire from history, for catch-up and the ``@every`` cadence across resta
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gxo.daemon.core import Applied, Daemon
 
-__all__ = ["default_reconcilers"]
+__all__ = ["consumer_group", "default_reconcilers"]
+
+
+def consumer_group(fleet: str | None, playbook: str, workload: str) -> str:
+    """The consumer group / durable / queue-group name of one event_driven workload.
+
+    One per (fleet, playbook, workload): the members of a fleet share a workload's
+    events, while two workloads on one stream or subject never split each other's
+    events (nor clash on a durable with another filter). Only characters every
+    broker accepts in such a name (NATS durables refuse ``.``, ``*``, ``>``; MQTT
+    shared-subscription groups ``/``, ``+``, ``#``).
+    """
+    parts = ("gxo", fleet or "local", playbook, workload)
+    return "-".join(re.sub(r"[^A-Za-z0-9_-]", "_", part) for part in parts)
 
 
 def _runner(daemon: Daemon, playbook: str) -> Any:
@@ -73,7 +87,7 @@ def default_reconcilers() -> dict[str, Any]:
         return EventDrivenReconciler(
             applied.name,
             applied.workload(name),
-            group=getattr(daemon, "fleet", None) or None,
+            group=consumer_group(getattr(daemon, "fleet", None), applied.name, name),
             variables=variables,
             run_instance=_runner(daemon, applied.name),
             on_status=daemon.status_writer(applied.name, name),
