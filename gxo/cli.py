@@ -342,6 +342,10 @@ def daemon(
         str, typer.Option("--log-level", help="debug|info|warning|error")
     ] = "info",
     log_format: Annotated[str, typer.Option("--log-format", help="text or json")] = "text",
+    history: Annotated[
+        int,
+        typer.Option("--history", min=1, help="Runs kept per workload in the state's history"),
+    ] = 100,
 ) -> None:
     """Run the long-running kernel: gRPC control plane (gxo.daemon.v1) on a unix socket."""
     from gxo.config.durations import parse_duration
@@ -358,6 +362,7 @@ def daemon(
         grace=grace_s,
         log_level=log_level,
         log_format=log_format,
+        history=history,
     )
     raise typer.Exit(code)
 

@@ -243,7 +243,9 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 # -- running ----------------------------------------------------------------------------
 
 
-async def serve(socket_path: Path, state_url: str, *, grace: float = 10.0) -> int:
+async def serve(
+    socket_path: Path, state_url: str, *, grace: float = 10.0, history: int = 100
+) -> int:
     from gxo.daemon.lifecycles import default_reconcilers
     from gxo.modules.system._pdeathsig import set_parent_death_signal
     from gxo.state.sql import SqlState
@@ -254,11 +256,11 @@ async def serve(socket_path: Path, state_url: str, *, grace: float = 10.0) -> in
     set_parent_death_signal(True)
     url = expand_state_url(state_url)
     try:
-        state = await asyncio.to_thread(SqlState, url)
+        state = await asyncio.to_thread(SqlState, url, history)
     except Exception as exc:
         raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
     daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
-    daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled
+    daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled, event_driven
     server = grpc.aio.server()
     pb_grpc.add_GxoDaemonServicer_to_server(GxoDaemonServicer(daemon), server)
     old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others connect
@@ -304,6 +306,7 @@ def run_daemon(
     grace: float,
     log_level: str,
     log_format: str,
+    history: int = 100,
 ) -> int:
     """The body of ``gxo daemon``; returns the exit code."""
     from gxo.console import err_console, print_error
@@ -325,7 +328,7 @@ def run_daemon(
         print_error(err_console(), f"--log-level: unknown level {log_level!r}")
         return 2
     try:
-        return asyncio.run(serve(default_socket(socket), state, grace=grace))
+        return asyncio.run(serve(default_socket(socket), state, grace=grace, history=history))
     except StartupError as exc:
         print_error(err_console(), str(exc))
         return exc.exit_code

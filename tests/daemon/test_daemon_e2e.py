@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -540,3 +541,38 @@ workloads:
     _until(lambda: len(daemon.ctl_json("runs", "crasher")) == 4, 30, "two more runs")
     row = daemon.wait_status("crasher", "Failed", timeout=30)
     assert row["restarts"] == 1 and "max_restarts: 1" in row["reason"]
+
+
+def test_history_keeps_the_last_n_runs_per_workload(daemon: DaemonProc) -> None:
+    daemon.start("--history", "2")
+    assert daemon.ctl("apply", "-f", str(write(daemon, PLAYBOOK))).returncode == 0
+    daemon.wait_status("hello", "Completed")
+    for _ in range(3):
+        first = daemon.ctl_json("runs", "hello")[0]["run_id"]
+        assert daemon.ctl("start", "demo/hello").returncode == 0
+        deadline = time.monotonic() + 20
+        while daemon.ctl_json("runs", "hello")[0]["run_id"] == first:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        daemon.wait_status("hello", "Completed")
+    runs = daemon.ctl_json("runs", "hello")
+    assert len(runs) == 2 and all(r["status"] == "Completed" for r in runs)
+
+
+def test_history_must_be_positive(daemon: DaemonProc) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gxo.cli",
+            "daemon",
+            "--socket",
+            str(daemon.socket),
+            "--history",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2 and "--history" in out.stderr
