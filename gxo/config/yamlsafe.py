@@ -205,7 +205,9 @@ def _parse_ruamel(
         raise PlaybookSyntaxError(f"YAML syntax error: {exc}", location=Location(source)) from None
     except RecursionError:
         raise PlaybookSyntaxError("YAML nesting is too deep", location=Location(source)) from None
-    except AssertionError:  # ruamel's own asserts (comment handling, e.g. "| #" at the top)
+    # ruamel's own asserts and "overlap in comment" NotImplementedError (its comment
+    # handling, e.g. "| #" at the top, or "a: # c" above an indented value and a blank line)
+    except (AssertionError, NotImplementedError):
         from gxo.config import _yamlfast
 
         found = _yamlfast.syntax_error(text)

@@ -100,3 +100,14 @@ def test_kept_readings_are_the_readings() -> None:
         assert [type(v) for v in data["a"]] == [int, str, bool, float, type(None), int, float]
         assert fast("a: 0o17\n") == "fallback"
     assert "0o17" not in _yamlfast._RESOLVED
+
+
+def test_a_ruamel_comment_crash_is_a_located_error_not_a_traceback() -> None:
+    # ruamel raises NotImplementedError("overlap in comment") on a comment after "a:"
+    # above an indented value and a blank line; the anchor sends the text to ruamel.
+    from gxo.config.yamlsafe import parse_yaml
+    from gxo.errors import PlaybookSyntaxError
+
+    with pytest.raises(PlaybookSyntaxError, match="YAML syntax error") as info:
+        parse_yaml("a: # c\n  x\n\nb: &y 1\n", "f.yaml")
+    assert str(info.value).startswith("f.yaml:1:1: ")  # file:line:col, no traceback
