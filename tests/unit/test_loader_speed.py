@@ -37,7 +37,9 @@ def collections() -> list[str]:
     seen: list[str] = []
 
     def record(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
+        # Only the loading (main) thread's own collections: a thread left running by
+        # an earlier test of the session may collect at any time.
+        if phase == "start" and threading.current_thread() is threading.main_thread():
             seen.append(phase)
 
     gc.callbacks.append(record)
