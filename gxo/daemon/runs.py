@@ -141,8 +141,12 @@ async def _run(daemon: Daemon, instance: Instance) -> None:
         log.exception("run %s failed", instance.run_id)
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        daemon.instances.pop(instance.run_id, None)
-        await asyncio.shield(_settle(daemon, instance, error))
+        # Statuses and history rows first: once the instance is gone from
+        # daemon.instances, a reader (ctl status, a test) must see its final state.
+        try:
+            await asyncio.shield(_settle(daemon, instance, error))
+        finally:
+            daemon.instances.pop(instance.run_id, None)
 
 
 async def _settle(daemon: Daemon, instance: Instance, error: str) -> None:
