@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, delete, exc, select, update
 from sqlalchemy.pool import StaticPool
 
+from gxo.state._sql_leases import LeaseMixin
 from gxo.state._sql_results import SqlResultStore
 from gxo.state._sql_schema import (
     RUNNING,
@@ -61,7 +62,7 @@ class PlaybookRecord:
     applied_at: str
 
 
-class SqlState:
+class SqlState(LeaseMixin):
     """Persistent daemon state over SQLAlchemy Core (see the module docstring)."""
 
     def __init__(self, url: str, history_limit: int = 100) -> None:

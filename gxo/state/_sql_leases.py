@@ -1,0 +1,85 @@
+"""Leases in the SQL state store: one member of a fleet owns a named job at a time.
+
+A lease row (name, holder, expires_at) is taken with one ``INSERT ... ON CONFLICT DO
+UPDATE ... WHERE`` statement that only overwrites an expired row or the caller's own,
+so two members can never both hold it. Expiry is computed and compared with the
+DATABASE clock (``now()``), never a member's: members with skewed clocks still agree.
+``expires_at`` is epoch seconds (a float) so the same SQL runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, Float, String, Table, text
+
+from gxo.state._sql_schema import metadata
+
+__all__ = ["LeaseMixin", "leases_table"]
+
+leases_table = Table(
+    "gxo_leases",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+_NOW = {
+    "postgresql": "extract(epoch from clock_timestamp())",
+    # julianday('now') is the database's clock too (the server is the file's process).
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
+
+
+def _statements(backend: str) -> dict[str, Any]:
+    now = _NOW[backend]
+    return {
+        "acquire": text(
+            "INSERT INTO gxo_leases (name, holder, expires_at) "
+            f"VALUES (:name, :holder, {now} + :ttl) "
+            "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at "
+            f"WHERE gxo_leases.expires_at < {now} OR gxo_leases.holder = excluded.holder "
+            "RETURNING holder"
+        ),
+        "renew": text(
+            f"UPDATE gxo_leases SET expires_at = {now} + :ttl "
+            "WHERE name = :name AND holder = :holder RETURNING holder"
+        ),
+        "release": text("DELETE FROM gxo_leases WHERE name = :name AND holder = :holder"),
+        "holder": text(f"SELECT holder FROM gxo_leases WHERE name = :name AND expires_at >= {now}"),
+    }
+
+
+class LeaseMixin:
+    """``SqlState``'s lease methods (they use its ``_write``/``_read`` transactions)."""
+
+    _lease_sql: dict[str, Any] | None = None
+
+    def _lease(self, which: str) -> Any:
+        if self._lease_sql is None:
+            self._lease_sql = _statements(self.backend)  # type: ignore[attr-defined]
+        return self._lease_sql[which]
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take ``name`` for ``ttl`` seconds if it is free, expired or already ours."""
+        params = {"name": name, "holder": holder, "ttl": float(ttl)}
+        with self._write() as conn:  # type: ignore[attr-defined]
+            return conn.execute(self._lease("acquire"), params).first() is not None
+
+    def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend our lease by ``ttl`` from now; False when another member holds it now."""
+        params = {"name": name, "holder": holder, "ttl": float(ttl)}
+        with self._write() as conn:  # type: ignore[attr-defined]
+            return conn.execute(self._lease("renew"), params).first() is not None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up (only ours): another member may take it at once."""
+        with self._write() as conn:  # type: ignore[attr-defined]
+            conn.execute(self._lease("release"), {"name": name, "holder": holder})
+
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds ``name`` now (None when free or expired)."""
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return conn.execute(self._lease("holder"), {"name": name}).scalar()
