@@ -41,6 +41,7 @@ __all__ = [
     "Statements",
     "decode",
     "encode",
+    "fires_table",
     "make_engine",
     "metadata",
 ]
@@ -105,6 +106,18 @@ results_table = Table(
     Column("key", String, primary_key=True),
     Column("value", Text, nullable=False),
 )
+# One row per scheduled fire claimed by a fleet member: the unique key is what makes a
+# fire run once fleet-wide (the database decides, no member's clock or leader logic).
+fires_table = Table(
+    "gxo_fires",
+    metadata,
+    Column("playbook", String, primary_key=True),
+    Column("workload", String, primary_key=True),
+    Column("fire_time", String, primary_key=True),  # UTC ISO 8601, so text order is time order
+    Column("member", String, nullable=False),
+    Column("claimed_at", String, nullable=False),
+    Index("ix_gxo_fires_time", "fire_time"),
+)
 
 
 class Statements:
@@ -123,6 +136,17 @@ class Statements:
         self.upsert_playbook = upsert(playbooks_table, ["name"])
         self.upsert_status = upsert(statuses_table, ["playbook", "workload"])
         self.upsert_result = upsert(results_table, ["playbook", "key"])
+        # DO NOTHING rather than catching the unique violation: PostgreSQL would log
+        # an ERROR for every fire another member claimed first.
+        # RETURNING: a row back means this call inserted it (psycopg's rowcount is -1 here).
+        self.claim_fire = (
+            insert(fires_table)
+            .on_conflict_do_nothing(index_elements=["playbook", "workload", "fire_time"])
+            .returning(fires_table.c.member)
+        )
+        self.prune_fires = delete(fires_table).where(
+            fires_table.c.fire_time < bindparam("b_before")
+        )
         self.insert_run = runs_table.insert()
         r = runs_table
         self.finish_run = (

@@ -18,7 +18,9 @@ and a connection pool.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,7 @@ from gxo.state._sql_schema import (
     Statements,
     decode,
     encode,
+    fires_table,
     make_engine,
     meta_table,
     metadata,
@@ -48,6 +51,20 @@ from gxo.state._sql_schema import (
 )
 
 __all__ = ["PlaybookRecord", "SqlResultStore", "SqlState", "StateError"]
+
+FIRE_KEEP = dt.timedelta(days=1)  # fire claims kept this long (a fire is claimed within seconds)
+FIRE_PRUNE_EVERY = 600.0
+
+
+def _utc_iso(text: str) -> str:
+    """A fire time as UTC ISO 8601: one instant has one key whatever offset the caller used."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise StateError(f"invalid fire time {text!r}: expected ISO 8601") from None
+    if moment.tzinfo is None:
+        raise StateError(f"invalid fire time {text!r}: no UTC offset")
+    return moment.astimezone(dt.UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,7 @@ class SqlState(LeaseMixin):
         self._results: dict[str, SqlResultStore] = {}
         self._results_lock = threading.Lock()
         self._closed = False
+        self._next_fire_prune = 0.0  # monotonic time of the next prune of old fire claims
         try:
             self._create_schema()
         except BaseException:
@@ -338,6 +356,50 @@ class SqlState(LeaseMixin):
         for run in failed:
             run.update(status="Failed", ended_at=ended, reason=reason)
         return failed
+
+    # -- scheduled fires (fleet) --------------------------------------------------
+
+    def claim_fire(self, playbook: str, workload: str, fire_time_iso: str, member: str) -> bool:
+        """Claim one fire of a scheduled workload for ``member``; False when another member
+        (or an earlier call) already did. The unique (playbook, workload, fire_time) row is
+        what makes a fire run once fleet-wide. Claims older than a day are pruned here,
+        at most every :data:`FIRE_PRUNE_EVERY` seconds."""
+        fire = _utc_iso(fire_time_iso)
+        values = {
+            "playbook": playbook,
+            "workload": workload,
+            "fire_time": fire,
+            "member": member,
+            "claimed_at": now_iso(),
+        }
+        now = time.monotonic()
+        with self._write() as conn:
+            claimed = conn.execute(self._sql.claim_fire, values).first() is not None
+            if now >= self._next_fire_prune:
+                self._next_fire_prune = now + FIRE_PRUNE_EVERY
+                self._prune_fires(conn)
+        return claimed
+
+    def prune_fires(self, keep: dt.timedelta = FIRE_KEEP) -> int:
+        """Delete fire claims older than ``keep``; the number deleted."""
+        with self._write() as conn:
+            return self._prune_fires(conn, keep)
+
+    def _prune_fires(self, conn: Connection, keep: dt.timedelta = FIRE_KEEP) -> int:
+        before = (dt.datetime.now(dt.UTC) - keep).isoformat()
+        result = conn.execute(self._sql.prune_fires, {"b_before": before})
+        return max(result.rowcount, 0)
+
+    def fire_member(self, playbook: str, workload: str, fire_time_iso: str) -> str | None:
+        """The member that claimed a fire, or None."""
+        t = fires_table
+        query = select(t.c.member).where(
+            t.c.playbook == playbook,
+            t.c.workload == workload,
+            t.c.fire_time == _utc_iso(fire_time_iso),
+        )
+        with self._read() as conn:
+            return conn.execute(query).scalar()
 
     # -- registered results -------------------------------------------------------
 
