@@ -55,6 +55,21 @@ async def _last_fire(daemon: Daemon, playbook: str, workload: str) -> datetime |
         return None
 
 
+def _fire_claimer(daemon: Daemon, playbook: str, workload: str) -> Any:
+    """In a fleet, a fire runs on the member that claims it in the shared state (one row
+    per fire time); alone, every fire is ours (no claim, no database round trip)."""
+    if getattr(daemon, "fleet", None) is None:
+        return None
+    member = getattr(daemon, "member", None) or "unknown"
+
+    async def claim_fire(fire_iso: str) -> bool:
+        return await asyncio.to_thread(
+            daemon.state.claim_fire, playbook, workload, fire_iso, member
+        )
+
+    return claim_fire
+
+
 def default_reconcilers() -> dict[str, Any]:
     from gxo.daemon.reconcile import ScheduleReconciler, SuperviseReconciler
 
@@ -76,6 +91,7 @@ def default_reconcilers() -> dict[str, Any]:
             applied.name,
             applied.workload(name),
             last_fire=await _last_fire(daemon, applied.name, name),
+            claim_fire=_fire_claimer(daemon, applied.name, name),
             run_instance=_runner(daemon, applied.name),
             on_status=daemon.status_writer(applied.name, name),
         )

@@ -21,6 +21,13 @@ fire the core read from history): ``none``, ``one`` (the latest missed fire) or 
 Catch-up instances run one after another (never overlapping, whatever ``concurrency``
 says) before the regular schedule resumes; regular fires that pass meanwhile are not
 run (the schedule continues from the time the catch-up ended).
+
+Fleet: ``claim_fire`` (an async callable, fire time in UTC ISO -> bool; the daemon binds
+it to :meth:`gxo.state.sql.SqlState.claim_fire` with its member id) is awaited before an
+instance starts; a fire another member claimed is not run here (counted in
+``claimed_elsewhere``). Every member must compute the same fire times, so with a
+``claim_fire`` an ``@every`` schedule is anchored on the Unix epoch, never on a member's
+start or on a run's start time (which would differ by the members' lags).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gxo.config.models import CatchupPolicy, ConcurrencyPolicy
@@ -43,6 +51,7 @@ log = logging.getLogger("gxo.daemon")
 # A fire later than this (the loop was blocked, the machine was suspended) is dropped.
 LATE_LIMIT = timedelta(seconds=1)
 LAG_SAMPLES = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the fleet-wide @every anchor
 
 
 class ScheduleReconciler(ReconcilerBase):
@@ -55,6 +64,7 @@ class ScheduleReconciler(ReconcilerBase):
         *,
         last_fire: datetime | None = None,
         schedule: Schedule | None = None,
+        claim_fire: Callable[[str], Awaitable[bool]] | None = None,
         **kwargs: Any,
     ) -> None:
         """``last_fire``: the last fire recorded in history (for catch-up and the
@@ -70,6 +80,8 @@ class ScheduleReconciler(ReconcilerBase):
         self.fires = 0
         self.skipped = 0
         self.dropped = 0
+        self.claim_fire = claim_fire
+        self.claimed_elsewhere = 0
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
         # Instances cancelled by a newer fire (concurrency replace), not by stop().
         self._replaced: set[asyncio.Task[None]] = set()
@@ -91,7 +103,7 @@ class ScheduleReconciler(ReconcilerBase):
         # @every is anchored on a scheduled fire: the last one if known (so the cadence
         # survives a daemon restart), else the start.
         if self.schedule is None:
-            anchor = self.last_fire or now
+            anchor = EPOCH if self.claim_fire is not None else self.last_fire or now
             self.schedule = Schedule.from_lifecycle(self.lifecycle, anchor=anchor)
         self._timers = shared_timers(self.wall)
         catch = (
@@ -215,6 +227,12 @@ class ScheduleReconciler(ReconcilerBase):
         replaced: list[asyncio.Task[None]],
         generation: int | None,
     ) -> None:
+        # Claimed first: a fire another member runs must not replace our instance.
+        if self.claim_fire is not None and not await self._claim(fire):
+            self.fires -= 1  # counted by _fire, but this member did not run it
+            if generation is not None:
+                self._rearm(fire, generation)
+            return
         if replaced:
             if generation is not None:
                 self._rearm(fire, generation)
@@ -242,6 +260,22 @@ class ScheduleReconciler(ReconcilerBase):
                 self._after(InstanceOutcome("Stopped", run_id, "replaced by a newer fire"))
             raise
         self._after(outcome)
+
+    async def _claim(self, fire: datetime) -> bool:
+        """Whether this member runs the fire (another member of the fleet may have it)."""
+        assert self.claim_fire is not None
+        try:
+            claimed = await self.claim_fire(fire.astimezone(UTC).isoformat())
+        except Exception as e:  # the state database is down: no member may run it twice
+            log.warning(
+                "%s/%s: cannot claim the fire at %s: %s", self.playbook, self.name, iso(fire), e
+            )
+            self._set(reason=f"cannot claim the fire at {iso(fire)}: {e}")
+            return False
+        if not claimed:
+            self.claimed_elsewhere += 1
+            self._set(claimed_elsewhere=self.claimed_elsewhere)
+        return claimed
 
     def _after(self, outcome: InstanceOutcome) -> None:
         """Status once an instance ended: Running while others still run, else its outcome."""
