@@ -346,6 +346,17 @@ def daemon(
         int,
         typer.Option("--history", min=1, help="Runs kept per workload in the state's history"),
     ] = 100,
+    fleet: Annotated[
+        str | None,
+        typer.Option("--fleet", help="Join fleet NAME: daemons sharing one postgresql:// state"),
+    ] = None,
+    member: Annotated[
+        str | None,
+        typer.Option("--member", help="This member's id (default: hostname-pid-random)"),
+    ] = None,
+    lease_ttl: Annotated[
+        str, typer.Option("--lease-ttl", help="Fleet: supervise lease lifetime (e.g. 10s)")
+    ] = "10s",
 ) -> None:
     """Run the long-running kernel: gRPC control plane (gxo.daemon.v1) on a unix socket."""
     from gxo.config.durations import parse_duration
@@ -355,6 +366,12 @@ def daemon(
         grace_s = parse_duration(grace)
     except (GxoError, ValueError) as exc:
         _fail(UsageError(f"--grace {grace!r}: {exc}"))
+    try:
+        lease_ttl_s = parse_duration(lease_ttl)
+    except (GxoError, ValueError) as exc:
+        _fail(UsageError(f"--lease-ttl {lease_ttl!r}: {exc}"))
+    if lease_ttl_s <= 0:
+        _fail(UsageError(f"--lease-ttl {lease_ttl!r}: must be more than 0"))
     code = run_daemon(
         socket=socket,
         state=state,
@@ -363,6 +380,9 @@ def daemon(
         log_level=log_level,
         log_format=log_format,
         history=history,
+        fleet=fleet,
+        member=member,
+        lease_ttl=lease_ttl_s,
     )
     raise typer.Exit(code)
 

@@ -82,6 +82,7 @@ def _status_rows(rows: list[Any]) -> list[dict[str, Any]]:
         d = _dict(row)
         d["last_exit"] = row.last_exit if row.HasField("last_exit") else None
         d.update(json.loads(d.pop("details_json", "") or "{}"))  # policy-specific fields
+        d.setdefault("member", "")  # fleet: the member running it ("" outside a fleet)
         data.append(d)
     return data
 
@@ -95,11 +96,13 @@ def statuses(rows: list[Any], as_json: bool) -> None:
         _out().print("no workloads: apply a playbook with `gxo ctl apply -f FILE`")
         return
     table = Table(box=None, pad_edge=False)
+    fleet = any(d["member"] for d in data)  # the MEMBER column only in a fleet
     for column in (
         "PLAYBOOK",
         "WORKLOAD",
         "POLICY",
         "STATUS",
+        *(("MEMBER",) if fleet else ()),
         "RESTARTS",
         "LAST EXIT",
         "NEXT RUN",
@@ -107,11 +110,13 @@ def statuses(rows: list[Any], as_json: bool) -> None:
     ):
         table.add_column(column)
     for d in data:
+        member = (escape(d["member"]),) if fleet else ()
         table.add_row(
             escape(d["playbook"]),
             escape(d["workload"]),
             d["policy"],
             _status(d["status"]),
+            *member,
             str(d["restarts"]),
             "" if d["last_exit"] is None else str(d["last_exit"]),
             d["next_run"],

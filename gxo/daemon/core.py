@@ -77,6 +77,15 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def default_member() -> str:
+    """hostname-pid-random4: unique per daemon process, readable in `gxo ctl status`."""
+    import os
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
 @dataclass
 class Applied:
     """A playbook the daemon holds: its loaded form and each workload's checksum."""
@@ -125,6 +134,9 @@ class Daemon:
         # factory (restart counters); only while restore() starts that workload.
         self.restored: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()  # applies, removes and starts happen one at a time
+        # Fleet (gxo/daemon/fleet.py): several daemons on one PostgreSQL state.
+        self.fleet: str | None = None
+        self.member: str = default_member()
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -133,7 +145,9 @@ class Daemon:
 
     async def restore(self) -> None:
         """Daemon start: runs left Running by a dead daemon become Failed; playbooks come back."""
-        for run in await self._db(self.state.fail_unfinished_runs, "daemon restarted"):
+        # In a fleet, runs left Running may belong to a live member: not ours to fail.
+        unfinished = [] if self.fleet else await self._db(self.state.fail_unfinished_runs)
+        for run in unfinished:
             playbook, workload = run.get("playbook"), run.get("workload")
             if playbook and workload:
                 await self.set_status(playbook, workload, "Failed", reason="daemon restarted")
@@ -199,7 +213,11 @@ class Daemon:
         ).hexdigest()
         return Applied(loaded.playbook.name, source, path, variables, loaded, checksums, digest)
 
-    async def apply(self, source: str, path: str, variables: dict[str, Any]) -> dict[str, Any]:
+    async def apply(
+        self, source: str, path: str, variables: dict[str, Any], *, sync: bool = False
+    ) -> dict[str, Any]:
+        """``sync``: a fleet member takes up what another member applied (already
+        persisted, its run_once workloads already run there): only the local side."""
         try:
             loaded = await asyncio.to_thread(_load, source, path, variables)
         except GxoError as exc:  # nothing of the old version is touched
@@ -212,21 +230,27 @@ class Daemon:
             changed = [n for n in new.checksums if n in before and before[n] != new.checksums[n]]
             unchanged = [n for n in new.checksums if n in before and before[n] == new.checksums[n]]
             removed = [n for n in before if n not in new.checksums]
-            await self._db(
-                self.state.put_playbook,
-                new.name,
-                source=source,
-                path=path,
-                checksum=new.checksum,
-                variables=variables,
-            )
+            if sync:
+                record = await self._db(self.state.get_playbook, new.name)
+                if record is None or record.checksum != new.checksum:
+                    return {"playbook": new.name, "skipped": True}  # superseded meanwhile
+            else:
+                await self._db(
+                    self.state.put_playbook,
+                    new.name,
+                    source=source,
+                    path=path,
+                    checksum=new.checksum,
+                    variables=variables,
+                )
             # Instances of what changed or went away end before the new version starts.
             for name in changed + removed:
                 await self._stop_workload(new.name, name, reason=None)
             self.playbooks[new.name] = new
             for name in removed:
                 self.logs.forget((new.name, name))
-                await self._db(self.state.delete_workload, new.name, name)
+                if not sync:
+                    await self._db(self.state.delete_workload, new.name, name)
             started: list[str] = []
             # run_once workloads downstream of a long-running one run in its instances,
             # not at apply; the others run now, with the stream producers they read.
@@ -244,7 +268,7 @@ class Daemon:
                     await self.set_status(
                         new.name, name, "Pending", reason=f"runs in the instances of {roots}"
                     )
-            if once:
+            if once and not sync:
                 await self._start_instance(new, once)
                 started.extend(once)
             log.info(
@@ -265,17 +289,21 @@ class Daemon:
             "started": started,
         }
 
-    async def remove(self, playbook: str) -> list[str]:
+    async def remove(self, playbook: str, *, sync: bool = False) -> list[str]:
+        """``sync``: another fleet member removed it: stop it here, the rows are gone."""
         async with self._lock:
             applied = self.playbooks.get(playbook)
             if applied is None:
                 raise DaemonError("NOT_FOUND", f"no playbook '{playbook}' is applied")
+            if sync and await self._db(self.state.get_playbook, playbook) is not None:
+                return []  # applied again meanwhile
             for name in applied.checksums:
                 await self._stop_workload(playbook, name, reason=None)
                 self.logs.forget((playbook, name))
             await self._flush_statuses(playbook)  # no status row may outlive the delete
             del self.playbooks[playbook]
-            await self._db(self.state.delete_playbook, playbook)
+            if not sync:
+                await self._db(self.state.delete_playbook, playbook)
             log.info("removed playbook %s", playbook)
             return list(applied.checksums)
 
@@ -305,6 +333,8 @@ class Daemon:
             if before is not None:
                 await asyncio.wait([before])
             record = {**status, "updated_at": now_iso()}
+            if self.fleet:  # `gxo ctl status` shows which member runs what
+                record["member"] = self.member
             try:
                 await self._db(self.state.set_status, playbook, workload, record)
             except Exception:  # a closed store at shutdown

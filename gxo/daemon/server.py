@@ -244,7 +244,14 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 
 
 async def serve(
-    socket_path: Path, state_url: str, *, grace: float = 10.0, history: int = 100
+    socket_path: Path,
+    state_url: str,
+    *,
+    grace: float = 10.0,
+    history: int = 100,
+    fleet: str | None = None,
+    member: str | None = None,
+    lease_ttl: float = 10.0,
 ) -> int:
     from gxo.daemon.lifecycles import default_reconcilers
     from gxo.modules.system._pdeathsig import set_parent_death_signal
@@ -261,6 +268,11 @@ async def serve(
         raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
     daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
     daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled, event_driven
+    fleet_sync = None
+    if fleet:
+        from gxo.daemon.fleet import attach
+
+        fleet_sync = attach(daemon, fleet, member, lease_ttl)
     server = grpc.aio.server()
     pb_grpc.add_GxoDaemonServicer_to_server(GxoDaemonServicer(daemon), server)
     old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others connect
@@ -287,6 +299,8 @@ async def serve(
         daemon.events.close()  # followers' streams end, so server.stop need not wait for them
         daemon.logs.close()
         await server.stop(grace=1.0)
+        if fleet_sync is not None:
+            fleet_sync.cancel()
         await daemon.shutdown(grace)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -307,6 +321,9 @@ def run_daemon(
     log_level: str,
     log_format: str,
     history: int = 100,
+    fleet: str | None = None,
+    member: str | None = None,
+    lease_ttl: float = 10.0,
 ) -> int:
     """The body of ``gxo daemon``; returns the exit code."""
     from gxo.console import err_console, print_error
@@ -322,13 +339,33 @@ def run_daemon(
     if log_format not in ("text", "json"):
         print_error(err_console(), f"--log-format must be text or json, not {log_format!r}")
         return 2
+    if fleet is not None and not state.startswith(("postgresql:", "postgres:", "postgresql+")):
+        print_error(
+            err_console(),
+            f"--fleet {fleet}: a fleet shares its state, so --state must be postgresql://... "
+            "(SQLite is one machine's file)",
+        )
+        return 2
+    if member is not None and fleet is None:
+        print_error(err_console(), "--member needs --fleet NAME")
+        return 2
     try:
         setup_logging(log_level, log_format)
     except ValueError:
         print_error(err_console(), f"--log-level: unknown level {log_level!r}")
         return 2
     try:
-        return asyncio.run(serve(default_socket(socket), state, grace=grace, history=history))
+        return asyncio.run(
+            serve(
+                default_socket(socket),
+                state,
+                grace=grace,
+                history=history,
+                fleet=fleet,
+                member=member,
+                lease_ttl=lease_ttl,
+            )
+        )
     except StartupError as exc:
         print_error(err_console(), str(exc))
         return exc.exit_code

@@ -1,0 +1,173 @@
+"""A fleet: several ``gxo daemon --fleet NAME`` processes on one PostgreSQL state.
+
+Two mechanisms, both driven by the shared database:
+
+* **Supervise ownership by lease.** A supervise workload runs on the member that holds
+  the lease ``supervise:PLAYBOOK/WORKLOAD`` (gxo/state/_sql_leases.py, expiry by the
+  database clock). Every member wraps the workload in a :class:`LeasedReconciler`: the
+  holder runs the real reconciler and renews every ``ttl/3``; the others try to take the
+  lease every ``ttl/3``, so a dead holder's service starts elsewhere within ``ttl``
+  (+ one period). A holder that cannot renew (lease taken, database unreachable for
+  longer than ``ttl - ttl/3``) stops its reconciler before anyone else may start one.
+* **Playbook sync.** Every member polls the playbooks table (~1 s) and applies new,
+  changed and removed playbooks locally (``Daemon.apply/remove(sync=True)``): nothing
+  is persisted again and run_once workloads run only on the member that was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gxo.daemon.core import Applied, Daemon
+
+__all__ = ["LeasedReconciler", "attach", "sync_playbooks"]
+
+log = logging.getLogger("gxo.daemon.fleet")
+
+
+class LeasedReconciler:
+    """A reconciler that runs ``make()``'s reconciler only while this member holds ``lease``."""
+
+    def __init__(self, daemon: Daemon, lease: str, make: Any, ttl: float) -> None:
+        self.daemon = daemon
+        self.lease = lease
+        self.make = make
+        self.ttl = ttl
+        self.period = ttl / 3
+        self.inner: Any = None
+        self.holder: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._renewed = 0.0
+
+    @property
+    def gave_up(self) -> bool:
+        return bool(getattr(self.inner, "gave_up", False))
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _db(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _run(self) -> None:
+        state, me = self.daemon.state, self.daemon.member
+        while True:
+            try:
+                if self.inner is None:
+                    if await self._db(state.acquire_lease, self.lease, me, self.ttl):
+                        self._renewed = time.monotonic()
+                        self.holder = me
+                        log.info("%s: lease taken by %s", self.lease, me)
+                        self.inner = await self.make()
+                        await self.inner.start()
+                    else:
+                        self.holder = await self._db(state.lease_holder, self.lease)
+                elif await self._db(state.renew_lease, self.lease, me, self.ttl):
+                    self._renewed = time.monotonic()
+                else:
+                    log.warning("%s: lease lost, stopping the local reconciler", self.lease)
+                    await self._stop_inner("lease lost to another member")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is unreachable: retry next period
+                log.warning("%s: lease check failed: %s", self.lease, exc)
+                # Stop before the lease can have expired: never two copies of a service.
+                if self.inner is not None and time.monotonic() - self._renewed >= (
+                    self.ttl - self.period
+                ):
+                    await self._stop_inner("lease not renewed (state database unreachable)")
+            await asyncio.sleep(self.period)
+
+    async def _stop_inner(self, reason: str) -> None:
+        from gxo.daemon.core import _reason
+
+        inner, self.inner, self.holder = self.inner, None, None
+        if inner is not None:
+            await inner.stop(**_reason(inner, reason))
+
+    async def stop(self, reason: str = "stopped") -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        held = self.inner is not None
+        await self._stop_inner(reason)
+        if held:  # hand over at once rather than after ttl
+            try:
+                await self._db(self.daemon.state.release_lease, self.lease, self.daemon.member)
+            except Exception as exc:
+                log.warning("%s: release failed: %s", self.lease, exc)
+
+    def status(self) -> dict[str, Any]:
+        if self.inner is not None:
+            return {**self.inner.status(), "member": self.daemon.member}
+        # Standby: the holder's status comes from the shared state; say who holds it.
+        return {"member": self.holder or ""}
+
+
+def _leased(factory: Any, ttl: float) -> Any:
+    def make(daemon: Daemon, applied: Applied, name: str) -> LeasedReconciler:
+        async def inner() -> Any:
+            # Taking over: restart counters go on from the last holder's status.
+            key = (applied.name, name)
+            last = await asyncio.to_thread(daemon.state.get_status, applied.name, name)
+            daemon.restored[key] = last or {}
+            try:
+                built = factory(daemon, applied, name)
+                return await built if asyncio.iscoroutine(built) else built
+            finally:
+                daemon.restored.pop(key, None)
+
+        return LeasedReconciler(daemon, f"supervise:{applied.name}/{name}", inner, ttl)
+
+    return make
+
+
+async def sync_playbooks(daemon: Daemon, interval: float = 1.0) -> None:
+    """Apply locally what other members applied or removed (runs until cancelled)."""
+    from gxo.daemon.core import DaemonError
+
+    failed: dict[str, str] = {}  # name -> checksum that did not load: logged once
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            stored = {r.name: r for r in await asyncio.to_thread(daemon.state.list_playbooks)}
+            for name, record in stored.items():
+                current = daemon.playbooks.get(name)
+                if current is not None and current.checksum == record.checksum:
+                    continue
+                if failed.get(name) == record.checksum:
+                    continue
+                try:
+                    await daemon.apply(
+                        record.source, record.path, dict(record.variables or {}), sync=True
+                    )
+                    log.info("fleet: took up playbook %s", name)
+                except DaemonError as exc:
+                    failed[name] = record.checksum
+                    log.error("fleet: cannot take up playbook %s: %s", name, exc.message)
+            for name in [n for n in daemon.playbooks if n not in stored]:
+                try:
+                    await daemon.remove(name, sync=True)
+                    log.info("fleet: playbook %s removed by another member", name)
+                except DaemonError:
+                    pass  # already gone here
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("fleet: playbook sync failed: %s", exc)
+
+
+def attach(daemon: Daemon, fleet: str, member: str | None, lease_ttl: float) -> asyncio.Task[None]:
+    """Make ``daemon`` a member of ``fleet``; returns the sync task (cancel it at shutdown)."""
+    daemon.fleet = fleet
+    if member:
+        daemon.member = member
+    supervise = daemon.reconcilers.get("supervise")
+    if supervise is not None:
+        daemon.reconcilers["supervise"] = _leased(supervise, lease_ttl)
+    return asyncio.get_running_loop().create_task(sync_playbooks(daemon))
