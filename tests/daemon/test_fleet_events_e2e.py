@@ -1,5 +1,6 @@
-"""event_driven in a fleet: two real daemons share a JetStream durable; 1,000 events
-are each run exactly once in effect (every id done, none lost, none twice)."""
+"""Two real daemons in one fleet: event_driven shares a JetStream durable (1,000 events
+each run exactly once in effect: every id done, none lost, none twice); a scheduled
+``@every 1s`` fires once per second fleet-wide."""
 
 from __future__ import annotations
 
@@ -145,3 +146,43 @@ def test_two_members_share_the_events_each_once(fleet: list[DaemonProc]) -> None
     # Both members took part (the durable is shared, not one per member).
     completed = [m.ctl_json("status", "fleetev/ev")[0]["completed"] for m in fleet]
     assert sum(completed) == EVENTS and min(completed) > 0, completed
+
+
+SCHEDULED = """\
+schemaVersion: "1.0.0"
+name: fleettick
+workloads:
+  - name: tick
+    lifecycle: {{ policy: scheduled, cron: "@every 1s" }}
+    process: {{ module: control:identity, params: {{ n: "{n}" }} }}
+"""
+
+
+def test_a_schedule_fires_once_per_second_fleet_wide(fleet: list[DaemonProc]) -> None:
+    from datetime import datetime
+
+    from gxo.state.sql import SqlState
+
+    tag = uuid.uuid4().hex[:8]
+    for n, member in enumerate(fleet):
+        member.start("--fleet", f"t{tag}", "--member", f"m{n}")
+    playbook = fleet[0].folder / "fleettick.gxo.yaml"
+    playbook.write_text(SCHEDULED.format(n=tag))
+    for member in fleet:
+        out = member.ctl("apply", "-f", str(playbook))
+        assert out.returncode == 0, out.stderr + member.logs()
+    time.sleep(8)
+    for member in fleet:
+        member.stop()
+    state = SqlState(fleet[0].state)
+    try:
+        runs = state.list_runs("fleettick", "tick", 100)
+    finally:
+        state.close()
+    seconds = sorted(
+        round(datetime.fromisoformat(r["started_at"].replace("Z", "+00:00")).timestamp())
+        for r in runs
+    )
+    assert 6 <= len(seconds) <= 12, seconds  # ~8 s applied, plus the stop; twice that if doubled
+    assert len(seconds) == len(set(seconds)), seconds  # never two runs for one fire
+    assert seconds[-1] - seconds[0] == len(seconds) - 1, seconds  # and none missed
