@@ -105,6 +105,18 @@ workloads:
     rows = _until(lambda: b.ctl_json("status"), 10, "member b to see the playbook")
     assert {r["workload"] for r in rows} == {"setup", "server"}
 
+    # A removal on one member is taken up by the other.
+    extra = tmp_path / "extra.gxo.yaml"
+    extra.write_text(
+        'schemaVersion: "1.0.0"\nname: extra\nworkloads:\n'
+        "  - name: idle\n    lifecycle: { policy: supervise }\n"
+        "    process: { module: exec, params: { command: sleep, args: ['62'] } }\n"
+    )
+    assert b.ctl("apply", "-f", str(extra)).returncode == 0
+    _until(lambda: any(r["playbook"] == "extra" for r in a.ctl_json("status")), 10, "a: extra")
+    assert a.ctl("remove", "extra").returncode == 0
+    _until(lambda: all(r["playbook"] != "extra" for r in b.ctl_json("status")), 10, "b: no extra")
+
     # The service runs on exactly one member, and both name that member.
     try:
         _until(lambda: _sleeps(a) or _sleeps(b), 15, "the service to start")
