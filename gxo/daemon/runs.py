@@ -9,7 +9,6 @@ leaves only the still-running ones for ``fail_unfinished_runs``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -84,14 +83,10 @@ async def start_instance(
     }
     # Concurrent instances of one root register the same keys: each reads its own first.
     results = InstanceStore(await asyncio.to_thread(daemon.state.results, applied.name))
-    params = inspect.signature(Engine).parameters
-    # The instances API (results_store=, initial_results=, allow_lifecycles=): the run
-    # is just the selected workloads; upstream results come from the daemon's state.
-    options["results_store" if "results_store" in params else "store"] = results
-    if "initial_results" in params:
-        options["initial_results"] = await asyncio.to_thread(results.snapshot)
-    if "allow_lifecycles" in params:
-        options["allow_lifecycles"] = True
+    # The run is just the selected workloads; upstream results come from the daemon's state.
+    options["results_store"] = results
+    options["initial_results"] = await asyncio.to_thread(results.snapshot)
+    options["allow_lifecycles"] = True
     if event is not None:  # an event_driven instance: templates read it as _gxo.event
         options["gxo_extra"] = {"event": event}
     engine = Engine(applied.loaded, **options)
