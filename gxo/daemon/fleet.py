@@ -51,7 +51,10 @@ class LeasedReconciler:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _db(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+        # A hung database call counts as a failed one (TimeoutError), so a holder that
+        # cannot renew still stops its copy in time.
+        async with asyncio.timeout(self.period):
+            return await asyncio.to_thread(fn, *args)
 
     async def _run(self) -> None:
         state, me = self.daemon.state, self.daemon.member
@@ -143,10 +146,11 @@ async def sync_playbooks(daemon: Daemon, interval: float = 1.0) -> None:
                 if failed.get(name) == record.checksum:
                     continue
                 try:
-                    await daemon.apply(
+                    diff = await daemon.apply(
                         record.source, record.path, dict(record.variables or {}), sync=True
                     )
-                    log.info("fleet: took up playbook %s", name)
+                    if not diff.get("skipped"):
+                        log.info("fleet: took up playbook %s", name)
                 except DaemonError as exc:
                     failed[name] = record.checksum
                     log.error("fleet: cannot take up playbook %s: %s", name, exc.message)

@@ -72,3 +72,35 @@ def test_one_runs_lost_lease_stops_and_standby_takes_over(tmp_path: Path) -> Non
         state.close()
 
     asyncio.run(main())
+
+
+def test_holder_whose_renewals_hang_stops_before_the_lease_expires(tmp_path: Path) -> None:
+    import time
+
+    class Hanging:
+        """The real store, but renewals hang (a database that stopped answering)."""
+
+        def __init__(self, state: SqlState) -> None:
+            self.state = state
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.state, name)
+
+        def renew_lease(self, *args: Any) -> bool:
+            time.sleep(1.0)
+            return True
+
+    async def main() -> None:
+        state = SqlState(f"sqlite:///{tmp_path / 's.db'}")
+        log: list[str] = []
+        a = _member(Hanging(state), "A", log, ttl=0.6)  # type: ignore[arg-type]
+        await a.start()
+        await _until(lambda: log == ["start A"])
+        started = time.monotonic()
+        await _until(lambda: len(log) == 2, 2.0)
+        assert log[1] == "stop A: lease not renewed (state database unreachable)"
+        assert time.monotonic() - started < 0.6  # stopped before the lease expired
+        await a.stop()
+        state.close()
+
+    asyncio.run(main())
