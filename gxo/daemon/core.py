@@ -403,6 +403,13 @@ class Daemon:
     async def stop(self, ref: str) -> dict[str, Any]:
         async with self._lock:
             playbook, name = self.resolve(ref)
+            # Fleet: a standby member must not stop (and mark Stopped) what another runs.
+            elsewhere = getattr(self.active.get((playbook, name)), "held_elsewhere", None)
+            if elsewhere:
+                raise DaemonError(
+                    "FAILED_PRECONDITION",
+                    f"workload '{playbook}/{name}' runs on fleet member {elsewhere}: stop it there",
+                )
             if not await self._stop_workload(playbook, name, reason=STOPPED_BY_USER):
                 current = await self.status(f"{playbook}/{name}")
                 raise DaemonError(

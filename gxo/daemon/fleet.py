@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 __all__ = ["LeasedReconciler", "attach", "sync_playbooks"]
 
+
+def _now_iso() -> str:
+    from gxo.daemon.core import now_iso
+
+    return now_iso()
+
+
 log = logging.getLogger("gxo.daemon.fleet")
 
 
@@ -42,6 +49,26 @@ class LeasedReconciler:
         self.holder: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._renewed = 0.0
+        self.key = tuple(lease.partition(":")[2].split("/", 1))  # (playbook, workload)
+        self.created = _now_iso()
+
+    @property
+    def held_elsewhere(self) -> str | None:
+        """The member running it when that is not this one (``ctl stop`` goes there)."""
+        if self.inner is None and self.holder and self.holder != self.daemon.member:
+            return self.holder
+        return None
+
+    async def _stopped_by_user(self) -> bool:
+        """A user stopped it on the holder after this reconciler began: do not take over."""
+        from gxo.daemon.core import STOPPED_BY_USER
+
+        status = await self._db(self.daemon.state.get_status, *self.key) or {}
+        return (
+            status.get("status") == "Stopped"
+            and status.get("reason") == STOPPED_BY_USER
+            and str(status.get("updated_at") or "") > self.created
+        )
 
     @property
     def gave_up(self) -> bool:
@@ -61,7 +88,9 @@ class LeasedReconciler:
         while True:
             try:
                 if self.inner is None:
-                    if await self._db(state.acquire_lease, self.lease, me, self.ttl):
+                    if await self._stopped_by_user():
+                        self.holder = None
+                    elif await self._db(state.acquire_lease, self.lease, me, self.ttl):
                         self._renewed = time.monotonic()
                         self.holder = me
                         log.info("%s: lease taken by %s", self.lease, me)
@@ -97,9 +126,13 @@ class LeasedReconciler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        from gxo.daemon.core import STOPPED_BY_USER
+
         held = self.inner is not None
         await self._stop_inner(reason)
-        if held:  # hand over at once rather than after ttl
+        # Hand over at once rather than after ttl, except on a user's stop: the lease then
+        # expires after the Stopped status is written, which keeps the others from starting it.
+        if held and reason != STOPPED_BY_USER:
             try:
                 await self._db(self.daemon.state.release_lease, self.lease, self.daemon.member)
             except Exception as exc:

@@ -135,6 +135,18 @@ workloads:
     assert "MEMBER" in table and holder_id in table
     assert marker.read_text() == "x\n"  # run_once ran on the member asked, not again on b
 
+    # `ctl stop` on the standby is refused (it names the holder); on the holder it stops
+    # the service fleet-wide: the standby does not take it over. `ctl start` resumes it.
+    refused = other.ctl("stop", "server")
+    assert refused.returncode != 0 and holder_id in refused.stderr
+    assert holder.ctl("stop", "server").returncode == 0
+    _until(lambda: not _sleeps(holder), 10, "the service to stop")
+    time.sleep(TTL * 2)  # the lease expired long ago
+    assert not _sleeps(other) and not _sleeps(holder)
+    assert holder.ctl("start", "server").returncode == 0
+    _until(lambda: _sleeps(holder), 10, "the service to start again")
+    assert not _sleeps(other)
+
     # kill -9 the holder: the other member runs the service within ttl + back-off.
     assert holder.proc is not None
     killed = time.monotonic()
