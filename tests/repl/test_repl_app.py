@@ -186,9 +186,19 @@ async def test_unwritable_history_falls_back_to_memory(repl, tmp_path: Path) -> 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 async def test_ctrl_c_cancels_a_running_command(driver: Driver) -> None:
     me = psutil.Process()
+    # Earlier tests of the session may have left `sleep` zombies reparented to this
+    # process (exec makes it a child subreaper): only a new, live `sleep` is ours.
+    before = {p.pid for p in me.children(recursive=True)}
+
+    def ours(p: psutil.Process) -> bool:
+        try:
+            return p.pid not in before and p.name() == "sleep" and p.status() != "zombie"
+        except psutil.NoSuchProcess:
+            return False
+
     driver.send(":module exec {command: sleep, args: ['30']}" + ENTER)
     for _ in range(500):
-        sleepers = [p for p in me.children(recursive=True) if p.name() == "sleep"]
+        sleepers = [p for p in me.children(recursive=True) if ours(p)]
         if sleepers:
             break
         await asyncio.sleep(0.01)
