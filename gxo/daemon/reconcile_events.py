@@ -318,10 +318,14 @@ class EventDrivenReconciler(ReconcilerBase):
     async def _settle(self, delivery: Delivery, *, ack: bool, delay: float | None = None) -> None:
         """Ack or nak one delivery; a broker error is logged (it will redeliver)."""
         try:
-            if ack:
-                await asyncio.wait_for(delivery.ack(), ACK_TIMEOUT)
-            else:
-                await asyncio.wait_for(delivery.nak(delay), ACK_TIMEOUT)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a
+            # cancellation that lands as the ack completes, and the reader then kept
+            # reading after stop() had cancelled it.
+            async with asyncio.timeout(ACK_TIMEOUT):
+                if ack:
+                    await delivery.ack()
+                else:
+                    await delivery.nak(delay)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -338,7 +342,8 @@ class EventDrivenReconciler(ReconcilerBase):
         source, self.source = self.source, None
         if source is not None:
             try:
-                await asyncio.wait_for(source.close(), ACK_TIMEOUT)
+                async with asyncio.timeout(ACK_TIMEOUT):
+                    await source.close()
             except Exception as exc:
                 log.debug("%s/%s: closing the source: %s", self.playbook, self.name, exc)
 
