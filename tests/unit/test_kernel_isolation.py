@@ -26,6 +26,12 @@ HEAVY = (
     "psycopg",
     "pymysql",
     "watchfiles",
+    "regex",  # only regex_search / regex_replace need it
+    "croniter",
+    "nats",
+    "redis",
+    "aio_pika",
+    "aiomqtt",
 )
 
 _IMPORT_KERNEL = """
