@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from gxo.daemon.logsetup import REDACTED
@@ -50,3 +51,33 @@ def error_text(exc: BaseException) -> str:
     """A one-line reason from a driver exception (its class name when it has no text)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+class SettleOnce:
+    """A delivery settled at most once: after its first ack or nak, both do nothing.
+
+    The broker sources subclass it with ``_ack()`` and ``_nak(delay)``; the guard
+    lives here once instead of in each of their delivery classes.
+    """
+
+    __slots__ = ("_done", "event")
+
+    def __init__(self, event: Any) -> None:
+        self._done = False
+        self.event = event
+
+    async def ack(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        if not self._done:
+            self._done = True
+            await self._nak(delay)
+
+    async def _ack(self) -> None:
+        raise NotImplementedError
+
+    async def _nak(self, delay: float | None) -> None:
+        raise NotImplementedError

@@ -32,7 +32,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from aiormq import exceptions as aexc
 
 from gxo.daemon.logsetup import add_secret, redact_url
-from gxo.daemon.sources._util import error_text, query_params, scrub
+from gxo.daemon.sources._util import SettleOnce, error_text, query_params, scrub
 from gxo.daemon.sources.base import Event, SourceError, decode_payload, register_source
 
 __all__ = ["AmqpSource"]
@@ -44,29 +44,22 @@ _DEFAULT_NAK_DELAY = 1.0
 _ERRORS = (aexc.AMQPError, pexc.AMQPException, OSError, TimeoutError, ConnectionError)
 
 
-class _AmqpDelivery:
-    __slots__ = ("_done", "_message", "_source", "event")
+class _AmqpDelivery(SettleOnce):
+    __slots__ = ("_message", "_source")
 
     def __init__(self, source: AmqpSource, message: AbstractIncomingMessage, event: Event) -> None:
+        super().__init__(event)
         self._source = source
         self._message = message
-        self._done = False
-        self.event = event
 
-    async def ack(self) -> None:
-        if self._done:
-            return
-        self._done = True
+    async def _ack(self) -> None:
         try:
             await self._message.ack()
         except _ERRORS as exc:
             # The channel is gone: the broker has requeued the message already.
             raise self._source._error(f"cannot ack {self.event.id!r}", exc) from None
 
-    async def nak(self, delay: float | None = None) -> None:
-        if self._done:
-            return
-        self._done = True
+    async def _nak(self, delay: float | None) -> None:
         self._source._nack_later(self._message, delay)
 
 

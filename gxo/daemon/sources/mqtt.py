@@ -43,7 +43,7 @@ from paho.mqtt.properties import Properties
 
 from gxo.config.durations import parse_duration
 from gxo.daemon.logsetup import add_secret, redact_url
-from gxo.daemon.sources._util import error_text, query_params, scrub
+from gxo.daemon.sources._util import SettleOnce, error_text, query_params, scrub
 from gxo.daemon.sources.base import Event, SourceError, decode_payload, register_source
 
 __all__ = ["MqttSource"]
@@ -63,25 +63,18 @@ _TCP_KEEPALIVE: list[tuple[int, int, int]] = [
 ]
 
 
-class _MqttDelivery:
-    __slots__ = ("_done", "_message", "_source", "event")
+class _MqttDelivery(SettleOnce):
+    __slots__ = ("_message", "_source")
 
     def __init__(self, source: MqttSource, message: aiomqtt.Message, event: Event) -> None:
+        super().__init__(event)
         self._source = source
         self._message = message
-        self._done = False
-        self.event = event
 
-    async def ack(self) -> None:
-        if self._done:
-            return
-        self._done = True
+    async def _ack(self) -> None:
         self._source._ack(self._message)
 
-    async def nak(self, delay: float | None = None) -> None:
-        if self._done:
-            return
-        self._done = True
+    async def _nak(self, delay: float | None) -> None:
         self._source._redeliver_later(self, delay)
 
     def _again(self) -> _MqttDelivery:

@@ -35,7 +35,7 @@ from redis.backoff import ExponentialBackoff
 
 from gxo.config.durations import parse_duration
 from gxo.daemon.logsetup import add_secret, redact_url
-from gxo.daemon.sources._util import error_text, member_id, query_params, scrub
+from gxo.daemon.sources._util import SettleOnce, error_text, member_id, query_params, scrub
 from gxo.daemon.sources.base import Event, SourceError, decode_payload, register_source
 
 __all__ = ["RedisStreamSource"]
@@ -51,25 +51,20 @@ _CONNECT_TIMEOUT = 5.0
 _FORGET_IDLE = 3600.0
 
 
-class _RedisDelivery:
-    __slots__ = ("_done", "_entry_id", "_source", "event")
+class _RedisDelivery(SettleOnce):
+    __slots__ = ("_entry_id", "_source")
 
     def __init__(self, source: RedisStreamSource, entry_id: bytes, event: Event) -> None:
+        super().__init__(event)
         self._source = source
         self._entry_id = entry_id
-        self._done = False
-        self.event = event
 
-    async def ack(self) -> None:
-        if self._done:
-            return
-        self._done = True
+    async def _ack(self) -> None:
         await self._source._ack(self._entry_id)
 
-    async def nak(self, delay: float | None = None) -> None:
+    async def _nak(self, delay: float | None) -> None:
         # Redis has no per-entry redelivery delay: the entry stays pending and is
         # claimed again once idle for claim_after (the delay is that, not ``delay``).
-        self._done = True
         self._source._held.discard(self._entry_id)
 
 
