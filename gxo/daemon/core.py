@@ -29,8 +29,9 @@ from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
 from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.daemon.selection import owners as instance_owners
-from gxo.daemon.selection import with_producers, workload_checksum
+from gxo.daemon.selection import workload_checksum
 from gxo.engine.events import Event, EventKind
+from gxo.engine.instances import with_stream_producers
 from gxo.errors import GxoError
 
 __all__ = ["Applied", "Daemon", "DaemonError", "Reconciler", "workload_checksum"]
@@ -255,7 +256,7 @@ class Daemon:
             # run_once workloads downstream of a long-running one run in its instances,
             # not at apply; the others run now, with the stream producers they read.
             owners = instance_owners(new.loaded)
-            once = with_producers(
+            once = with_stream_producers(
                 new.loaded,
                 [n for n in added + changed if new.policy(n) == "run_once" and n not in owners],
                 set(owners),
@@ -436,7 +437,7 @@ class Daemon:
                 )
             run_id = ""
             if applied.policy(name) == "run_once":
-                selected = with_producers(applied.loaded, [name], set())
+                selected = with_stream_producers(applied.loaded, [name])
                 run_id = await self._start_instance(applied, selected)
             elif applied.policy(name) not in self.reconcilers:
                 raise DaemonError(

@@ -1,4 +1,4 @@
-"""Which workloads an apply touches: per-workload checksums, instance owners, stream producers."""
+"""Which workloads an apply touches: per-workload checksums and instance owners."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from gxo.config.loader import LoadedPlaybook
 from gxo.engine.instances import instance_roots, instance_workloads
 
-__all__ = ["owners", "with_producers", "workload_checksum"]
+__all__ = ["owners", "workload_checksum"]
 
 
 def workload_checksum(loaded: LoadedPlaybook, name: str, variables: dict[str, Any]) -> str:
@@ -37,23 +37,3 @@ def owners(loaded: LoadedPlaybook) -> dict[str, list[str]]:
             if name != root:
                 owners.setdefault(name, []).append(root)
     return owners
-
-
-def with_producers(loaded: LoadedPlaybook, names: list[str], exclude: set[str]) -> list[str]:
-    """``names`` plus the run_once stream producers they read, in playbook order.
-
-    Records are not kept in the state: a re-run consumer needs its producer to run too.
-    """
-    graph = loaded.graph
-    selected = set(names)
-    todo = list(names)
-    while graph is not None and todo:
-        for producer in graph.stream_deps.get(todo.pop(), ()):
-            index = loaded.workload_index(producer)
-            policy = (
-                loaded.playbook.workloads[index].lifecycle.policy if index is not None else None
-            )
-            if producer not in selected and producer not in exclude and policy == "run_once":
-                selected.add(producer)
-                todo.append(producer)
-    return [w.name for w in loaded.playbook.workloads if w.name in selected]

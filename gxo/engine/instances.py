@@ -39,7 +39,8 @@ What is decided for the edges of an instance (see :class:`~gxo.engine.scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from gxo.config.loader import LoadedPlaybook
@@ -57,6 +58,7 @@ __all__ = [
     "outside_views",
     "scoped_shape",
     "standalone_workloads",
+    "with_stream_producers",
 ]
 
 
@@ -81,12 +83,28 @@ def instance_workloads(loaded: LoadedPlaybook, root: str) -> list[str]:
                 continue  # a long-running dependent roots its own instances
             selected.add(nxt)
             frontier.append(nxt)
-    producers = list(selected)
-    while producers:
-        for producer in graph.stream_deps[producers.pop()]:
-            if producer not in selected and by_name[producer].lifecycle.policy == Policy.run_once:
+    return with_stream_producers(loaded, selected)
+
+
+def with_stream_producers(
+    loaded: LoadedPlaybook, names: Iterable[str], exclude: AbstractSet[str] = frozenset()
+) -> list[str]:
+    """``names`` plus the ``run_once`` stream producers they read (transitively, none of
+    ``exclude``), in playbook order: records are not kept in the state, so a consumer
+    that runs needs its producers to run with it."""
+    graph = _graph(loaded)
+    by_name = {w.name: w for w in loaded.playbook.workloads}
+    selected = set(names)
+    todo = list(selected)
+    while todo:
+        for producer in graph.stream_deps[todo.pop()]:
+            if (
+                producer not in selected
+                and producer not in exclude
+                and by_name[producer].lifecycle.policy == Policy.run_once
+            ):
                 selected.add(producer)
-                producers.append(producer)
+                todo.append(producer)
     return [n for n in graph.names if n in selected]
 
 
