@@ -357,9 +357,53 @@ def daemon(
     lease_ttl: Annotated[
         str, typer.Option("--lease-ttl", help="Fleet: supervise lease lifetime (e.g. 10s)")
     ] = "10s",
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="--listen: server certificate (PEM)")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", help="--listen: server private key (PEM)")
+    ] = None,
+    client_ca: Annotated[
+        str | None,
+        typer.Option("--client-ca", help="--listen: CA bundle client certs must chain to"),
+    ] = None,
+    tls_dir: Annotated[
+        str | None,
+        typer.Option("--tls-dir", help="--listen: DIR with server.pem, server-key.pem, ca.pem"),
+    ] = None,
+    client_allowlist: Annotated[
+        str | None,
+        typer.Option(
+            "--client-allowlist", help="--listen: file of allowed client cert SHA-256 fingerprints"
+        ),
+    ] = None,
+    rbac: Annotated[
+        str | None, typer.Option("--rbac", help="RBAC policy (YAML): subjects -> roles -> methods")
+    ] = None,
+    audit_log: Annotated[
+        str | None,
+        typer.Option("--audit-log", help="Append every RPC decision as a JSON line here"),
+    ] = None,
+    local_identity: Annotated[
+        str, typer.Option("--local-identity", help="Identity of unix-socket clients")
+    ] = "local-admin",
+    state_key_file: Annotated[
+        str | None, typer.Option("--state-key-file", help="Key of the encrypted state (mode 0600)")
+    ] = None,
+    state_key_cmd: Annotated[
+        str | None, typer.Option("--state-key-cmd", help="Command printing the state key on stdout")
+    ] = None,
+    http: Annotated[
+        str | None, typer.Option("--http", help="HOST:PORT of the listener for webhook: sources")
+    ] = None,
+    allow_path: Annotated[
+        list[str] | None,
+        typer.Option("--allow-path", help="A directory daemon playbooks may reach (repeatable)"),
+    ] = None,
 ) -> None:
     """Run the long-running kernel: gRPC control plane (gxo.daemon.v1) on a unix socket."""
     from gxo.config.durations import parse_duration
+    from gxo.daemon.options import DaemonOptions
     from gxo.daemon.server import run_daemon  # grpc loads here, never on `gxo run`
 
     try:
@@ -372,7 +416,7 @@ def daemon(
         _fail(UsageError(f"--lease-ttl {lease_ttl!r}: {exc}"))
     if lease_ttl_s <= 0:
         _fail(UsageError(f"--lease-ttl {lease_ttl!r}: must be more than 0"))
-    code = run_daemon(
+    options = DaemonOptions(
         socket=socket,
         state=state,
         listen=listen,
@@ -383,7 +427,20 @@ def daemon(
         fleet=fleet,
         member=member,
         lease_ttl=lease_ttl_s,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
+        tls_dir=tls_dir,
+        client_allowlist=client_allowlist,
+        rbac=rbac,
+        audit_log=audit_log,
+        local_identity=local_identity,
+        state_key_file=state_key_file,
+        state_key_cmd=state_key_cmd,
+        http=http,
+        allow_paths=list(allow_path or []),
     )
+    code = run_daemon(options)
     raise typer.Exit(code)
 
 
@@ -394,6 +451,15 @@ def _add_ctl() -> None:
 
 
 _add_ctl()
+
+
+def _add_admin() -> None:
+    from gxo.admin.commands import admin_app  # typer only: cryptography loads inside commands
+
+    app.add_typer(admin_app, name="admin")
+
+
+_add_admin()
 
 
 @app.callback(invoke_without_command=True)

@@ -24,6 +24,7 @@ import grpc
 
 from gxo.daemon.core import Daemon, DaemonError
 from gxo.daemon.logsetup import redact_url
+from gxo.daemon.options import DaemonOptions
 from gxo.daemon.paths import default_socket
 from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2 as pb
 from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2_grpc as pb_grpc
@@ -243,16 +244,7 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 # -- running ----------------------------------------------------------------------------
 
 
-async def serve(
-    socket_path: Path,
-    state_url: str,
-    *,
-    grace: float = 10.0,
-    history: int = 100,
-    fleet: str | None = None,
-    member: str | None = None,
-    lease_ttl: float = 10.0,
-) -> int:
+async def serve(socket_path: Path, options: DaemonOptions) -> int:
     from gxo.daemon.lifecycles import default_reconcilers
     from gxo.modules.system._pdeathsig import set_parent_death_signal
     from gxo.state.sql import SqlState
@@ -261,18 +253,19 @@ async def serve(
     # exec's commands die with the daemon even on SIGKILL: a restarted daemon must
     # never find a second copy of a service still running.
     set_parent_death_signal(True)
-    url = expand_state_url(state_url)
+    url = expand_state_url(options.state)
+    grace = options.grace
     try:
-        state = await asyncio.to_thread(SqlState, url, history)
+        state = await asyncio.to_thread(SqlState, url, options.history)
     except Exception as exc:
         raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
     daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
     daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled, event_driven
     fleet_sync = None
-    if fleet:
+    if options.fleet:
         from gxo.daemon.fleet import attach
 
-        fleet_sync = attach(daemon, fleet, member, lease_ttl)
+        fleet_sync = attach(daemon, options.fleet, options.member, options.lease_ttl)
     server = grpc.aio.server()
     pb_grpc.add_GxoDaemonServicer_to_server(GxoDaemonServicer(daemon), server)
     old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others connect
@@ -312,23 +305,13 @@ async def serve(
     return 0
 
 
-def run_daemon(
-    *,
-    socket: str | None,
-    state: str,
-    listen: str | None,
-    grace: float,
-    log_level: str,
-    log_format: str,
-    history: int = 100,
-    fleet: str | None = None,
-    member: str | None = None,
-    lease_ttl: float = 10.0,
-) -> int:
+def run_daemon(options: DaemonOptions) -> int:
     """The body of ``gxo daemon``; returns the exit code."""
     from gxo.console import err_console, print_error
     from gxo.daemon.logsetup import setup_logging
 
+    listen, log_format, state = options.listen, options.log_format, options.state
+    fleet, member = options.fleet, options.member
     if listen:
         print_error(
             err_console(),
@@ -350,22 +333,12 @@ def run_daemon(
         print_error(err_console(), "--member needs --fleet NAME")
         return 2
     try:
-        setup_logging(log_level, log_format)
+        setup_logging(options.log_level, log_format)
     except ValueError:
-        print_error(err_console(), f"--log-level: unknown level {log_level!r}")
+        print_error(err_console(), f"--log-level: unknown level {options.log_level!r}")
         return 2
     try:
-        return asyncio.run(
-            serve(
-                default_socket(socket),
-                state,
-                grace=grace,
-                history=history,
-                fleet=fleet,
-                member=member,
-                lease_ttl=lease_ttl,
-            )
-        )
+        return asyncio.run(serve(default_socket(options.socket), options))
     except StartupError as exc:
         print_error(err_console(), str(exc))
         return exc.exit_code

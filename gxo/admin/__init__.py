@@ -1,0 +1,1 @@
+"""``gxo admin``: offline administration (PKI for the control plane, state keys)."""
