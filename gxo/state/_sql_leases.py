@@ -15,7 +15,17 @@ from sqlalchemy import Column, Float, String, Table, text
 
 from gxo.state._sql_schema import metadata
 
-__all__ = ["LeaseMixin", "leases_table"]
+__all__ = ["DIED", "MEMBER_LEASE", "LeaseMixin", "leases_table", "member_lease"]
+
+# A fleet member's liveness lease is named ``member:ID`` (renewed by its heartbeat); the
+# runs it leaves Running when it dies are failed with reason ``fleet member ID died``.
+MEMBER_LEASE = "member:"
+DIED = "died"
+
+
+def member_lease(member: str) -> str:
+    return MEMBER_LEASE + member
+
 
 leases_table = Table(
     "gxo_leases",
@@ -49,6 +59,20 @@ def _statements(backend: str) -> dict[str, Any]:
         ),
         "release": text("DELETE FROM gxo_leases WHERE name = :name AND holder = :holder"),
         "holder": text(f"SELECT holder FROM gxo_leases WHERE name = :name AND expires_at >= {now}"),
+        # Runs of fleet members whose liveness lease (``member:ID``) is expired or gone.
+        # One statement: two members sweeping at once fail each run once (PostgreSQL
+        # re-checks the WHERE of a row another transaction just updated).
+        "sweep": text(
+            "UPDATE gxo_runs SET status = 'Failed', ended_at = :ended, "
+            f"reason = 'fleet member ' || member || ' {DIED}' "
+            "WHERE status = 'Running' AND member IS NOT NULL AND member <> :me "
+            "AND NOT EXISTS (SELECT 1 FROM gxo_leases WHERE "
+            f"gxo_leases.name = '{MEMBER_LEASE}' || gxo_runs.member AND expires_at >= {now}) "
+            "RETURNING run_id, playbook, workload, member, reason"
+        ),
+        "forget": text(
+            f"DELETE FROM gxo_leases WHERE name LIKE '{MEMBER_LEASE}%' AND expires_at < {now}"
+        ),
     }
 
 
@@ -83,3 +107,16 @@ class LeaseMixin:
         """Who holds ``name`` now (None when free or expired)."""
         with self._read() as conn:  # type: ignore[attr-defined]
             return conn.execute(self._lease("holder"), {"name": name}).scalar()
+
+    def fail_runs_of_dead_members(self, me: str) -> list[dict[str, Any]]:
+        """Runs left ``Running`` by fleet members whose liveness lease expired become
+        ``Failed`` (reason ``fleet member ID died``); returns them (run_id, playbook,
+        workload, member, reason). ``me`` (alive: it is asking) is never swept. Expired
+        member leases are deleted in the same transaction (a missing one counts as dead)."""
+        from gxo.state._sql_schema import now_iso
+
+        with self._write() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(self._lease("sweep"), {"ended": now_iso(), "me": me})
+            failed = [dict(row) for row in rows.mappings()]
+            conn.execute(self._lease("forget"))
+        return failed

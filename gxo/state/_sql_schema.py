@@ -46,7 +46,7 @@ __all__ = [
     "metadata",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: gxo_runs.member (the fleet member that ran it)
 RUNNING = "Running"
 BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another process's lock
 
@@ -96,6 +96,9 @@ runs_table = Table(
     Column("ended_at", String),
     Column("reason", Text),
     Column("report", Text),
+    # The fleet member running it (NULL outside a fleet): a member that dies leaves its
+    # runs to the others' sweep (gxo/daemon/fleet.py). Added by schema version 2.
+    Column("member", String),
     Index("ix_gxo_runs_workload", "playbook", "workload", "id"),
     Index("ix_gxo_runs_status", "status"),
 )

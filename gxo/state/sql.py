@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, exc, select, update
+from sqlalchemy import Connection, RowMapping, delete, exc, inspect, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.pool import StaticPool
 
+from gxo.state._sql_crypto import check_store_key
 from gxo.state._sql_leases import LeaseMixin
 from gxo.state._sql_results import SqlResultStore
 from gxo.state._sql_schema import (
@@ -49,6 +51,7 @@ from gxo.state._sql_schema import (
     runs_table,
     statuses_table,
 )
+from gxo.state.crypto import PlainCodec, StateCodec
 
 __all__ = ["PlaybookRecord", "SqlResultStore", "SqlState", "StateError"]
 
@@ -82,11 +85,18 @@ class PlaybookRecord:
 class SqlState(LeaseMixin):
     """Persistent daemon state over SQLAlchemy Core (see the module docstring)."""
 
-    def __init__(self, url: str, history_limit: int = 100) -> None:
+    # The fleet member whose runs start_run records (None outside a fleet).
+    member: str | None = None
+
+    def __init__(
+        self, url: str, history_limit: int = 100, *, codec: StateCodec | None = None
+    ) -> None:
+        """``codec``: how values are sealed at rest (``gxo.state.crypto``; default none)."""
         if history_limit < 1:
             raise ValueError(f"history_limit must be at least 1, not {history_limit}")
         self.history_limit = history_limit
         self.url = redacted(parse_url(url))
+        self._codec: StateCodec = codec if codec is not None else PlainCodec()
         self._engine, self._sqlite = make_engine(url)
         self._sql = Statements(self._sqlite)
         # SQLite: one writer at a time per process (see the module docstring).
@@ -102,12 +112,17 @@ class SqlState(LeaseMixin):
         )
         self._results: dict[str, SqlResultStore] = {}
         self._results_lock = threading.Lock()
+        self._batch = threading.local()  # batch(): this thread's open transaction
         self._closed = False
         self._next_fire_prune = 0.0  # monotonic time of the next prune of old fire claims
         try:
             self._create_schema()
-        except BaseException:
+            check_store_key(self)  # gxo/state/_sql_crypto.py: the key opens this store
+        except BaseException as e:
             self._engine.dispose()
+            if isinstance(e, Exception) and not isinstance(e, StateError):
+                # A file that is a database but not a gxo one (a bad schema_version...).
+                raise StateError(f"state database {self.url} is unreadable: {e}") from e
             raise
 
     def __repr__(self) -> str:
@@ -139,11 +154,33 @@ class SqlState(LeaseMixin):
         """One transaction: committed on success, rolled back on any error."""
         if self._closed:
             raise StateError(f"state database {self.url} is closed")
+        shared = getattr(self._batch, "conn", None)
+        if shared is not None:  # inside batch(): its transaction, committed at its end
+            try:
+                yield shared
+            except exc.SQLAlchemyError as e:
+                raise self._error(e) from e
+            return
         try:
             with self._write_lock, self._engine.begin() as conn:
                 yield conn
         except exc.SQLAlchemyError as e:
             raise self._error(e) from e
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several writes of this thread in ONE transaction: every ``_write()`` inside
+        reuses it; committed at the end, all rolled back on an error (the daemon's
+        write-behind, gxo/daemon/writer.py). Reads inside do not see its writes."""
+        if getattr(self._batch, "conn", None) is not None:  # nested: the outer one commits
+            yield
+            return
+        with self._write() as conn:
+            self._batch.conn = conn
+            try:
+                yield
+            finally:
+                self._batch.conn = None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -170,31 +207,54 @@ class SqlState(LeaseMixin):
                     f"state database {self.url} has schema version {version}; this gxo "
                     f"understands up to {SCHEMA_VERSION} (upgrade gxo or use another --state)"
                 )
+            elif int(version) < SCHEMA_VERSION:
+                self._migrate(conn, int(version))
+
+    def _migrate(self, conn: Connection, version: int) -> None:
+        """Upgrade an older schema in place, in the schema transaction (PostgreSQL's DDL is
+        transactional: members starting together wait on the table lock, then skip)."""
+        if version < 2:  # 2: gxo_runs.member
+            if not self._sqlite:
+                conn.execute(
+                    sql_text("ALTER TABLE gxo_runs ADD COLUMN IF NOT EXISTS member VARCHAR")
+                )
+            elif "member" not in {c["name"] for c in inspect(conn).get_columns("gxo_runs")}:
+                conn.execute(sql_text("ALTER TABLE gxo_runs ADD COLUMN member VARCHAR"))
+        conn.execute(
+            update(meta_table)
+            .where(meta_table.c.key == "schema_version")
+            .values(value=str(SCHEMA_VERSION))
+        )
 
     # -- playbooks ----------------------------------------------------------------
 
     def put_playbook(
         self, name: str, *, source: str, path: str, checksum: str, variables: dict[str, Any]
     ) -> None:
+        seal = self._codec.seal
         values = {
             "name": name,
-            "source": source,
-            "path": path,
-            "checksum": checksum,
-            "variables": encode(variables),
+            "source": seal(source, "playbooks", name, column="source"),
+            "path": seal(path, "playbooks", name, column="path"),
+            "checksum": seal(checksum, "playbooks", name, column="checksum"),
+            "variables": seal(encode(variables), "playbooks", name, column="variables"),
             "applied_at": now_iso(),
         }
         with self._write() as conn:
             conn.execute(self._sql.upsert_playbook, values)
 
-    @staticmethod
-    def _playbook(row: RowMapping) -> PlaybookRecord:
+    def _playbook(self, row: RowMapping) -> PlaybookRecord:
+        name = row["name"]
+
+        def value(column: str) -> Any:
+            return self._codec.open(row[column], "playbooks", name, column=column)
+
         return PlaybookRecord(
-            name=row["name"],
-            source=row["source"],
-            path=row["path"],
-            checksum=row["checksum"],
-            variables=decode(row["variables"]),
+            name=name,
+            source=value("source"),
+            path=value("path"),
+            checksum=value("checksum"),
+            variables=decode(value("variables")),
             applied_at=row["applied_at"],
         )
 
@@ -238,7 +298,8 @@ class SqlState(LeaseMixin):
         """Store a workload's status dict (status, reason, restarts, last_exit, next_run, updated_at)."""
         data = {**status}
         data.setdefault("updated_at", now_iso())
-        values = {"playbook": playbook, "workload": workload, "data": encode(data)}
+        text = self._codec.seal(encode(data), "statuses", playbook, workload, column="data")
+        values = {"playbook": playbook, "workload": workload, "data": text}
         with self._write() as conn:
             conn.execute(self._sql.upsert_status, values)
 
@@ -247,7 +308,7 @@ class SqlState(LeaseMixin):
             text = conn.execute(
                 self._sql.get_status, {"b_playbook": playbook, "b_workload": workload}
             ).scalar()
-        return decode(text)
+        return decode(self._codec.open(text, "statuses", playbook, workload, column="data"))
 
     def list_statuses(self, playbook: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
         """(playbook, workload, status) of every workload (of one playbook), sorted by name."""
@@ -256,36 +317,47 @@ class SqlState(LeaseMixin):
         if playbook is not None:
             query = query.where(t.c.playbook == playbook)
         with self._read() as conn:
-            return [(p, w, decode(d)) for p, w, d in conn.execute(query)]
+            rows = list(conn.execute(query))
+        opened = self._codec.open
+        return [(p, w, decode(opened(d, "statuses", p, w, column="data"))) for p, w, d in rows]
 
     # -- runs ---------------------------------------------------------------------
 
-    @staticmethod
-    def _run(row: RowMapping) -> dict[str, Any]:
-        return {
+    def _run(self, row: RowMapping) -> dict[str, Any]:
+        """A history row; ``member`` (who ran it) only for the runs of a fleet."""
+        run = {
             "run_id": row["run_id"],
             "playbook": row["playbook"],
             "workload": row["workload"],
             "status": row["status"],
             "started_at": row["started_at"],
             "ended_at": row["ended_at"],
-            "reason": row["reason"],
-            "report": decode(row["report"]),
+            "reason": self._codec.open(row["reason"], "runs", row["run_id"], column="reason"),
+            "report": decode(
+                self._codec.open(row["report"], "runs", row["run_id"], column="report")
+            ),
         }
+        if row["member"] is not None:
+            run["member"] = row["member"]
+        return run
 
     def _prune(self, conn: Connection, playbook: str, workload: str) -> None:
         """Keep the newest ``history_limit`` runs of a workload (running ones are never pruned)."""
         params = {"b_playbook": playbook, "b_workload": workload, "b_keep": self.history_limit}
         conn.execute(self._sql.prune_runs, params)
 
-    def start_run(self, playbook: str, workload: str, run_id: str, started_at: str) -> None:
-        """Record a run as Running; a run id already recorded is an error."""
+    def start_run(
+        self, playbook: str, workload: str, run_id: str, started_at: str, member: str | None = None
+    ) -> None:
+        """Record a run as Running; a run id already recorded is an error. ``member``: the
+        fleet member running it (default :attr:`member`, set when the daemon joins a fleet)."""
         values = {
             "run_id": run_id,
             "playbook": playbook,
             "workload": workload,
             "status": RUNNING,
             "started_at": started_at,
+            "member": member if member is not None else self.member,
         }
         try:
             with self._write() as conn:
@@ -309,8 +381,10 @@ class SqlState(LeaseMixin):
             "b_run_id": run_id,
             "b_status": status,
             "b_ended_at": ended_at,
-            "b_reason": reason,
-            "b_report": encode(report),
+            "b_reason": None
+            if reason is None
+            else self._codec.seal(reason, "runs", run_id, column="reason"),
+            "b_report": self._codec.seal(encode(report), "runs", run_id, column="report"),
         }
         with self._write() as conn:
             row = conn.execute(self._sql.finish_run, params).first()
@@ -340,18 +414,26 @@ class SqlState(LeaseMixin):
             )
         return None if row is None else self._run(row)
 
-    def fail_unfinished_runs(self, reason: str = "daemon restarted") -> list[dict[str, Any]]:
-        """Mark every run still Running as Failed (called on start after a crash); returns them."""
+    def fail_unfinished_runs(
+        self, reason: str = "daemon restarted", member: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Mark every run still Running as Failed (called on start after a crash); returns them.
+        ``member``: only that fleet member's runs (a fleet member's restart must not fail
+        the runs of the live others)."""
         t = runs_table
         ended = now_iso()
+        mine = t.c.status == RUNNING
+        if member is not None:
+            mine = mine & (t.c.member == member)
         with self._write() as conn:
-            rows = conn.execute(select(t).where(t.c.status == RUNNING).order_by(t.c.id)).mappings()
+            rows = conn.execute(select(t).where(mine).order_by(t.c.id)).mappings()
             failed = [self._run(row) for row in rows]
-            if failed:
+            for run in failed:  # one row at a time: each reason is sealed for its own row
+                sealed = self._codec.seal(reason, "runs", run["run_id"], column="reason")
                 conn.execute(
                     update(t)
-                    .where(t.c.status == RUNNING)
-                    .values(status="Failed", ended_at=ended, reason=reason)
+                    .where(t.c.run_id == run["run_id"])
+                    .values(status="Failed", ended_at=ended, reason=sealed)
                 )
         for run in failed:
             run.update(status="Failed", ended_at=ended, reason=reason)
@@ -415,7 +497,11 @@ class SqlState(LeaseMixin):
         t = results_table
         with self._read() as conn:
             rows = conn.execute(select(t.c.key, t.c.value).where(t.c.playbook == playbook))
-            return {key: decode(value) for key, value in rows}
+            opened = self._codec.open
+            return {
+                key: decode(opened(value, "results", playbook, key, column="value"))
+                for key, value in rows
+            }
 
     def _put_result(self, playbook: str, key: str, value: str) -> None:
         values = {"playbook": playbook, "key": key, "value": value}
@@ -429,3 +515,26 @@ class SqlState(LeaseMixin):
             query = query.where(t.c.key == key)
         with self._write() as conn:
             conn.execute(query)
+
+    # -- runs of a dead daemon or fleet member ------------------------------------
+
+    def fail_status_of_run(self, playbook: str, workload: str, run_id: str, reason: str) -> bool:
+        """The workload's status becomes ``Failed`` with ``reason`` if it still shows the run
+        ``run_id`` (a history row id, ``<instance>.<workload>``) as Running; True if it did.
+        Read and write in one transaction, the row locked on PostgreSQL: a member that took
+        the workload over meanwhile (a newer status) is never overwritten."""
+        s = statuses_table
+        query = select(s.c.data).where(s.c.playbook == playbook, s.c.workload == workload)
+        with self._write() as conn:
+            sealed = conn.execute(query.with_for_update()).scalar()
+            data = decode(self._codec.open(sealed, "statuses", playbook, workload, column="data"))
+            last = str((data or {}).get("last_run_id") or "")
+            if not data or data.get("status") != RUNNING or not last:
+                return False
+            if run_id != last and not run_id.startswith(last + "."):
+                return False
+            data.update(status="Failed", reason=reason, next_run=None, updated_at=now_iso())
+            text = self._codec.seal(encode(data), "statuses", playbook, workload, column="data")
+            values = {"playbook": playbook, "workload": workload, "data": text}
+            conn.execute(self._sql.upsert_status, values)
+        return True
