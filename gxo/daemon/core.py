@@ -30,6 +30,7 @@ from gxo.daemon.feeds import Feed
 from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.daemon.selection import owners as instance_owners
 from gxo.daemon.selection import workload_checksum
+from gxo.daemon.writer import writer_of
 from gxo.engine.events import Event, EventKind
 from gxo.engine.instances import with_stream_producers
 from gxo.errors import GxoError
@@ -140,6 +141,9 @@ class Daemon:
         self.member: str = default_member()
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # After the writes queued before it (gxo/daemon/writer.py): reads see them, and a
+        # delete lands after them.
+        await writer_of(self).flush()
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- start / stop ---------------------------------------------------------------------
@@ -337,7 +341,7 @@ class Daemon:
             if self.fleet:  # `gxo ctl status` shows which member runs what
                 record["member"] = self.member
             try:
-                await self._db(self.state.set_status, playbook, workload, record)
+                await writer_of(self).set_status(playbook, workload, record)
             except Exception:  # a closed store at shutdown
                 log.debug("status of %s/%s not written", playbook, workload, exc_info=True)
 
@@ -469,7 +473,11 @@ class Daemon:
         return owners[0], ref
 
     async def set_status(self, playbook: str, workload: str, status: str, **extra: Any) -> None:
-        current = await self._db(self.state.get_status, playbook, workload) or {}
+        """Queued (gxo/daemon/writer.py): later reads through ``_db`` see it."""
+        writer = writer_of(self)
+        current = writer.pending_status(playbook, workload)
+        if current is None:  # nothing queued for it: the row is up to date
+            current = await asyncio.to_thread(self.state.get_status, playbook, workload) or {}
         record = {
             "status": status,
             "reason": extra.get("reason"),
@@ -481,7 +489,7 @@ class Daemon:
         }
         if current.get("restart_times"):  # a supervisor's crash-loop window (restore)
             record["restart_times"] = current["restart_times"]
-        await self._db(self.state.set_status, playbook, workload, record)
+        writer.set_status(playbook, workload, record)
 
     def _row(self, applied: Applied, name: str, stored: dict[str, Any] | None) -> dict[str, Any]:
         row = {"status": "Pending", "reason": None, "restarts": 0, "last_exit": None}

@@ -4,18 +4,29 @@ Each selected workload gets its own history row (run id ``<engine run id>.<workl
 written as soon as the workload ends — not when the whole run ends — so a fast
 workload beside a slow one shows ``Completed`` at once, and a daemon killed later
 leaves only the still-running ones for ``fail_unfinished_runs``.
+
+The rows and statuses go through the daemon's write-behind
+(:mod:`gxo.daemon.writer`): starting an instance queues its start rows and does not
+wait for them; its end waits until its own rows are committed (one transaction for
+every instance ending meanwhile), so whoever awaits an instance — a reconciler that
+then acks its event, a test, ``ctl stop`` — finds its history in the state. The
+playbook's registered results are read from the state once and kept (a snapshot per
+playbook, dropped when an instance registers a new value).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gxo.daemon.instance_store import InstanceStore
+from gxo.daemon.writer import writer_of
 from gxo.engine.events import Event, EventBus, EventKind
 from gxo.engine.scheduler import Engine, RunResult
 
@@ -42,6 +53,7 @@ class Instance:
     stopped: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)  # no history row written yet
     writes: list[asyncio.Task[None]] = field(default_factory=list)
+    last_write: asyncio.Future[Any] | None = None  # its last queued state write
     result: RunResult | None = None
     owner: str | None = None  # the root whose reconciler owns its status
 
@@ -63,6 +75,30 @@ class Instance:
         return result.report()
 
 
+class _Upstream:
+    """A playbook's registered results, as instances start with them (see the module
+    docstring): the persistent store and a shallow snapshot of it."""
+
+    __slots__ = ("applied", "snapshot", "store")
+
+    def __init__(self, applied: Applied, store: Any) -> None:
+        self.applied = applied
+        self.store = store
+        self.snapshot: dict[str, Any] | None = None
+
+
+_UPSTREAM: weakref.WeakKeyDictionary[Any, dict[str, _Upstream]] = weakref.WeakKeyDictionary()
+
+
+async def _upstream(daemon: Daemon, applied: Applied) -> _Upstream:
+    cache = _UPSTREAM.setdefault(daemon, {})
+    entry = cache.get(applied.name)
+    if entry is None or entry.applied is not applied:  # a new apply: read the state again
+        store = await asyncio.to_thread(daemon.state.results, applied.name)
+        entry = cache[applied.name] = _Upstream(applied, store)
+    return entry
+
+
 async def start_instance(
     daemon: Daemon,
     applied: Applied,
@@ -73,30 +109,40 @@ async def start_instance(
     event: dict[str, Any] | None = None,
 ) -> Instance:
     run_id = run_id or uuid.uuid4().hex[:12]
-    bus = EventBus()
-    options: dict[str, Any] = {
-        "extra_vars": applied.variables,
-        "workspace": applied.workspace,
-        "run_id": run_id,
-        "bus": bus,
-        "only": set(workloads),
-    }
+    writer = writer_of(daemon)
+    upstream = await _upstream(daemon, applied)
+    if upstream.snapshot is None:
+        # Shallow: templates never mutate what they read, modules get copies
+        # (ModuleContext.get_state), so instances share the values.
+        upstream.snapshot = upstream.store.snapshot(copy=False)
+
+    def changed() -> None:
+        upstream.snapshot = None
+
     # Concurrent instances of one root register the same keys: each reads its own first.
-    results = InstanceStore(await asyncio.to_thread(daemon.state.results, applied.name))
-    # The run is just the selected workloads; upstream results come from the daemon's state.
-    options["results_store"] = results
-    options["initial_results"] = await asyncio.to_thread(results.snapshot)
-    options["allow_lifecycles"] = True
-    if event is not None:  # an event_driven instance: templates read it as _gxo.event
-        options["gxo_extra"] = {"event": event}
-    engine = Engine(applied.loaded, **options)
+    results = InstanceStore(upstream.store, submit=writer.submit, on_change=changed)
+    bus = EventBus()
+    engine = Engine(
+        applied.loaded,
+        extra_vars=applied.variables,
+        workspace=applied.workspace,
+        run_id=run_id,
+        bus=bus,
+        only=set(workloads),
+        # The run is just the selected workloads; upstream results come from the state.
+        results_store=results,
+        initial_results=upstream.snapshot,
+        allow_lifecycles=True,
+        # an event_driven instance: templates read it as _gxo.event
+        gxo_extra=None if event is None else {"event": event},
+    )
     instance = Instance(
         run_id, applied.name, list(workloads), engine, pending=set(workloads), owner=owner
     )
     bus.add_listener(lambda event: _on_event(daemon, instance, event))
     started = datetime.now(UTC).isoformat(timespec="milliseconds")
     for name in workloads:
-        await asyncio.to_thread(
+        instance.last_write = writer.submit(
             daemon.state.start_run, applied.name, name, instance.row_id(name), started
         )
         if name != owner:
@@ -120,10 +166,7 @@ def _on_event(daemon: Daemon, instance: Instance, event: Event) -> None:
         status = event.data["status"]
         reason = event.data.get("error") or event.data.get("reason")
         report = instance.partial_report(name, status)
-        write = asyncio.get_running_loop().create_task(
-            _finish(daemon, instance, name, status, reason, report)
-        )
-        instance.writes.append(write)
+        _finish(daemon, instance, name, status, reason, report)
 
 
 async def _run(daemon: Daemon, instance: Instance) -> None:
@@ -145,16 +188,19 @@ async def _run(daemon: Daemon, instance: Instance) -> None:
 
 
 async def _settle(daemon: Daemon, instance: Instance, error: str) -> None:
-    """End of the run: wait for the per-workload writes; record any workload left open."""
-    if instance.writes:
-        await asyncio.gather(*instance.writes, return_exceptions=True)
+    """End of the run: record any workload left open; wait until its rows are committed."""
     for name in sorted(instance.pending):
         report = instance.partial_report(name, "Failed")
-        await _finish(daemon, instance, name, "Failed", error, report)
+        _finish(daemon, instance, name, "Failed", error, report)
     instance.pending.clear()
+    if instance.writes:  # statuses: queued once their task ran, then every write queued
+        await asyncio.gather(*instance.writes, return_exceptions=True)
+        await writer_of(daemon).flush()
+    elif instance.last_write is not None and not instance.last_write.done():
+        await asyncio.wait([instance.last_write])
 
 
-async def _finish(
+def _finish(
     daemon: Daemon,
     instance: Instance,
     name: str,
@@ -162,16 +208,28 @@ async def _finish(
     reason: str | None,
     report: dict[str, Any],
 ) -> None:
+    """Queue a workload's end row (and its status, unless a reconciler owns it)."""
     if name in instance.stopped:
         status, reason = "Stopped", "stopped by request"
     row = instance.row_id(name)
     ended = datetime.now(UTC).isoformat(timespec="milliseconds")
+    instance.last_write = writer_of(daemon).submit(
+        daemon.state.finish_run, row, status, ended, report, reason
+    )
+    if name != instance.owner:  # a reconciler's root: the reconciler says its status
+        task = asyncio.get_running_loop().create_task(
+            _set_status(daemon, instance.playbook, name, status, reason, row)
+        )
+        instance.writes.append(task)
+
+
+async def _set_status(
+    daemon: Daemon, playbook: str, name: str, status: str, reason: str | None, row: str
+) -> None:
     try:
-        await asyncio.to_thread(daemon.state.finish_run, row, status, ended, report, reason)
-        if name != instance.owner:  # a reconciler's root: the reconciler says its status
-            await daemon.set_status(instance.playbook, name, status, reason=reason, last_run_id=row)
+        await daemon.set_status(playbook, name, status, reason=reason, last_run_id=row)
     except Exception:  # the playbook may have been removed meanwhile
-        log.debug("recording %s failed", row, exc_info=True)
+        log.debug("status of %s/%s not recorded", playbook, name, exc_info=True)
 
 
 async def run_instance(
@@ -193,8 +251,6 @@ async def run_instance(
     Cancelling the caller stops the instance (the engine kills its process groups);
     its history rows then say ``Stopped``.
     """
-    import time
-
     from gxo.daemon.reconcile_base import InstanceOutcome, outcome_from_result
     from gxo.engine.instances import instance_workloads
 

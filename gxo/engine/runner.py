@@ -27,6 +27,10 @@ from gxo.template.secrets import REDACTED
 
 __all__ = ["WorkloadRunner", "set_status"]
 
+# Retry jitter: one generator for every run (seeding one from urandom per run cost
+# 0.1-0.2 ms, a tenth of a daemon instance); tests pass their own ``rng``.
+_RNG = random.Random()
+
 # Errors that another attempt cannot fix.
 _NOT_RETRYABLE = (TemplateError, ModuleParamsError)
 
@@ -77,7 +81,7 @@ class WorkloadRunner:
         # workload's first borrow from it. None: only loop_control.parallel applies.
         self.slots: asyncio.Semaphore | None = None
         self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
 
     def set_status(self, state: WorkloadState, status: Status, **data: Any) -> None:
         set_status(self.run.bus, state, status, **data)

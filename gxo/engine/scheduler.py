@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -43,8 +44,35 @@ __all__ = ["Engine", "RunResult", "default_concurrency"]
 STATS_INTERVAL = 0.25
 
 
+@functools.cache
 def default_concurrency() -> int:
     return (os.cpu_count() or 1) * 4
+
+
+# Workspaces created and resolved lately: a daemon starts thousands of instances per
+# second in one workspace, and mkdir + resolve cost 0.3-0.8 ms of system calls each.
+# Checked again after WORKSPACE_RECHECK seconds (a directory removed meanwhile is
+# created again).
+WORKSPACE_RECHECK = 1.0
+_WORKSPACES: dict[tuple[Path, int], tuple[Path, float]] = {}
+
+
+def _prepared_workspace(path: Path, mode: int) -> Path:
+    """``path`` created (with ``mode``) and resolved; cached for WORKSPACE_RECHECK s."""
+    key = (path, mode)
+    now = time.monotonic()
+    cached = _WORKSPACES.get(key)
+    if cached is not None and now - cached[1] < WORKSPACE_RECHECK:
+        return cached[0]
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as exc:
+        raise GxoError(f"cannot create workspace {path}: {exc.strerror}") from None
+    resolved = path.resolve()
+    if len(_WORKSPACES) > 256:  # many workspaces (tests): start afresh
+        _WORKSPACES.clear()
+    _WORKSPACES[key] = (resolved, now)
+    return resolved
 
 
 class RunStatus:
@@ -271,11 +299,7 @@ class Engine:
             temp = Path(tempfile.mkdtemp(prefix="gxo-workspace-"))
             return temp, temp
         path = Path(arg).expanduser() if arg is not None else Path.cwd()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise GxoError(f"cannot create workspace {path}: {exc.strerror}") from None
-        return path.resolve(), None
+        return _prepared_workspace(path, 0o777), None
 
     def _render_vars(self, templates: TemplateEngine) -> dict[str, Any]:
         """Playbook vars (templated values rendered in order) overlaid by -e overrides."""
