@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from gxo.engine.payload_form import coerce_text
 from gxo.engine.signals import (
     Announce,
     InvalidPayload,
@@ -30,9 +31,6 @@ from gxo.engine.signals import (
 )
 
 __all__ = ["TerminalBroker", "ask_payload"]
-
-_YES = {"y", "yes", "true", "1"}
-_NO = {"n", "no", "false", "0"}
 
 
 class _Reject(Exception):
@@ -67,7 +65,7 @@ def _field_prompt(
             print_hint(f"{name} is required")
             continue
         try:
-            return True, _coerce(text, kind, choices)
+            return True, coerce_text(text, kind, choices)
         except ValueError as exc:
             print_hint(f"{name}: {exc}")
 
@@ -77,37 +75,6 @@ def print_hint(message: str) -> None:
 
 
 _HINT: list[Callable[[str], None]] = [lambda message: None]
-
-
-def _coerce(text: str, kind: Any, choices: list[Any] | None) -> Any:
-    if choices:
-        for choice in choices:
-            if text == str(choice):
-                return choice
-        raise ValueError(f"one of {', '.join(str(c) for c in choices)}")
-    if kind == "boolean":
-        if text.lower() in _YES:
-            return True
-        if text.lower() in _NO:
-            return False
-        raise ValueError("answer y or n")
-    if kind == "integer":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError("a whole number") from None
-    if kind == "number":
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError("a number") from None
-        return int(number) if number.is_integer() and "." not in text else number
-    if kind in (None, "string"):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
 
 
 def ask_payload(
