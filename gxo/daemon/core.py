@@ -30,7 +30,10 @@ from gxo.daemon.feeds import Feed
 from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.daemon.selection import owners as instance_owners
 from gxo.daemon.selection import workload_checksum
+from gxo.daemon.sources.hub import SourceHub
+from gxo.daemon.workspaces import Workspaces
 from gxo.daemon.writer import writer_of
+from gxo.engine.confine import Confinement, check_literal_paths
 from gxo.engine.events import Event, EventKind
 from gxo.engine.instances import with_stream_producers
 from gxo.errors import GxoError
@@ -41,6 +44,7 @@ log = logging.getLogger("gxo.daemon")
 
 NOT_AVAILABLE = "reconciler not available yet"
 STOPPED_BY_USER = "stopped by request"
+DAEMON_RESTARTED = "daemon restarted"  # the reason of a run that died with its daemon
 
 
 def _reason(reconciler: Any, reason: str) -> dict[str, str]:
@@ -99,6 +103,8 @@ class Applied:
     loaded: LoadedPlaybook
     checksums: dict[str, str]
     checksum: str
+    # The daemon's per-playbook workspace and --allow-path dirs (gxo/daemon/workspaces.py)
+    confinement: Confinement | None = None
 
     def workload(self, name: str) -> Any:
         index = self.loaded.workload_index(name)
@@ -109,7 +115,10 @@ class Applied:
         return str(self.workload(workload).lifecycle.policy)
 
     @property
-    def workspace(self) -> str | None:
+    def workspace(self) -> str | Confinement | None:
+        """The Engine's ``workspace``: confined when the daemon was given its workspaces."""
+        if self.confinement is not None:
+            return self.confinement
         path = Path(self.path)
         return str(path.parent) if path.is_absolute() else None
 
@@ -119,7 +128,17 @@ def _load(source: str, path: str, variables: dict[str, Any]) -> LoadedPlaybook:
 
 
 class Daemon:
-    def __init__(self, state: Any, *, state_url: str = "", socket: str = "") -> None:
+    def __init__(
+        self,
+        state: Any,
+        *,
+        state_url: str = "",
+        socket: str = "",
+        workspaces: Workspaces | None = None,
+    ) -> None:
+        # serve() always passes ``workspaces``: each playbook confined to its own
+        # (docs/confinement.md); without it (library use), the playbook file's folder.
+        self.workspaces = workspaces
         self.state = state
         self.state_url = state_url
         self.socket = socket
@@ -139,6 +158,12 @@ class Daemon:
         # Fleet (gxo/daemon/fleet.py): several daemons on one PostgreSQL state.
         self.fleet: str | None = None
         self.member: str = default_member()
+        self.lease_ttl = 10.0
+        self.heartbeat: asyncio.Task[None] | None = None  # the liveness lease's renewal
+        # Workloads a user's apply or start is starting: they begin afresh (fleet.py).
+        self.fresh: set[tuple[str, str]] = set()
+        # The webhook router (--http) and the workload: stream taps of event sources.
+        self.sources = SourceHub()
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # After the writes queued before it (gxo/daemon/writer.py): reads see them, and a
@@ -149,13 +174,32 @@ class Daemon:
     # -- start / stop ---------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Daemon start: runs left Running by a dead daemon become Failed; playbooks come back."""
-        # In a fleet, runs left Running may belong to a live member: not ours to fail.
-        unfinished = [] if self.fleet else await self._db(self.state.fail_unfinished_runs)
+        """Daemon start: runs left Running by a dead daemon become Failed; playbooks come back.
+
+        Each lifecycle then goes on by its policy from its persisted status: a supervised
+        workload whose instance died with the daemon is restarted or not by its
+        ``restart_policy`` (reconcile_supervise.resume_from), one that had ended stays so."""
+        if self.fleet:
+            from gxo.daemon.fleet import join
+
+            await join(self)  # the liveness lease first: other members sweep without one
+        # In a fleet, only this member's runs (a restart under the same --member name):
+        # the others' may be live, and those of dead members are swept (fleet.sweep).
+        unfinished = await self._db(
+            self.state.fail_unfinished_runs, DAEMON_RESTARTED, self.member if self.fleet else None
+        )
         for run in unfinished:
             playbook, workload = run.get("playbook"), run.get("workload")
-            if playbook and workload:
-                await self.set_status(playbook, workload, "Failed", reason="daemon restarted")
+            if playbook and workload and self.fleet:  # unless another member took it over
+                await self._db(
+                    self.state.fail_status_of_run,
+                    playbook,
+                    workload,
+                    run["run_id"],
+                    DAEMON_RESTARTED,
+                )
+            elif playbook and workload:
+                await self.set_status(playbook, workload, "Failed", reason=DAEMON_RESTARTED)
         for record in await self._db(self.state.list_playbooks):
             try:
                 loaded = await asyncio.to_thread(
@@ -166,6 +210,7 @@ class Daemon:
                 continue
             applied = self._applied(loaded, record.source, record.path, record.variables or {})
             self.playbooks[applied.name] = applied
+            self.sources.declare(loaded)  # workload: taps before any producer starts
             stored = {w: st for _, w, st in await self._db(self.state.list_statuses, applied.name)}
             for name in applied.checksums:
                 if applied.policy(name) == "run_once":
@@ -182,6 +227,7 @@ class Daemon:
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop reconcilers and cancel instances; their history is written before return."""
+        await self.sources.close()  # the --http listener: no new webhook events
         for key, reconciler in list(self.active.items()):
             try:
                 async with asyncio.timeout(grace):
@@ -202,6 +248,10 @@ class Daemon:
                 await asyncio.wait(pending, timeout=2)
         if self._status_writes:  # the reconcilers' last statuses reach the store
             await asyncio.wait(list(self._status_writes.values()), timeout=grace)
+        if self.fleet:  # nothing of ours runs any more: leave the fleet
+            from gxo.daemon.fleet import leave
+
+            await leave(self)
         self.events.close()
         self.logs.close()
 
@@ -216,7 +266,10 @@ class Daemon:
         digest = hashlib.sha256(
             (source + json.dumps(variables, sort_keys=True, default=str)).encode()
         ).hexdigest()
-        return Applied(loaded.playbook.name, source, path, variables, loaded, checksums, digest)
+        confinement = self.workspaces.confinement(loaded.playbook.name) if self.workspaces else None
+        return Applied(
+            loaded.playbook.name, source, path, variables, loaded, checksums, digest, confinement
+        )
 
     async def apply(
         self, source: str, path: str, variables: dict[str, Any], *, sync: bool = False
@@ -225,9 +278,16 @@ class Daemon:
         persisted, its run_once workloads already run there): only the local side."""
         try:
             loaded = await asyncio.to_thread(_load, source, path, variables)
+            if self.workspaces is not None:  # literal path params outside: refused here
+                confined = self.workspaces.confinement(loaded.playbook.name)
+                await asyncio.to_thread(check_literal_paths, loaded, confined.resolver())
         except GxoError as exc:  # nothing of the old version is touched
             raise DaemonError("INVALID_ARGUMENT", str(exc)) from None
         async with self._lock:
+            try:  # webhook paths (--http, one owner each), workload: names
+                self.sources.check(loaded, self.playbooks)
+            except GxoError as exc:
+                raise DaemonError("INVALID_ARGUMENT", str(exc)) from None
             new = self._applied(loaded, source, path, variables)
             old = self.playbooks.get(new.name)
             before = old.checksums if old else {}
@@ -267,7 +327,7 @@ class Daemon:
             )
             for name in added + changed:
                 if new.policy(name) != "run_once":
-                    await self._start_lifecycle(new, name)
+                    await self._start_lifecycle(new, name, fresh=not sync)
                 elif name in owners:
                     roots = ", ".join(owners[name])
                     await self.set_status(
@@ -307,6 +367,7 @@ class Daemon:
                 self.logs.forget((playbook, name))
             await self._flush_statuses(playbook)  # no status row may outlive the delete
             del self.playbooks[playbook]
+            self.sources.forget(playbook)
             if not sync:
                 await self._db(self.state.delete_playbook, playbook)
             log.info("removed playbook %s", playbook)
@@ -314,15 +375,22 @@ class Daemon:
 
     # -- lifecycles -------------------------------------------------------------------------
 
-    async def _start_lifecycle(self, applied: Applied, name: str) -> None:
+    async def _start_lifecycle(self, applied: Applied, name: str, *, fresh: bool = False) -> None:
+        """``fresh``: a user's apply or start (not a restore, not a fleet member's sync)."""
         policy = applied.policy(name)
         factory = self.reconcilers.get(policy)
         if factory is None:
             await self.set_status(applied.name, name, "Pending", reason=NOT_AVAILABLE)
             return
-        reconciler = factory(self, applied, name)
-        if inspect.isawaitable(reconciler):  # a factory may read the state first
-            reconciler = await reconciler
+        key = (applied.name, name)
+        if fresh:
+            self.fresh.add(key)
+        try:
+            reconciler = factory(self, applied, name)
+            if inspect.isawaitable(reconciler):  # a factory may read the state first
+                reconciler = await reconciler
+        finally:
+            self.fresh.discard(key)
         self.active[(applied.name, name)] = reconciler
         await reconciler.start()
 
@@ -429,9 +497,11 @@ class Daemon:
             applied = self.playbooks[playbook]
             ended = self.active.get((playbook, name))
             if ended is not None and getattr(ended, "gave_up", False):
-                # It gave up on its own (crash-loop limit, restart policy): its task is
-                # over, and a user's start begins afresh with a new reconciler.
+                # It gave up on its own (crash-loop limit, restart policy) or had ended
+                # before a daemon restart: a user's start begins afresh with a new
+                # reconciler (stopping the old one ends a fleet lease's renewal too).
                 del self.active[(playbook, name)]
+                await ended.stop(**_reason(ended, "started again by request"))
             if (
                 any(i.playbook == playbook and name in i.workloads for i in self.instances.values())
                 or (playbook, name) in self.active
@@ -449,7 +519,7 @@ class Daemon:
                     f"cannot start '{playbook}/{name}': {applied.policy(name)} {NOT_AVAILABLE}",
                 )
             else:
-                await self._start_lifecycle(applied, name)
+                await self._start_lifecycle(applied, name, fresh=True)
             return await self.status(f"{playbook}/{name}"), run_id
 
     # -- queries ----------------------------------------------------------------------------
@@ -506,7 +576,7 @@ class Daemon:
         stored = {
             (p, w): s for p, w, s in await self._db(self.state.list_statuses, playbook or None)
         }
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in sorted(self.playbooks):
             if playbook and name != playbook:
                 continue

@@ -12,6 +12,13 @@ Two mechanisms, both driven by the shared database:
 * **Playbook sync.** Every member polls the playbooks table (~1 s) and applies new,
   changed and removed playbooks locally (``Daemon.apply/remove(sync=True)``): nothing
   is persisted again and run_once workloads run only on the member that was asked.
+* **Runs of a dead member.** Every run row names the member running it (``member``);
+  each member holds a liveness lease ``member:ID`` renewed every ``ttl/3``
+  (:func:`join`, :func:`heartbeat`) and sweeps (:func:`sweep`): runs left ``Running``
+  by a member whose lease expired become ``Failed`` with reason ``fleet member ID
+  died``, and so does the status of a workload that still shows that run, so its
+  lifecycle's policy applies (a supervise lease's next holder restarts it by policy).
+  An event_driven workload's status is left alone: the other members still consume.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gxo.daemon.core import Applied, Daemon
 
-__all__ = ["LeasedReconciler", "attach", "sync_playbooks"]
+__all__ = ["LeasedReconciler", "attach", "heartbeat", "join", "leave", "sweep", "sync_playbooks"]
 
 
 def _now_iso() -> str:
@@ -39,12 +46,17 @@ log = logging.getLogger("gxo.daemon.fleet")
 class LeasedReconciler:
     """A reconciler that runs ``make()``'s reconciler only while this member holds ``lease``."""
 
-    def __init__(self, daemon: Daemon, lease: str, make: Any, ttl: float) -> None:
+    def __init__(
+        self, daemon: Daemon, lease: str, make: Any, ttl: float, *, fresh: bool = False
+    ) -> None:
         self.daemon = daemon
         self.lease = lease
         self.make = make
         self.ttl = ttl
         self.period = ttl / 3
+        # A user's apply or start on this member: if the lease is ours at once, the
+        # workload begins afresh rather than going on from its last holder's status.
+        self.fresh = fresh
         self.inner: Any = None
         self.holder: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -94,10 +106,11 @@ class LeasedReconciler:
                         self._renewed = time.monotonic()
                         self.holder = me
                         log.info("%s: lease taken by %s", self.lease, me)
-                        self.inner = await self.make()
+                        self.inner = await (self.make(True) if self.fresh else self.make())
                         await self.inner.start()
                     else:
                         self.holder = await self._db(state.lease_holder, self.lease)
+                    self.fresh = False
                 elif await self._db(state.renew_lease, self.lease, me, self.ttl):
                     self._renewed = time.monotonic()
                 else:
@@ -147,10 +160,15 @@ class LeasedReconciler:
 
 def _leased(factory: Any, ttl: float) -> Any:
     def make(daemon: Daemon, applied: Applied, name: str) -> LeasedReconciler:
-        async def inner() -> Any:
-            # Taking over: restart counters go on from the last holder's status.
-            key = (applied.name, name)
-            last = await asyncio.to_thread(daemon.state.get_status, applied.name, name)
+        key = (applied.name, name)
+
+        async def inner(fresh: bool = False) -> Any:
+            # Taking over: the lifecycle and its restart counters go on from the last
+            # holder's status, once the runs of dead members are failed (sweep).
+            last: dict[str, Any] = {}
+            if not fresh:
+                await sweep(daemon)
+                last = await asyncio.to_thread(daemon.state.get_status, applied.name, name)
             daemon.restored[key] = last or {}
             try:
                 built = factory(daemon, applied, name)
@@ -158,9 +176,83 @@ def _leased(factory: Any, ttl: float) -> Any:
             finally:
                 daemon.restored.pop(key, None)
 
-        return LeasedReconciler(daemon, f"supervise:{applied.name}/{name}", inner, ttl)
+        fresh = key in getattr(daemon, "fresh", ())
+        return LeasedReconciler(daemon, f"supervise:{applied.name}/{name}", inner, ttl, fresh=fresh)
 
     return make
+
+
+async def sweep(daemon: Daemon) -> list[dict[str, Any]]:
+    """Fail the runs of members whose liveness lease expired, and the statuses that still
+    show them (see the module docstring); returns the runs failed."""
+    state = daemon.state
+    failed: list[dict[str, Any]] = await asyncio.to_thread(
+        state.fail_runs_of_dead_members, daemon.member
+    )
+    for run in failed:
+        playbook, workload = run["playbook"], run["workload"]
+        log.warning(
+            "fleet: %s; its run %s of %s/%s is Failed",
+            run["reason"],
+            run["run_id"],
+            playbook,
+            workload,
+        )
+        try:
+            policy = daemon.playbooks[playbook].policy(workload)
+        except (KeyError, AssertionError):
+            policy = ""  # not (yet) applied here: its status still follows its run
+        if policy != "event_driven":
+            await asyncio.to_thread(
+                state.fail_status_of_run, playbook, workload, run["run_id"], run["reason"]
+            )
+    return failed
+
+
+async def join(daemon: Daemon) -> None:
+    """Take this member's liveness lease (before any run is recorded with its id) and
+    start :func:`heartbeat`; :meth:`Daemon.restore` calls it in a fleet."""
+    from gxo.state._sql_leases import member_lease
+
+    ttl = daemon.lease_ttl
+    name = member_lease(daemon.member)
+    if not await asyncio.to_thread(daemon.state.acquire_lease, name, daemon.member, ttl):
+        raise RuntimeError(f"fleet member {daemon.member} already runs (its lease {name} is live)")
+    daemon.heartbeat = asyncio.get_running_loop().create_task(heartbeat(daemon, ttl))
+
+
+async def heartbeat(daemon: Daemon, ttl: float) -> None:
+    """Renew the liveness lease every ``ttl/3`` and sweep (runs until cancelled)."""
+    from gxo.state._sql_leases import member_lease
+
+    state, me, name = daemon.state, daemon.member, member_lease(daemon.member)
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            # Renewing an expired lease of ours works; a swept (deleted) one is taken again.
+            if not await asyncio.to_thread(state.renew_lease, name, me, ttl):
+                taken = await asyncio.to_thread(state.acquire_lease, name, me, ttl)
+                log.warning("fleet: liveness lease %s was gone; taken again: %s", name, taken)
+            await sweep(daemon)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is unreachable: retry next period
+            log.warning("fleet: heartbeat failed: %s", exc)
+
+
+async def leave(daemon: Daemon) -> None:
+    """Daemon shutdown, after its instances ended: stop the heartbeat, release the lease."""
+    from gxo.state._sql_leases import member_lease
+
+    task, daemon.heartbeat = daemon.heartbeat, None
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    try:
+        name = member_lease(daemon.member)
+        await asyncio.to_thread(daemon.state.release_lease, name, daemon.member)
+    except Exception as exc:
+        log.warning("fleet: releasing the liveness lease failed: %s", exc)
 
 
 async def sync_playbooks(daemon: Daemon, interval: float = 1.0) -> None:
@@ -202,8 +294,10 @@ async def sync_playbooks(daemon: Daemon, interval: float = 1.0) -> None:
 def attach(daemon: Daemon, fleet: str, member: str | None, lease_ttl: float) -> asyncio.Task[None]:
     """Make ``daemon`` a member of ``fleet``; returns the sync task (cancel it at shutdown)."""
     daemon.fleet = fleet
+    daemon.lease_ttl = lease_ttl
     if member:
         daemon.member = member
+    daemon.state.member = daemon.member  # every run recorded names this member
     supervise = daemon.reconcilers.get("supervise")
     if supervise is not None:
         daemon.reconcilers["supervise"] = _leased(supervise, lease_ttl)

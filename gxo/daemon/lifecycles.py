@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +56,21 @@ async def _last_fire(daemon: Daemon, playbook: str, workload: str) -> datetime |
         return None
 
 
+async def _last_ran_for(daemon: Daemon, playbook: str, workload: str) -> float:
+    """How long the newest instance of ``workload`` ran (to its recorded end, else until
+    now): a service that had been up ``reset_after`` restarts with the initial back-off."""
+    runs = await asyncio.to_thread(daemon.state.list_runs, playbook, workload, 1)
+    if not runs:
+        return 0.0
+    try:
+        started = datetime.fromisoformat(runs[0]["started_at"].replace("Z", "+00:00"))
+        end = runs[0].get("ended_at")
+        ended = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else datetime.now(UTC)
+        return max(0.0, (ended - started).total_seconds())
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+
+
 def _fire_claimer(daemon: Daemon, playbook: str, workload: str) -> Any:
     """In a fleet, a fire runs on the member that claims it in the shared state (one row
     per fire time); alone, every fire is ours (no claim, no database round trip)."""
@@ -72,16 +88,22 @@ def _fire_claimer(daemon: Daemon, playbook: str, workload: str) -> Any:
 
 def default_reconcilers() -> dict[str, Any]:
     from gxo.daemon.reconcile import ScheduleReconciler, SuperviseReconciler
+    from gxo.daemon.reconcile_supervise import resume_from
 
     async def supervise(daemon: Daemon, applied: Applied, name: str) -> Any:
-        # Restoring after a daemon restart: the restart count and the crash-loop window go
-        # on where the last daemon left them (a new apply or `ctl start` begins afresh).
+        # Restoring after a daemon restart (or a fleet takeover): the restart count and the
+        # crash-loop window go on where the last daemon left them, and so does the
+        # lifecycle (resume_from); a new apply or `ctl start` begins afresh.
         last = getattr(daemon, "restored", {}).get((applied.name, name)) or {}
+        resume = resume_from(last, member=getattr(daemon, "member", None))
+        if resume is not None and resume.mode == "interrupted":
+            resume = replace(resume, ran_for=await _last_ran_for(daemon, applied.name, name))
         return SuperviseReconciler(
             applied.name,
             applied.workload(name),
             restarts=int(last.get("restarts") or 0),
             restart_times=last.get("restart_times") or (),
+            resume=resume,
             run_instance=_runner(daemon, applied.name),
             on_status=daemon.status_writer(applied.name, name),
         )
@@ -105,6 +127,7 @@ def default_reconcilers() -> dict[str, Any]:
             applied.workload(name),
             group=consumer_group(getattr(daemon, "fleet", None), applied.name, name),
             variables=variables,
+            hub=getattr(daemon, "sources", None),  # webhook: and workload: sources
             run_instance=_runner(daemon, applied.name),
             on_status=daemon.status_writer(applied.name, name),
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gxo.config.models import AccessMode, Workload
+from gxo.engine.confine import PathResolver
 from gxo.engine.events import EventBus, EventKind
 from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import ModuleError
@@ -160,8 +161,11 @@ class RunContext:
         initial_results: Mapping[str, Any] | None = None,
         outside: Mapping[str, dict[str, Any]] | None = None,
         gxo_extra: Mapping[str, Any] | None = None,
+        paths: PathResolver | None = None,
     ) -> None:
         self.run_id = run_id
+        # The one resolver of path params (gxo/engine/confine.py); confined or not.
+        self.paths = paths if paths is not None else PathResolver(workspace)
         self.workspace = workspace
         self.variables = variables
         self.states = states
@@ -316,10 +320,14 @@ class ModuleContext:
     def workspace(self) -> Path:
         return self.run.workspace
 
-    def resolve_path(self, path: str | Path) -> Path:
-        """A path relative to the run's workspace (absolute paths are kept)."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.run.workspace / p
+    def resolve_path(self, path: str | Path, *, param: str = "path") -> Path:
+        """A path param relative to the run's workspace (absolute paths are kept).
+
+        In a confined run (the daemon, ``gxo run --confine``) a path outside the
+        workspace and the allowed directories raises a ``ConfinementError`` naming
+        this workload, ``param`` and the path (gxo/engine/confine.py).
+        """
+        return self.run.paths.resolve(path, workload=self.workload, param=param)
 
     # -- streams -----------------------------------------------------------------
 

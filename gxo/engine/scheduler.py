@@ -28,6 +28,7 @@ from typing import Any
 
 from gxo.config.loader import LoadedPlaybook
 from gxo.config.variables import render_playbook_vars
+from gxo.engine.confine import Confinement, PathResolver
 from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.dag import Pipeline, WorkloadGraph
 from gxo.engine.events import EventBus, EventKind
@@ -123,7 +124,7 @@ class Engine:
         *,
         extra_vars: Mapping[str, Any] | None = None,
         concurrency: int | None = None,
-        workspace: str | Path | None = None,
+        workspace: str | Path | Confinement | None = None,
         run_id: str | None = None,
         store: Store | None = None,
         bus: EventBus | None = None,
@@ -246,6 +247,7 @@ class Engine:
                 initial_results=self.initial_results,
                 outside=self._outside_views() if self.scoped else None,
                 gxo_extra=self.gxo_extra,
+                paths=self._paths(workspace),
             )
             self.run_context = run
             self._connect_streams()
@@ -295,11 +297,21 @@ class Engine:
 
     def _workspace(self) -> tuple[Path, Path | None]:
         arg = self.workspace_arg
+        confined = isinstance(arg, Confinement)  # a confined workspace is private: 0700
+        if isinstance(arg, Confinement):
+            arg = arg.root
         if arg is not None and str(arg) == "temp":
             temp = Path(tempfile.mkdtemp(prefix="gxo-workspace-"))
             return temp, temp
         path = Path(arg).expanduser() if arg is not None else Path.cwd()
-        return _prepared_workspace(path, 0o777), None
+        return _prepared_workspace(path, 0o700 if confined else 0o777), None
+
+    def _paths(self, workspace: Path) -> PathResolver | None:
+        """The confined resolver when ``workspace`` was a :class:`Confinement`."""
+        arg = self.workspace_arg
+        if not isinstance(arg, Confinement):
+            return None
+        return PathResolver(workspace, confined=True, allow=arg.allow)
 
     def _render_vars(self, templates: TemplateEngine) -> dict[str, Any]:
         """Playbook vars (templated values rendered in order) overlaid by -e overrides."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import re
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -107,11 +107,25 @@ class Module:
     #: False when the module itself handles undefined names in its raw templates
     #: (test:assert's ``is_defined``), so validation must not reject them
     strict_template_names: ClassVar[bool] = True
+    #: params naming a filesystem path, dotted when nested (``dead_letter.path``).
+    #: The module passes each through ``ctx.resolve_path(value, param=...)``; a
+    #: confined run also refuses their literal values up front (gxo/engine/confine.py)
+    path_params: ClassVar[tuple[str, ...]] = ()
 
     spec: ClassVar[ModuleSpec]
 
     async def perform(self, ctx: ModuleContext, params: Any) -> dict[str, Any] | None:
         raise NotImplementedError
+
+    @classmethod
+    def literal_paths(cls, params: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        """``(param, raw value)`` for each :attr:`path_params` set in a workload's params."""
+        for dotted in cls.path_params:
+            value: Any = params
+            for key in dotted.split("."):
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if value is not None:
+                yield dotted, value
 
 
 class ModuleSpec:

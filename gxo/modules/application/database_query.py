@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from gxo.modules.base import Module, ModuleParams, StreamRole, register
 from gxo.modules.data._records import to_jsonable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator, Mapping
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
@@ -33,6 +34,8 @@ _DRIVERS = {
 }
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _PASSWORD = re.compile(r":[^:@/]*@")  # ":password@" in a URL too broken to parse
+# sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db (the query string is not the path)
+_SQLITE_FILE = re.compile(r"^sqlite(\+\w+)?:///(?P<db>[^?]*)")
 # Statements whose rows may be fetched through a server-side cursor (PostgreSQL only
 # allows a plain query there; the others are buffered by the driver).
 _STREAMABLE = re.compile(r"^\s*\(*\s*(select|values|table|with)\b", re.IGNORECASE)
@@ -149,6 +152,16 @@ class DatabaseQuery(Module):
         "statements": "with statements: one summary per statement",
     }
 
+    path_params = ("url",)
+
+    @classmethod
+    def literal_paths(cls, params: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        """A SQLite URL's file (``sqlite:///app.db`` -> ``app.db``); other backends have none."""
+        url = params.get("url")
+        match = _SQLITE_FILE.match(url) if isinstance(url, str) else None
+        if match and match["db"] not in ("", ":memory:"):
+            yield "url", match["db"]
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -238,7 +251,8 @@ class _Database:
     def __init__(self, ctx: ModuleContext, params: DatabaseQuery.Params) -> None:
         self.params = params
         self.raw_url = params.url
-        self.resolve_path = ctx.resolve_path
+        self.resolve_path = functools.partial(ctx.resolve_path, param="url")
+        self.confined = ctx.run.paths.confined
         self.secrets = ctx.run.secrets  # error excerpts are redacted before they are cut
         self.url: URL | None = (
             None  # parsed in the worker thread: importing SQLAlchemy takes a while
@@ -258,7 +272,7 @@ class _Database:
         from sqlalchemy import create_engine, exc
         from sqlalchemy.pool import NullPool
 
-        self.url = url = _prepare_url(self.resolve_path, self.raw_url)
+        self.url = url = _prepare_url(self.resolve_path, self.raw_url, confined=self.confined)
         self.safe_url = url.render_as_string(hide_password=True)
         self.password = url.password or ""
         try:
@@ -434,7 +448,7 @@ class _Database:
         return text or "unknown error"
 
 
-def _prepare_url(resolve_path: Callable[[str], Path], raw: str) -> URL:
+def _prepare_url(resolve_path: Callable[[str], Path], raw: str, *, confined: bool = False) -> URL:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -450,6 +464,13 @@ def _prepare_url(resolve_path: Callable[[str], Path], raw: str) -> URL:
         url = url.set(drivername=_DRIVERS[backend])
     if backend == "sqlite":
         db = url.database
+        if db and db.startswith("file:") and confined:
+            # A URI names its file its own way (file:x?mode=ro, file:///...): a confined
+            # run takes plain file names only, which it can check.
+            raise _DbError(
+                "url: SQLite file: URIs are not allowed in a confined run "
+                "(give a file name: sqlite:///app.db)"
+            )
         if db and db != ":memory:" and not db.startswith("file:"):
             url = url.set(database=str(resolve_path(db)))
     return url

@@ -237,8 +237,10 @@ class HttpRequest(Module):
         "truncated": "with paginate: true when max_pages stopped it before the last page",
     }
 
+    path_params = ("ca_file",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
-        ca_path = ctx.resolve_path(params.ca_file) if params.ca_file else None
+        ca_path = ctx.resolve_path(params.ca_file, param="ca_file") if params.ca_file else None
         max_pages = _max_pages(ctx, params.paginate) if params.paginate else 1
         render_emit = ctx.compile(params.emit) if params.emit else None
         render_next = ctx.compile(params.paginate.next) if params.paginate else None

@@ -116,7 +116,7 @@ class BadRecords:
         if self.policy == "dead_letter":
             dead_letter: DeadLetter | None = getattr(params, "dead_letter", None)
             where = dead_letter.path if dead_letter else f"dead_letters/{ctx.workload}.jsonl"
-            self.path = ctx.resolve_path(where)
+            self.path = ctx.resolve_path(where, param="dead_letter.path")
 
     async def __aenter__(self) -> BadRecords:
         return self

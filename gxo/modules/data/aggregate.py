@@ -118,6 +118,8 @@ class Aggregate(Module):
         "bad_records": "records skipped or dead-lettered under on_error",
     }
 
+    path_params = ("dead_letter.path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         agg = _Aggregator(ctx, params)
         timer: asyncio.Task[None] | None = None

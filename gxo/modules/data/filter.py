@@ -54,6 +54,8 @@ class Filter(Module):
         "bad_records": "records skipped or dead-lettered under on_error",
     }
 
+    path_params = ("dead_letter.path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         condition = params.condition
         if isinstance(condition, str) and condition.strip():

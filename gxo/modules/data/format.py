@@ -110,6 +110,8 @@ class Format(Module):
         "bad_records": "records skipped or dead-lettered under on_error",
     }
 
+    path_params = ("path", "dead_letter.path")
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         target = ctx.resolve_path(params.path) if params.path else None
         out = _Output(ctx, target, keep=params.include_content)

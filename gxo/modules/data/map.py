@@ -84,6 +84,8 @@ class Map(Module):
         "bad_records": "records skipped or dead-lettered under on_error",
     }
 
+    path_params = ("dead_letter.path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         build = (
             _fields_builder(ctx, params.fields, params.keep)

@@ -117,6 +117,8 @@ class Parse(Module):
         "format": "the format parsed",
     }
 
+    path_params = ("dead_letter.path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         if params.content is not None and ctx.has_input:
             raise ctx.fail("give either content or stream_inputs, not both")

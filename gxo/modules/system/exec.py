@@ -106,9 +106,11 @@ class Exec(Module):
         "command": "the command line that ran",
     }
 
+    path_params = ("cwd",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         env = _environment(params)
-        cwd = ctx.resolve_path(params.cwd) if params.cwd else ctx.workspace
+        cwd = ctx.resolve_path(params.cwd, param="cwd") if params.cwd else ctx.workspace
         if not cwd.is_dir():
             raise ctx.fail(f"working directory does not exist: {cwd}")
         if params.shell:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from gxo.engine.confine import PathResolver
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import Module, ModuleParams, register
 from gxo.modules.system._fsutil import describe_os_error, non_directory_parent, stat_record
@@ -78,6 +79,8 @@ class FilesystemList(Module):
         "truncated": f"true when there were more than {SUMMARY_ENTRIES} entries",
     }
 
+    path_params = ("path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         root = ctx.resolve_path(params.path)
         try:
@@ -87,7 +90,7 @@ class FilesystemList(Module):
                 blocked = None if exists else await ctx.to_thread(non_directory_parent, root)
                 reason = "not a directory" if exists else blocked or "does not exist"
                 raise ctx.fail(f"cannot list {root}: {reason}")
-            first = await ctx.to_thread(_scan, root, root, params)
+            first = await ctx.to_thread(_scan, root, root, params, ctx.run.paths)
         except OSError as exc:
             raise ctx.fail(describe_os_error(exc, "list", root)) from None
         entries: list[dict[str, Any]] = []
@@ -111,7 +114,12 @@ class FilesystemList(Module):
                     subdirs.append(record["path"])
             for sub in reversed(subdirs):
                 try:
-                    stack.append((await ctx.to_thread(_scan, Path(sub), root, params), depth + 1))
+                    stack.append(
+                        (
+                            await ctx.to_thread(_scan, Path(sub), root, params, ctx.run.paths),
+                            depth + 1,
+                        )
+                    )
                 except OSError as exc:
                     ctx.count("unreadable_dirs")
                     ctx.log(describe_os_error(exc, "list", sub), level="warning")
@@ -126,8 +134,13 @@ class FilesystemList(Module):
 _Entry = tuple[dict[str, Any], bool, bool]  # record, matches the filters, is a directory to enter
 
 
-def _scan(directory: Path, root: Path, params: FilesystemList.Params) -> list[_Entry]:
-    """The entries of one directory, in name order."""
+def _scan(
+    directory: Path, root: Path, params: FilesystemList.Params, paths: PathResolver
+) -> list[_Entry]:
+    """The entries of one directory, in name order.
+
+    A confined run does not enter a symlinked directory that leads outside its roots.
+    """
     out = []
     with os.scandir(directory) as it:
         items = sorted(it, key=lambda e: e.name)
@@ -158,5 +171,8 @@ def _scan(directory: Path, root: Path, params: FilesystemList.Params) -> list[_E
         if matched and params.pattern is not None:
             subject = relative if "/" in params.pattern else entry.name
             matched = fnmatch.fnmatchcase(subject, params.pattern)
-        out.append((record, matched, record["type"] == "directory"))
+        descend = record["type"] == "directory"
+        if descend and record["is_symlink"] and not paths.contains(path):
+            descend = False
+        out.append((record, matched, descend))
     return out

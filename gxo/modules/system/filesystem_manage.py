@@ -100,6 +100,8 @@ class FilesystemManage(Module):
         "group": "group name now (when it exists)",
     }
 
+    path_params = ("path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         path = ctx.resolve_path(params.path)
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,8 @@ class FilesystemRead(Module):
         "path": "absolute path of the file",
     }
 
+    path_params = ("path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         import codecs
 
@@ -67,7 +71,10 @@ class FilesystemRead(Module):
             except LookupError:
                 raise ctx.fail(f"unknown encoding '{params.encoding}'") from None
         try:
-            data = await ctx.to_thread(_read, path, params.max_size)
+            opened = functools.partial(
+                ctx.run.paths.check_opened, text=params.path, workload=ctx.workload
+            )
+            data = await ctx.to_thread(_read, path, params.max_size, opened)
         except OSError as exc:
             raise ctx.fail(describe_os_error(exc, "read", path)) from None
         except _TooLarge as exc:
@@ -92,8 +99,9 @@ class _TooLarge(Exception):
         self.size = size
 
 
-def _read(path: Path, max_size: int | None) -> bytes:
+def _read(path: Path, max_size: int | None, opened: Callable[[int], None]) -> bytes:
     with path.open("rb") as fh:
+        opened(fh.fileno())  # a confined run: the file opened is the one checked
         if max_size is not None:
             size = os.fstat(fh.fileno()).st_size
             if size > max_size:

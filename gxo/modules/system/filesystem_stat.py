@@ -63,6 +63,8 @@ class FilesystemStat(Module):
         "link_target": "where a symlink points (null otherwise)",
     }
 
+    path_params = ("path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         path = ctx.resolve_path(params.path)
         try:

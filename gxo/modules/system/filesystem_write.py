@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import errno
 import filecmp
+import functools
 import json
 import os
 import shutil
@@ -118,6 +119,8 @@ class FilesystemWrite(Module):
         "mode": "permissions of the file afterwards, e.g. 0644",
     }
 
+    path_params = ("path",)
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         path = ctx.resolve_path(params.path)
         from_stream = ctx.has_input
@@ -136,7 +139,13 @@ class FilesystemWrite(Module):
         mode = int(params.mode, 8) if params.mode else None
         try:
             target = await ctx.to_thread(
-                _AtomicFile.open, path, append=params.append, parents=params.create_parents
+                _AtomicFile.open,
+                path,
+                append=params.append,
+                parents=params.create_parents,
+                opened=functools.partial(
+                    ctx.run.paths.check_opened, text=params.path, workload=ctx.workload
+                ),
             )
         except _Refused as exc:
             raise ctx.fail(str(exc)) from None
@@ -296,7 +305,15 @@ class _AtomicFile:
         self.written = 0
 
     @classmethod
-    def open(cls, path: Path, *, append: bool, parents: bool) -> _AtomicFile:
+    def open(
+        cls,
+        path: Path,
+        *,
+        append: bool,
+        parents: bool,
+        opened: Callable[[int], None] | None = None,
+    ) -> _AtomicFile:
+        """``opened(fd)`` checks the temporary file (a confined run: it is where checked)."""
         path = Path(os.path.realpath(path)) if path.is_symlink() else path
         blocked = non_directory_parent(path)
         if blocked is not None:
@@ -330,6 +347,8 @@ class _AtomicFile:
         target = cls(path, fd, temp, existing=existing, had_content=had_content)
         target.append = append
         try:
+            if opened is not None:
+                opened(fd)
             if append and existing is not None:
                 with path.open("rb") as src:
                     shutil.copyfileobj(src, target._fh)
