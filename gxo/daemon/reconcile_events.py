@@ -38,7 +38,13 @@ from gxo.config.models import OverflowStrategy
 from gxo.daemon.logsetup import add_secret, redact
 from gxo.daemon.policy import BackoffPolicy
 from gxo.daemon.reconcile_base import STOP_MARGIN, InstanceOutcome, ReconcilerBase
-from gxo.daemon.sources.base import Delivery, EventSource, now_iso, open_source
+from gxo.daemon.sources.base import (
+    Delivery,
+    EventSource,
+    SourceContext,
+    now_iso,
+    open_source,
+)
 
 __all__ = ["PUBLISH_EVERY", "EventDrivenReconciler"]
 
@@ -65,12 +71,14 @@ class EventDrivenReconciler(ReconcilerBase):
         open_source: SourceOpener = open_source,
         group: str | None = None,
         variables: dict[str, Any] | None = None,
+        hub: Any = None,
         **kwargs: Any,
     ) -> None:
         """``run_instance`` is called as ``run_instance(root, *, run_id, reason, event)``.
         ``open_source``: builds the source (tests pass an in-memory one). ``group``: the
         consumer group shared by a fleet (default: the source's choice, the workload's
-        name). ``variables``: the playbook's variables, visible to ``filter``."""
+        name). ``variables``: the playbook's variables, visible to ``filter``. ``hub``: the
+        daemon's :class:`~gxo.daemon.sources.hub.SourceHub` (webhook: and workload:)."""
         super().__init__(playbook, workload, **kwargs)
         lc = self.lifecycle
         self.url: str = lc.source or ""
@@ -81,6 +89,7 @@ class EventDrivenReconciler(ReconcilerBase):
         self.variables = dict(variables or {})
         self.group = group
         self._open = open_source
+        self.hub = hub
         self.source: EventSource | None = None
         self.queue: deque[Delivery] = deque()
         self.instances: set[asyncio.Task[None]] = set()
@@ -145,6 +154,7 @@ class EventDrivenReconciler(ReconcilerBase):
                         name=self.name,
                         max_concurrency=self.max_concurrency,
                         group=self.group,
+                        **self._source_context(),
                     )
                     self.source = source
                     await source.start()
@@ -171,6 +181,32 @@ class EventDrivenReconciler(ReconcilerBase):
                 )
                 await self._close_source()
                 await asyncio.sleep(delay)
+
+    def _source_context(self) -> dict[str, Any]:
+        """``context=`` for the daemon-internal sources (only when the daemon gave a hub:
+        a test's in-memory opener takes the four keywords alone)."""
+        if self.hub is None:
+            return {}
+        if self.url.lower().startswith("webhook:"):
+            self.counters.setdefault("unauthorized", 0)  # failed signature checks
+
+        def count(key: str) -> None:
+            self.counters[key] = self.counters.get(key, 0) + 1
+            if key == "received":
+                self._status["last_event_at"] = now_iso()
+            self._changed()
+
+        return {
+            "context": SourceContext(
+                playbook=self.playbook,
+                workload=self.name,
+                hub=self.hub,
+                overflow=self.overflow.value,
+                capacity=self.capacity,
+                room=lambda: self.capacity - len(self.queue),
+                count=count,
+            )
+        }
 
     def _resolved_url(self) -> str:
         """The source URL with its templates rendered (``secret('…')`` for credentials).

@@ -135,6 +135,7 @@ async def start_instance(
         allow_lifecycles=True,
         # an event_driven instance: templates read it as _gxo.event
         gxo_extra=None if event is None else {"event": event},
+        stream_taps=daemon.sources.taps.hook(applied.name),  # workload: event sources
     )
     instance = Instance(
         run_id, applied.name, list(workloads), engine, pending=set(workloads), owner=owner

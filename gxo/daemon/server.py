@@ -261,6 +261,14 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
         raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
     daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
     daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled, event_driven
+    if options.http:  # the webhook: sources' HTTP listener; Daemon.shutdown closes it
+        from gxo.daemon.http_listener import start_listener
+
+        try:
+            await start_listener(daemon.sources, options.http)
+        except ValueError as exc:
+            await asyncio.to_thread(state.close)
+            raise StartupError(str(exc), 2) from None
     fleet_sync = None
     if options.fleet:
         from gxo.daemon.fleet import attach

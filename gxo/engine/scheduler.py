@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +136,7 @@ class Engine:
         results_store: Store | None = None,
         allow_lifecycles: bool = False,
         gxo_extra: Mapping[str, Any] | None = None,
+        stream_taps: Callable[[str], list[Channel]] | None = None,
     ) -> None:
         """``only`` alone (the REPL's ``:run``): the others stay in the run as Skipped
         "not selected" (or keep their ``prior_states`` outcome).
@@ -159,6 +160,9 @@ class Engine:
         """
         self.loaded = loaded
         self.gxo_extra = dict(gxo_extra or {})
+        # stream_taps(producer): more links the producer writes to, read outside the run
+        # (the daemon's workload: event sources, gxo/daemon/sources/workload.py).
+        self.stream_taps = stream_taps
         self.playbook = loaded.playbook
         graph: WorkloadGraph | None = loaded.graph
         if graph is None:
@@ -335,6 +339,9 @@ class Engine:
                 by_consumer.setdefault(consumer, []).append(ch)
                 by_producer[producer].append(ch)
                 self._all_channels.append(ch)
+        if self.stream_taps is not None:
+            for name, chans in by_producer.items():
+                chans.extend(self.stream_taps(name))
         # Only workloads with links get their own reader/writer up front; the others
         # get unconnected ones when they start (most workloads of most playbooks).
         self._readers = {n: MergedReader(n, chans) for n, chans in by_consumer.items()}

@@ -9,6 +9,12 @@ by more than about ``max_concurrency`` messages.
 Each source module registers its URL scheme(s) with :func:`register_source` at import;
 :func:`open_source` imports the module of a scheme lazily, so a broker's client library
 is imported only by daemons that use it.
+
+Two sources live inside the daemon rather than on a broker: ``webhook:/PATH`` (requests to
+the daemon's ``--http`` listener) and ``workload:NAME`` (records of another workload's
+output stream). Their factories are registered with ``contextual=True`` and receive a
+:class:`SourceContext`: the daemon's :class:`~gxo.daemon.sources.hub.SourceHub` and a view
+of the reconciler's queue. The other factories are called exactly as before.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ __all__ = [
     "Delivery",
     "Event",
     "EventSource",
+    "SourceContext",
     "SourceError",
     "decode_payload",
     "now_iso",
@@ -54,17 +61,22 @@ class Event:
     headers: dict[str, str] = field(default_factory=dict)
     received_at: str = field(default_factory=now_iso)  # ISO 8601 UTC
     data_b64: str | None = None  # base64 of a payload that is not UTF-8 text
+    # Source-specific keys beside the standard ones (webhook: ``method``, ``query``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_template_value(self) -> dict[str, Any]:
         """What templates see as ``_gxo.event``."""
-        value: dict[str, Any] = {
-            "id": self.id,
-            "source": self.source,
-            "subject": self.subject,
-            "data": self.data,
-            "headers": dict(self.headers),
-            "received_at": self.received_at,
-        }
+        value: dict[str, Any] = {**self.extra}
+        value.update(
+            {
+                "id": self.id,
+                "source": self.source,
+                "subject": self.subject,
+                "data": self.data,
+                "headers": dict(self.headers),
+                "received_at": self.received_at,
+            }
+        )
         if self.data_b64 is not None:
             value["data_b64"] = self.data_b64
         return value
@@ -107,9 +119,31 @@ def decode_payload(payload: bytes) -> tuple[Any, str | None]:
     return text, None
 
 
+@dataclass
+class SourceContext:
+    """What a daemon-internal source (``webhook:``, ``workload:``) needs beyond its URL.
+
+    ``hub``: the daemon's :class:`~gxo.daemon.sources.hub.SourceHub` (webhook router,
+    stream taps). ``room()``: how many more events the reconciler's queue takes now;
+    ``count(key)``: adds one to a counter of the reconciler's status (``received``,
+    ``dropped``, ``unauthorized``). ``capacity`` and ``overflow``: the lifecycle's
+    ``queue`` and ``overflow``.
+    """
+
+    playbook: str
+    workload: str
+    hub: Any = None
+    overflow: str = "block"
+    capacity: int = 1000
+    room: Callable[[], int] = field(default=lambda: 1)
+    count: Callable[[str], None] = field(default=lambda key: None)
+
+
 SourceFactory = Callable[..., EventSource]
-# factory(url, *, name: str, max_concurrency: int, group: str | None) -> EventSource
+# factory(url, *, name: str, max_concurrency: int, group: str | None) -> EventSource;
+# a contextual one also takes ``context: SourceContext | None``.
 _FACTORIES: dict[str, SourceFactory] = {}
+_CONTEXTUAL: set[str] = set()
 # Scheme → module registering it; imported on first use so client libraries stay lazy.
 _MODULES: dict[str, str] = {
     "nats": "gxo.daemon.sources.nats",
@@ -118,11 +152,16 @@ _MODULES: dict[str, str] = {
     "mqtt": "gxo.daemon.sources.mqtt",
     "amqp": "gxo.daemon.sources.amqp",
     "file": "gxo.daemon.sources.files",
+    "webhook": "gxo.daemon.sources.webhook",
+    "workload": "gxo.daemon.sources.workload",
 }
 
 
-def register_source(scheme: str, factory: SourceFactory) -> None:
+def register_source(scheme: str, factory: SourceFactory, *, contextual: bool = False) -> None:
+    """``contextual``: the factory also takes ``context=`` (a :class:`SourceContext`)."""
     _FACTORIES[scheme.lower()] = factory
+    if contextual:
+        _CONTEXTUAL.add(scheme.lower())
 
 
 def source_scheme(url: str) -> str:
@@ -130,9 +169,16 @@ def source_scheme(url: str) -> str:
 
 
 def open_source(
-    url: str, *, name: str, max_concurrency: int = 4, group: str | None = None
+    url: str,
+    *,
+    name: str,
+    max_concurrency: int = 4,
+    group: str | None = None,
+    context: SourceContext | None = None,
 ) -> EventSource:
-    """Build (not start) the source for ``url``; unknown schemes are a :class:`SourceError`."""
+    """Build (not start) the source for ``url``; unknown schemes are a :class:`SourceError`.
+
+    ``context`` reaches only the factories registered ``contextual``."""
     scheme = source_scheme(url)
     if scheme not in _FACTORIES and scheme in _MODULES:
         try:
@@ -149,8 +195,9 @@ def open_source(
             f"event source {redact_url(url)!r}: unknown scheme {scheme!r} (known: {known})",
             workload=name,
         )
+    extra: dict[str, Any] = {"context": context} if scheme in _CONTEXTUAL else {}
     try:
-        return factory(url, name=name, max_concurrency=max_concurrency, group=group)
+        return factory(url, name=name, max_concurrency=max_concurrency, group=group, **extra)
     except SourceError:
         raise
     except (ValueError, TypeError) as exc:
