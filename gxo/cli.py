@@ -89,6 +89,22 @@ def run(
     report: Report = None,
     concurrency: Concurrency = None,
     workspace: Workspace = None,
+    confine: Annotated[
+        bool,
+        typer.Option(
+            "--confine",
+            help="Refuse path params outside the workspace and --allow-path dirs "
+            "(as the daemon does; docs/confinement.md)",
+        ),
+    ] = False,
+    allow_path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-path",
+            metavar="DIR",
+            help="With --confine (implied): a directory path params may also reach (repeatable)",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show each workload's output and summary")
     ] = False,
@@ -105,6 +121,8 @@ def run(
             report=report,
             concurrency=concurrency,
             workspace=workspace,
+            confine=confine or bool(allow_path),
+            allow_paths=allow_path or (),
             verbose=verbose,
             quiet=quiet,
         )

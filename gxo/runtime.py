@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gxo.config.loader import load_playbook
 from gxo.console import ProgressPrinter, err_console, print_summary, print_warnings
+from gxo.engine.confine import Confinement, allowed_dirs, check_literal_paths
 from gxo.engine.events import EventBus
 from gxo.engine.report import write_report
 from gxo.engine.scheduler import Engine, RunResult
@@ -66,16 +68,22 @@ def run_headless(
     report: Path | None = None,
     concurrency: int | None = None,
     workspace: str | None = None,
+    confine: bool = False,
+    allow_paths: Sequence[str] = (),
     verbose: bool = False,
     quiet: bool = False,
 ) -> int:
     console = err_console()
     loaded = load_playbook(playbook, check_lifecycles=True, extra_names=set(variables))
     print_warnings(console, loaded.warnings)
+    run_workspace: str | Confinement | None = workspace
+    if confine:  # literal paths outside are refused before anything runs (exit 2)
+        run_workspace = Confinement(workspace, allowed_dirs(allow_paths))
+        check_literal_paths(loaded, run_workspace.resolver())
     bus = EventBus()
     bus.add_listener(ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded))
     engine = Engine(
-        loaded, extra_vars=variables, concurrency=concurrency, workspace=workspace, bus=bus
+        loaded, extra_vars=variables, concurrency=concurrency, workspace=run_workspace, bus=bus
     )
     if len(loaded.playbook.workloads) >= FREEZE_FROM:
         freeze_loaded_objects()

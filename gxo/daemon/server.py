@@ -246,6 +246,8 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 
 async def serve(socket_path: Path, options: DaemonOptions) -> int:
     from gxo.daemon.lifecycles import default_reconcilers
+    from gxo.daemon.workspaces import Workspaces
+    from gxo.errors import UsageError
     from gxo.modules.system._pdeathsig import set_parent_death_signal
     from gxo.state.sql import SqlState
 
@@ -259,7 +261,14 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
         state = await asyncio.to_thread(SqlState, url, options.history)
     except Exception as exc:
         raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
-    daemon = Daemon(state, state_url=redact_url(url), socket=str(socket_path))
+    try:  # each playbook confined to <state dir>/workspaces/<name> plus --allow-path
+        workspaces = await asyncio.to_thread(Workspaces.for_state, url, options.allow_paths)
+    except UsageError as exc:
+        await asyncio.to_thread(state.close)
+        raise StartupError(str(exc), 2) from None
+    daemon = Daemon(
+        state, state_url=redact_url(url), socket=str(socket_path), workspaces=workspaces
+    )
     daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled, event_driven
     if options.http:  # the webhook: sources' HTTP listener; Daemon.shutdown closes it
         from gxo.daemon.http_listener import start_listener
