@@ -22,6 +22,7 @@ __all__ = [
     "build_payload",
     "coerce_text",
     "form_fields",
+    "local_identity",
     "schema_summary",
 ]
 
@@ -180,3 +181,18 @@ def schema_summary(schema: Mapping[str, Any] | None, *, width: int = 60) -> str:
     else:
         text = str(schema.get("type") or "JSON")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def local_identity(front: str) -> str:
+    """Who answers a pause from a local front end: ``ui:alice``, ``repl:alice``.
+
+    Locally the answer comes from the user who runs the process; the daemon names
+    identities from its own authentication instead.
+    """
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name in this environment
+        user = "local"
+    return f"{front}:{user}"

@@ -90,9 +90,34 @@ class LinkView:
 
 @dataclass(frozen=True, slots=True)
 class PausedView:
+    """A workload waiting for a human (``control:wait_for_signal``).
+
+    ``token`` is the resume token when the run's broker issued one (the daemon sends it
+    in the event as ``token``, to subscribers allowed to resume); "" for a local run,
+    which is answered through the session's approvals instead. ``since`` and
+    ``expires_at`` are wall-clock times (``expires_at`` None: no timeout).
+    """
+
     workload: str
     token: str
     prompt: str
+    schema: Mapping[str, Any] | None = None
+    since: float = 0.0
+    expires_at: float | None = None
+
+
+def _epoch(value: Any) -> float | None:
+    """A time as epoch seconds: a number, or an ISO 8601 string (what a daemon may send)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value:
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
 
 
 class RunModel:
@@ -216,9 +241,16 @@ class RunModel:
         if view.status != "Running":
             view.retry = None
         if view.status == "Paused":
-            token = data.get("resume_token")
+            token = data.get("token") or data.get("resume_token")
+            schema = data.get("payload_schema")
+            expires = data.get("expires_at")
             self.paused[view.name] = PausedView(
-                view.name, str(token or ""), str(data.get("prompt") or "")
+                view.name,
+                str(token or ""),
+                str(data.get("prompt") or ""),
+                schema if isinstance(schema, Mapping) else None,
+                event.time,
+                _epoch(expires),
             )
         else:
             self.paused.pop(view.name, None)

@@ -1,5 +1,9 @@
 """One run of a playbook inside the UI's event loop.
 
+Workloads that wait for a human (``control:wait_for_signal``) wait on the session's
+:class:`~gxo.engine.signals.QueueBroker`; the Resume tab answers them through
+``approvals`` (:mod:`gxo.tui.approvals`).
+
 Textual runs on asyncio, and so does the engine: the run is an ordinary task on
 the same loop. The engine is cooperative (blocking module work goes to threads),
 and the UI only reads what :class:`~gxo.tui.model.RunModel` recorded, so neither
@@ -16,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from gxo.api import Engine, EventBus, GxoError, LoadedPlaybook, RunResult, write_report
+from gxo.engine.payload_form import local_identity
+from gxo.engine.signals import QueueBroker
+from gxo.tui.approvals import LocalApprovals
 from gxo.tui.model import RunModel
 
 __all__ = ["RunSession"]
@@ -38,6 +45,9 @@ class RunSession:
         self.loaded = loaded
         self.report = report
         self.bus = EventBus()
+        # control:wait_for_signal pauses wait here; the Resume tab's form answers them.
+        self.signals = QueueBroker(identity=local_identity("ui"))
+        self.approvals = LocalApprovals(self.signals)
         self.engine = Engine(
             loaded,
             extra_vars=variables or {},
@@ -45,6 +55,7 @@ class RunSession:
             workspace=workspace,
             bus=self.bus,
             run_id=run_id,
+            signals=self.signals,
         )
         self.model = RunModel.from_loaded(loaded)
         self.model.attach(self.engine.states)

@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from gxo.tui.screens.approval import ApprovalScreen
 from gxo.tui.widgets import DagView, DetailsPanel, LogPanel, ResumePanel, RunHeader, StreamPanel
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class RunScreen(Screen[None]):
         Binding("2", "tab('logs')", "Logs tab", show=False),
         Binding("3", "tab('streams')", "Streams tab", show=False),
         Binding("4", "tab('resume')", "Resume tab", show=False),
+        Binding("a", "answer", "Answer a paused workload", show=False),
     ]
 
     def __init__(self, session: RunSession, *, timings: bool = True) -> None:
@@ -56,7 +58,7 @@ class RunScreen(Screen[None]):
                     with TabPane("Streams", id="streams"):
                         yield StreamPanel(id="stream-panel")
                     with TabPane("Resume", id="resume"):
-                        yield ResumePanel(id="resume-panel")
+                        yield ResumePanel(timings=self.timings, id="resume-panel")
                 # Large terminals (CSS: -wide and -tall) also keep the logs in view under the tabs.
                 yield LogPanel(id="log-dock")
         yield Footer()
@@ -85,6 +87,8 @@ class RunScreen(Screen[None]):
             if self.timings and model.any_running:
                 dag.sync()  # running durations move without events
                 self.query_one(DetailsPanel).show(session, dag.selected)
+            if self.timings and model.paused:
+                self.query_one(ResumePanel).show(session)  # the ages move
             return
         self._seen = model.version
         dag.sync()
@@ -105,6 +109,9 @@ class RunScreen(Screen[None]):
     def on_dag_view_workload_chosen(self, message: DagView.WorkloadChosen) -> None:
         self._show_selected(message.workload)
         self.action_tab("details")
+
+    def on_resume_panel_answer_requested(self, message: ResumePanel.AnswerRequested) -> None:
+        self.answer(message.workload)
 
     def on_log_panel_search_changed(self, message: LogPanel.SearchChanged) -> None:
         message.panel.show(self.session, self.query_one(DagView).selected)
@@ -128,3 +135,36 @@ class RunScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        if tab == "resume" and self.session.model.paused:
+            self.query_one(ResumePanel).table.focus()
+
+    def action_answer(self) -> None:
+        """Answer a paused workload: the one selected in the DAG if it is paused, else
+        the Resume tab's row under the cursor, else the first one."""
+        paused = self.session.model.paused
+        if not paused:
+            self.notify("No workload is paused.", timeout=3)
+            return
+        selected = self.query_one(DagView).selected
+        if selected not in paused:
+            selected = self.query_one(ResumePanel).selected
+        self.answer(selected if selected in paused else next(iter(paused)))
+
+    def answer(self, workload: str) -> None:
+        """Open the approval form of ``workload`` (a paused one)."""
+        entry = self.session.model.paused.get(workload)
+        if entry is None:
+            self.notify(f"{workload} is no longer paused.", severity="warning", timeout=4)
+            return
+        approvals = getattr(self.session, "approvals", None)
+        if approvals is None:
+            how = f"gxo ctl resume --token {entry.token}" if entry.token else "gxo ctl resume"
+            self.notify(f"Answer {workload} with `{how}`.", timeout=6)
+            return
+
+        def answered(message: str | None) -> None:
+            if message:
+                self.notify(message, timeout=4)
+            self.sync()
+
+        self.app.push_screen(ApprovalScreen(entry, approvals), answered)

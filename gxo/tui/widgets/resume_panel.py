@@ -1,48 +1,135 @@
-"""The resume-tokens panel: workloads paused for a human, with token and prompt."""
+"""The Resume tab: workloads paused for a human, and the key that answers one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, ClassVar
 
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Static
+
+from gxo.engine.payload_form import schema_summary
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
+    from gxo.tui.model import PausedView
     from gxo.tui.session import RunSession
 
-__all__ = ["ResumePanel"]
+__all__ = ["ResumePanel", "age_text"]
+
+NO_TOKEN = "—"
+
+
+def age_text(since: float, expires_at: float | None, now: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``; with a timeout, the time left too: ``42s · 18s left``."""
+    text = _span(now - since)
+    if expires_at is not None:
+        text += f" · {_span(expires_at - now)} left"
+    return text
+
+
+def _span(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class ResumePanel(Vertical):
-    """Paused workloads (status ``Paused``), filled from WORKLOAD_STATUS events that
-    carry ``resume_token`` and ``prompt``; a workload leaves the list when its status
-    changes again. Empty until human-in-the-loop workloads exist."""
+    """Paused workloads (status ``Paused``) from WORKLOAD_STATUS events: prompt, payload
+    schema, age, and the resume token when the run has one (the daemon's; a local run
+    is answered here, without a token). A workload leaves the list as soon as its status
+    changes — resumed, rejected, or its timeout decided.
 
-    def __init__(self, *, id: str | None = None) -> None:
+    ``a`` or ``enter`` on a row asks to answer it (:class:`AnswerRequested`); the screen
+    opens the form.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("a", "answer", "Answer")]
+
+    class AnswerRequested(Message):
+        def __init__(self, workload: str) -> None:
+            super().__init__()
+            self.workload = workload
+
+    def __init__(self, *, timings: bool = True, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._key: tuple[int, tuple[str, ...]] | None = None
+        self.timings = timings  # False: ages frozen (snapshot tests)
+        self._key: tuple[int, tuple[PausedView, ...]] | None = None
+        self._ages: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(
-            "No paused workloads. Workloads waiting for a human appear here with their resume token.",
+            "No paused workloads. Workloads waiting for a human (control:wait_for_signal) "
+            "appear here; select one and press a or enter to answer it.",
             id="resume-empty",
         )
         table: DataTable[str] = DataTable(id="resume-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("workload", "token", "prompt")
+        for column in ("workload", "token", "prompt", "payload", "age"):
+            table.add_column(column, key=column)
         table.display = False
         yield table
 
-    def show(self, session: RunSession) -> None:
+    @property
+    def table(self) -> DataTable[str]:
+        return self.query_one("#resume-table", DataTable)
+
+    @property
+    def selected(self) -> str | None:
+        """The workload of the row under the cursor."""
+        table = self.table
+        if not table.row_count:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return row_key.value
+
+    def show(self, session: RunSession, now: float | None = None) -> None:
+        """Rows from the model; only the ages change when the pauses did not."""
+        now = time.time() if now is None else now
         paused = session.model.paused
-        key = (id(session), tuple(f"{p.workload}\0{p.token}\0{p.prompt}" for p in paused.values()))
-        if key == self._key:
+        key = (id(session), tuple(paused.values()))
+        table = self.table
+        if key != self._key:
+            self._key = key
+            selected = self.selected
+            table.clear()
+            self._ages = {}
+            for entry in paused.values():
+                age = self._age(entry, now)
+                self._ages[entry.workload] = age
+                table.add_row(
+                    entry.workload,
+                    entry.token or NO_TOKEN,
+                    entry.prompt,
+                    schema_summary(entry.schema, width=40),
+                    age,
+                    key=entry.workload,
+                )
+            if selected in paused:
+                table.move_cursor(row=table.get_row_index(selected))
+            table.display = bool(paused)
+            self.query_one("#resume-empty", Static).display = not paused
             return
-        self._key = key
-        table = self.query_one("#resume-table", DataTable)
-        table.clear()
         for entry in paused.values():
-            table.add_row(entry.workload, entry.token, entry.prompt, key=entry.workload)
-        table.display = bool(paused)
-        self.query_one("#resume-empty", Static).display = not paused
+            age = self._age(entry, now)
+            if self._ages.get(entry.workload) != age:
+                self._ages[entry.workload] = age
+                table.update_cell(entry.workload, "age", age)
+
+    def _age(self, entry: PausedView, now: float) -> str:
+        return age_text(entry.since, entry.expires_at, now) if self.timings else "--"
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.AnswerRequested(event.row_key.value))
+
+    def action_answer(self) -> None:
+        workload = self.selected
+        if workload is not None:
+            self.post_message(self.AnswerRequested(workload))
