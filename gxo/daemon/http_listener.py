@@ -55,8 +55,8 @@ def parse_address(text: str) -> tuple[str, int]:
             raise ValueError(f"--http {text!r}: {host!r} is not an IPv6 address") from None
     elif ":" in host:
         raise ValueError(f"--http {text!r}: write an IPv6 address as [ADDR]:PORT")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"--http {text!r}: the port must be a number from 1 to 65535")
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ValueError(f"--http {text!r}: the port must be a number from 0 (any free port) to 65535")
     return host, int(port_text)
 
 

@@ -27,6 +27,7 @@ runs on its own member only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,6 +248,10 @@ class WorkloadSource:
                     box.taps.remove(tap)
                     continue
                 tap.seq += 1
+                if channel.closed and not channel.depth:  # its last record: the run's
+                    box.taps.remove(tap)  # producer need not wait for our next get()
+                    with contextlib.suppress(UpstreamFailedError):
+                        channel.take()
                 return _Delivery(
                     Event(
                         id=f"{tap.tag}-{tap.seq}",
