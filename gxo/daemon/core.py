@@ -285,7 +285,7 @@ class Daemon:
             raise DaemonError("INVALID_ARGUMENT", str(exc)) from None
         async with self._lock:
             try:  # webhook paths (--http, one owner each), workload: names
-                self.sources.check(loaded, self.playbooks)
+                self.sources.check(loaded, self.playbooks, listening=not sync)
             except GxoError as exc:
                 raise DaemonError("INVALID_ARGUMENT", str(exc)) from None
             new = self._applied(loaded, source, path, variables)

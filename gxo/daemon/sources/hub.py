@@ -54,10 +54,15 @@ class SourceHub:
         if listener is not None:
             await listener.close()
 
-    def check(self, loaded: LoadedPlaybook, applied: Mapping[str, Any]) -> None:
+    def check(
+        self, loaded: LoadedPlaybook, applied: Mapping[str, Any], *, listening: bool = True
+    ) -> None:
         """Raise a :class:`SourceError` (with the source's location) for a playbook that
         cannot be served; else :meth:`declare` it. ``applied``: name →
-        :class:`~gxo.daemon.core.Applied` of the playbooks the daemon holds."""
+        :class:`~gxo.daemon.core.Applied` of the playbooks the daemon holds.
+        ``listening=False``: a fleet member taking up another member's apply does not
+        refuse a ``webhook:`` source for want of ``--http`` (the playbook is already
+        stored; the workload's status then says what is missing)."""
         name = loaded.playbook.name
         others: dict[str, str] = {}
         for other, app in applied.items():
@@ -77,7 +82,7 @@ class SourceHub:
                     path = check_webhook_url(url)
                 except ValueError as exc:
                     raise fail(str(exc)) from None
-                if self.webhooks is None:
+                if self.webhooks is None and listening:
                     raise fail(
                         f"source webhook:{path} needs the daemon's HTTP listener: start "
                         "`gxo daemon` with --http HOST:PORT (e.g. --http 127.0.0.1:8080)"
