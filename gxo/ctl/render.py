@@ -143,13 +143,18 @@ def runs(rows: list[Any], as_json: bool) -> None:
         _dump(data)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("RUN", "WORKLOAD", "STATUS", "STARTED", "ENDED", "REASON"):
+    fleet = any(getattr(r, "member", "") for r in rows)  # the MEMBER column only in a fleet
+    for column in ("RUN", "WORKLOAD", "STATUS", *(("MEMBER",) if fleet else ()), "STARTED"):
         table.add_column(column)
+    table.add_column("ENDED")
+    table.add_column("REASON")
     for r in rows:
+        member = (escape(r.member),) if fleet else ()
         table.add_row(
             r.run_id,
             escape(r.workload),
             _status(r.status),
+            *member,
             r.started_at,
             r.ended_at,
             escape(r.reason),

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+gxo/daemon/proto/gxo/daemon/v1/daemon.proto\x12\rgxo.daemon.v1\"L\n\x14\x41pplyPlaybookRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x16\n\x0evariables_json\x18\x03 \x01(\t\"\x90\x01\n\x15\x41pplyPlaybookResponse\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x03(\t\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x11\n\tunchanged\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12\x0f\n\x07started\x18\x07 \x03(\t\")\n\x15RemovePlaybookRequest\x12\x10\n\x08playbook\x18\x01 \x01(\t\";\n\x16RemovePlaybookResponse\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\"\xed\x01\n\x0eWorkloadStatus\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\x10\n\x08workload\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08restarts\x18\x06 \x01(\x05\x12\x16\n\tlast_exit\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08next_run\x18\x08 \x01(\t\x12\x12\n\nupdated_at\x18\t \x01(\t\x12\x13\n\x0blast_run_id\x18\n \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x0b \x01(\tB\x0c\n\n_last_exit\"(\n\x14ListWorkloadsRequest\x12\x10\n\x08playbook\x18\x01 \x01(\t\"I\n\x15ListWorkloadsResponse\x12\x30\n\tworkloads\x18\x01 \x03(\x0b\x32\x1d.gxo.daemon.v1.WorkloadStatus\"(\n\x18GetWorkloadStatusRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x94\x01\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08playbook\x18\x02 \x01(\t\x12\x10\n\x08workload\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x12\n\nstarted_at\x18\x05 \x01(\t\x12\x10\n\x08\x65nded_at\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x13\n\x0breport_json\x18\x08 \x01(\t\".\n\x0fListRunsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"4\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.gxo.daemon.v1.Run\"W\n\x13StreamEventsRequest\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\x10\n\x08workload\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\x05\"w\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08playbook\x18\x04 \x01(\t\x12\x10\n\x08workload\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x11\n\tdata_json\x18\x07 \x01(\t\"<\n\x0eGetLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tail\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"x\n\x07LogLine\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x10\n\x08playbook\x18\x02 \x01(\t\x12\x10\n\x08workload\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x0e\n\x06stream\x18\x05 \x01(\t\x12\r\n\x05level\x18\x06 \x01(\t\x12\x0c\n\x04line\x18\x07 \x01(\t\"\x1f\n\x0fWorkloadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"h\n\x16WorkloadActionResponse\x12-\n\x06status\x18\x01 \x01(\x0b\x32\x1d.gxo.daemon.v1.WorkloadStatus\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x0f\n\rHealthRequest\"\x95\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\r\n\x05state\x18\x05 \x01(\t\x12\x11\n\tplaybooks\x18\x06 \x01(\x05\x12\x11\n\tworkloads\x18\x07 \x01(\x05\x12\x0e\n\x06socket\x18\x08 \x01(\t2\xd2\x06\n\tGxoDaemon\x12Z\n\rApplyPlaybook\x12#.gxo.daemon.v1.ApplyPlaybookRequest\x1a$.gxo.daemon.v1.ApplyPlaybookResponse\x12]\n\x0eRemovePlaybook\x12$.gxo.daemon.v1.RemovePlaybookRequest\x1a%.gxo.daemon.v1.RemovePlaybookResponse\x12Z\n\rListWorkloads\x12#.gxo.daemon.v1.ListWorkloadsRequest\x1a$.gxo.daemon.v1.ListWorkloadsResponse\x12[\n\x11GetWorkloadStatus\x12\'.gxo.daemon.v1.GetWorkloadStatusRequest\x1a\x1d.gxo.daemon.v1.WorkloadStatus\x12K\n\x08ListRuns\x12\x1e.gxo.daemon.v1.ListRunsRequest\x1a\x1f.gxo.daemon.v1.ListRunsResponse\x12J\n\x0cStreamEvents\x12\".gxo.daemon.v1.StreamEventsRequest\x1a\x14.gxo.daemon.v1.Event0\x01\x12\x42\n\x07GetLogs\x12\x1d.gxo.daemon.v1.GetLogsRequest\x1a\x16.gxo.daemon.v1.LogLine0\x01\x12U\n\x0cStopWorkload\x12\x1e.gxo.daemon.v1.WorkloadRequest\x1a%.gxo.daemon.v1.WorkloadActionResponse\x12V\n\rStartWorkload\x12\x1e.gxo.daemon.v1.WorkloadRequest\x1a%.gxo.daemon.v1.WorkloadActionResponse\x12\x45\n\x06Health\x12\x1c.gxo.daemon.v1.HealthRequest\x1a\x1d.gxo.daemon.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+gxo/daemon/proto/gxo/daemon/v1/daemon.proto\x12\rgxo.daemon.v1\"L\n\x14\x41pplyPlaybookRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x16\n\x0evariables_json\x18\x03 \x01(\t\"\x90\x01\n\x15\x41pplyPlaybookResponse\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x03(\t\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x11\n\tunchanged\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12\x0f\n\x07started\x18\x07 \x03(\t\")\n\x15RemovePlaybookRequest\x12\x10\n\x08playbook\x18\x01 \x01(\t\";\n\x16RemovePlaybookResponse\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\x0f\n\x07removed\x18\x02 \x03(\t\"\xed\x01\n\x0eWorkloadStatus\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\x10\n\x08workload\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08restarts\x18\x06 \x01(\x05\x12\x16\n\tlast_exit\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08next_run\x18\x08 \x01(\t\x12\x12\n\nupdated_at\x18\t \x01(\t\x12\x13\n\x0blast_run_id\x18\n \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x0b \x01(\tB\x0c\n\n_last_exit\"(\n\x14ListWorkloadsRequest\x12\x10\n\x08playbook\x18\x01 \x01(\t\"I\n\x15ListWorkloadsResponse\x12\x30\n\tworkloads\x18\x01 \x03(\x0b\x32\x1d.gxo.daemon.v1.WorkloadStatus\"(\n\x18GetWorkloadStatusRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xa4\x01\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08playbook\x18\x02 \x01(\t\x12\x10\n\x08workload\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x12\n\nstarted_at\x18\x05 \x01(\t\x12\x10\n\x08\x65nded_at\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x13\n\x0breport_json\x18\x08 \x01(\t\x12\x0e\n\x06member\x18\t \x01(\t\".\n\x0fListRunsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"4\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.gxo.daemon.v1.Run\"W\n\x13StreamEventsRequest\x12\x10\n\x08playbook\x18\x01 \x01(\t\x12\x10\n\x08workload\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0c\n\x04tail\x18\x04 \x01(\x05\"w\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08playbook\x18\x04 \x01(\t\x12\x10\n\x08workload\x18\x05 \x01(\t\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x11\n\tdata_json\x18\x07 \x01(\t\"<\n\x0eGetLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tail\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"x\n\x07LogLine\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x10\n\x08playbook\x18\x02 \x01(\t\x12\x10\n\x08workload\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x0e\n\x06stream\x18\x05 \x01(\t\x12\r\n\x05level\x18\x06 \x01(\t\x12\x0c\n\x04line\x18\x07 \x01(\t\"\x1f\n\x0fWorkloadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"h\n\x16WorkloadActionResponse\x12-\n\x06status\x18\x01 \x01(\x0b\x32\x1d.gxo.daemon.v1.WorkloadStatus\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x0f\n\rHealthRequest\"\x95\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x10\n\x08uptime_s\x18\x04 \x01(\x01\x12\r\n\x05state\x18\x05 \x01(\t\x12\x11\n\tplaybooks\x18\x06 \x01(\x05\x12\x11\n\tworkloads\x18\x07 \x01(\x05\x12\x0e\n\x06socket\x18\x08 \x01(\t2\xd2\x06\n\tGxoDaemon\x12Z\n\rApplyPlaybook\x12#.gxo.daemon.v1.ApplyPlaybookRequest\x1a$.gxo.daemon.v1.ApplyPlaybookResponse\x12]\n\x0eRemovePlaybook\x12$.gxo.daemon.v1.RemovePlaybookRequest\x1a%.gxo.daemon.v1.RemovePlaybookResponse\x12Z\n\rListWorkloads\x12#.gxo.daemon.v1.ListWorkloadsRequest\x1a$.gxo.daemon.v1.ListWorkloadsResponse\x12[\n\x11GetWorkloadStatus\x12\'.gxo.daemon.v1.GetWorkloadStatusRequest\x1a\x1d.gxo.daemon.v1.WorkloadStatus\x12K\n\x08ListRuns\x12\x1e.gxo.daemon.v1.ListRunsRequest\x1a\x1f.gxo.daemon.v1.ListRunsResponse\x12J\n\x0cStreamEvents\x12\".gxo.daemon.v1.StreamEventsRequest\x1a\x14.gxo.daemon.v1.Event0\x01\x12\x42\n\x07GetLogs\x12\x1d.gxo.daemon.v1.GetLogsRequest\x1a\x16.gxo.daemon.v1.LogLine0\x01\x12U\n\x0cStopWorkload\x12\x1e.gxo.daemon.v1.WorkloadRequest\x1a%.gxo.daemon.v1.WorkloadActionResponse\x12V\n\rStartWorkload\x12\x1e.gxo.daemon.v1.WorkloadRequest\x1a%.gxo.daemon.v1.WorkloadActionResponse\x12\x45\n\x06Health\x12\x1c.gxo.daemon.v1.HealthRequest\x1a\x1d.gxo.daemon.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,27 +48,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETWORKLOADSTATUSREQUEST']._serialized_start=748
   _globals['_GETWORKLOADSTATUSREQUEST']._serialized_end=788
   _globals['_RUN']._serialized_start=791
-  _globals['_RUN']._serialized_end=939
-  _globals['_LISTRUNSREQUEST']._serialized_start=941
-  _globals['_LISTRUNSREQUEST']._serialized_end=987
-  _globals['_LISTRUNSRESPONSE']._serialized_start=989
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1041
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=1043
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1130
-  _globals['_EVENT']._serialized_start=1132
-  _globals['_EVENT']._serialized_end=1251
-  _globals['_GETLOGSREQUEST']._serialized_start=1253
-  _globals['_GETLOGSREQUEST']._serialized_end=1313
-  _globals['_LOGLINE']._serialized_start=1315
-  _globals['_LOGLINE']._serialized_end=1435
-  _globals['_WORKLOADREQUEST']._serialized_start=1437
-  _globals['_WORKLOADREQUEST']._serialized_end=1468
-  _globals['_WORKLOADACTIONRESPONSE']._serialized_start=1470
-  _globals['_WORKLOADACTIONRESPONSE']._serialized_end=1574
-  _globals['_HEALTHREQUEST']._serialized_start=1576
-  _globals['_HEALTHREQUEST']._serialized_end=1591
-  _globals['_HEALTHRESPONSE']._serialized_start=1594
-  _globals['_HEALTHRESPONSE']._serialized_end=1743
-  _globals['_GXODAEMON']._serialized_start=1746
-  _globals['_GXODAEMON']._serialized_end=2596
+  _globals['_RUN']._serialized_end=955
+  _globals['_LISTRUNSREQUEST']._serialized_start=957
+  _globals['_LISTRUNSREQUEST']._serialized_end=1003
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1005
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1057
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1059
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1146
+  _globals['_EVENT']._serialized_start=1148
+  _globals['_EVENT']._serialized_end=1267
+  _globals['_GETLOGSREQUEST']._serialized_start=1269
+  _globals['_GETLOGSREQUEST']._serialized_end=1329
+  _globals['_LOGLINE']._serialized_start=1331
+  _globals['_LOGLINE']._serialized_end=1451
+  _globals['_WORKLOADREQUEST']._serialized_start=1453
+  _globals['_WORKLOADREQUEST']._serialized_end=1484
+  _globals['_WORKLOADACTIONRESPONSE']._serialized_start=1486
+  _globals['_WORKLOADACTIONRESPONSE']._serialized_end=1590
+  _globals['_HEALTHREQUEST']._serialized_start=1592
+  _globals['_HEALTHREQUEST']._serialized_end=1607
+  _globals['_HEALTHRESPONSE']._serialized_start=1610
+  _globals['_HEALTHRESPONSE']._serialized_end=1759
+  _globals['_GXODAEMON']._serialized_start=1762
+  _globals['_GXODAEMON']._serialized_end=2612
 # @@protoc_insertion_point(module_scope)

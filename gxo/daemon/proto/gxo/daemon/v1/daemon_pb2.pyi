@@ -93,7 +93,7 @@ class GetWorkloadStatusRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "playbook", "workload", "status", "started_at", "ended_at", "reason", "report_json")
+    __slots__ = ("run_id", "playbook", "workload", "status", "started_at", "ended_at", "reason", "report_json", "member")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PLAYBOOK_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class Run(_message.Message):
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     playbook: str
     workload: str
@@ -110,7 +111,8 @@ class Run(_message.Message):
     ended_at: str
     reason: str
     report_json: str
-    def __init__(self, run_id: _Optional[str] = ..., playbook: _Optional[str] = ..., workload: _Optional[str] = ..., status: _Optional[str] = ..., started_at: _Optional[str] = ..., ended_at: _Optional[str] = ..., reason: _Optional[str] = ..., report_json: _Optional[str] = ...) -> None: ...
+    member: str
+    def __init__(self, run_id: _Optional[str] = ..., playbook: _Optional[str] = ..., workload: _Optional[str] = ..., status: _Optional[str] = ..., started_at: _Optional[str] = ..., ended_at: _Optional[str] = ..., reason: _Optional[str] = ..., report_json: _Optional[str] = ..., member: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("name", "limit")
