@@ -102,3 +102,37 @@ class TestSnapshots:
             _settle(app)
 
         assert snap_compare(app, terminal_size=(150, 40), run_before=run_before)
+
+    def test_resume_tab_with_a_paused_workload(
+        self, snap_compare: Any, ui_playbook: Any, wait_until: Any
+    ) -> None:
+        app = create_app(ui_playbook("approval"), timings=False)
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            def held() -> bool:
+                model = app.session.model if app.session else None
+                return (
+                    model is not None
+                    and "approve" in model.paused
+                    and model.workloads["docs"].status == "Completed"
+                )
+
+            await wait_until(held, what="approve to be paused")
+            await pilot.press("4")
+            _settle(app)
+
+        assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
+
+    def test_approval_form(self, snap_compare: Any, ui_playbook: Any, wait_until: Any) -> None:
+        app = create_app(ui_playbook("approval"), timings=False)
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await wait_until(
+                lambda: app.session is not None and "approve" in app.session.model.paused,
+                what="approve to be paused",
+            )
+            await pilot.press("4", "a")
+            await pilot.press("space", "tab", "0")  # approved; replicas 0: below the minimum
+            await pilot.press("ctrl+s")  # refused: the errors show in the form
+
+        assert snap_compare(app, terminal_size=WIDE, run_before=run_before)

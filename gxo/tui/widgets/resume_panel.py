@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 __all__ = ["ResumePanel", "age_text"]
 
 NO_TOKEN = "—"
+PROMPT_WIDTH = 48
+
+
+def _clip(text: str, width: int) -> str:
+    """The first line, at most ``width`` characters; "…" says something was left out."""
+    line = text.splitlines()[0] if text.strip() else ""
+    if len(line) > width:
+        return line[: width - 1] + "…"
+    return line if line == text else line + " …"
 
 
 def age_text(since: float, expires_at: float | None, now: float) -> str:
@@ -70,10 +80,11 @@ class ResumePanel(Vertical):
             id="resume-empty",
         )
         table: DataTable[str] = DataTable(id="resume-table", cursor_type="row", zebra_stripes=True)
-        for column in ("workload", "token", "prompt", "payload", "age"):
+        for column in ("workload", "age", "token", "prompt"):
             table.add_column(column, key=column)
         table.display = False
         yield table
+        yield Static("", id="resume-detail")
 
     @property
     def table(self) -> DataTable[str]:
@@ -104,16 +115,16 @@ class ResumePanel(Vertical):
                 self._ages[entry.workload] = age
                 table.add_row(
                     entry.workload,
-                    entry.token or NO_TOKEN,
-                    entry.prompt,
-                    schema_summary(entry.schema, width=40),
                     age,
+                    entry.token or NO_TOKEN,
+                    _clip(entry.prompt, PROMPT_WIDTH),
                     key=entry.workload,
                 )
             if selected in paused:
                 table.move_cursor(row=table.get_row_index(selected))
             table.display = bool(paused)
             self.query_one("#resume-empty", Static).display = not paused
+            self._show_detail(session)
             return
         for entry in paused.values():
             age = self._age(entry, now)
@@ -123,6 +134,34 @@ class ResumePanel(Vertical):
 
     def _age(self, entry: PausedView, now: float) -> str:
         return age_text(entry.since, entry.expires_at, now) if self.timings else "--"
+
+    def _show_detail(self, session: RunSession) -> None:
+        """The pause under the cursor in full: prompt, payload fields, how to answer."""
+        detail = self.query_one("#resume-detail", Static)
+        entry = session.model.paused.get(self.selected or "")
+        detail.display = entry is not None
+        if entry is None:
+            return
+        text = Text()
+        text.append(f"⏸ {entry.workload}\n", style="bold magenta")
+        text.append(f"{entry.prompt}\n")
+        text.append("payload: ", style="dim")
+        text.append(f"{schema_summary(entry.schema, width=300)}\n")
+        if entry.token:
+            text.append("token: ", style="dim")
+            text.append(f"{entry.token}\n")
+        answerable = getattr(session, "approvals", None) is not None
+        text.append(
+            "a / enter: answer (approve or reject)" if answerable else "answer with gxo ctl resume",
+            style="dim",
+        )
+        detail.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        session = getattr(self.screen, "session", None)
+        if session is not None:
+            self._show_detail(session)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
