@@ -187,6 +187,7 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
                     ended_at=r.get("ended_at") or "",
                     reason=r.get("reason") or "",
                     report_json=_json(r.get("report") or {}),
+                    member=r.get("member") or "",
                 )
                 for r in rows
             ]
