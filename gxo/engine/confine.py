@@ -76,7 +76,7 @@ class Confinement:
         elif str(root) == "temp":  # any fresh temporary directory: one that does not exist
             base = Path(tempfile.gettempdir(), "gxo-workspace-(temp)")
         else:
-            base = Path(root).expanduser().absolute()
+            base = Path(_real(root))  # as the Engine will: resolved
         return PathResolver(base, confined=True, allow=self.allow)
 
 

@@ -218,3 +218,14 @@ def test_fuzz_a_confined_path_never_escapes_and_never_crashes(
     root = tree["ws"].resolve()
     assert Path(os.path.realpath(got)).is_relative_to(root)
     assert Path(os.path.realpath(got.parent)).is_relative_to(root) or got == root
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=_PATHS)
+def test_fuzz_unconfined_resolution_is_a_path_or_a_clear_error(path: str) -> None:
+    try:
+        got = PathResolver(Path("/nonexistent-ws")).resolve(path, workload="w")
+    except ConfinementError as exc:
+        assert "workload 'w': param 'path'" in str(exc)
+        return
+    assert got.is_absolute()
