@@ -109,6 +109,13 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Show each workload's output and summary")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the final line")] = False,
+    resume_payload_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume-payload-file",
+            help="Answer control:wait_for_signal from this JSON/YAML file (no terminal needed)",
+        ),
+    ] = None,
 ) -> None:
     """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
     from gxo.runtime import run_headless
@@ -125,6 +132,7 @@ def run(
             allow_paths=allow_path or (),
             verbose=verbose,
             quiet=quiet,
+            resume_payload_file=resume_payload_file,
         )
     except GxoError as exc:
         _fail(exc)
@@ -351,7 +359,7 @@ def daemon(
         str, typer.Option("--state", help="State store: sqlite:///PATH or postgresql://...")
     ] = "sqlite:///~/.gxo/state.db",
     listen: Annotated[
-        str | None, typer.Option("--listen", help="HOST:PORT (refused until mTLS exists)")
+        str | None, typer.Option("--listen", help="HOST:PORT: TCP with mutual TLS 1.3")
     ] = None,
     grace: Annotated[
         str, typer.Option("--grace", help="On SIGTERM: time instances get to stop (e.g. 10s)")

@@ -2,8 +2,12 @@
 
 This module is imported by ``gxo.cli`` at start-up, so it imports only typer;
 grpc and the client load inside the commands (``gxo run`` never pays for them).
-Exit codes: 0 ok, 1 the daemon answered an error, 2 usage or invalid playbook,
-3 the daemon cannot be reached.
+Exit codes: 0 ok, 1 the daemon answered an error (permission denied included), 2 usage
+or invalid playbook, 3 the daemon cannot be reached (a refused TLS handshake included).
+
+The daemon is its unix socket (``--socket``), or ``--server HOST:PORT`` over mutual
+TLS with ``--cert``/``--key``/``--ca``, or a named ``--context`` of
+``~/.gxo/contexts.yaml`` (:mod:`gxo.ctl.contexts`).
 """
 
 from __future__ import annotations
@@ -39,8 +43,66 @@ def _ctl(
             help="Daemon socket (default: GXO_SOCKET, $XDG_RUNTIME_DIR/gxo/daemon.sock, ~/.gxo/daemon.sock)",
         ),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="HOST:PORT of a daemon's --listen (mutual TLS)"),
+    ] = None,
+    cert: Annotated[
+        str | None, typer.Option("--cert", help="--server: this client's certificate (PEM)")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="--server: this client's private key (PEM)")
+    ] = None,
+    ca: Annotated[
+        str | None, typer.Option("--ca", help="--server: CA of the daemon's certificate (PEM)")
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="A named daemon of ~/.gxo/contexts.yaml (GXO_CONTEXTS)"),
+    ] = None,
 ) -> None:
-    ctx.obj = {"socket": socket}
+    ctx.obj = {
+        "socket": socket,
+        "server": server,
+        "cert": cert,
+        "key": key,
+        "ca": ca,
+        "context": context,
+    }
+
+
+def _connect(obj: dict[str, Any]) -> Any:
+    """The client for the global options: a socket, --server with TLS files, --context."""
+    from gxo.ctl.client import Client, CtlError, TlsTarget
+
+    server, cert, key, ca = obj.get("server"), obj.get("cert"), obj.get("key"), obj.get("ca")
+    socket = obj.get("socket")
+    if obj.get("context"):
+        from gxo.ctl.contexts import ContextError, load_context
+
+        try:
+            found = load_context(obj["context"])
+        except ContextError as exc:
+            raise CtlError(str(exc), 2) from None
+        if not socket and not server and found.socket:
+            socket = found.socket
+        elif not socket:
+            server, cert = server or found.server, cert or found.cert
+            key, ca = key or found.key, ca or found.ca
+    if server and socket:
+        raise CtlError("give --socket or --server, not both", 2)
+    if not server:
+        stray = [f for f, v in (("--cert", cert), ("--key", key), ("--ca", ca)) if v]
+        if stray:
+            raise CtlError(f"{', '.join(stray)} only apply with --server HOST:PORT", 2)
+        return Client(socket)
+    if not cert or not key:
+        raise CtlError(
+            f"--server {server} needs this client's --cert and --key "
+            "(the daemon requires a client certificate: gxo admin pki issue-client)",
+            2,
+        )
+    return Client(tls=TlsTarget(server, cert, key, ca))
 
 
 def _run(ctx: typer.Context, output: str, body: Callable[[Any, bool], None]) -> None:
@@ -50,11 +112,11 @@ def _run(ctx: typer.Context, output: str, body: Callable[[Any, bool], None]) -> 
     if output not in ("table", "json"):
         print_error(err_console(), f"-o/--output must be table or json, not {output!r}")
         raise typer.Exit(2)
-    from gxo.ctl.client import Client, CtlError
+    from gxo.ctl.client import CtlError
 
     client = None
     try:
-        client = Client(ctx.obj.get("socket") if ctx.obj else None)
+        client = _connect(ctx.obj or {})
         body(client, output == "json")
     except CtlError as exc:
         print_error(err_console(), exc.message)

@@ -1,7 +1,10 @@
-"""``gxo daemon``: the gRPC control plane (``gxo.daemon.v1.GxoDaemon``) on a unix socket.
+"""``gxo daemon``: the gRPC control plane (``gxo.daemon.v1.GxoDaemon``) on a unix socket,
+and with ``--listen HOST:PORT`` on TCP with mutual TLS 1.3 (``gxo.daemon.security``).
 
-The socket is created 0600 in a 0700 directory: on a unix socket, file permissions
-are the authentication until the security issue brings mTLS (which TCP requires).
+The socket is created 0600 in a 0700 directory: its file permissions are the
+authentication, and its clients are the local identity (``--local-identity``). TLS
+clients are their certificate's CN. Every RPC passes the RBAC interceptor (``--rbac``)
+and, with ``--audit-log``, leaves one JSON line.
 SIGTERM/SIGINT: stop accepting RPCs, cancel instances (``--grace``), persist, remove
 the socket, exit 0.
 """
@@ -247,11 +250,16 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 
 async def serve(socket_path: Path, options: DaemonOptions) -> int:
     from gxo.daemon.lifecycles import default_reconcilers
+    from gxo.daemon.security.control import SecurityError, prepare
     from gxo.daemon.workspaces import Workspaces
     from gxo.errors import UsageError
     from gxo.modules.system._pdeathsig import set_parent_death_signal
     from gxo.state.sql import SqlState
 
+    try:  # --listen's TLS material, --rbac, --audit-log: checked before anything starts
+        security = prepare(options)
+    except SecurityError as exc:
+        raise StartupError(str(exc), 2) from None
     prepare_socket(socket_path)
     # exec's commands die with the daemon even on SIGKILL: a restarted daemon must
     # never find a second copy of a service still running.
@@ -284,7 +292,8 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
         from gxo.daemon.fleet import attach
 
         fleet_sync = attach(daemon, options.fleet, options.member, options.lease_ttl)
-    server = grpc.aio.server()
+    # Every RPC, on the unix socket as over TLS, passes the RBAC interceptor (and audit).
+    server = grpc.aio.server(interceptors=[security.interceptor(daemon)])
     pb_grpc.add_GxoDaemonServicer_to_server(GxoDaemonServicer(daemon), server)
     old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others connect
     try:
@@ -293,6 +302,13 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
     finally:
         os.umask(old_umask)
     os.chmod(socket_path, 0o600)
+    try:
+        listening = await security.start(socket_path)
+    except SecurityError as exc:
+        await server.stop(grace=None)
+        await asyncio.to_thread(state.close)
+        _remove(socket_path)
+        raise StartupError(str(exc), 2) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -305,10 +321,18 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
             daemon.state_url,
             os.getpid(),
         )
+        if listening and security.tls is not None:
+            log.info(
+                "gxo daemon listening on %s (mutual TLS 1.3, trust %s, rbac %s)",
+                listening,
+                security.tls.trust,
+                security.rbac_file or "built-in: local identity only",
+            )
         await stop.wait()
         log.info("shutting down: no new requests, cancelling instances (grace %ss)", grace)
         daemon.events.close()  # followers' streams end, so server.stop need not wait for them
         daemon.logs.close()
+        await security.stop_listening()
         await server.stop(grace=1.0)
         if fleet_sync is not None:
             fleet_sync.cancel()
@@ -316,9 +340,11 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await security.stop_listening()
         await server.stop(grace=None)
         await asyncio.to_thread(state.close)
         _remove(socket_path)
+        security.close()
     log.info("gxo daemon stopped")
     return 0
 
@@ -328,15 +354,8 @@ def run_daemon(options: DaemonOptions) -> int:
     from gxo.console import err_console, print_error
     from gxo.daemon.logsetup import setup_logging
 
-    listen, log_format, state = options.listen, options.log_format, options.state
+    log_format, state = options.log_format, options.state
     fleet, member = options.fleet, options.member
-    if listen:
-        print_error(
-            err_console(),
-            f"--listen {listen}: TCP needs mutual TLS, which arrives with the security issue "
-            "(--tls-dir/--rbac); until then the daemon listens only on its unix socket (--socket)",
-        )
-        return 2
     if log_format not in ("text", "json"):
         print_error(err_console(), f"--log-format must be text or json, not {log_format!r}")
         return 2
