@@ -420,7 +420,7 @@ class _Database:
 
     def _reason(self, error: Exception) -> str:
         orig = getattr(error, "orig", None) or error
-        args = getattr(orig, "args", ())
+        args: tuple[Any, ...] = getattr(orig, "args", ())
         if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
             text = f"{args[1]} (error {args[0]})"  # PyMySQL: (code, message)
         else:

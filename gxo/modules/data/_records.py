@@ -139,8 +139,9 @@ class BadRecords:
             raise error
         where = f"{unit}{index}"
         reason = error.message if isinstance(error, GxoError) else str(error)
-        if isinstance(error, GxoError) and getattr(error, "param_path", None):
-            reason = f"param '{error.param_path}': {reason}"
+        param_path = getattr(error, "param_path", None) if isinstance(error, GxoError) else None
+        if param_path:
+            reason = f"param '{param_path}': {reason}"
         if self.policy == "fail":
             raise self.ctx.fail(
                 f"bad {where} {preview(record)}: {reason} (on_error: skip or dead_letter would drop it)"
