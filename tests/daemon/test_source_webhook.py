@@ -158,10 +158,15 @@ async def test_full_queue_drop_new_429_block_503_closed_503(hub: SourceHub) -> N
             assert counters.values == {"received": 1, "dropped": 1}
             # block: nobody calls get() (the queue is full) — held for timeout, then 503.
             reply = await http.post("/block", content=b"1")
-            assert reply.status_code == 503 and "300ms" not in reply.text
+            assert reply.status_code == 503 and "stayed full for 0.3s" in reply.json()["error"]
             # A request waiting when the workload stops is answered 503 at once.
             waiting = asyncio.create_task(http.post("/block", content=b"2"))
             await asyncio.sleep(0.1)
+            # No more requests wait than the queue holds (capacity 1 here): 503 at once.
+            started = asyncio.get_running_loop().time()
+            extra = await http.post("/block", content=b"2b")
+            assert extra.status_code == 503 and "too many" in extra.json()["error"]
+            assert asyncio.get_running_loop().time() - started < 0.25
             await blocker.close()
             assert (await waiting).status_code in (503, 404)
             assert (await http.post("/block", content=b"3")).status_code == 404
@@ -222,7 +227,9 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "8080", "host:", ":80", "::1:80", "[zz]:80", "h:70000", "h:x"])
+@pytest.mark.parametrize(
+    "text", ["", "8080", "host:", ":80", "::1:80", "[zz]:80", "h:70000", "h:x"]
+)
 def test_parse_address_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="--http"):
         parse_address(text)

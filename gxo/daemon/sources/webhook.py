@@ -12,7 +12,8 @@ URL parameters (all optional)::
 - ``max_body``: the largest body in bytes (default 1 MiB, ``k``/``m`` suffixes allowed);
   a larger one is answered 413 before it is read.
 - ``timeout``: under ``overflow: block``, how long a request waits for room in the
-  workload's queue before it is answered 503 (default 10s).
+  workload's queue before it is answered 503 (default 10s). At most ``queue`` requests
+  wait at once; the next ones are answered 503 at once.
 
 What a request becomes (``_gxo.event``): ``id`` (new per request), ``source``
 (``webhook:/PATH``, never the secret), ``subject`` (the path), ``data`` (the body: JSON
@@ -280,6 +281,12 @@ class WebhookSource:
                 429,
                 {"error": "the workload's event queue is full (overflow: drop_new)"},
                 {"retry-after": "1"},
+            )
+        if len(self._pending) >= max(1, self.context.capacity):
+            # As many requests wait as the queue holds: memory stays bounded
+            # (2 x queue x max_body at most) however many clients keep asking.
+            return Reply(
+                503, {"error": "too many requests waiting for the queue"}, {"retry-after": "1"}
             )
         accepted = asyncio.get_running_loop().create_future()
         item = (delivery, accepted)
