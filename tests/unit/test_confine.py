@@ -229,3 +229,25 @@ def test_fuzz_unconfined_resolution_is_a_path_or_a_clear_error(path: str) -> Non
         assert "workload 'w': param 'path'" in str(exc)
         return
     assert got.is_absolute()
+
+
+# -- every module declares its path params -------------------------------------------------
+
+_PATHLIKE = ("path", "cwd", "file", "dir", "dest", "src")
+
+
+def test_every_path_like_param_is_declared_so_confinement_sees_it() -> None:
+    """A new module param named like a path must be in ``path_params`` (and resolved)."""
+    from gxo.modules import REGISTRY
+
+    seen = 0
+    for spec in REGISTRY.all():
+        fields = spec.params_model.model_fields
+        wanted = {
+            name for name in fields if name.split("_")[-1] in _PATHLIKE or name in ("dead_letter",)
+        }
+        declared = {p.split(".")[0] for p in spec.cls.path_params}
+        assert wanted <= declared, (spec.name, wanted - declared)
+        assert declared <= set(fields), (spec.name, declared - set(fields))
+        seen += len(wanted)
+    assert seen >= 10  # filesystem:*, exec, data:* dead letters, http:request ca_file
