@@ -22,10 +22,14 @@ from gxo.tui.widgets.resume_panel import age_text
 SIZE = (100, 32)
 
 
-def header_text(app: GxoApp) -> str:
-    console = Console(width=100, file=io.StringIO(), record=True, color_system=None)
-    console.print(app.screen.query_one(RunHeader).content)
+def text_of(widget: Static) -> str:
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(widget.content)
     return console.export_text()
+
+
+def header_text(app: GxoApp) -> str:
+    return text_of(app.screen.query_one(RunHeader))
 
 
 def paused(app: GxoApp, name: str = "approve") -> bool:
@@ -68,11 +72,18 @@ class TestResumeTab:
             assert resume_rows(app) == [
                 [
                     "approve",
+                    "--",  # timings=False freezes the age
                     "—",  # a local run has no token: it is answered here
                     "Deploy 1.4.2 to production?",
-                    "approved: boolean*, replicas: integer*,…",
-                    "--",  # timings=False freezes the age
                 ]
+            ]
+            detail = text_of(app.screen.query_one("#resume-detail", Static))
+            assert detail.splitlines() == [
+                "⏸ approve",
+                "Deploy 1.4.2 to production?",
+                "payload: approved: boolean*, replicas: integer*, target: staging|production*, "
+                "note: string",
+                "a / enter: answer (approve or reject)",
             ]
             assert "⏸1" in header_text(app) and "▶ Running" in header_text(app)
             assert app.focused is app.screen.query_one("#resume-table")
@@ -103,8 +114,8 @@ class TestResumeTab:
             await pilot.press("4")
             await wait_until(lambda: bool(resume_rows(app)), what="the row")
             row = resume_rows(app)[0]
-            assert row[0] == "approve" and row[3] == "any JSON"
-            assert row[4].endswith("s left")  # age · time left
+            assert row[0] == "approve" and row[3] == "quick?"
+            assert row[1].endswith("s left")  # age · time left
             await wait_until(lambda: app.session is not None and app.session.model.finished)
             app.screen.sync()
             panel = app.screen.query_one(ResumePanel)

@@ -140,6 +140,39 @@ def test_paused_workloads_are_listed_until_they_move_on(model: Any) -> None:
     assert m.paused == {}
 
 
+def test_paused_view_reads_what_wait_for_signal_and_the_daemon_send(model: Any) -> None:
+    m, _ = model
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    # a local run: prompt, schema, expiry as epoch seconds, no token
+    m(
+        ev(
+            EventKind.WORKLOAD_STATUS,
+            "a",
+            t=1000.0,
+            status="Paused",
+            prompt="Go?",
+            payload_schema=schema,
+            expires_at=1030.0,
+        )
+    )
+    # the daemon: the token in `token`, the expiry as ISO 8601
+    m(
+        ev(
+            EventKind.WORKLOAD_STATUS,
+            "c",
+            t=1000.0,
+            status="Paused",
+            prompt="Deploy?",
+            token="gxr_abc",
+            expires_at="1970-01-01T00:20:00Z",
+        )
+    )
+    a, c = m.paused["a"], m.paused["c"]
+    assert (a.token, a.schema, a.since, a.expires_at) == ("", schema, 1000.0, 1030.0)
+    assert (c.token, c.schema, c.expires_at) == ("gxr_abc", None, 1200.0)
+    assert m.counts()["Paused"] == 2
+
+
 def test_formatting_helpers() -> None:
     assert [duration(v) for v in (None, 12.4, 1500, 125_000)] == ["", "12ms", "1.5s", "2m05s"]
     assert elapsed(75.25) == "01:15.2"
