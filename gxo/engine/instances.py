@@ -35,6 +35,12 @@ What is decided for the edges of an instance (see :class:`~gxo.engine.scheduler.
   long-running producer is not (it has its own instances), and the consumer's
   input from it is empty. Streams inside the instance, from the root to its
   consumers, flow as in any run.
+
+To consume the records of a long-running producer as they are emitted, the daemon
+has the ``workload:NAME`` event source: each engine run of NAME gets extra links
+(``Engine(stream_taps=...)``, :mod:`gxo.daemon.sources.workload`) read by the event
+source, one event — one instance of the consumer — per record, with the links'
+back-pressure.
 """
 
 from __future__ import annotations
