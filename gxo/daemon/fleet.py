@@ -215,9 +215,11 @@ async def join(daemon: Daemon) -> None:
     from gxo.state._sql_leases import member_lease
 
     ttl = daemon.lease_ttl
-    name = member_lease(daemon.member)
-    if not await asyncio.to_thread(daemon.state.acquire_lease, name, daemon.member, ttl):
-        raise RuntimeError(f"fleet member {daemon.member} already runs (its lease {name} is live)")
+    # Always ours to take: the holder is the member itself (a restart under the same
+    # --member name takes its old lease back).
+    await asyncio.to_thread(
+        daemon.state.acquire_lease, member_lease(daemon.member), daemon.member, ttl
+    )
     daemon.heartbeat = asyncio.get_running_loop().create_task(heartbeat(daemon, ttl))
 
 
