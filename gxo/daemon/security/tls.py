@@ -185,7 +185,9 @@ class TlsListener:
         self.audit = audit
         self.context = server_context(config)
         self.peers: dict[str, Identity] = {}  # "unix:<bound path>" → who
-        self._dir = tempfile.mkdtemp(prefix=".tls-", dir=upstream.parent)  # 0700
+        # 0700, ours: the bound client paths must stay under the 107-byte AF_UNIX limit
+        parent = upstream.parent if len(str(upstream.parent)) < 80 else None
+        self._dir = tempfile.mkdtemp(prefix=".gxo-tls-", dir=parent)
         self._ids = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
