@@ -140,18 +140,30 @@ class PathResolver:
         return self._confine(joined, text, workload, param)
 
     def _confine(self, joined: Path, text: str, workload: str | None, param: str) -> Path:
-        candidate = os.fspath(joined)
-        real = os.path.realpath(candidate)
+        candidate = os.fspath(joined).rstrip(os.sep) or os.sep
+        name = os.path.basename(candidate)
+        if name in ("", ".", ".."):  # a directory named by its own path: no last link
+            real = os.path.realpath(candidate)
+            self._require_inside(real, candidate, text, workload, param)
+            return Path(real)
+        # The parent resolved once; the last component only when it is a symlink.
+        parent = os.path.realpath(os.path.dirname(candidate))
+        target = os.path.join(parent, name)
+        is_link = os.path.islink(target)
+        real = os.path.realpath(target) if is_link else target
+        self._require_inside(real, candidate, text, workload, param)
+        if real in self.roots and not is_link:  # the workspace (or an allowed dir) itself
+            return Path(real)
+        if not any(_inside(parent, root) for root in self.roots):
+            raise self._error(workload, param, text, f"is in the directory {parent}, outside")
+        return Path(target)
+
+    def _require_inside(
+        self, real: str, candidate: str, text: str, workload: str | None, param: str
+    ) -> None:
         if not any(_inside(real, root) for root in self.roots):
             how = " (through a symlink)" if real != os.path.normpath(candidate) else ""
             raise self._error(workload, param, text, f"resolves to {real}{how}, outside")
-        name = os.path.basename(candidate.rstrip(os.sep))
-        if name in ("", ".", "..") or (real in self.roots and not os.path.islink(candidate)):
-            return Path(real)
-        parent = os.path.realpath(os.path.dirname(candidate.rstrip(os.sep)) or os.sep)
-        if not any(_inside(parent, root) for root in self.roots):
-            raise self._error(workload, param, text, f"is in the directory {parent}, outside")
-        return Path(parent, name)
 
     def contains(self, path: str | Path) -> bool:
         """True when ``path``'s real path is inside a root (always, unconfined). Blocking."""
