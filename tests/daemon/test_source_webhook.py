@@ -239,3 +239,9 @@ async def test_listener_address_in_use_names_the_flag(hub: SourceHub) -> None:
     other = SourceHub()
     with pytest.raises(ValueError, match=r"--http .*cannot listen"):
         await start_listener(other, hub.listener.address)
+
+
+def test_a_bad_url_error_never_shows_the_secret() -> None:
+    with pytest.raises(SourceError) as err:
+        open_source("webhook:/x?secret=hunter2secret&max_body=lots", name="w")
+    assert "hunter2secret" not in str(err.value) and "[REDACTED]" in str(err.value)

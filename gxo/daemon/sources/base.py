@@ -22,13 +22,14 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from gxo.daemon.logsetup import redact_url
+from gxo.daemon.logsetup import REDACTED, redact_url
 from gxo.errors import GxoError
 
 __all__ = [
@@ -164,6 +165,15 @@ def register_source(scheme: str, factory: SourceFactory, *, contextual: bool = F
         _CONTEXTUAL.add(scheme.lower())
 
 
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:secret|password|token)=)[^&#]*", re.I)
+
+
+def _shown(url: str) -> str:
+    """``url`` fit for a message: credentials of the authority and of the query
+    (``?secret=`` of a webhook) redacted."""
+    return _QUERY_SECRET.sub(lambda m: m.group("key") + REDACTED, redact_url(url))
+
+
 def source_scheme(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
@@ -185,14 +195,14 @@ def open_source(
             importlib.import_module(_MODULES[scheme])
         except ImportError as exc:
             raise SourceError(
-                f"event source {redact_url(url)!r}: cannot load the {scheme!r} source: {exc}",
+                f"event source {_shown(url)!r}: cannot load the {scheme!r} source: {exc}",
                 workload=name,
             ) from exc
     factory = _FACTORIES.get(scheme)
     if factory is None:
         known = ", ".join(sorted(set(_FACTORIES) | set(_MODULES)))
         raise SourceError(
-            f"event source {redact_url(url)!r}: unknown scheme {scheme!r} (known: {known})",
+            f"event source {_shown(url)!r}: unknown scheme {scheme!r} (known: {known})",
             workload=name,
         )
     extra: dict[str, Any] = {"context": context} if scheme in _CONTEXTUAL else {}
@@ -201,4 +211,4 @@ def open_source(
     except SourceError:
         raise
     except (ValueError, TypeError) as exc:
-        raise SourceError(f"event source {redact_url(url)!r}: {exc}", workload=name) from exc
+        raise SourceError(f"event source {_shown(url)!r}: {exc}", workload=name) from exc
