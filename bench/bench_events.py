@@ -17,6 +17,7 @@ gives both members the same name). Prints one JSON line; ``{"skipped": ...}`` wh
 PostgreSQL does not listen.
 
     python bench/bench_events.py [--events 10000] [--rate 0] [--daemons 1,2] [--max-concurrency 16]
+        [--profile DIR]
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ async def publish(stream: str, subject: str, events: int, rate: float) -> float:
         await nc.close()
 
 
-def run_case(daemons: int, events: int, rate: float, mc: int, folder: Path) -> dict[str, Any]:
+def run_case(
+    daemons: int, events: int, rate: float, mc: int, folder: Path, profile: str = ""
+) -> dict[str, Any]:
     from gxo.state.sql import SqlState
 
     tag = uuid.uuid4().hex[:8]
@@ -123,6 +126,8 @@ def run_case(daemons: int, events: int, rate: float, mc: int, folder: Path) -> d
         for n in range(daemons):
             sock = folder / f"d{tag}{n}.sock"
             cmd = [sys.executable, "-m", "gxo.cli", "daemon", "--socket", str(sock)]
+            if profile:  # cProfile of each daemon, written when it stops (SIGTERM)
+                cmd[1:1] = ["-m", "cProfile", "-o", f"{profile}/daemon{n}.prof"]
             cmd += ["--state", url, "--log-level", "warning", "--history", str(events * 2)]
             cmd += ["--fleet", f"bench{tag}", "--member", f"m{n}"]
             procs.append(subprocess.Popen(cmd, cwd=ROOT))
@@ -134,6 +139,7 @@ def run_case(daemons: int, events: int, rate: float, mc: int, folder: Path) -> d
                 grpc.channel_ready_future(channel).result(timeout=60)
                 stub = pb_grpc.GxoDaemonStub(channel)
                 stub.ApplyPlaybook(pb.ApplyPlaybookRequest(source=source, path=path))
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         publish_s = asyncio.run(publish(stream, subject, events, rate))
         state = SqlState(url)
         try:
@@ -145,6 +151,8 @@ def run_case(daemons: int, events: int, rate: float, mc: int, folder: Path) -> d
                 time.sleep(0.5)
         finally:
             state.close()
+        # The daemons' CPU (all threads) over the run: robust to the machine's load.
+        daemon_cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -170,7 +178,15 @@ def run_case(daemons: int, events: int, rate: float, mc: int, folder: Path) -> d
         "latency_p50_ms": round(pct(lat, 50) * 1000, 1) if lat else None,
         "latency_p99_ms": round(pct(lat, 99) * 1000, 1) if lat else None,
         "instances_per_s": round(len(runs) / span) if span else None,
+        "daemon_cpu_ms_per_instance": round(daemon_cpu / len(runs) * 1000, 3) if runs else None,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _params(report: Any) -> dict[str, Any] | None:
@@ -205,6 +221,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--daemons", default="1,2")
     parser.add_argument("--max-concurrency", type=int, default=16)
+    parser.add_argument("--profile", default="", help="write a cProfile of each daemon here")
     args = parser.parse_args()
     if not listening(NATS) or not listening(PG):
         print(json.dumps({"bench": "events", "skipped": "NATS or PostgreSQL not listening"}))
@@ -213,7 +230,7 @@ def main() -> int:
     result: dict[str, Any] = {"bench": "events", "events": args.events, "rate": args.rate}
     result["max_concurrency"] = args.max_concurrency
     cases = [
-        run_case(int(n), args.events, args.rate, args.max_concurrency, folder)
+        run_case(int(n), args.events, args.rate, args.max_concurrency, folder, args.profile)
         for n in args.daemons.split(",")
     ]
     result["cases"] = cases

@@ -75,6 +75,12 @@ async def measure(state: SqlState, instances: int, concurrency: int, profile: bo
     if profiler is not None:
         profiler.disable()
     await daemon.shutdown(10)
+    try:
+        from gxo.daemon.writer import writer_of
+    except ImportError:  # an older version, measured for comparison: no write-behind
+        writer = None
+    else:
+        writer = writer_of(daemon)
     rows = state.list_runs("bench", "ev", instances + 10)
     done = sum(1 for r in rows if r["run_id"].startswith("r") and r["status"] == "Completed")
     result = {
@@ -85,6 +91,8 @@ async def measure(state: SqlState, instances: int, concurrency: int, profile: bo
         "history_completed": done,
         "cpu_ms_per_instance": round(cpu / instances * 1000, 3),
         "instances_per_s": round(instances / wall, 1),
+        "transactions": writer.batches if writer is not None else None,
+        "writes": writer.writes if writer is not None else None,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
     if profiler is not None:

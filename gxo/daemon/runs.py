@@ -17,6 +17,7 @@ playbook, dropped when an instance registers a new value).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -79,12 +80,14 @@ class _Upstream:
     """A playbook's registered results, as instances start with them (see the module
     docstring): the persistent store and a shallow snapshot of it."""
 
-    __slots__ = ("applied", "snapshot", "store")
+    __slots__ = ("applied", "members", "snapshot", "store", "workspace")
 
     def __init__(self, applied: Applied, store: Any) -> None:
         self.applied = applied
         self.store = store
         self.snapshot: dict[str, Any] | None = None
+        self.workspace = applied.workspace
+        self.members: dict[str, list[str]] = {}  # root -> the workloads of its instances
 
 
 _UPSTREAM: weakref.WeakKeyDictionary[Any, dict[str, _Upstream]] = weakref.WeakKeyDictionary()
@@ -125,7 +128,7 @@ async def start_instance(
     engine = Engine(
         applied.loaded,
         extra_vars=applied.variables,
-        workspace=applied.workspace,
+        workspace=upstream.workspace,
         run_id=run_id,
         bus=bus,
         only=set(workloads),
@@ -183,22 +186,29 @@ async def _run(daemon: Daemon, instance: Instance) -> None:
         # Statuses and history rows first: once the instance is gone from
         # daemon.instances, a reader (ctl status, a test) must see its final state.
         try:
-            await asyncio.shield(_settle(daemon, instance, error))
+            _close(daemon, instance, error)
+            if instance.writes:  # statuses: queued once their task ran, then the rest
+                await asyncio.shield(_settle(daemon, instance))
+            elif instance.last_write is not None and not instance.last_write.done():
+                # Its rows are committed with the writes before them (FIFO).
+                with contextlib.suppress(Exception):  # a failed write is logged by the writer
+                    await asyncio.shield(instance.last_write)
         finally:
             daemon.instances.pop(instance.run_id, None)
 
 
-async def _settle(daemon: Daemon, instance: Instance, error: str) -> None:
-    """End of the run: record any workload left open; wait until its rows are committed."""
+def _close(daemon: Daemon, instance: Instance, error: str) -> None:
+    """End of the run: record any workload left open."""
     for name in sorted(instance.pending):
         report = instance.partial_report(name, "Failed")
         _finish(daemon, instance, name, "Failed", error, report)
     instance.pending.clear()
-    if instance.writes:  # statuses: queued once their task ran, then every write queued
-        await asyncio.gather(*instance.writes, return_exceptions=True)
-        await writer_of(daemon).flush()
-    elif instance.last_write is not None and not instance.last_write.done():
-        await asyncio.wait([instance.last_write])
+
+
+async def _settle(daemon: Daemon, instance: Instance) -> None:
+    """Wait until the instance's statuses are queued, then until every write is committed."""
+    await asyncio.gather(*instance.writes, return_exceptions=True)
+    await writer_of(daemon).flush()
 
 
 def _finish(
@@ -256,7 +266,10 @@ async def run_instance(
     from gxo.engine.instances import instance_workloads
 
     started = time.monotonic()
-    names = instance_workloads(applied.loaded, root)
+    upstream = await _upstream(daemon, applied)
+    names = upstream.members.get(root)
+    if names is None:
+        names = upstream.members[root] = instance_workloads(applied.loaded, root)
     log.info("instance %s of %s/%s: %s", run_id, applied.name, root, reason)
     instance = await start_instance(
         daemon, applied, names, run_id=run_id, owner=root if owned else None, event=event

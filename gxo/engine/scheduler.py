@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +75,11 @@ def _prepared_workspace(path: Path, mode: int) -> Path:
         _WORKSPACES.clear()
     _WORKSPACES[key] = (resolved, now)
     return resolved
+
+
+_SHAPES: weakref.WeakKeyDictionary[WorkloadGraph, dict[tuple[str, ...], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class RunStatus:
@@ -439,7 +445,16 @@ class Engine:
         """Edges and levels for RUN_STARTED, limited to the workloads of this run."""
         if not self.scoped:
             return {"edges": [list(e) for e in self.graph.edges()], "levels": self.graph.levels()}
-        return scoped_shape(self.graph, self.states)
+        # A daemon starts the same instance shape again and again: computed once per
+        # graph and selection (listeners only read event data).
+        shapes = _SHAPES.get(self.graph)
+        if shapes is None:
+            shapes = _SHAPES[self.graph] = {}
+        key = tuple(self.states)
+        shape = shapes.get(key)
+        if shape is None:
+            shape = shapes[key] = scoped_shape(self.graph, self.states)
+        return shape
 
     def _outside_views(self) -> dict[str, dict[str, Any]]:
         return outside_views(self.playbook, self.states, self.store, self.initial_results)
