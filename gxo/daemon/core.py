@@ -174,86 +174,18 @@ class Daemon:
     # -- start / stop ---------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Daemon start: runs left Running by a dead daemon become Failed; playbooks come back.
+        """Daemon start: runs left Running by a dead daemon become Failed, playbooks come
+        back and each lifecycle goes on by its policy (gxo/daemon/restore.py)."""
+        from gxo.daemon.restore import restore
 
-        Each lifecycle then goes on by its policy from its persisted status: a supervised
-        workload whose instance died with the daemon is restarted or not by its
-        ``restart_policy`` (reconcile_supervise.resume_from), one that had ended stays so."""
-        if self.fleet:
-            from gxo.daemon.fleet import join
-
-            await join(self)  # the liveness lease first: other members sweep without one
-        # In a fleet, only this member's runs (a restart under the same --member name):
-        # the others' may be live, and those of dead members are swept (fleet.sweep).
-        unfinished = await self._db(
-            self.state.fail_unfinished_runs, DAEMON_RESTARTED, self.member if self.fleet else None
-        )
-        for run in unfinished:
-            playbook, workload = run.get("playbook"), run.get("workload")
-            if playbook and workload and self.fleet:  # unless another member took it over
-                await self._db(
-                    self.state.fail_status_of_run,
-                    playbook,
-                    workload,
-                    run["run_id"],
-                    DAEMON_RESTARTED,
-                )
-            elif playbook and workload:
-                await self.set_status(playbook, workload, "Failed", reason=DAEMON_RESTARTED)
-        for record in await self._db(self.state.list_playbooks):
-            try:
-                loaded = await asyncio.to_thread(
-                    _load, record.source, record.path, dict(record.variables or {})
-                )
-            except GxoError as exc:
-                log.error("cannot restore playbook %s: %s", record.name, exc)
-                continue
-            applied = self._applied(loaded, record.source, record.path, record.variables or {})
-            self.playbooks[applied.name] = applied
-            self.sources.declare(loaded)  # workload: taps before any producer starts
-            stored = {w: st for _, w, st in await self._db(self.state.list_statuses, applied.name)}
-            for name in applied.checksums:
-                if applied.policy(name) == "run_once":
-                    continue
-                last = stored.get(name) or {}
-                if last.get("status") == "Stopped" and last.get("reason") == STOPPED_BY_USER:
-                    continue  # `gxo ctl stop` outlives a restart; `gxo ctl start` resumes
-                self.restored[(applied.name, name)] = last
-                try:
-                    await self._start_lifecycle(applied, name)
-                finally:
-                    self.restored.pop((applied.name, name), None)
-            log.info("restored playbook %s (%d workloads)", applied.name, len(applied.checksums))
+        await restore(self)
 
     async def shutdown(self, grace: float = 10.0) -> None:
-        """Stop reconcilers and cancel instances; their history is written before return."""
-        await self.sources.close()  # the --http listener: no new webhook events
-        for key, reconciler in list(self.active.items()):
-            try:
-                async with asyncio.timeout(grace):
-                    # Not a user's stop: the next daemon start resumes this workload.
-                    await reconciler.stop(**_reason(reconciler, "daemon stopped"))
-            except Exception as exc:  # one broken reconciler must not block the others
-                log.error("stopping %s/%s failed: %s", *key, exc)
-        self.active.clear()
-        instances = list(self.instances.values())
-        for instance in instances:
-            instance.engine.cancel()
-        tasks = [i.task for i in instances if i.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:  # the engine ignored cancel for the grace period
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
-        if self._status_writes:  # the reconcilers' last statuses reach the store
-            await asyncio.wait(list(self._status_writes.values()), timeout=grace)
-        if self.fleet:  # nothing of ours runs any more: leave the fleet
-            from gxo.daemon.fleet import leave
+        """Stop reconcilers and cancel instances; their history is written before return
+        (gxo/daemon/restore.py)."""
+        from gxo.daemon.restore import shutdown
 
-            await leave(self)
-        self.events.close()
-        self.logs.close()
+        await shutdown(self, grace)
 
     # -- apply / remove ---------------------------------------------------------------------
 
@@ -525,7 +457,8 @@ class Daemon:
     # -- queries ----------------------------------------------------------------------------
 
     def resolve(self, ref: str) -> tuple[str, str]:
-        """``WORKLOAD`` (unique across playbooks) or ``PLAYBOOK/WORKLOAD`` → (playbook, workload)."""
+        """``WORKLOAD`` (unique across playbooks) or ``PLAYBOOK/WORKLOAD`` → (playbook,
+        workload)."""
         if "/" in ref:
             playbook, _, name = ref.partition("/")
             applied = self.playbooks.get(playbook)

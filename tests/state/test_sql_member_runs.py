@@ -81,15 +81,14 @@ def test_start_run_records_the_member_and_restart_fails_only_its_own(
     state.start_run("p", "w", "of-a", T0)
     state.start_run("p", "w", "of-b", T0, member="b")
     assert "member" not in state.get_run("alone")  # type: ignore[operator]
-    assert [state.get_run(r)["member"] for r in ("of-a", "of-b")] == ["a", "b"]  # type: ignore[index]
+    members = [state.get_run(r)["member"] for r in ("of-a", "of-b")]  # type: ignore[index]
+    assert members == ["a", "b"]
     # A restarted fleet member fails its own runs only.
     failed = state.fail_unfinished_runs(member="a")
     assert [r["run_id"] for r in failed] == ["of-a"]
-    assert [state.get_run(r)["status"] for r in ("alone", "of-a", "of-b")] == [  # type: ignore[index]
-        "Running",
-        "Failed",
-        "Running",
-    ]
+    runs = [state.get_run(r) for r in ("alone", "of-a", "of-b")]
+    statuses = [r["status"] for r in runs]  # type: ignore[index]
+    assert statuses == ["Running", "Failed", "Running"]
     # Outside a fleet every run left Running is the dead daemon's.
     assert {r["run_id"] for r in state.fail_unfinished_runs()} == {"alone", "of-b"}
 
