@@ -59,16 +59,19 @@ def _statements(backend: str) -> dict[str, Any]:
         ),
         "release": text("DELETE FROM gxo_leases WHERE name = :name AND holder = :holder"),
         "holder": text(f"SELECT holder FROM gxo_leases WHERE name = :name AND expires_at >= {now}"),
-        # Runs of fleet members whose liveness lease (``member:ID``) is expired or gone.
-        # One statement: two members sweeping at once fail each run once (PostgreSQL
-        # re-checks the WHERE of a row another transaction just updated).
-        "sweep": text(
-            "UPDATE gxo_runs SET status = 'Failed', ended_at = :ended, "
-            f"reason = 'fleet member ' || member || ' {DIED}' "
+        # Runs of fleet members whose liveness lease (``member:ID``) is expired or gone,
+        # locked: two members sweeping at once fail each run once (PostgreSQL re-checks
+        # the WHERE of a row another transaction updated meanwhile; SQLite has one writer).
+        "dead_runs": text(
+            "SELECT id, run_id, playbook, workload, member FROM gxo_runs "
             "WHERE status = 'Running' AND member IS NOT NULL AND member <> :me "
             "AND NOT EXISTS (SELECT 1 FROM gxo_leases WHERE "
             f"gxo_leases.name = '{MEMBER_LEASE}' || gxo_runs.member AND expires_at >= {now}) "
-            "RETURNING run_id, playbook, workload, member, reason"
+            "ORDER BY id" + (" FOR UPDATE" if backend == "postgresql" else "")
+        ),
+        "fail_run": text(
+            "UPDATE gxo_runs SET status = 'Failed', ended_at = :ended, reason = :reason "
+            "WHERE id = :id AND status = 'Running'"
         ),
         "forget": text(
             f"DELETE FROM gxo_leases WHERE name LIKE '{MEMBER_LEASE}%' AND expires_at < {now}"
@@ -115,8 +118,33 @@ class LeaseMixin:
         member leases are deleted in the same transaction (a missing one counts as dead)."""
         from gxo.state._sql_schema import now_iso
 
+        ended = now_iso()
         with self._write() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(self._lease("sweep"), {"ended": now_iso(), "me": me})
-            failed = [dict(row) for row in rows.mappings()]
+            rows = conn.execute(self._lease("dead_runs"), {"me": me}).mappings().all()
+            failed = [
+                {
+                    "run_id": row["run_id"],
+                    "playbook": row["playbook"],
+                    "workload": row["workload"],
+                    "member": row["member"],
+                    "reason": f"fleet member {row['member']} {DIED}",
+                }
+                for row in rows
+            ]
+            if rows:
+                params = [
+                    {
+                        "id": row["id"],
+                        "ended": ended,
+                        "reason": self._seal_reason(run["run_id"], run["reason"]),
+                    }
+                    for row, run in zip(rows, failed, strict=True)
+                ]
+                conn.execute(self._lease("fail_run"), params)
             conn.execute(self._lease("forget"))
         return failed
+
+    def _seal_reason(self, run_id: str, reason: str) -> str:
+        """A run's reason as the store keeps it (sealed when the store is encrypted)."""
+        codec = getattr(self, "_codec", None)
+        return reason if codec is None else codec.seal(reason, "runs", run_id, column="reason")
