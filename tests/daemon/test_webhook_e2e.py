@@ -202,6 +202,13 @@ def test_requests_become_events_with_method_body_headers_and_hmac(
         assert SECRET not in text
     assert "webhook:/hooks/deploy" in outputs[2]  # the event source, without its secret
 
+    # A stopped workload serves nothing (404); started again, it serves its path again.
+    assert daemon.ctl("stop", "hooks/open").returncode == 0
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert http.put("/hooks/open", content=b"x").status_code == 404
+        assert daemon.ctl("start", "hooks/open").returncode == 0
+        assert _until(lambda: http.put("/hooks/open", content=b"y").status_code == 202, "202")
+
     # Removing the playbook frees the paths: 404, and another playbook may take them.
     assert daemon.ctl("remove", "hooks").returncode == 0
     with httpx.Client(base_url=base, timeout=10) as http:
