@@ -244,3 +244,10 @@ def test_check_refuses(source_b: str, message: str) -> None:
     with pytest.raises(SourceError, match=message) as err:
         hub.check(_hooked(source_b=source_b), {})
     assert str(err.value).startswith("hooks.gxo.yaml:8")
+
+
+def test_check_a_fleet_member_syncing_an_apply_needs_no_http() -> None:
+    hub = SourceHub()  # this member has no --http: the apply came from another member
+    hub.check(_hooked(), {}, listening=False)
+    with pytest.raises(SourceError, match="--http"):
+        hub.check(_hooked(), {})
