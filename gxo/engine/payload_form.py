@@ -21,6 +21,7 @@ __all__ = [
     "FormField",
     "build_payload",
     "coerce_text",
+    "example_payload",
     "form_fields",
     "local_identity",
     "schema_summary",
@@ -196,3 +197,29 @@ def local_identity(front: str) -> str:
     except (OSError, KeyError, ImportError):  # no login name in this environment
         user = "local"
     return f"{front}:{user}"
+
+
+def example_payload(schema: Mapping[str, Any] | None) -> Any:
+    """A payload to start from, for a hint (``:resume approve {"approved": true}``): the
+    required fields of a form with a plausible value each (the default, the first
+    choice, ``true``, the minimum or 1, ``"..."``); None when the schema is not a form."""
+    fields = form_fields(schema)
+    if fields is None:
+        return None
+    properties = (schema or {}).get("properties") or {}
+    example: dict[str, Any] = {}
+    for spec in fields:
+        if not spec.required:
+            continue
+        raw = properties.get(spec.name) or {}
+        if spec.has_default:
+            example[spec.name] = spec.default
+        elif spec.kind == "enum":
+            example[spec.name] = spec.choices[0]
+        elif spec.kind == "boolean":
+            example[spec.name] = True
+        elif spec.kind in ("integer", "number"):
+            example[spec.name] = raw.get("minimum", 1)
+        else:
+            example[spec.name] = "..."
+    return example

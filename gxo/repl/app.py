@@ -25,6 +25,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.patch_stdout import patch_stdout
 from rich.markup import escape
 
 from gxo.errors import GxoError
@@ -117,15 +118,21 @@ async def repl_loop(repl: Repl, prompt: PromptSession[str]) -> int:
         return answer.strip().lower() in ("", "y", "yes")
 
     repl.confirm = confirm
-    while True:
+    # A paused :run goes on in the background: what it prints while the prompt is
+    # shown goes above the prompt instead of through it.
+    with patch_stdout(raw=True):
         try:
-            text = await prompt.prompt_async()
-        except KeyboardInterrupt:
-            continue  # Ctrl-C at the prompt discards the input
-        except EOFError:
-            return 0
-        if not await _interruptible(repl, repl.handle(text)):
-            return 0
+            while True:
+                try:
+                    text = await prompt.prompt_async()
+                except KeyboardInterrupt:
+                    continue  # Ctrl-C at the prompt discards the input
+                except EOFError:
+                    return 0
+                if not await _interruptible(repl, repl.handle(text)):
+                    return 0
+        finally:
+            await repl.session.close()  # a run still paused is cancelled cleanly
 
 
 async def _interruptible(repl: Repl, work: Awaitable[bool]) -> bool:
@@ -166,16 +173,19 @@ async def plain_loop(repl: Repl, stream: TextIO) -> int:
 
     repl.confirm = confirm
     pending = ""
-    while line := await read_line():
-        pending += line
-        if not is_complete(pending.rstrip("\n")):
-            continue
-        text, pending = pending.rstrip("\n"), ""
-        if not await _interruptible(repl, repl.handle(text)):
-            return 0
-    if pending.strip():
-        await _interruptible(repl, repl.handle(pending))
-    return 0
+    try:
+        while line := await read_line():
+            pending += line
+            if not is_complete(pending.rstrip("\n")):
+                continue
+            text, pending = pending.rstrip("\n"), ""
+            if not await _interruptible(repl, repl.handle(text)):
+                return 0
+        if pending.strip():
+            await _interruptible(repl, repl.handle(pending))
+        return 0
+    finally:
+        await repl.session.close()  # a run still paused at the end of the script
 
 
 async def _read_line(stream: TextIO) -> str:

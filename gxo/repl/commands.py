@@ -7,17 +7,20 @@ returns False only to end the session.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import textwrap
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gxo.errors import UsageError
+from gxo.errors import GxoError, UsageError
 
 if TYPE_CHECKING:
     from gxo.engine.events import Event
+    from gxo.engine.signals import Pending
     from gxo.repl.core import Repl
+    from gxo.repl.session import ActiveRun
 
 __all__ = ["COMMANDS", "Command"]
 
@@ -114,6 +117,7 @@ async def cmd_state(repl: Repl, arg: str) -> None:
     if session.loaded is None:
         return
     graph = session.loaded.graph
+    assert graph is not None  # load_playbook validated it
     table = Table(title="workloads", title_justify="left", box=None, padding=(0, 2))
     for column in ("name", "module", "status", "register", "needs", "note"):
         table.add_column(column)
@@ -141,14 +145,22 @@ async def cmd_modules(repl: Repl, arg: str) -> None:
 
 
 async def cmd_run(repl: Repl, arg: str) -> None:
-    from rich.markup import escape
+    """``:run WORKLOAD``: the engine run is a task (:meth:`ReplSession.start_run`).
 
+    The command waits for it in the foreground — Ctrl-C cancels it — until it ends or
+    one of its workloads pauses (``control:wait_for_signal``). Then the prompt comes
+    back while the run goes on in the background: independent branches keep running,
+    the paused workload waits for ``:resume`` / ``:reject`` (which wait in the
+    foreground again). A watcher task prints each pause once, with how to answer it,
+    and the run's outcome when it ends, whenever that happens.
+    """
     from gxo.console import ProgressPrinter
     from gxo.engine.events import EventBus
 
     if not arg or len(arg.split()) != 1:
         raise UsageError("usage: :run WORKLOAD")
     session = repl.session
+    session.require_idle()
     plan = session.plan(arg)
     selected = set(plan.base)
     if plan.missing:
@@ -170,17 +182,197 @@ async def cmd_run(repl: Repl, arg: str) -> None:
 
     bus = EventBus()
     bus.add_listener(progress)
-    result = await session.run_workloads(selected, bus=bus)
+    active = session.start_run(plan, selected, bus=bus)
+    active.watcher = asyncio.create_task(_watch(repl, active), name="gxo-repl:watch")
+    await _until_settled(active)
+
+
+async def _until_settled(active: ActiveRun) -> None:
+    """Wait in the foreground until the run ends or waits for an answer; Ctrl-C (the
+    command's cancellation) cancels the run, paused workloads included."""
+    try:
+        await active.settled.wait()
+    except asyncio.CancelledError:
+        await active.cancel()
+        raise
+
+
+async def _watch(repl: Repl, active: ActiveRun) -> None:
+    """Print each pause once, with how to answer it, then the outcome when the run ends."""
+    try:
+        await _watch_loop(repl, active)
+    except Exception as exc:  # a bug here must not leave the prompt waiting forever
+        repl.error(f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        active.settled.set()
+
+
+async def _watch_loop(repl: Repl, active: ActiveRun) -> None:
+    broker = active.broker
+    while True:
+        for name, pending in active.open_pauses().items():
+            if pending.future not in active.announced:
+                active.announced.add(pending.future)
+                _announce(repl, name, pending)
+        if active.task.done():
+            _report_end(repl, active)
+            active.settled.set()
+            return
+        if active.open_pauses():
+            active.settled.set()  # the prompt comes back
+        broker.changed.clear()
+        changed = asyncio.ensure_future(broker.changed.wait())
+        try:
+            await asyncio.wait({active.task, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+
+
+def _announce(repl: Repl, name: str, pending: Pending) -> None:
+    import json
+
+    from rich.markup import escape
+
+    from gxo.engine.payload_form import example_payload, schema_summary
+
+    request = pending.request
+    repl.info(
+        f"[bold magenta]⏸ {escape(name)}[/] waits for an answer: "
+        f"{escape(repl.session.secrets.redact_str(request.prompt))}"
+    )
+    line = f"  payload: {escape(schema_summary(request.schema, width=200))}"
+    if request.timeout is not None:
+        line += f"  [dim](timeout {request.timeout:g}s: {request.on_timeout})[/]"
+    repl.info(line)
+    example = example_payload(request.schema)
+    payload = "PAYLOAD" if example is None else json.dumps(example)
+    repl.info(
+        f"  answer: [bold]:resume {escape(name)} {escape(payload)}[/]"
+        f"  or  [bold]:reject {escape(name)} REASON[/]"
+    )
+
+
+def _report_end(repl: Repl, active: ActiveRun) -> None:
+    """What ``:run`` prints when its run ends: warnings, the target's summary, its key."""
+    from rich.markup import escape
+
+    task = active.task
+    if task.cancelled():
+        return  # Ctrl-C or the end of the session: "interrupted" is said by the loop
+    error = task.exception()
+    if isinstance(error, GxoError):
+        repl.error(str(error))
+        return
+    if error is not None:
+        repl.error(f"internal error: {type(error).__name__}: {error}")
+        return
+    session = repl.session
+    result = task.result()
     loaded_warnings = session.loaded.warnings if session.loaded else []
     for warning in result.warnings:
         if warning not in loaded_warnings:
             repl.warn(warning)
-    state = session.states[plan.target]
+    state = session.states[active.plan.target]
     if state.summary not in (None, {}, []):
         repl.show(state.summary)
     key = state.workload.register_key
     if key and key in session.store:
         repl.info(f"[dim]registered as [bold]{escape(key)}[/][/]")
+
+
+_NAME_AND_REST = re.compile(r"(\S+)\s*(.*)", re.DOTALL)
+
+
+def _parse_payload(text: str) -> Any:
+    """The payload of ``:resume``: JSON (YAML flow style too); empty means null."""
+    import json
+
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        error = exc
+    from gxo.config.loader import parse_yaml
+
+    try:
+        value, _ = parse_yaml(text, "<payload>")
+    except GxoError:
+        raise UsageError(f"the payload is not JSON: {error}") from None
+    return value
+
+
+async def cmd_resume(repl: Repl, arg: str) -> None:
+    from rich.markup import escape
+
+    from gxo.engine.signals import InvalidPayload
+
+    match = _NAME_AND_REST.fullmatch(arg)
+    if match is None:
+        raise UsageError("usage: :resume WORKLOAD [PAYLOAD as JSON]")
+    name, text = match.groups()
+    active, _ = repl.session.pause_of(name)
+    payload = _parse_payload(text)
+    try:
+        resolution = active.broker.resume(name, payload, by=repl.session.identity)
+    except InvalidPayload as exc:
+        raise InvalidPayload(f"{exc} ('{name}' is still paused)") from None
+    repl.info(
+        f"[green]▶ {escape(name)}[/] resumed [dim]by {escape(resolution.resumed_by or '')}[/]"
+    )
+    await _carry_on(active)
+
+
+async def cmd_reject(repl: Repl, arg: str) -> None:
+    from rich.markup import escape
+
+    match = _NAME_AND_REST.fullmatch(arg)
+    if match is None:
+        raise UsageError("usage: :reject WORKLOAD [REASON]")
+    name, reason = match.groups()
+    active, _ = repl.session.pause_of(name)
+    reason = " ".join(reason.split()) or "rejected in gxo repl"
+    active.broker.reject(name, reason, by=repl.session.identity)
+    repl.info(f"[red]■ {escape(name)}[/] rejected: {escape(reason)}")
+    await _carry_on(active)
+
+
+async def _carry_on(active: ActiveRun) -> None:
+    """After an answer: the run continues in the foreground until it ends or waits again."""
+    if not active.open_pauses():
+        active.settled.clear()
+        if active.task.done() and active.watcher is not None:  # already ended
+            await active.watcher
+            return
+    await _until_settled(active)
+
+
+async def cmd_paused(repl: Repl, arg: str) -> None:
+    import time
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gxo.engine.payload_form import schema_summary
+
+    paused = repl.session.paused()
+    if not paused:
+        repl.info("[dim]no workload is paused[/]")
+        return
+    table = Table(box=None, padding=(0, 2))
+    for column in ("workload", "prompt", "payload", "waiting", "timeout"):
+        table.add_column(column)
+    now = time.time()
+    for name, pending in paused.items():
+        request = pending.request
+        table.add_row(
+            escape(name),
+            escape(repl.session.secrets.redact_str(request.prompt)),
+            escape(schema_summary(request.schema)),
+            f"{now - pending.since:.0f}s",
+            "-" if request.timeout is None else f"{request.timeout:g}s ({request.on_timeout})",
+        )
+    repl.console.print(table)
 
 
 async def cmd_module(repl: Repl, arg: str) -> None:
@@ -278,6 +470,20 @@ COMMANDS: dict[str, Command] = _table(
         "Run one workload; dependencies' results come from this session (offers to run missing ones)",
         cmd_run,
     ),
+    Command(
+        "resume",
+        ":resume WORKLOAD {payload}",
+        "Answer a paused workload of the :run in progress (payload as JSON, checked "
+        "against its payload_schema)",
+        cmd_resume,
+    ),
+    Command(
+        "reject",
+        ":reject WORKLOAD [REASON]",
+        "Reject a paused workload: it fails with REASON",
+        cmd_reject,
+    ),
+    Command("paused", ":paused", "List the workloads waiting for an answer", cmd_paused),
     Command(
         "module",
         ":module NAME {params}",

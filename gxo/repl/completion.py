@@ -4,6 +4,8 @@
 * ``:module`` / ``:modules`` + word → module names (synopsis shown);
 * ``:module NAME {…`` → that module's param names, from its pydantic model;
 * ``:run`` + word → workload names; ``:load`` + path → files;
+* ``:resume`` / ``:reject`` + word → paused workloads (prompt shown); ``:resume NAME {…``
+  → the property names of its ``payload_schema``;
 * anywhere an expression is typed (plain input, ``:set x = …``, inside ``{{ }}``
   of ``:module`` params) → variable names, registered keys (also those of
   workloads not run yet), ``_gxo``; after a dot, the keys of the value reached
@@ -32,6 +34,9 @@ _FILTER = re.compile(rf"\|\s*({_IDENT})?$")
 _TEST = re.compile(rf"\bis\s+(?:not\s+)?({_IDENT})?$")
 _KEY_POSITION = re.compile(rf"(?:^|[{{,\n])\s*({_IDENT})?$")
 _USED_KEY = re.compile(rf"(?:^|[{{,\n])\s*({_IDENT})\s*:")
+# a JSON payload: a key is typed after "{" or "," (with or without its opening quote)
+_JSON_KEY_POSITION = re.compile(r'[{,]\s*("?([A-Za-z0-9_-]*))$')
+_JSON_USED_KEY = re.compile(r'"([^"]+)"\s*:')
 # Names every expression may use besides the session's (Jinja globals and literals).
 _GLOBALS = {
     "secret": "secret('NAME'): a secret, redacted in output",
@@ -78,6 +83,14 @@ class ReplCompleter(Completer):
                 yield from self._params(module, params)
         elif name == "run":
             yield from self._workloads(rest)
+        elif name in ("resume", "reject"):
+            workload, workload_space, payload = re.match(
+                r"(\S*)(\s+)?(.*)", rest, re.DOTALL
+            ).groups()  # type: ignore[union-attr]
+            if not workload_space:
+                yield from self._paused(workload)
+            elif name == "resume":
+                yield from self._payload_keys(workload, payload)
         elif name == "load":
             yield from self._paths.get_completions(Document(rest, len(rest)), complete_event)
         elif name == "set" and "=" in rest:
@@ -133,6 +146,32 @@ class ReplCompleter(Completer):
                 yield Completion(
                     name, -len(prefix), display_meta=f"{module} — {state.status.value}"
                 )
+
+    def _paused(self, prefix: str) -> Iterator[Completion]:
+        for name, pending in self.session.paused().items():
+            if name.startswith(prefix):
+                prompt = self.session.secrets.redact_str(pending.request.prompt)
+                yield Completion(name, -len(prefix), display_meta=f"paused — {prompt}")
+
+    def _payload_keys(self, workload: str, payload: str) -> Iterator[Completion]:
+        """Inside ``{`` of a payload: the schema's property names not given yet."""
+        pending = self.session.paused().get(workload)
+        match = _JSON_KEY_POSITION.search(payload)
+        if pending is None or match is None or "{" not in payload:
+            return
+        schema = pending.request.schema or {}
+        properties = schema.get("properties")
+        if not isinstance(properties, Mapping):
+            return
+        typed, prefix = match.group(1), match.group(2)
+        used = set(_JSON_USED_KEY.findall(payload))
+        required = set(schema.get("required") or ())
+        for key, spec in properties.items():
+            if key.startswith(prefix) and key not in used:
+                spec = spec if isinstance(spec, Mapping) else {}
+                kind = spec.get("type") or "|".join(str(c) for c in spec.get("enum", ()))
+                meta = f"{kind or 'any'}{' (required)' if key in required else ''}"
+                yield Completion(f'"{key}": ', -len(typed), display=key, display_meta=meta)
 
     # -- expressions ------------------------------------------------------------------
 

@@ -5,10 +5,19 @@ A :class:`ReplSession` lives as long as one ``gxo repl``. It owns one
 everything printed afterwards) and one :class:`~gxo.state.MemoryStore` that
 every ``:run`` writes its registered results to, so a later ``:run`` or an
 expression sees them. It talks to the kernel only through its public classes.
+
+A ``:run`` is an :class:`ActiveRun` while its engine run goes on. Its workloads that
+wait for a human (``control:wait_for_signal``) wait on the run's own
+:class:`~gxo.engine.signals.QueueBroker`: the prompt comes back while they are paused
+(the run goes on in the background, independent branches too) and ``:resume`` /
+``:reject`` answer them (:mod:`gxo.repl.commands`). One run at a time: ``:run`` and
+``:load`` are refused until it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from collections import ChainMap
@@ -20,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from gxo.config.models import REGISTER_PATTERN, Policy
 from gxo.config.variables import render_playbook_vars
 from gxo.engine.context import WorkloadState
+from gxo.engine.payload_form import local_identity
+from gxo.engine.signals import Pending, QueueBroker
 from gxo.errors import UsageError
 from gxo.state.store import MemoryStore
 from gxo.template.engine import TemplateEngine
@@ -29,9 +40,10 @@ if TYPE_CHECKING:
     from gxo.config.loader import LoadedPlaybook
     from gxo.engine.events import EventBus
     from gxo.engine.scheduler import RunResult
+    from gxo.engine.signals import SignalBroker
     from gxo.modules.testkit import ModuleRun
 
-__all__ = ["ReplSession", "RunPlan"]
+__all__ = ["ActiveRun", "ReplSession", "RunPlan"]
 
 _VAR_NAME = re.compile(REGISTER_PATTERN)
 
@@ -50,6 +62,37 @@ class RunPlan:
     missing: list[str] = field(default_factory=list)
 
 
+@dataclass(eq=False)
+class ActiveRun:
+    """A ``:run`` whose engine run has not ended.
+
+    ``task`` runs the engine; ``broker`` holds its pauses. ``settled`` is set when the
+    prompt should come back: the run ended, or a workload of it waits for an answer.
+    ``announced`` are the pauses already shown (their futures), so each is shown once.
+    """
+
+    plan: RunPlan
+    selected: set[str]
+    broker: QueueBroker
+    task: asyncio.Task[RunResult]
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    announced: set[asyncio.Future[Any]] = field(default_factory=set)
+    watcher: asyncio.Task[None] | None = None
+
+    def open_pauses(self) -> dict[str, Pending]:
+        """The pauses nobody has decided yet (resumed, rejected or timed out)."""
+        return {name: p for name, p in self.broker.pending.items() if not p.future.done()}
+
+    async def cancel(self) -> None:
+        """Interrupt the run (paused workloads too) and wait until it cleaned up."""
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(self.task)
+        if self.watcher is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self.watcher)
+
+
 class ReplSession:
     """Everything a REPL session knows between two inputs."""
 
@@ -66,6 +109,8 @@ class ReplSession:
         self.loaded: LoadedPlaybook | None = None
         self.store = MemoryStore()
         self.states: dict[str, WorkloadState] = {}
+        self.active: ActiveRun | None = None  # the :run in progress (paused), if any
+        self.identity = local_identity("repl")  # who resumes from this session
 
     # -- playbook ----------------------------------------------------------------
 
@@ -77,6 +122,7 @@ class ReplSession:
         """
         from gxo.config.loader import load_playbook
 
+        self.require_idle()
         loaded = load_playbook(Path(path).expanduser(), extra_names=set(self.overrides))
         warnings = list(loaded.warnings)
         self.loaded = loaded
@@ -174,6 +220,7 @@ class ReplSession:
                 "only run_once workloads run here (long-running ones need 'gxo daemon')"
             )
         graph = loaded.graph
+        assert graph is not None  # load_playbook validated it
 
         def with_producers(name: str, into: set[str]) -> None:
             if name in into:
@@ -199,8 +246,71 @@ class ReplSession:
         order = graph.order()
         return RunPlan(target, [n for n in order if n in base], [n for n in order if n in missing])
 
-    async def run_workloads(self, selected: set[str], *, bus: EventBus | None = None) -> RunResult:
-        """Run exactly ``selected`` in one engine run, the rest keeping their session outcome."""
+    def require_idle(self) -> None:
+        """UsageError while a ``:run`` is still in progress (paused)."""
+        if self.active is None:
+            return
+        paused = ", ".join(self.active.open_pauses()) or "none yet"
+        raise UsageError(
+            f"':run {self.active.plan.target}' is still in progress (paused: {paused}): "
+            "answer it with :resume or :reject first (:paused lists the pauses)"
+        )
+
+    def start_run(self, plan: RunPlan, selected: set[str], *, bus: EventBus) -> ActiveRun:
+        """Start the engine run of ``:run`` as a task; it becomes :attr:`active` until it ends."""
+        self.require_idle()
+        broker = QueueBroker(identity=self.identity)
+        task = asyncio.create_task(
+            self.run_workloads(selected, bus=bus, signals=broker), name=f"gxo-repl:{plan.target}"
+        )
+        active = ActiveRun(plan, set(selected), broker, task)
+        self.active = active
+
+        def ended(_: object) -> None:
+            if self.active is active:
+                self.active = None
+
+        task.add_done_callback(ended)
+        return active
+
+    def paused(self) -> dict[str, Pending]:
+        """Workloads of the active run waiting for an answer."""
+        return self.active.open_pauses() if self.active is not None else {}
+
+    def pause_of(self, workload: str) -> tuple[ActiveRun, Pending]:
+        """The open pause of ``workload``; a clear UsageError when there is none."""
+        paused = self.paused()
+        if workload in paused:
+            assert self.active is not None
+            return self.active, paused[workload]
+        if not paused:
+            raise UsageError(
+                f"'{workload}' is not paused: no workload is (a ':run' whose workload "
+                "waits for a signal pauses)"
+            )
+        import difflib
+
+        close = difflib.get_close_matches(workload, list(paused), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"'{workload}' is not paused{hint}; paused: {', '.join(paused)}")
+
+    async def close(self) -> None:
+        """End of the session: a run still in progress (paused) is cancelled cleanly."""
+        if self.active is not None:
+            await self.active.cancel()
+
+    async def run_workloads(
+        self,
+        selected: set[str],
+        *,
+        bus: EventBus | None = None,
+        signals: SignalBroker | None = None,
+    ) -> RunResult:
+        """Run exactly ``selected`` in one engine run, the rest keeping their session outcome.
+
+        ``signals`` answers the run's paused workloads (without it, a workload that waits
+        for a signal fails: nobody could answer it).
+        """
         from gxo.engine.scheduler import Engine
 
         loaded = self._require_loaded()
@@ -219,7 +329,11 @@ class ReplSession:
             secrets=self.secrets,
             only=set(selected),
             prior_states=self.states,
+            signals=signals,
         )
+        # Live: while the run is paused, :state and _gxo.workloads show where it is.
+        for name in selected:
+            self.states[name] = engine.states[name]
         try:
             return await engine.run()
         finally:
