@@ -116,6 +116,21 @@ def run(
             help="Answer control:wait_for_signal from this JSON/YAML file (no terminal needed)",
         ),
     ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help="Keep registered results between runs in this encrypted store "
+            "(sqlite:///PATH or postgresql://...; default: memory only)",
+        ),
+    ] = None,
+    state_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--state-key-file",
+            help="Key of the --state store (mode 0600; default ~/.gxo/state.key)",
+        ),
+    ] = None,
 ) -> None:
     """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
     from gxo.runtime import run_headless
@@ -133,6 +148,8 @@ def run(
             verbose=verbose,
             quiet=quiet,
             resume_payload_file=resume_payload_file,
+            state=state,
+            state_key_file=state_key_file,
         )
     except GxoError as exc:
         _fail(exc)

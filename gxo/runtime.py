@@ -19,6 +19,7 @@ from gxo.engine.confine import Confinement, allowed_dirs, check_literal_paths
 from gxo.engine.events import EventBus
 from gxo.engine.report import write_report
 from gxo.engine.scheduler import Engine, RunResult
+from gxo.errors import UsageError
 from gxo.template.limits import clear_interrupt, interrupt_renders
 
 __all__ = ["freeze_loaded_objects", "run_headless", "run_with_signals"]
@@ -61,6 +62,18 @@ async def run_with_signals(engine: Engine) -> RunResult:
         clear_interrupt()
 
 
+def open_run_state(url: str, key_file: str | None) -> Any:
+    """``gxo run --state``: the encrypted store where the playbook's registered results
+    persist between runs (the same store and keys as the daemon's; docs/state.md)."""
+    from gxo.state._sql_crypto import open_encrypted_state
+    from gxo.state._sql_schema import StateError
+
+    try:
+        return open_encrypted_state(url, key_file, None)
+    except StateError as exc:
+        raise UsageError(f"--state: {exc}") from None
+
+
 def run_headless(
     playbook: Path,
     *,
@@ -72,9 +85,22 @@ def run_headless(
     allow_paths: Sequence[str] = (),
     verbose: bool = False,
     quiet: bool = False,
+    state: str | None = None,
+    state_key_file: str | None = None,
 ) -> int:
     console = err_console()
-    loaded = load_playbook(playbook, check_lifecycles=True, extra_names=set(variables))
+    persisted = open_run_state(state, state_key_file) if state else None
+    names = set(variables)
+    if persisted is not None:  # results of earlier runs are names templates may read
+        from gxo.state._sql_results import stored_keys
+
+        names |= stored_keys(persisted)
+    try:
+        loaded = load_playbook(playbook, check_lifecycles=True, extra_names=names)
+    except BaseException:
+        if persisted is not None:
+            persisted.close()
+        raise
     print_warnings(console, loaded.warnings)
     run_workspace: str | Confinement | None = workspace
     if confine:  # literal paths outside are refused before anything runs (exit 2)
@@ -83,11 +109,20 @@ def run_headless(
     bus = EventBus()
     bus.add_listener(ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded))
     engine = Engine(
-        loaded, extra_vars=variables, concurrency=concurrency, workspace=run_workspace, bus=bus
+        loaded,
+        extra_vars=variables,
+        concurrency=concurrency,
+        workspace=run_workspace,
+        bus=bus,
+        store=persisted.results(loaded.playbook.name) if persisted else None,
     )
     if len(loaded.playbook.workloads) >= FREEZE_FROM:
         freeze_loaded_objects()
-    result = asyncio.run(run_with_signals(engine))
+    try:
+        result = asyncio.run(run_with_signals(engine))
+    finally:
+        if persisted is not None:
+            persisted.close()
     print_warnings(console, [w for w in result.warnings if w not in loaded.warnings])
     # The summary first: a report that cannot be written after all (disk full) is
     # an error of its own, and must not hide how the run went.

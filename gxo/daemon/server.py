@@ -254,7 +254,8 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
     from gxo.daemon.workspaces import Workspaces
     from gxo.errors import UsageError
     from gxo.modules.system._pdeathsig import set_parent_death_signal
-    from gxo.state.sql import SqlState
+    from gxo.state._sql_crypto import open_encrypted_state
+    from gxo.state.sql import StateError
 
     try:  # --listen's TLS material, --rbac, --audit-log: checked before anything starts
         security = prepare(options)
@@ -266,10 +267,17 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
     set_parent_death_signal(True)
     url = expand_state_url(options.state)
     grace = options.grace
-    try:
-        state = await asyncio.to_thread(SqlState, url, options.history)
+    try:  # encrypted at rest: --state-key-file, --state-key-cmd or ~/.gxo/state.key
+        state = await asyncio.to_thread(
+            open_encrypted_state,
+            url,
+            options.state_key_file,
+            options.state_key_cmd,
+            options.history,
+        )
     except Exception as exc:
-        raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}") from None
+        code = 2 if isinstance(exc, StateError) else 1  # a bad store or key: usage
+        raise StartupError(f"cannot open the state store {redact_url(url)}: {exc}", code) from None
     try:  # each playbook confined to <state dir>/workspaces/<name> plus --allow-path
         workspaces = await asyncio.to_thread(Workspaces.for_state, url, options.allow_paths)
     except UsageError as exc:

@@ -12,7 +12,19 @@ from gxo.state.store import copy_record
 if TYPE_CHECKING:
     from gxo.state.sql import SqlState
 
-__all__ = ["SqlResultStore"]
+__all__ = ["SqlResultStore", "stored_keys"]
+
+
+def stored_keys(state: SqlState) -> set[str]:
+    """Every register key the store holds a result for, of any playbook (keys are
+    plaintext names; ``gxo run --state`` lets templates name them before the playbook
+    is loaded, so before its name is known)."""
+    from sqlalchemy import select
+
+    from gxo.state._sql_schema import results_table
+
+    with state._read() as conn:
+        return set(conn.execute(select(results_table.c.key).distinct()).scalars())
 
 
 class SqlResultStore:
@@ -41,7 +53,7 @@ class SqlResultStore:
         return copy_record(value) if copy else value
 
     def set(self, key: str, value: Any) -> None:
-        text = encode(value)
+        text = self._state._codec.seal(encode(value), "results", self.playbook, key, column="value")
         with self._lock:
             self._state._put_result(self.playbook, key, text)
             self._data[key] = value

@@ -16,6 +16,23 @@ from typing import Any
 import psutil
 import pytest
 
+_STATE_KEY: list[Path] = []
+
+
+def state_key_file() -> Path:
+    """One state key (mode 0600) for every daemon of the session: fleet members sharing a
+    PostgreSQL state need the same key, and no test touches ~/.gxo/state.key."""
+    if not _STATE_KEY:
+        import atexit
+        import shutil
+
+        from gxo.state.crypto import generate_key, write_key_file
+
+        folder = Path(tempfile.mkdtemp(prefix="gxok-", dir="/tmp"))
+        atexit.register(shutil.rmtree, folder, True)
+        _STATE_KEY.append(write_key_file(folder / "state.key", generate_key()))
+    return _STATE_KEY[0]
+
 
 class DaemonProc:
     def __init__(self, folder: Path) -> None:
@@ -28,6 +45,8 @@ class DaemonProc:
     def start(self, *extra: str, wait: bool = True) -> subprocess.Popen[str]:
         cmd = [sys.executable, "-m", "gxo.cli", "daemon", "--socket", str(self.socket)]
         cmd += ["--state", self.state, *extra]
+        if not {"--state-key-file", "--state-key-cmd"} & set(extra):
+            cmd += ["--state-key-file", str(state_key_file())]
         log = open(self.folder / f"daemon{len(self.started)}.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
         log.close()
