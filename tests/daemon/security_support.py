@@ -96,10 +96,12 @@ class Pki:
         return pb_grpc.GxoDaemonStub(self.channel(port, cn))
 
 
-def call(stub: Any, method: str, request: Any) -> tuple[grpc.StatusCode, str, Any]:
+def call(
+    stub: Any, method: str, request: Any, timeout: float = 20
+) -> tuple[grpc.StatusCode, str, Any]:
     """(status code, details, reply or list of streamed messages) of one RPC."""
     try:
-        reply = getattr(stub, method)(request, timeout=20)
+        reply = getattr(stub, method)(request, timeout=timeout)
         if not hasattr(reply, "DESCRIPTOR"):  # a stream
             reply = list(reply)
         return grpc.StatusCode.OK, "", reply
