@@ -278,3 +278,15 @@ class TestApprovalForm:
             await pilot.press("a")
             assert isinstance(app.screen, RunScreen)
             assert [n.message for n in app._notifications] == ["No workload is paused."]
+
+    async def test_quitting_while_paused_cancels_the_run(
+        self, ui_playbook: Any, wait_until: Any
+    ) -> None:
+        app = create_app(ui_playbook("approval"), timings=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: paused(app))
+            await pilot.press("q", "y")  # the run is in progress: confirm, cancel, quit
+            await wait_until(lambda: app.return_code is not None, what="the app to exit")
+        assert app.return_code == 130
+        assert app.session is not None and not app.session.running
+        assert app.session.signals.pending == {}
