@@ -451,13 +451,40 @@ def test_startup_refusals(tmp_path: Path) -> None:
     assert out.returncode == 2 and "--client-ca" in out.stderr and "Traceback" not in out.stderr
     assert not Path(sock).exists()
 
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = gxo(*base, "--listen", busy, "--tls-dir", str(pki.dir))
+    assert out.returncode == 2 and f"--listen {busy}: cannot listen" in out.stderr, out.stderr
+    assert not Path(sock).exists()  # the unix socket it had opened is gone again
+
 
 def test_local_identity_roles(daemon: DaemonProc, tmp_path: Path) -> None:
     rbac = tmp_path / "rbac.yaml"
     rbac.write_text("subjects:\n  - { cn: ops, roles: [viewer] }\n")
-    daemon.start("--rbac", str(rbac), "--local-identity", "ops")
+    daemon.start(
+        "--rbac", str(rbac), "--local-identity", "ops", "--audit-log", str(tmp_path / "audit.log")
+    )
     (tmp_path / "web.gxo.yaml").write_text(WEB)
     out = daemon.ctl("apply", "-f", str(tmp_path / "web.gxo.yaml"))
     assert out.returncode == 1
     assert "permission denied: ops may not call ApplyPlaybook" in out.stderr
     assert daemon.ctl("status").returncode == 0
+    # a context may name a unix socket too
+    contexts = tmp_path / "contexts.yaml"
+    contexts.write_text(f"contexts:\n  here: {{ socket: {daemon.socket} }}\n")
+    env = {**os.environ, "GXO_CONTEXTS": str(contexts)}
+    out = gxo("ctl", "--context", "here", "apply", "-f", str(tmp_path / "web.gxo.yaml"), env=env)
+    assert out.returncode == 1 and "ops may not call ApplyPlaybook" in out.stderr
+    lines = _audit_until(
+        tmp_path / "audit.log",
+        lambda got: sum(a["method"] == "ApplyPlaybook" for a in got) >= 2,
+    )
+    assert {(a["identity"], a["transport"]) for a in lines} == {("ops", "unix")}
+    assert {(a["method"], a["allowed"]) for a in lines} == {
+        ("ListWorkloads", True),  # status (and the fixture's readiness probe)
+        ("ApplyPlaybook", False),
+    }
+    lines = [a for a in lines if a["method"] == "ApplyPlaybook"]
+    assert lines[1]["target"] == "web-shop" and lines[1]["code"] == "PERMISSION_DENIED"
