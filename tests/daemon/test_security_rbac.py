@@ -151,6 +151,44 @@ def test_client_certificate_checks() -> None:
     past = datetime.now(UTC) - timedelta(days=10)
     assert "validity" in check_client(_der(not_before=past, days=1), None)[1]
     assert check_client(b"junk", None) == (None, "unparsable certificate")
+    assert "digitalSignature" in check_client(_no_signature(), None)[1]
+
+
+def _no_signature() -> bytes:
+    """A clientAuth certificate whose key usage is keyAgreement only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
+    now = datetime.now(UTC)
+    flags = dict.fromkeys(
+        [
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ],
+        False,
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.KeyUsage(key_agreement=True, **flags), True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(key, hashes.SHA256())
+    )
+    return bytes(cert.public_bytes(serialization.Encoding.DER))
 
 
 def test_allowlist_file(tmp_path: Path) -> None:

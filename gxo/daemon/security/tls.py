@@ -171,6 +171,12 @@ def check_client(der: bytes, allowlist: frozenset[str] | None) -> tuple[Identity
         return identity, "certificate has no extended key usage clientAuth"
     if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
         return identity, "certificate is not for client authentication (no clientAuth usage)"
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.digital_signature:
+        return identity, "certificate key usage does not allow digitalSignature"
     if allowlist is not None and fp not in allowlist:
         return identity, "certificate fingerprint is not in --client-allowlist"
     return identity, ""
