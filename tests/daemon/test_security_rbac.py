@@ -200,3 +200,18 @@ def test_allowlist_file(tmp_path: Path) -> None:
         load_allowlist(str(path))
     with pytest.raises(TlsError, match="cannot read"):
         load_allowlist(str(tmp_path / "none"))
+
+
+async def test_audit_write_failure_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "audit.log"
+    audit = AuditLog(str(path))
+    assert audit.fd is not None
+    os.close(audit.fd)
+    audit.fd = os.open(path, os.O_RDONLY)  # every write now fails (EBADF)
+    with caplog.at_level("ERROR", logger="gxo.daemon.audit"):
+        await audit.record(tls("alice"), "StopWorkload", "web/app", True, "OK")
+    audit.close()
+    assert "lost the line of StopWorkload by alice" in caplog.text
+    assert path.read_text() == ""

@@ -5,13 +5,16 @@ A line holds who (identity, transport, certificate fingerprint, client address),
 code; for a TLS connection refused before any RPC, ``method`` is ``-`` and ``reason``
 says why. Request and response payloads are never written; names pass through the
 daemon's secret redaction. The file is opened ``O_APPEND`` (0600, never through a
-symlink) and each line is written by one ``write`` and fsync'd off the event loop.
+symlink) and each line is written by one ``write`` and fsync'd off the event loop. A
+write that fails (disk full) is logged as an error with the line's method and identity;
+the RPC itself is not failed for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +23,8 @@ from gxo.daemon.logsetup import redact
 from gxo.daemon.security.identity import Identity
 
 __all__ = ["AuditLog"]
+
+log = logging.getLogger("gxo.daemon.audit")
 
 
 class AuditLog:
@@ -54,7 +59,16 @@ class AuditLog:
         line.update({k: redact(v) if isinstance(v, str) else v for k, v in extra.items()})
         data = (json.dumps(line, sort_keys=False) + "\n").encode()
         async with self._lock:  # lines in decision order, one fsync'd write each
-            await asyncio.to_thread(self._append, data)
+            try:
+                await asyncio.to_thread(self._append, data)
+            except OSError as exc:
+                log.error(
+                    "cannot write the audit log %s (%s): lost the line of %s by %s",
+                    self.path,
+                    exc.strerror,
+                    method,
+                    line["identity"],
+                )
 
     def _append(self, data: bytes) -> None:
         if self.fd is None:
