@@ -290,3 +290,25 @@ class TestApprovalForm:
         assert app.return_code == 130
         assert app.session is not None and not app.session.running
         assert app.session.signals.pending == {}
+
+    async def test_a_session_without_approvals_says_how_to_answer(
+        self, ui_playbook: Any, wait_until: Any
+    ) -> None:
+        """What ``gxo ui --attach`` does until it answers the daemon's pauses itself: the
+        pause is listed, and the key names the ctl command instead of opening a form."""
+        app = create_app(ui_playbook("approval"), timings=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: paused(app))
+            assert app.session is not None
+            app.session.approvals = None  # type: ignore[assignment]
+            await pilot.press("4")
+            app.screen.query_one(ResumePanel).show(app.session)
+            assert "answer with gxo ctl resume" in text_of(
+                app.screen.query_one("#resume-detail", Static)
+            )
+            await pilot.press("a")
+            assert isinstance(app.screen, RunScreen)
+            assert [n.message for n in app._notifications] == [
+                "Answer approve with `gxo ctl resume`."
+            ]
+            app.session.signals.reject("approve", "done here")

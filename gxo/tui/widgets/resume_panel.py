@@ -70,7 +70,7 @@ class ResumePanel(Vertical):
     def __init__(self, *, timings: bool = True, id: str | None = None) -> None:
         super().__init__(id=id)
         self.timings = timings  # False: ages frozen (snapshot tests)
-        self._key: tuple[int, tuple[PausedView, ...]] | None = None
+        self._key: tuple[int, bool, tuple[PausedView, ...]] | None = None
         self._ages: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -103,7 +103,8 @@ class ResumePanel(Vertical):
         """Rows from the model; only the ages change when the pauses did not."""
         now = time.time() if now is None else now
         paused = session.model.paused
-        key = (id(session), tuple(paused.values()))
+        answerable = getattr(session, "approvals", None) is not None
+        key = (id(session), answerable, tuple(paused.values()))
         table = self.table
         if key != self._key:
             self._key = key
