@@ -19,7 +19,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
+from gxo.daemon.observe import FeedsMixin
 from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.daemon.selection import owners as instance_owners
 from gxo.daemon.selection import workload_checksum
@@ -34,7 +35,6 @@ from gxo.daemon.sources.hub import SourceHub
 from gxo.daemon.workspaces import Workspaces
 from gxo.daemon.writer import writer_of
 from gxo.engine.confine import Confinement, check_literal_paths
-from gxo.engine.events import Event, EventKind
 from gxo.engine.instances import with_stream_producers
 from gxo.errors import GxoError
 
@@ -127,7 +127,7 @@ def _load(source: str, path: str, variables: dict[str, Any]) -> LoadedPlaybook:
     return load_playbook(text=source, name=path or "<apply>", extra_names=set(variables))
 
 
-class Daemon:
+class Daemon(FeedsMixin):
     def __init__(
         self,
         state: Any,
@@ -526,52 +526,6 @@ class Daemon:
         playbook, name = self.resolve(ref)
         rows = await self._db(self.state.list_runs, playbook, name, limit)
         return [{**row, "playbook": playbook, "workload": name} for row in rows]
-
-    # -- events and logs ------------------------------------------------------------------
-
-    def publish(self, playbook: str, run_id: str, event: Event) -> None:
-        """An engine event → the events feed (and the logs feed for a log line)."""
-        self._seq += 1
-        entry = {
-            "seq": self._seq,
-            "time": event.time,
-            "kind": str(event.kind),
-            "playbook": playbook,
-            "workload": event.workload or "",
-            "run_id": run_id,
-            "data": event.data,
-        }
-        self.events.push(entry)
-        if event.kind is EventKind.LOG and event.workload:
-            line = {
-                "seq": self._seq,
-                "time": event.time,
-                "playbook": playbook,
-                "workload": event.workload,
-                "run_id": run_id,
-                "stream": event.data.get("stream", "log"),
-                "level": event.data.get("level", "info"),
-                "line": event.data.get("line", ""),
-            }
-            self.logs.push(line, key=(playbook, event.workload))
-
-    def stream_events(
-        self, playbook: str, workload: str, follow: bool, tail: int
-    ) -> AsyncIterator[dict[str, Any]]:
-        def match(e: dict[str, Any]) -> bool:
-            return (not playbook or e["playbook"] == playbook) and (
-                not workload or e["workload"] == workload
-            )
-
-        return self.events.read(match, 200 if tail == 0 else max(tail, 0), follow)
-
-    def stream_logs(self, ref: str, tail: int, follow: bool) -> AsyncIterator[dict[str, Any]]:
-        key = self.resolve(ref)
-
-        def match(e: dict[str, Any]) -> bool:
-            return (e["playbook"], e["workload"]) == key
-
-        return self.logs.read(match, 100 if tail == 0 else max(tail, 0), follow, key=key)
 
     def health(self) -> dict[str, Any]:
         from gxo import __version__
