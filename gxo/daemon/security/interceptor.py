@@ -86,9 +86,7 @@ class RbacInterceptor(grpc.aio.ServerInterceptor):
             workload = getattr(request, "workload", "") if "workload" in fields else ""
             if playbook:
                 return playbook, f"{playbook}/{workload}" if workload else playbook
-            if workload and "/" in workload:
-                return workload.partition("/")[0], workload
-            return None, workload
+            return None, workload  # every playbook: a limited role's answer is narrowed
         return None, ""
 
     async def _decide(
