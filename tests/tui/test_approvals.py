@@ -220,16 +220,26 @@ class TestApprovalForm:
         async with app.run_test(size=SIZE) as pilot:
             form = await open_form(app, pilot, wait_until)
             assert app.session is not None
-            # someone else answered first (a second window, the timeout)
-            app.session.signals.reject("approve", "first answer wins", by="other")
             form.query_one("#field-0").value = True  # type: ignore[attr-defined]
             await pilot.press("tab", "2")
             form.query_one("#field-2", Select).value = "staging"
-            await pilot.press("ctrl+s")
-            assert form.error_text == "workload 'approve' is not paused"
+            # someone else answered first (a second window, the timeout), and the form
+            # sends before it noticed (no turn of the loop in between): the broker refuses
+            app.session.signals.reject("approve", "first answer wins", by="other")
+            await form.action_approve()
+            assert form.error_text == "workload 'approve' was already rejected"
             assert app.screen is form
+            # then the form notices by itself, and answers no more
+            await wait_until(lambda: form.closed, what="the form to notice")
+            assert form.error_text == (
+                "approve is no longer paused: it was answered elsewhere or its timeout "
+                "decided. Esc closes this form."
+            )
+            assert form.query_one("#approval-approve").disabled
             await wait_until(lambda: app.session.model.finished)
             assert "first answer wins" in (app.session.engine.states["approve"].error or "")
+            await pilot.press("escape")
+            assert isinstance(app.screen, RunScreen)
 
     async def test_other_schemas_are_edited_as_json(
         self, tmp_path: Path, wait_until: Any, monkeypatch: Any

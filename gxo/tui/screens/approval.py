@@ -12,6 +12,7 @@ reason typed below the fields.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
@@ -44,10 +45,18 @@ class ApprovalScreen(ModalScreen[str | None]):
         Binding("ctrl+s", "approve", "Approve", priority=True),
     ]
 
-    def __init__(self, entry: PausedView, approvals: Approvals) -> None:
+    def __init__(
+        self,
+        entry: PausedView,
+        approvals: Approvals,
+        *,
+        still_paused: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__()
         self.entry = entry
         self.approvals = approvals
+        self.still_paused = still_paused  # polled: the pause may be decided elsewhere
+        self.closed = False
         self.fields: list[FormField] | None = form_fields(entry.schema)
         self.busy = False
         self.messages: dict[str, str] = {}  # field index ("json") or "" → what is wrong
@@ -109,13 +118,36 @@ class ApprovalScreen(ModalScreen[str | None]):
                 compact=True,
             )
         initial = "" if not spec.has_default or spec.default is None else str(spec.default)
-        kind = {"integer": "integer", "number": "number"}.get(spec.kind, "text")
-        return Input(initial, placeholder=spec.kind, type=kind, id=wid, compact=True)  # type: ignore[arg-type]
+        return Input(
+            initial,
+            placeholder=spec.kind,
+            type="integer"
+            if spec.kind == "integer"
+            else "number"
+            if spec.kind == "number"
+            else "text",
+            id=wid,
+            compact=True,
+        )
 
     def on_mount(self) -> None:
         first = self.query("#approval-json, #field-0")
         if first:
             first.first().focus()
+        if self.still_paused is not None:
+            self.set_interval(0.25, self._check_still_paused)
+
+    def _check_still_paused(self) -> None:
+        """The timeout fired, or someone else answered: say so, and answer no more."""
+        if self.closed or self.still_paused is None or self.still_paused():
+            return
+        self.closed = True
+        self._error(
+            f"{self.entry.workload} is no longer paused: it was answered elsewhere or its "
+            "timeout decided. Esc closes this form."
+        )
+        for button in ("#approval-approve", "#approval-reject"):
+            self.query_one(button, Button).disabled = True
 
     # -- reading the form ----------------------------------------------------------------
 
@@ -186,11 +218,15 @@ class ApprovalScreen(ModalScreen[str | None]):
             self.action_cancel()
 
     async def action_approve(self) -> None:
+        if self.closed:
+            return
         ok, payload = self.payload()
         if ok:
             await self._send(self.approvals.resume(self.entry, payload))
 
     async def action_reject(self) -> None:
+        if self.closed:
+            return
         reason = self.query_one("#approval-reason", Input).value.strip() or DEFAULT_REASON
         await self._send(self.approvals.reject(self.entry, reason))
 

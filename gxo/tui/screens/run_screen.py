@@ -167,4 +167,8 @@ class RunScreen(Screen[None]):
                 self.notify(message, timeout=4)
             self.sync()
 
-        self.app.push_screen(ApprovalScreen(entry, approvals), answered)
+        def still_paused() -> bool:
+            return workload in self.session.model.paused
+
+        form = ApprovalScreen(entry, approvals, still_paused=still_paused)
+        self.app.push_screen(form, answered)
