@@ -9,14 +9,24 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from gxo.admin.pki import issue, new_key
+from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2 as pb
+from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2_grpc as pb_grpc
 from gxo.daemon.security.audit import AuditLog
 from gxo.daemon.security.identity import Identity, fingerprint
+from gxo.daemon.security.interceptor import RbacInterceptor
 from gxo.daemon.security.rbac import METHODS, Policy, RbacError, load_policy
-from gxo.daemon.security.tls import TlsError, check_client, load_allowlist
+from gxo.daemon.security.tls import (
+    TlsConfig,
+    TlsError,
+    TlsListener,
+    check_client,
+    load_allowlist,
+)
 
 FP = "sha256:" + "ab" * 32
 
@@ -215,3 +225,45 @@ async def test_audit_write_failure_is_logged_not_raised(
     audit.close()
     assert "lost the line of StopWorkload by alice" in caplog.text
     assert path.read_text() == ""
+
+
+class _Health(pb_grpc.GxoDaemonServicer):
+    async def Health(self, request: pb.HealthRequest, context: object) -> pb.HealthResponse:
+        return pb.HealthResponse(status="SERVING")
+
+
+@pytest.mark.parametrize("attributes", [True, False])
+async def test_relay_self_check_fails_closed(tmp_path: Path, attributes: bool) -> None:
+    """The TLS listener refuses to start unless the interceptor sees a relayed
+    connection's identity (were gRPC to stop reporting the relay's bound path, TLS
+    clients would otherwise pass as the socket's local admin)."""
+    from gxo.admin.pki import write_key, write_pem
+
+    key = new_key()
+    write_key(tmp_path / "key.pem", key)
+    write_pem(tmp_path / "cert.pem", issue("127.0.0.1", key, usage="server", hosts=["127.0.0.1"]))
+    config = TlsConfig("127.0.0.1", 0, str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"),
+                       str(tmp_path / "cert.pem"), None)  # fmt: skip
+    sock = tmp_path / "d.sock"
+    listener = TlsListener(config, sock)
+
+    def identify(peer: str) -> Identity | None:
+        return listener.identity(peer) if attributes else None  # False: a blind gRPC
+
+    server = grpc.aio.server(
+        interceptors=[RbacInterceptor(Policy(), lambda ref: ("p", ref), identify)]
+    )
+    pb_grpc.add_GxoDaemonServicer_to_server(_Health(), server)
+    server.add_insecure_port(f"unix:{sock}")
+    await server.start()
+    try:
+        if attributes:
+            address = await listener.start()
+            assert address.startswith("127.0.0.1:")
+        else:
+            with pytest.raises(TlsError, match="self-check could not attribute"):
+                await listener.start()
+    finally:
+        await listener.close()
+        await server.stop(None)
+    assert not Path(listener._dir).exists()

@@ -52,6 +52,8 @@ class Security:
         self.listener = TlsListener(self.tls, socket_path, self.audit)
         try:
             return await self.listener.start()
+        except TlsError as exc:
+            raise SecurityError(str(exc)) from None
         except OSError as exc:
             raise SecurityError(
                 f"--listen {self.tls.host}:{self.tls.port}: cannot listen: {exc.strerror}"

@@ -96,8 +96,9 @@ class RbacInterceptor(grpc.aio.ServerInterceptor):
         playbook, target = await self.target(method, request, identity)
         decision = self.policy.decide(identity, method, playbook)
         if not decision.allowed:
-            log.info("denied %s to %s (%s)", method, identity.name, identity.transport)
-            await self._audit(identity, method, target, False, "PERMISSION_DENIED")
+            if identity.transport != "probe":  # not the TLS relay's start-up self-check
+                log.info("denied %s to %s (%s)", method, identity.name, identity.transport)
+                await self._audit(identity, method, target, False, "PERMISSION_DENIED")
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"permission denied: {identity.name} may not call {method}",

@@ -182,6 +182,11 @@ def check_client(der: bytes, allowlist: frozenset[str] | None) -> tuple[Identity
     return identity, ""
 
 
+# The relay's start-up self-check: an identity no role can name (its transport is
+# neither "unix" nor "tls"), so the interceptor must deny it — and does not audit it.
+PROBE = Identity("gxo-relay-probe", "probe")
+
+
 class TlsListener:
     """Accepts mutual-TLS clients on HOST:PORT and relays them to the unix socket."""
 
@@ -202,12 +207,52 @@ class TlsListener:
         return self.peers.get(peer)
 
     async def start(self) -> str:
-        """Listen; returns the bound HOST:PORT (PORT 0 picks a free port)."""
+        """Check the relay's attribution, then listen; returns the bound HOST:PORT (PORT
+        0 picks a free port)."""
+        await self._check_attribution()
         self._server = await asyncio.start_server(
             self._accept, self.config.host, self.config.port, reuse_address=True
         )
         host, port = self._server.sockets[0].getsockname()[:2]
         return f"{host}:{port}"
+
+    async def _check_attribution(self) -> None:
+        """Fail closed: before any client is accepted, prove that gRPC reports a relayed
+        connection's bound path as its peer — were it not (another gRPC version), every
+        TLS client would look like the unix socket's local identity. A probe connection
+        is relayed with :data:`PROBE` as its identity; the interceptor must deny it."""
+        import grpc
+
+        from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2 as pb
+        from gxo.daemon.proto.gxo.daemon.v1 import daemon_pb2_grpc as pb_grpc
+
+        path = os.path.join(self._dir, "probe.sock")
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await self._relay(reader, writer, PROBE)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_unix_server(relay, path)
+        code, details = grpc.StatusCode.OK, ""
+        try:
+            async with grpc.aio.insecure_channel(f"unix:{path}") as channel:
+                try:
+                    await pb_grpc.GxoDaemonStub(channel).Health(pb.HealthRequest(), timeout=10)
+                except grpc.aio.AioRpcError as exc:
+                    code, details = exc.code(), exc.details() or ""
+        finally:
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if code != grpc.StatusCode.PERMISSION_DENIED or PROBE.name not in details:
+            raise TlsError(
+                "--listen: refusing to serve TLS clients: the relay's self-check could not "
+                f"attribute a connection to its identity (got {code.name}: {details})"
+            )
 
     async def close(self) -> None:
         if self._server is not None:
