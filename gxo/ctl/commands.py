@@ -40,7 +40,8 @@ def _ctl(
         str | None,
         typer.Option(
             "--socket",
-            help="Daemon socket (default: GXO_SOCKET, $XDG_RUNTIME_DIR/gxo/daemon.sock, ~/.gxo/daemon.sock)",
+            help="Daemon socket (default: GXO_SOCKET, $XDG_RUNTIME_DIR/gxo/daemon.sock, "
+            "~/.gxo/daemon.sock)",
         ),
     ] = None,
     server: Annotated[
