@@ -373,7 +373,9 @@ def _rekey_sqlite(raw: Any, old: AesGcmCodec, new: AesGcmCodec) -> int:
             raise StateError(f"{where}: cannot leave journal mode {mode!r}")
         fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
-        dst = sqlite3.connect(temp, isolation_level=None)
+        # The driver's own transactions (not autocommit): SQLAlchemy's begin() then spans
+        # the whole re-encryption, one commit instead of one fsync per row.
+        dst = sqlite3.connect(temp)
         try:
             src.backup(dst)  # one step: a consistent copy
             try:
