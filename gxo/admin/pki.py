@@ -207,6 +207,13 @@ def _folder(folder: Path, create: bool = False) -> Path:
     return folder
 
 
+def _fresh(*paths: Path) -> None:
+    """Refuse before anything is written: never a new key beside an old certificate."""
+    for path in paths:
+        if path.exists() or path.is_symlink():
+            raise PkiError(f"{path} already exists; remove it first to issue a new one")
+
+
 def _days(days: int) -> int:
     if days < 1 or days > 3650:
         raise PkiError(f"--days {days}: must be between 1 and 3650")
@@ -223,6 +230,8 @@ def init(
 
     def body() -> None:
         where = _folder(folder, create=True)
+        _days(days)
+        _fresh(where / "ca-key.pem", where / "ca.pem")
         key = new_key()
         cert = issue(cn, key, days=_days(days), usage="ca")
         write_key(where / "ca-key.pem", key)
@@ -248,6 +257,8 @@ def issue_server(
         for name in host:
             if not name or "/" in name or " " in name:
                 raise PkiError(f"--host {name!r}: expected a DNS name or an IP address")
+        _days(days)
+        _fresh(where / "server-key.pem", where / "server.pem")
         key = new_key()
         cert = issue(host[0], key, issuer=ca, days=_days(days), usage="server", hosts=host)
         write_key(where / "server-key.pem", key)
@@ -273,8 +284,10 @@ def issue_client(
                 "not 'ca' or 'server'"
             )
         ca = load_ca(where)
+        _days(days)
+        _fresh(where / f"{cn}-key.pem", where / f"{cn}.pem")
         key = new_key()
-        cert = issue(cn, key, issuer=ca, days=_days(days), usage="client")
+        cert = issue(cn, key, issuer=ca, days=days, usage="client")
         write_key(where / f"{cn}-key.pem", key)
         write_pem(where / f"{cn}.pem", cert)
         typer.echo(f"client certificate written: {where / (cn + '.pem')}")

@@ -120,6 +120,9 @@ def tls_config(options: Any) -> TlsConfig:
     for flag, value in (("--tls-cert", cert), ("--tls-key", key), ("--client-ca", ca)):
         if not Path(value).is_file():
             raise TlsError(f"{flag} {value}: no such file")
+    mode = os.stat(key).st_mode & 0o777
+    if mode & 0o077:
+        log.warning("--tls-key %s can be read by other users (mode %04o): chmod 600 it", key, mode)
     allowlist = load_allowlist(options.client_allowlist) if options.client_allowlist else None
     config = TlsConfig(host, port, str(cert), str(key), str(ca), allowlist)
     server_context(config)  # refuse bad material now, with the flag's name
