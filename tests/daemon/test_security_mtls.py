@@ -458,6 +458,7 @@ def test_startup_refusals(tmp_path: Path) -> None:
         out = gxo(*base, "--listen", busy, "--tls-dir", str(pki.dir))
     assert out.returncode == 2 and f"--listen {busy}: cannot listen" in out.stderr, out.stderr
     assert not Path(sock).exists()  # the unix socket it had opened is gone again
+    assert not list(tmp_path.glob(".gxo-tls-*"))  # nor the relay's directory
 
 
 def test_local_identity_roles(daemon: DaemonProc, tmp_path: Path) -> None:

@@ -53,8 +53,10 @@ class Security:
         try:
             return await self.listener.start()
         except TlsError as exc:
+            await self.listener.close()
             raise SecurityError(str(exc)) from None
         except OSError as exc:
+            await self.listener.close()
             raise SecurityError(
                 f"--listen {self.tls.host}:{self.tls.port}: cannot listen: {exc.strerror}"
             ) from None
