@@ -65,7 +65,7 @@ workloads:
   - name: quick
     process:
       module: control:wait_for_signal
-      params: { prompt: "quick?", timeout: 0.3s, on_timeout: default, default_payload: 7 }
+      params: { prompt: "quick?", timeout: 1s, on_timeout: default, default_payload: 7 }
     register: quick_out
 """
 
@@ -214,7 +214,7 @@ async def test_a_timeout_ends_the_run_in_the_background(approval: Any) -> None:
     h = approval
     out = await asyncio.wait_for(h(":run quick"), 10)
     assert "⏸ quick waits for an answer: quick?" in out
-    assert "(timeout 0.3s: default)" in out and ":resume quick PAYLOAD" in out
+    assert "(timeout 1s: default)" in out and ":resume quick PAYLOAD" in out
     await until(lambda: h.session.active is None, "the timeout to end the run")
     assert h.session.store.get("quick_out")["payload"] == 7
     assert h.session.store.get("quick_out")["timed_out"] is True

@@ -102,7 +102,7 @@ class TestResumeTab:
               - name: approve
                 process:
                   module: control:wait_for_signal
-                  params: { prompt: "quick?", timeout: 0.6s, on_timeout: continue }
+                  params: { prompt: "quick?", timeout: 1s, on_timeout: continue }
               - name: after
                 depends_on: [approve]
                 process: { module: control:identity, params: { p: "{{ _gxo.resume_payload }}" } }
@@ -111,11 +111,13 @@ class TestResumeTab:
         app = create_app(playbook, timings=True)
         async with app.run_test(size=SIZE) as pilot:
             await wait_until(lambda: paused(app))
-            await pilot.press("4")
-            await wait_until(lambda: bool(resume_rows(app)), what="the row")
+            # no await from here to reading the row: the timeout cannot fire in between
+            assert isinstance(app.screen, RunScreen)
+            app.screen.sync()
             row = resume_rows(app)[0]
             assert row[0] == "approve" and row[3] == "quick?"
             assert row[1].endswith("s left")  # age · time left
+            await pilot.press("4")
             await wait_until(lambda: app.session is not None and app.session.model.finished)
             app.screen.sync()
             panel = app.screen.query_one(ResumePanel)
