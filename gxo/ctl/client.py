@@ -166,11 +166,11 @@ def diagnose(target: TlsTarget, timeout: float = 5.0) -> str:
                 tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # the HTTP/2 preface
                 data = tls.recv(1)
             except ssl.SSLError as exc:
-                return _refused(exc.reason or str(exc))
+                return _refused(exc.reason or str(exc), target.cert)
             except (ConnectionError, TimeoutError) as exc:
-                return _refused(str(exc) or type(exc).__name__)
+                return _refused(str(exc) or type(exc).__name__, target.cert)
             if not data:
-                return _refused("the daemon closed the connection")
+                return _refused("the daemon closed the connection", target.cert)
             return "the TLS connection works now; the daemon was busy or restarting (retry)"
     except ssl.SSLCertVerificationError as exc:
         return (
@@ -182,15 +182,46 @@ def diagnose(target: TlsTarget, timeout: float = 5.0) -> str:
         reason = exc.reason or str(exc)
         if "VERSION" in reason.upper():
             return f"TLS handshake failed ({reason}): the daemon speaks only TLS 1.3"
-        return _refused(reason)
+        return _refused(reason, target.cert)
     except OSError as exc:
         return f"TLS handshake failed: {exc}"
 
 
-def _refused(reason: str) -> str:
+def _refused(reason: str, cert_path: str) -> str:
+    own = _own_problem(cert_path)
+    if own:
+        return f"TLS handshake failed: the daemon refused this client certificate: {own}"
     return (
         f"TLS handshake failed: the daemon refused this client certificate ({reason}); "
         "it must be signed by the daemon's client CA, within its validity dates, issued "
         "for client authentication (gxo admin pki issue-client) and, with an allowlist, "
         "listed in it"
     )
+
+
+def _own_problem(cert_path: str) -> str:
+    """What is visibly wrong with our own certificate ("" when nothing is)."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_path).expanduser().read_bytes())
+    except (OSError, ValueError):
+        return ""
+    now = datetime.now(UTC)
+    if cert.not_valid_after_utc < now:
+        return f"{cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if cert.not_valid_before_utc > now:
+        return f"{cert_path} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+        return (
+            f"{cert_path} is not a client certificate (no clientAuth extended key usage; "
+            "issue one with gxo admin pki issue-client)"
+        )
+    return ""

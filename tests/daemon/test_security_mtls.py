@@ -333,10 +333,15 @@ def test_ctl_over_tls(secured: Secured, tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "permission denied: vera may not call StopWorkload" in out.stderr
 
-    out = secured.ctl("expired", "status")
+    out = secured.ctl(secured.pki.expired("ctl-expired", "alice"), "status")
     assert out.returncode == 3
     assert f"127.0.0.1:{secured.port}" in out.stderr
     assert "refused this client certificate" in out.stderr and "Traceback" not in out.stderr
+    assert "ctl-expired.pem expired on" in out.stderr
+    out = secured.ctl("server", "status")
+    assert out.returncode == 3 and "server.pem is not a client certificate" in out.stderr
+    out = secured.ctl("nobody", "status")  # a good certificate with no role
+    assert out.returncode == 1 and "nobody may not call ListWorkloads" in out.stderr
     assert "I1" not in out.stderr  # no grpc core chatter
 
     out = gxo(
