@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,29 @@ async def run_with_signals(engine: Engine) -> RunResult:
         clear_interrupt()
 
 
+def signal_broker(loaded: Any, payload_file: Path | None, console: Any) -> Any:
+    """Who answers ``control:wait_for_signal`` under ``gxo run``: the payload file, else
+    the terminal when there is one, else nobody (the workload fails, naming the ways out)."""
+    waiting = {
+        w.name
+        for w in loaded.playbook.workloads
+        if getattr(w.process, "module", None) == "control:wait_for_signal"
+    }
+    if payload_file is not None:
+        from gxo.engine.signals import NoAnswer, PayloadFileBroker, load_payload_file
+
+        try:
+            payload = load_payload_file(payload_file)
+        except NoAnswer as exc:
+            raise UsageError(str(exc)) from None
+        return PayloadFileBroker(payload, source=str(payload_file), waiting=waiting)
+    if waiting and sys.stdin.isatty() and console.is_terminal:
+        from gxo.console_prompt import TerminalBroker
+
+        return TerminalBroker(console)
+    return None
+
+
 def open_run_state(url: str, key_file: str | None) -> Any:
     """``gxo run --state``: the encrypted store where the playbook's registered results
     persist between runs (the same store and keys as the daemon's; docs/state.md)."""
@@ -85,6 +109,7 @@ def run_headless(
     allow_paths: Sequence[str] = (),
     verbose: bool = False,
     quiet: bool = False,
+    resume_payload_file: Path | None = None,
     state: str | None = None,
     state_key_file: str | None = None,
 ) -> int:
@@ -114,6 +139,7 @@ def run_headless(
         concurrency=concurrency,
         workspace=run_workspace,
         bus=bus,
+        signals=signal_broker(loaded, resume_payload_file, console),
         store=persisted.results(loaded.playbook.name) if persisted else None,
     )
     if len(loaded.playbook.workloads) >= FREEZE_FROM:

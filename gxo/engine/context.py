@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from gxo.config.models import AccessMode, Workload
 from gxo.engine.confine import PathResolver
 from gxo.engine.events import EventBus, EventKind
+from gxo.engine.signals import SignalBroker
 from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import ModuleError
 from gxo.state.store import MemoryStore, Store, copy_record
@@ -161,11 +162,13 @@ class RunContext:
         initial_results: Mapping[str, Any] | None = None,
         outside: Mapping[str, dict[str, Any]] | None = None,
         gxo_extra: Mapping[str, Any] | None = None,
+        signals: SignalBroker | None = None,
         paths: PathResolver | None = None,
     ) -> None:
         self.run_id = run_id
         # The one resolver of path params (gxo/engine/confine.py); confined or not.
         self.paths = paths if paths is not None else PathResolver(workspace)
+        self.signals = signals
         self.workspace = workspace
         self.variables = variables
         self.states = states

@@ -35,6 +35,7 @@ from gxo.engine.dag import Pipeline, WorkloadGraph
 from gxo.engine.events import EventBus, EventKind
 from gxo.engine.instances import check_selection, missing_upstream, outside_views, scoped_shape
 from gxo.engine.runner import WorkloadRunner, set_status
+from gxo.engine.signals import SignalBroker
 from gxo.engine.streams import Channel, MergedReader, StreamWriter
 from gxo.errors import GxoError, TemplateError
 from gxo.state.store import Store
@@ -143,6 +144,7 @@ class Engine:
         allow_lifecycles: bool = False,
         gxo_extra: Mapping[str, Any] | None = None,
         stream_taps: Callable[[str], list[Channel]] | None = None,
+        signals: SignalBroker | None = None,
     ) -> None:
         """``only`` alone (the REPL's ``:run``): the others stay in the run as Skipped
         "not selected" (or keep their ``prior_states`` outcome).
@@ -186,6 +188,7 @@ class Engine:
         self.bus = bus or EventBus()
         self.secrets = secrets if secrets is not None else SecretRegistry()  # an empty one is falsy
         self.resume_payload = resume_payload
+        self.signals = signals  # who answers control:wait_for_signal (gxo.engine.signals)
         self.only = only
         self.initial_results = dict(initial_results) if initial_results is not None else None
         # An instance run leaves the unselected workloads out altogether.
@@ -257,6 +260,7 @@ class Engine:
                 initial_results=self.initial_results,
                 outside=self._outside_views() if self.scoped else None,
                 gxo_extra=self.gxo_extra,
+                signals=self.signals,
                 paths=self._paths(workspace),
             )
             self.run_context = run
