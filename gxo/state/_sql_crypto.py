@@ -255,8 +255,12 @@ def resolve_codec(url: str, key_file: str | None, key_cmd: str | None) -> AesGcm
     """The codec of the store at ``url`` from ``--state-key-file``, ``--state-key-cmd`` or
     the default ``~/.gxo/state.key`` (created 0600 for a store that is not encrypted yet;
     never for an encrypted one, which would then be unreadable)."""
-    if key_file and key_cmd:
+    if key_file is not None and key_cmd is not None:
         raise StateError("use --state-key-file or --state-key-cmd, not both")
+    if key_file is not None and not key_file.strip():
+        raise StateError("--state-key-file: empty path")
+    if key_cmd is not None and not key_cmd.strip():
+        raise StateError("--state-key-cmd: empty command")
     if key_file:
         return AesGcmCodec(read_key_file(key_file))
     if key_cmd:
@@ -283,12 +287,40 @@ def resolve_codec(url: str, key_file: str | None, key_cmd: str | None) -> AesGcm
     return AesGcmCodec(read_key_file(path, "the default state key"))
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(url: str) -> None:
+    """Refuse a SQLite state file that is not one. SQLite itself would take a file shorter
+    than a page (a store truncated to a few bytes) for an empty database and overwrite it:
+    a silent reset. An empty file is a new store (gxo creates it empty before SQLite)."""
+    raw = parse_url(url)
+    database = raw.database or ""
+    if raw.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    path = Path(database).expanduser()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StateError(f"state database {redacted(raw)}: {e.strerror or e}") from None
+    if head and head != SQLITE_HEADER:
+        size = path.stat().st_size
+        raise StateError(
+            f"state database {redacted(raw)}: not a SQLite database ({size} bytes without "
+            "the SQLite header: truncated or overwritten? restore it from a backup)"
+        )
+
+
 def open_encrypted_state(
     url: str, key_file: str | None, key_cmd: str | None, history_limit: int = 100
 ) -> SqlState:
     """``SqlState`` with its key resolved, checked, and every value verified once."""
     from gxo.state.sql import SqlState
 
+    check_sqlite_file(url)
     codec = resolve_codec(url, key_file, key_cmd)
     state = SqlState(url, history_limit, codec=codec)
     try:
