@@ -128,7 +128,7 @@ class _WorkloadsView(Mapping[str, Any]):
         self, states: dict[str, WorkloadState], outside: Mapping[str, dict[str, Any]] | None = None
     ) -> None:
         self._states = states
-        self._outside = outside or {}
+        self._outside = outside if outside is not None else {}  # may be lazy: not len()
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         state = self._states.get(key)

@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +79,107 @@ def _prepared_workspace(path: Path, mode: int) -> Path:
 
 
 _SHAPES: weakref.WeakKeyDictionary[WorkloadGraph, dict[tuple[str, ...], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _Plan:
+    """The pipelines an instance run schedules: those with a member in the run.
+
+    A pipeline outside the run would end at once (nothing of it runs), so a pipeline of
+    the run waits for the nearest pipelines of the run upstream of it, through outside
+    ones: the same order as scheduling every pipeline of the playbook, without a task per
+    outside pipeline (a daemon's instance of one workload of a 1,000-workload playbook).
+    """
+
+    __slots__ = ("dependents", "deps", "order")
+
+    def __init__(
+        self,
+        order: list[Pipeline],
+        deps: dict[int, int],
+        dependents: Mapping[int, Collection[int]],
+    ) -> None:
+        self.order = order
+        self.deps = deps
+        self.dependents = dependents
+
+    @classmethod
+    def build(cls, pipelines: list[Pipeline], inside: Mapping[str, Any]) -> _Plan:
+        order = [p for p in pipelines if any(m in inside for m in p.members)]
+        chosen = {p.index for p in order}
+        nearest: dict[int, set[int]] = {}  # outside pipeline -> nearest chosen upstream
+
+        def upstream(index: int) -> set[int]:
+            found: set[int] = set()
+            stack = list(pipelines[index].deps)
+            seen: set[int] = set()
+            while stack:
+                d = stack.pop()
+                if d in seen:
+                    continue
+                seen.add(d)
+                if d in chosen:
+                    found.add(d)
+                elif d in nearest:
+                    found |= nearest[d]
+                else:
+                    stack.extend(pipelines[d].deps)
+            return found
+
+        deps: dict[int, int] = {}
+        dependents: dict[int, list[int]] = {i: [] for i in chosen}
+        for p in order:
+            ups = upstream(p.index)
+            deps[p.index] = len(ups)
+            for u in sorted(ups):
+                dependents[u].append(p.index)
+        return cls(order, deps, dependents)
+
+
+class _Lazy(Mapping[str, Any]):
+    """A mapping computed on first use."""
+
+    def __init__(self, build: Callable[[], Mapping[str, Any]]) -> None:
+        self._build: Callable[[], Mapping[str, Any]] | None = build
+        self._data: Mapping[str, Any] = {}
+
+    def _get(self) -> Mapping[str, Any]:
+        if self._build is not None:
+            self._data, self._build = self._build(), None
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+class _Index:
+    """Per graph: each workload's position in the playbook, selections already checked."""
+
+    __slots__ = ("checked", "positions")
+
+    def __init__(self, workloads: list[Any]) -> None:
+        self.positions = {w.name: i for i, w in enumerate(workloads)}
+        self.checked: set[tuple[tuple[str, ...], bool]] = set()
+
+
+_INDEXES: weakref.WeakKeyDictionary[WorkloadGraph, _Index] = weakref.WeakKeyDictionary()
+
+
+def _index(graph: WorkloadGraph, workloads: list[Any]) -> _Index:
+    index = _INDEXES.get(graph)
+    if index is None or len(index.positions) != len(workloads):
+        index = _INDEXES[graph] = _Index(workloads)
+    return index
+
+
+_PLANS: weakref.WeakKeyDictionary[WorkloadGraph, dict[tuple[str, ...], _Plan]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -193,13 +294,21 @@ class Engine:
         self.initial_results = dict(initial_results) if initial_results is not None else None
         # An instance run leaves the unselected workloads out altogether.
         self.scoped = only is not None and initial_results is not None
-        check_selection(self.playbook, only, allow_lifecycles)
         inside = only if self.scoped else None
-        self.states: dict[str, WorkloadState] = {
-            w.name: WorkloadState(w)
-            for w in self.playbook.workloads
-            if inside is None or w.name in inside
-        }
+        if inside is not None:  # an instance: O(its size), not O(the playbook's)
+            index = _index(self.graph, self.playbook.workloads)
+            key = (tuple(sorted(inside)), allow_lifecycles)
+            if key not in index.checked:
+                check_selection(self.playbook, only, allow_lifecycles)
+                index.checked.add(key)
+            workloads = self.playbook.workloads
+            positions = sorted(index.positions[name] for name in inside)
+            self.states: dict[str, WorkloadState] = {
+                workloads[i].name: WorkloadState(workloads[i]) for i in positions
+            }
+        else:
+            check_selection(self.playbook, only, allow_lifecycles)
+            self.states = {w.name: WorkloadState(w) for w in self.playbook.workloads}
         # With ``only``: a workload not selected keeps its outcome from an earlier run
         # (the REPL's ``:run``), so ``_gxo.workloads.X`` and dependency checks see it.
         for name, prior in (prior_states or {}).items():
@@ -338,7 +447,13 @@ class Engine:
         policy = self.playbook.channel_policy
         by_consumer: dict[str, list[Channel]] = {}
         by_producer: dict[str, list[Channel]] = {n: [] for n in self.states}
-        for consumer, producers in self.graph.stream_deps.items():
+        stream_deps = self.graph.stream_deps
+        links = (
+            ((c, stream_deps[c]) for c in self.states if stream_deps.get(c))
+            if self.scoped  # an instance: its own workloads' links only
+            else stream_deps.items()
+        )
+        for consumer, producers in links:
             if consumer not in self.states:
                 continue
             for producer in producers:
@@ -361,8 +476,16 @@ class Engine:
 
     async def _schedule(self, runner: WorkloadRunner) -> None:
         pipelines = self.graph.pipelines
-        waiting = {p.index: len(p.deps) for p in pipelines}
-        remaining = len(pipelines)
+        dependents: Mapping[int, Collection[int]]
+        if self.scoped:  # an instance: only its own pipelines, not the whole playbook's
+            plan = self._plan()
+            order, deps, dependents = plan.order, plan.deps, plan.dependents
+        else:
+            order = pipelines
+            deps = {p.index: len(p.deps) for p in pipelines}
+            dependents = {p.index: p.dependents for p in pipelines}
+        waiting = dict(deps)
+        remaining = len(order)
         done = self._done = asyncio.Event()
         semaphore = asyncio.Semaphore(self.concurrency)
         runner.slots = semaphore  # loop iterations beyond the first borrow from it
@@ -397,12 +520,12 @@ class Engine:
                     done.set()
             if self._cancelled:
                 return
-            for dep_index in pipe.dependents:
+            for dep_index in dependents[pipe.index]:
                 waiting[dep_index] -= 1
                 if waiting[dep_index] == 0:
                     launch(pipelines[dep_index])
 
-        for pipe in pipelines:
+        for pipe in order:
             if waiting[pipe.index] == 0:
                 launch(pipe)
         await done.wait()
@@ -460,8 +583,23 @@ class Engine:
             shape = shapes[key] = scoped_shape(self.graph, self.states)
         return shape
 
-    def _outside_views(self) -> dict[str, dict[str, Any]]:
-        return outside_views(self.playbook, self.states, self.store, self.initial_results)
+    def _outside_views(self) -> Mapping[str, dict[str, Any]]:
+        # Built on first use: most instances never read ``_gxo.workloads`` of a workload
+        # outside them, and building them all costs O(playbook) per instance.
+        return _Lazy(
+            lambda: outside_views(self.playbook, self.states, self.store, self.initial_results)
+        )
+
+    def _plan(self) -> _Plan:
+        """The pipelines of an instance run and their order (cached per graph and run)."""
+        plans = _PLANS.get(self.graph)
+        if plans is None:
+            plans = _PLANS[self.graph] = {}
+        key = tuple(self.states)
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = _Plan.build(self.graph.pipelines, self.states)
+        return plan
 
     def _missing_upstream(self, name: str, dep: str) -> str | None:
         return missing_upstream(
