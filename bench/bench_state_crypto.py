@@ -4,7 +4,8 @@ The same writes on a plaintext store and on an AES-256-GCM store, in alternating
 (plain, encrypted, plain, ...) so that the load of a shared machine hits both alike; the
 median of the rounds per kind: ``set_status`` (one status row), ``start_run`` +
 ``finish_run`` (a run's bookkeeping, its report sealed) and a registered result
-(``SqlResultStore.set``), in writes/s from one thread; then the codec alone (seal + open
+(``SqlResultStore.set``), in writes/s from one thread; every write changes its row (SQLite
+skips writing a page whose bytes an update leaves unchanged, which would flatter plaintext); then the codec alone (seal + open
 of one status-sized value). SQLite in a temporary directory and, when reachable,
 PostgreSQL at 127.0.0.1:5432 (a temporary database, dropped after).
 
@@ -45,7 +46,7 @@ def writes(state: SqlState, kind: str, ops: int, tag: str) -> float:
             state.start_run("bench", f"w{i % 50}", f"{tag}-{i}", "2026-01-01T00:00:00+00:00"),
             state.finish_run(f"{tag}-{i}", "Completed", "2026-01-01T00:00:01+00:00", REPORT),
         ),
-        "result set": lambda i: results.set(f"k{i % 200}", {"rc": 0, "stdout": "x" * 200}),
+        "result set": lambda i: results.set(f"k{i % 200}", {"rc": 0, "n": i, "out": "x" * 200}),
     }
     op = ops_for[kind]
     start = time.perf_counter()
@@ -92,7 +93,8 @@ def codec_cost(codec: StateCodec, n: int = 20_000) -> float:
     text = encode({**STATUS, "updated_at": "2026-01-01T00:00:00+00:00"})
     start = time.perf_counter()
     for _ in range(n):
-        codec.open(codec.seal(text, "statuses", "p", "w"), "statuses", "p", "w")
+        sealed = codec.seal(text, "statuses", "p", "w", column="data")
+        codec.open(sealed, "statuses", "p", "w", column="data")
     return (time.perf_counter() - start) / n * 1e6
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import os
 import shlex
@@ -73,6 +74,7 @@ def envelope_key_id(value: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # the same rows are written again and again
 def _associated(table: str, keys: tuple[str, ...], column: str) -> bytes:
     # Length-prefixed parts: ("a:b", "c") and ("a", "b:c") never give the same bytes.
     return "".join(f"{len(p)}:{p};" for p in (table, *keys, column)).encode("utf-8")
@@ -113,9 +115,11 @@ class AesGcmCodec(StateCodec):
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise StateError(f"a state key is {KEY_BYTES} bytes, not {len(key)}")
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self._aead = AESGCM(key)
+        self._invalid_tag = InvalidTag
         self.kid = key_id(key)
         self._prefix = f"{ENVELOPE}:{self.kid}:"
 
@@ -144,8 +148,6 @@ class AesGcmCodec(StateCodec):
         return self._open(value[len(self._prefix) :], table, keys, column)
 
     def _open(self, body: str, table: str, keys: tuple[str, ...], column: str) -> str:
-        from cryptography.exceptions import InvalidTag
-
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
@@ -158,7 +160,7 @@ class AesGcmCodec(StateCodec):
             plain = self._aead.decrypt(
                 raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(table, keys, column)
             )
-        except InvalidTag:
+        except self._invalid_tag:
             raise StateError(
                 f"{_where(table, keys, column)} fails authentication: altered, truncated "
                 "or moved from another row"
