@@ -29,7 +29,7 @@ def raw_db(url: str) -> Iterator[Any]:
     else:
         import psycopg
 
-        conn = psycopg.connect(url.replace("postgresql://", "postgresql://", 1), autocommit=True)
+        conn = psycopg.connect(url, autocommit=True)
         mark = "%s"
     try:
         yield conn, mark
