@@ -74,6 +74,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the event loop's thread (main) and of the other threads (the
+    thread pool's state writes, gRPC)."""
+    out = {"loop": 0.0, "threads": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        out["loop" if task.name == str(pid) else "threads"] += cpu
+    return out
+
+
 def listening(addr: tuple[str, int]) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -116,9 +132,11 @@ def measure(
             apply_s = time.perf_counter() - t_apply
             print(f"applied {n} workloads in {apply_s:.1f}s", file=sys.stderr)
             time.sleep(warmup)
+            threads0 = thread_cpu(proc.pid)
             cpu0, wall0, t0 = cpu_seconds(proc.pid), time.perf_counter(), time.time()
             time.sleep(seconds)
             cpu1, wall1, t1 = cpu_seconds(proc.pid), time.perf_counter(), time.time()
+            threads1 = thread_cpu(proc.pid)
             load = [round(x, 2) for x in os.getloadavg()]
             rows = stub.ListWorkloads(pb.ListWorkloadsRequest(playbook="sched"), timeout=60)
             next_run = {w.workload: _ts(w.next_run) for w in rows.workloads if w.next_run}
@@ -148,6 +166,9 @@ def measure(
         "seconds": round(wall1 - wall0, 2),
         "apply_s": round(apply_s, 2),
         "daemon_cpu_pct": round((cpu1 - cpu0) / (wall1 - wall0) * 100, 1),
+        "cpu_pct_by_thread": {
+            k: round((threads1[k] - threads0[k]) / (wall1 - wall0) * 100, 1) for k in threads1
+        },
         "fires_expected": int(n * seconds),
         "runs": len(lags),
         "not_completed": not_completed,

@@ -329,35 +329,18 @@ class Daemon(FeedsMixin):
     def status_writer(self, playbook: str, workload: str) -> Callable[[dict[str, Any]], None]:
         """A synchronous ``on_status`` for a reconciler: each change is persisted in order.
 
-        One chain of writes per workload, shared by its successive reconcilers, so the
-        old reconciler's ``Stopped`` never lands after the new one's ``Running`` (a
-        restarted daemon would otherwise take the service for stopped by the user)."""
-        key = (playbook, workload)
-
-        async def write(status: dict[str, Any], before: asyncio.Task[None] | None) -> None:
-            if before is not None:
-                await asyncio.wait([before])
-            record = {**status, "updated_at": now_iso()}
-            if self.fleet:  # `gxo ctl status` shows which member runs what
-                record["member"] = self.member
-            try:
-                await writer_of(self).set_status(playbook, workload, record)
-            except Exception:  # a closed store at shutdown
-                log.debug("status of %s/%s not written", playbook, workload, exc_info=True)
+        Queued on the daemon's write-behind (gxo/daemon/writer.py), which commits in
+        submission order: the old reconciler's ``Stopped`` never lands after the new one's
+        ``Running`` (a restarted daemon would otherwise take the service for stopped by
+        the user); reads through ``_db`` see it; shutdown waits for it."""
 
         def on_status(status: dict[str, Any]) -> None:
             if playbook not in self.playbooks:
                 return  # removed: its statuses are gone with it
-            before = self._status_writes.get(key)
-            task = asyncio.get_running_loop().create_task(write(dict(status), before))
-            self._status_writes[key] = task
-            task.add_done_callback(
-                lambda t: (
-                    self._status_writes.pop(key, None)
-                    if self._status_writes.get(key) is t
-                    else None
-                )
-            )
+            record = {**status, "updated_at": now_iso()}
+            if self.fleet:  # `gxo ctl status` shows which member runs what
+                record["member"] = self.member
+            writer_of(self).set_status(playbook, workload, record)
 
         return on_status
 
@@ -365,6 +348,7 @@ class Daemon(FeedsMixin):
         pending = [t for (p, _), t in self._status_writes.items() if p == playbook]
         if pending:
             await asyncio.wait(pending)
+        await writer_of(self).flush()  # the statuses queued on the write-behind
 
     async def _start_instance(self, applied: Applied, workloads: list[str]) -> str:
         return (await start_instance(self, applied, workloads)).run_id
