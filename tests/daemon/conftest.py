@@ -66,6 +66,13 @@ class DaemonProc:
             time.sleep(0.1)
         raise AssertionError(f"daemon not ready: {self.logs()}")
 
+    def open_state(self) -> Any:
+        """The daemon's state store, opened with the key the daemons were given."""
+        from gxo.state.crypto import AesGcmCodec, read_key_file
+        from gxo.state.sql import SqlState
+
+        return SqlState(self.state, codec=AesGcmCodec(read_key_file(state_key_file())))
+
     def logs(self) -> str:
         return "".join(p.read_text() for p in sorted(self.folder.glob("daemon*.log")))
 

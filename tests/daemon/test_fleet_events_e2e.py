@@ -111,8 +111,6 @@ async def _delete(stream: str) -> None:
 
 
 def test_two_members_share_the_events_each_once(fleet: list[DaemonProc]) -> None:
-    from gxo.state.sql import SqlState
-
     tag = uuid.uuid4().hex[:8]
     stream, subject = f"GXOTF_{tag}", f"gxotf.{tag}"
     for n, member in enumerate(fleet):
@@ -124,7 +122,7 @@ def test_two_members_share_the_events_each_once(fleet: list[DaemonProc]) -> None
         assert out.returncode == 0, out.stderr + member.logs()
     try:
         asyncio.run(_publish(stream, subject))
-        state = SqlState(fleet[0].state)
+        state = fleet[0].open_state()  # encrypted: the fleet's key
         try:
             deadline = time.monotonic() + 150
             runs: list[dict[str, Any]] = []
@@ -161,8 +159,6 @@ workloads:
 def test_a_schedule_fires_once_per_second_fleet_wide(fleet: list[DaemonProc]) -> None:
     from datetime import datetime
 
-    from gxo.state.sql import SqlState
-
     tag = uuid.uuid4().hex[:8]
     for n, member in enumerate(fleet):
         member.start("--fleet", f"t{tag}", "--member", f"m{n}")
@@ -174,7 +170,7 @@ def test_a_schedule_fires_once_per_second_fleet_wide(fleet: list[DaemonProc]) ->
     time.sleep(8)
     for member in fleet:
         member.stop()
-    state = SqlState(fleet[0].state)
+    state = fleet[0].open_state()  # encrypted: the fleet's key
     try:
         runs = state.list_runs("fleettick", "tick", 100)
     finally:
