@@ -131,6 +131,10 @@ def run(
             help="Key of the --state store (mode 0600; default ~/.gxo/state.key)",
         ),
     ] = None,
+    state_key_cmd: Annotated[
+        str | None,
+        typer.Option("--state-key-cmd", help="Command printing the --state store's key"),
+    ] = None,
 ) -> None:
     """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
     from gxo.runtime import run_headless
@@ -150,6 +154,7 @@ def run(
             resume_payload_file=resume_payload_file,
             state=state,
             state_key_file=state_key_file,
+            state_key_cmd=state_key_cmd,
         )
     except GxoError as exc:
         _fail(exc)

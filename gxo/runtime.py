@@ -86,14 +86,14 @@ def signal_broker(loaded: Any, payload_file: Path | None, console: Any) -> Any:
     return None
 
 
-def open_run_state(url: str, key_file: str | None) -> Any:
+def open_run_state(url: str, key_file: str | None, key_cmd: str | None = None) -> Any:
     """``gxo run --state``: the encrypted store where the playbook's registered results
     persist between runs (the same store and keys as the daemon's; docs/state.md)."""
     from gxo.state._sql_crypto import open_encrypted_state
     from gxo.state._sql_schema import StateError
 
     try:
-        return open_encrypted_state(url, key_file, None)
+        return open_encrypted_state(url, key_file, key_cmd)
     except StateError as exc:
         raise UsageError(f"--state: {exc}") from None
 
@@ -112,9 +112,10 @@ def run_headless(
     resume_payload_file: Path | None = None,
     state: str | None = None,
     state_key_file: str | None = None,
+    state_key_cmd: str | None = None,
 ) -> int:
     console = err_console()
-    persisted = open_run_state(state, state_key_file) if state else None
+    persisted = open_run_state(state, state_key_file, state_key_cmd) if state else None
     names = set(variables)
     if persisted is not None:  # results of earlier runs are names templates may read
         from gxo.state._sql_results import stored_keys

@@ -63,3 +63,8 @@ def test_results_persist_encrypted_between_runs(tmp_path: Path) -> None:
     no_key = gxo("run", str(second), "--state", f"sqlite:///{db}")  # HOME has no state.key
     assert no_key.returncode == 2 and "does not exist" in no_key.stderr
     assert not (Path.home() / ".gxo" / "state.key").exists()
+    by_cmd = gxo(
+        "run", "-v", str(second), "--state", f"sqlite:///{db}", "--state-key-cmd", f"cat {key}"
+    )
+    assert by_cmd.returncode == 0, by_cmd.stderr
+    assert "n=42" in by_cmd.stderr + by_cmd.stdout
