@@ -21,6 +21,8 @@ BENCHES = [
     ("bench_daemon_restart.py", []),
     ("bench_scheduled.py", []),
     ("bench_nats_source.py", []),
+    ("bench_instance.py", []),
+    ("bench_scheduled_daemon.py", []),
 ]
 
 
