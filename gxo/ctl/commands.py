@@ -295,3 +295,109 @@ def remove(
         render.removed(reply, as_json)
 
     _run(ctx, output, body)
+
+
+# -- paused workloads (control:wait_for_signal) -------------------------------------------
+
+Token = Annotated[
+    str, typer.Option("--token", help="The resume token (from the workload_paused event)")
+]
+Run = Annotated[str, typer.Option("--run", help="Run id of the paused workload (with --workload)")]
+Workload = Annotated[
+    str,
+    typer.Option("--workload", help="WORKLOAD or PLAYBOOK/WORKLOAD (an authorised identity)"),
+]
+
+
+def _selector(token: str, run: str, workload: str) -> dict[str, str]:
+    """--token, or --workload (with --run when it paused in several runs): usage errors."""
+    from gxo.ctl.client import CtlError
+
+    if token and (run or workload):
+        raise CtlError("give --token, or --run/--workload, not both", 2)
+    if not token and not workload:
+        raise CtlError("give --token T, or --workload NAME (with --run RUN)", 2)
+    return {"token": token, "run_id": run, "workload": workload}
+
+
+@ctl_app.command()
+def paused(ctx: typer.Context, output: Output = "table") -> None:
+    """Paused workloads waiting for an answer (never their tokens)."""
+
+    def body(client: Any, as_json: bool) -> None:
+        from gxo.ctl import render
+        from gxo.ctl.client import pb
+
+        reply = client.call("ListPaused", pb.ListPausedRequest())
+        render.paused(list(reply.paused), as_json)
+
+    _run(ctx, output, body)
+
+
+@ctl_app.command()
+def resume(
+    ctx: typer.Context,
+    token: Token = "",
+    run: Run = "",
+    workload: Workload = "",
+    payload: Annotated[str | None, typer.Option("--payload", help="The payload (JSON)")] = None,
+    payload_file: Annotated[
+        Path | None, typer.Option("--payload-file", help="The payload from a JSON or YAML file")
+    ] = None,
+    output: Output = "table",
+) -> None:
+    """Resume a paused workload with a payload, checked against its payload_schema."""
+    import json
+
+    from gxo.console import err_console, print_error
+
+    if payload is not None and payload_file is not None:
+        print_error(err_console(), "give --payload or --payload-file, not both")
+        raise typer.Exit(2)
+    text = "null"
+    if payload is not None:
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            print_error(err_console(), f"--payload is not JSON: {exc}")
+            raise typer.Exit(2) from None
+        text = payload
+    elif payload_file is not None:
+        from gxo.engine.signals import NoAnswer, load_payload_file
+
+        try:
+            value = load_payload_file(payload_file)
+        except NoAnswer as exc:
+            print_error(err_console(), str(exc).replace("--resume-payload-file", "--payload-file"))
+            raise typer.Exit(2) from None
+        text = json.dumps(value, default=str)
+
+    def body(client: Any, as_json: bool) -> None:
+        from gxo.ctl import render
+        from gxo.ctl.client import pb
+
+        request = pb.ResumeWorkloadRequest(payload_json=text, **_selector(token, run, workload))
+        render.decision(client.call("ResumeWorkload", request), as_json)
+
+    _run(ctx, output, body)
+
+
+@ctl_app.command()
+def reject(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option("--reason", help="Why (the workload fails with it)")],
+    token: Token = "",
+    run: Run = "",
+    workload: Workload = "",
+    output: Output = "table",
+) -> None:
+    """Reject a paused workload: it fails with the reason, what depends on it is skipped."""
+
+    def body(client: Any, as_json: bool) -> None:
+        from gxo.ctl import render
+        from gxo.ctl.client import pb
+
+        request = pb.RejectWorkloadRequest(reason=reason, **_selector(token, run, workload))
+        render.decision(client.call("RejectWorkload", request), as_json)
+
+    _run(ctx, output, body)

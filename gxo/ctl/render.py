@@ -16,7 +16,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["action", "apply", "event", "log_line", "removed", "runs", "statuses"]
+__all__ = [
+    "action",
+    "apply",
+    "decision",
+    "event",
+    "log_line",
+    "paused",
+    "removed",
+    "runs",
+    "statuses",
+]
 
 _COLOUR = {
     "Completed": "green",
@@ -26,6 +36,7 @@ _COLOUR = {
     "Pending": "dim",
     "Stopped": "magenta",
     "Restarting": "yellow",
+    "Paused": "blue",
 }
 
 
@@ -209,3 +220,55 @@ def removed(reply: Any, as_json: bool) -> None:
     _out().print(
         f"playbook [bold]{escape(reply.playbook)}[/] removed ({len(reply.removed)} workloads)"
     )
+
+
+def _pause_dict(p: Any) -> dict[str, Any]:
+    d = {
+        "token_id": p.token_id,
+        "playbook": p.playbook,
+        "workload": p.workload,
+        "run_id": p.run_id,
+        "prompt": p.prompt,
+        "since": p.since,
+        "expires_at": p.expires_at or None,
+        "payload_schema": json.loads(p.payload_schema_json) if p.payload_schema_json else None,
+        "approvers": list(p.approvers),
+    }
+    return d
+
+
+def paused(rows: list[Any], as_json: bool) -> None:
+    if as_json:
+        _dump([_pause_dict(p) for p in rows])
+        return
+    if not rows:
+        _out().print("no paused workloads")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("WORKLOAD", "RUN", "SINCE", "EXPIRES", "TOKEN ID", "PROMPT"):
+        table.add_column(column)
+    for p in rows:
+        table.add_row(
+            escape(f"{p.playbook}/{p.workload}"),
+            escape(p.run_id),
+            escape(p.since),
+            escape(p.expires_at or "-"),
+            escape(p.token_id),
+            escape(p.prompt),
+        )
+    _out().print(table)
+
+
+def decision(reply: Any, as_json: bool) -> None:
+    if as_json:
+        _dump(
+            {
+                "state": reply.state,
+                "decided_by": reply.decided_by,
+                "decided_at": reply.decided_at,
+                "message": reply.message,
+                "pause": _pause_dict(reply.pause),
+            }
+        )
+        return
+    _out().print(escape(reply.message))

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from gxo.config.loader import LoadedPlaybook, load_playbook
 from gxo.daemon.feeds import Feed
 from gxo.daemon.observe import FeedsMixin
+from gxo.daemon.pauses import PauseBook
 from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.daemon.selection import owners as instance_owners
 from gxo.daemon.selection import workload_checksum
@@ -164,6 +165,9 @@ class Daemon(FeedsMixin):
         self.fresh: set[tuple[str, str]] = set()
         # The webhook router (--http) and the workload: stream taps of event sources.
         self.sources = SourceHub()
+        # Paused workloads (control:wait_for_signal): each instance's broker, the RPCs'
+        # decisions (gxo/daemon/pauses.py).
+        self.pauses = PauseBook(self)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # After the writes queued before it (gxo/daemon/writer.py): reads see them, and a
@@ -484,6 +488,9 @@ class Daemon(FeedsMixin):
         reconciler = self.active.get((applied.name, name))
         if reconciler is not None:
             row.update(reconciler.status())
+        paused = self.pauses.paused(applied.name, name)
+        if paused is not None and row.get("status") == "Running":
+            row.update(status="Paused", reason=f"waits for an answer: {paused['prompt']}")
         row.update(playbook=applied.name, workload=name, policy=applied.policy(name))
         return row
 

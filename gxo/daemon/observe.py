@@ -8,6 +8,7 @@ followers read live.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,22 @@ class FeedsMixin:
                 "line": event.data.get("line", ""),
             }
             self.logs.push(line, key=(playbook, event.workload))
+
+    def publish_raw(
+        self, kind: str, playbook: str, workload: str, run_id: str, data: dict[str, Any]
+    ) -> None:
+        """A daemon's own event (``workload_paused``) → the events feed."""
+        self._seq += 1
+        entry = {
+            "seq": self._seq,
+            "time": time.time(),
+            "kind": kind,
+            "playbook": playbook,
+            "workload": workload,
+            "run_id": run_id,
+            "data": data,
+        }
+        self.events.push(entry)
 
     def stream_events(
         self, playbook: str, workload: str, follow: bool, tail: int

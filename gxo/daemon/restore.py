@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gxo.daemon.core import DAEMON_RESTARTED, STOPPED_BY_USER, _load, _reason
+from gxo.daemon.core import DAEMON_RESTARTED, STOPPED_BY_USER, _load, _reason, now_iso
 from gxo.errors import GxoError
 
 if TYPE_CHECKING:
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["restore", "shutdown"]
 
 log = logging.getLogger("gxo.daemon")
+
+# The reason runs.py gives the workloads a shutdown cancelled (a paused run's among them).
+STOPPED_WHILE_PAUSED = "cancelled: the daemon stopped"
 
 
 async def restore(daemon: Daemon) -> None:
@@ -44,8 +47,14 @@ async def restore(daemon: Daemon) -> None:
         await join(daemon)  # the liveness lease first: other members sweep without one
     # In a fleet, only this member's runs (a restart under the same --member name):
     # the others' may be live, and those of dead members are swept (fleet.sweep).
+    # A run paused in control:wait_for_signal is re-run below under its run id, waiting
+    # on the same pause row and token: its rows stay Running (pauses.py).
+    paused = await daemon._db(daemon.state.list_pauses)
     unfinished = await daemon._db(
-        daemon.state.fail_unfinished_runs, DAEMON_RESTARTED, daemon.member if daemon.fleet else None
+        daemon.state.fail_unfinished_runs,
+        DAEMON_RESTARTED,
+        daemon.member if daemon.fleet else None,
+        frozenset(p["run_id"] for p in paused),
     )
     for run in unfinished:
         playbook, workload = run.get("playbook"), run.get("workload")
@@ -83,11 +92,68 @@ async def restore(daemon: Daemon) -> None:
             finally:
                 daemon.restored.pop((applied.name, name), None)
         log.info("restored playbook %s (%d workloads)", applied.name, len(applied.checksums))
+    for run_id in dict.fromkeys(p["run_id"] for p in paused):
+        await _resume_paused_run(daemon, run_id, [p for p in paused if p["run_id"] == run_id])
+
+
+async def _resume_paused_run(daemon: Daemon, run_id: str, pauses: list[dict[str, Any]]) -> None:
+    """Re-run, under the same run id, the workloads a paused run had not finished.
+
+    Their history rows (``<run id>.<workload>``) are written afresh (the daemon's
+    restart is their new start), and the paused workload's ``wait`` takes up its open
+    pause with the same token. A run that cannot be re-run (its playbook is gone or
+    changed, it was a reconciler's instance, another fleet member ran it) ends as it
+    would have without a pause: its rows Failed ``daemon restarted``, its pauses closed.
+    """
+    from gxo.daemon.runs import start_instance
+
+    playbook = pauses[0]["playbook"]
+    rows = await daemon._db(daemon.state.runs_of, run_id)
+    member = daemon.member if daemon.fleet else None
+    if any(r.get("member") != member for r in rows if r["status"] == "Running"):
+        return  # another fleet member's run: not ours to re-run or to close
+    left = [
+        r
+        for r in rows
+        if r["status"] == "Running"
+        or (r["status"] == "Failed" and r.get("reason") == STOPPED_WHILE_PAUSED)
+    ]
+    names = [r["workload"] for r in left]
+    applied = daemon.playbooks.get(playbook)
+    runnable = (
+        applied is not None
+        and bool(names)
+        and all(p["workload"] in names for p in pauses)
+        and all(n in applied.checksums and applied.policy(n) == "run_once" for n in names)
+    )
+    if runnable and applied is not None:
+        await daemon._db(daemon.state.forget_runs, [r["run_id"] for r in left])
+        log.info("run %s of %s was paused: running %s again", run_id, playbook, ", ".join(names))
+        await start_instance(daemon, applied, names, run_id=run_id)
+        return
+    ended = now_iso()
+    for r in left:
+        if r["status"] == "Running":
+            await daemon._db(
+                daemon.state.finish_run,
+                r["run_id"],
+                "Failed",
+                ended,
+                r.get("report"),
+                DAEMON_RESTARTED,
+            )
+            if applied is not None and r["workload"] in applied.checksums:
+                await daemon.set_status(playbook, r["workload"], "Failed", reason=DAEMON_RESTARTED)
+    for p in pauses:
+        await daemon.pauses.decide(
+            p, "cancelled", by=None, reason="daemon restarted: the run could not be resumed"
+        )
 
 
 async def shutdown(daemon: Daemon, grace: float = 10.0) -> None:
     """Stop reconcilers and cancel instances; their history is written before return."""
     await daemon.sources.close()  # the --http listener: no new webhook events
+    daemon.pauses.stopping = True  # paused workloads stay paused for the next start
     for key, reconciler in list(daemon.active.items()):
         try:
             async with asyncio.timeout(grace):

@@ -139,6 +139,7 @@ async def start_instance(
         # an event_driven instance: templates read it as _gxo.event
         gxo_extra=None if event is None else {"event": event},
         stream_taps=daemon.sources.taps.hook(applied.name),  # workload: event sources
+        signals=daemon.pauses.broker(applied.name),  # control:wait_for_signal (pauses.py)
     )
     instance = Instance(
         run_id, applied.name, list(workloads), engine, pending=set(workloads), owner=owner

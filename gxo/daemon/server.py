@@ -137,6 +137,39 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+def _paused_pb(row: dict[str, Any]) -> pb.Paused:
+    schema = row.get("schema")
+    return pb.Paused(
+        token_id=row["id"],
+        playbook=row["playbook"],
+        workload=row["workload"],
+        run_id=row["run_id"],
+        prompt=row.get("prompt") or "",
+        since=row.get("since") or "",
+        expires_at=row.get("expires_at") or "",
+        payload_schema_json="" if schema is None else _json(schema),
+        approvers=list(row.get("approvers") or ()),
+    )
+
+
+def _caller() -> Any:
+    """The RPC's caller (set by the RBAC interceptor); None when served without it."""
+    from gxo.daemon.security.interceptor import CALLER
+
+    return CALLER.get()
+
+
+def _may_answer(call: Any, playbook: str, data: dict[str, Any]) -> bool:
+    """Whether a subscriber may resume the pause an event announces (RBAC + approvers)."""
+    if call is None:
+        return True  # no interceptor: an embedder's own in-process servicer
+    from gxo.daemon.pauses import Caller
+
+    if not call.may("ResumeWorkload", playbook):
+        return False
+    return Caller(call.identity.name, call.aliases()).approves(list(data.get("approvers") or []))
+
+
 class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -207,7 +240,12 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
         feed = self.daemon.stream_events(
             request.playbook, request.workload, request.follow, request.tail
         )
+        call = _caller()
         async for e in feed:
+            data = e["data"]
+            if "token" in data and not _may_answer(call, e["playbook"], data):
+                # A resume token goes only to subscribers allowed to resume that pause.
+                data = {k: v for k, v in data.items() if k != "token"}
             yield pb.Event(
                 seq=e["seq"],
                 time=e["time"],
@@ -215,7 +253,7 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
                 playbook=e["playbook"],
                 workload=e["workload"],
                 run_id=e["run_id"],
-                data_json=_json(e["data"]),
+                data_json=_json(data),
             )
 
     async def GetLogs(self, request, context):
@@ -243,6 +281,76 @@ class GxoDaemonServicer(pb_grpc.GxoDaemonServicer):
 
     async def Health(self, request, context):
         return pb.HealthResponse(pid=os.getpid(), **self.daemon.health())
+
+    # -- paused workloads (gxo/daemon/pauses.py) ----------------------------------------
+
+    async def ListPaused(self, request, context):
+        call = _caller()
+        rows = await self._call(context, self.daemon.pauses.list())
+        return pb.ListPausedResponse(
+            paused=[
+                _paused_pb(r)
+                for r in rows
+                if (not request.playbook_filter or r["playbook"] == request.playbook_filter)
+                and (call is None or call.may("ListPaused", r["playbook"]))
+            ]
+        )
+
+    async def ResumeWorkload(self, request, context):
+        try:
+            payload = json.loads(request.payload_json) if request.payload_json else None
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"payload is not JSON: {exc}")
+        return await self._decide(context, "ResumeWorkload", request, payload=payload)
+
+    async def RejectWorkload(self, request, context):
+        return await self._decide(context, "RejectWorkload", request, reason=request.reason)
+
+    async def _decide(self, context, method: str, request: Any, **answer: Any) -> Any:
+        from gxo.daemon.pauses import Caller, Refused
+
+        book = self.daemon.pauses
+        call = _caller()
+        caller = Caller(call.identity.name, call.aliases()) if call else Caller("local")
+        try:
+            row = await book.find(
+                token=request.token, run_id=request.run_id, workload=request.workload
+            )
+            target = f"{row['playbook']}/{row['workload']}"
+            if call is not None:
+                call.audit.update(target=target, run_id=row["run_id"], token_id=row["id"])
+                if not call.may(method, row["playbook"]):  # a role limited to other playbooks
+                    raise Refused(
+                        "PERMISSION_DENIED",
+                        f"permission denied: {caller.name} may not call {method} on {target}",
+                    )
+            if method == "ResumeWorkload":
+                payload = answer["payload"]
+                if call is not None:  # who resumed, with what (secret() values redacted)
+                    call.audit["payload"] = book.redacted(row["run_id"], payload)
+                decided = await book.resume(caller, row, payload)
+                message = f"{target} resumed by {caller.name}"
+            else:
+                if call is not None:
+                    call.audit["reason"] = answer["reason"]
+                decided = await book.reject(caller, row, answer["reason"])
+                message = f"{target} rejected by {caller.name}: {decided['reason']}"
+        except Refused as exc:
+            if call is not None:
+                call.audit["refused"] = exc.message
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("internal error")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return pb.PauseDecision(
+            pause=_paused_pb(decided),
+            state=decided["state"],
+            decided_by=decided["decided_by"] or "",
+            decided_at=decided["decided_at"] or "",
+            message=message,
+        )
 
 
 # -- running ----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from gxo.state._sql_schema import (
     StateError,
     meta_table,
     parse_url,
+    pauses_table,
     playbooks_table,
     redacted,
     results_table,
@@ -92,6 +93,7 @@ CELLS = (
     Cells(statuses_table, "statuses", ("playbook", "workload"), ("data",)),
     Cells(runs_table, "runs", ("run_id",), ("reason", "report")),
     Cells(results_table, "results", ("playbook", "key"), ("value",)),
+    Cells(pauses_table, "pauses", ("id",), ("prompt", "schema", "payload", "reason")),
 )
 
 

@@ -44,9 +44,10 @@ __all__ = [
     "fires_table",
     "make_engine",
     "metadata",
+    "pauses_table",
 ]
 
-SCHEMA_VERSION = 2  # 2: gxo_runs.member (the fleet member that ran it)
+SCHEMA_VERSION = 3  # 2: gxo_runs.member (the fleet member that ran it); 3: gxo_pauses
 RUNNING = "Running"
 BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another process's lock
 
@@ -120,6 +121,32 @@ fires_table = Table(
     Column("member", String, nullable=False),
     Column("claimed_at", String, nullable=False),
     Index("ix_gxo_fires_time", "fire_time"),
+)
+
+# One row per paused workload under the daemon (control:wait_for_signal): the token is
+# stored only as its SHA-256; ``state`` moves from ``open`` exactly once, by a conditional
+# UPDATE (resumed | rejected | expired | cancelled), so the database decides the races
+# across a fleet. Added by schema version 3 (create_all makes it in an older store).
+pauses_table = Table(
+    "gxo_pauses",
+    metadata,
+    Column("id", String, primary_key=True),  # the token id (public: `gxo ctl paused`)
+    Column("playbook", String, nullable=False),
+    Column("workload", String, nullable=False),
+    Column("run_id", String, nullable=False),
+    Column("token_hash", String, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("schema", Text),
+    Column("since", String, nullable=False),
+    Column("expires_at", String),  # UTC ISO 8601, NULL: no timeout
+    Column("approvers", Text, nullable=False),  # JSON list
+    Column("state", String, nullable=False),
+    Column("decided_by", String),
+    Column("decided_at", String),
+    Column("payload", Text),
+    Column("reason", Text),
+    Index("ix_gxo_pauses_workload", "playbook", "workload", "run_id"),
+    Index("ix_gxo_pauses_state", "state"),
 )
 
 

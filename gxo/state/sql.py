@@ -31,6 +31,7 @@ from sqlalchemy.pool import StaticPool
 
 from gxo.state._sql_crypto import check_store_key
 from gxo.state._sql_leases import LeaseMixin
+from gxo.state._sql_pauses import PauseMixin
 from gxo.state._sql_results import SqlResultStore
 from gxo.state._sql_schema import (
     RUNNING,
@@ -45,6 +46,7 @@ from gxo.state._sql_schema import (
     metadata,
     now_iso,
     parse_url,
+    pauses_table,
     playbooks_table,
     redacted,
     results_table,
@@ -82,7 +84,7 @@ class PlaybookRecord:
     applied_at: str
 
 
-class SqlState(LeaseMixin):
+class SqlState(LeaseMixin, PauseMixin):
     """Persistent daemon state over SQLAlchemy Core (see the module docstring)."""
 
     # The fleet member whose runs start_run records (None outside a fleet).
@@ -220,6 +222,7 @@ class SqlState(LeaseMixin):
                 )
             elif "member" not in {c["name"] for c in inspect(conn).get_columns("gxo_runs")}:
                 conn.execute(sql_text("ALTER TABLE gxo_runs ADD COLUMN member VARCHAR"))
+        # 3: gxo_pauses, a new table: metadata.create_all made it before this migration.
         conn.execute(
             update(meta_table)
             .where(meta_table.c.key == "schema_version")
@@ -275,7 +278,7 @@ class SqlState(LeaseMixin):
     def delete_playbook(self, name: str) -> bool:
         """Delete a playbook with its statuses, runs and results; False if it was unknown."""
         with self._write() as conn:
-            for table in (statuses_table, runs_table, results_table):
+            for table in (statuses_table, runs_table, results_table, pauses_table):
                 conn.execute(delete(table).where(table.c.playbook == name))
             found = conn.execute(delete(playbooks_table).where(playbooks_table.c.name == name))
         with self._results_lock:
@@ -285,9 +288,9 @@ class SqlState(LeaseMixin):
         return bool(found.rowcount)
 
     def delete_workload(self, playbook: str, workload: str) -> None:
-        """Forget a workload removed from its playbook: its status and its runs."""
+        """Forget a workload removed from its playbook: its status, runs and pauses."""
         with self._write() as conn:
-            for table in (statuses_table, runs_table):
+            for table in (statuses_table, runs_table, pauses_table):
                 conn.execute(
                     delete(table).where(table.c.playbook == playbook, table.c.workload == workload)
                 )
@@ -415,11 +418,15 @@ class SqlState(LeaseMixin):
         return None if row is None else self._run(row)
 
     def fail_unfinished_runs(
-        self, reason: str = "daemon restarted", member: str | None = None
+        self,
+        reason: str = "daemon restarted",
+        member: str | None = None,
+        spare: frozenset[str] = frozenset(),
     ) -> list[dict[str, Any]]:
         """Mark every run still Running as Failed (called on start after a crash); returns them.
         ``member``: only that fleet member's runs (a fleet member's restart must not fail
-        the runs of the live others)."""
+        the runs of the live others). ``spare``: engine run ids whose rows
+        (``<run id>.<workload>``) stay Running (a paused run the daemon re-runs)."""
         t = runs_table
         ended = now_iso()
         mine = t.c.status == RUNNING
@@ -427,7 +434,12 @@ class SqlState(LeaseMixin):
             mine = mine & (t.c.member == member)
         with self._write() as conn:
             rows = conn.execute(select(t).where(mine).order_by(t.c.id)).mappings()
-            failed = [self._run(row) for row in rows]
+            failed = [
+                self._run(row)
+                for row in rows
+                if row["run_id"].rpartition(".")[0] not in spare
+                and row["run_id"].partition(".")[0] not in spare
+            ]
             for run in failed:  # one row at a time: each reason is sealed for its own row
                 sealed = self._codec.seal(reason, "runs", run["run_id"], column="reason")
                 conn.execute(

@@ -60,14 +60,14 @@ def test_version_1_database_is_migrated_in_place(state_url: str) -> None:
     state = SqlState(state_url)
     try:
         columns, version = _columns_and_version(state_url)
-        assert "member" in columns and version == str(SCHEMA_VERSION) == "2"
+        assert "member" in columns and version == str(SCHEMA_VERSION) == "3"
         old = state.get_run("old")  # the history of version 1 is kept
         assert old is not None and old["status"] == "Running" and "member" not in old
         state.start_run("p", "w", "new", T0, member="m1")
         assert state.get_run("new")["member"] == "m1"  # type: ignore[index]
         # Opening again is a no-op (the migration ran once).
         SqlState(state_url).close()
-        assert _columns_and_version(state_url)[1] == "2"
+        assert _columns_and_version(state_url)[1] == "3"
     finally:
         state.close()
 

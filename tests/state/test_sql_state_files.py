@@ -112,7 +112,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     SqlState(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE gxo_meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StateError, match="has schema version 99; this gxo understands up to 2"):
+    with pytest.raises(StateError, match="has schema version 99; this gxo understands up to 3"):
         SqlState(f"sqlite:///{path}")
 
 

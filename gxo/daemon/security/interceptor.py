@@ -14,8 +14,10 @@ the policy.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -23,13 +25,37 @@ import grpc
 from gxo.daemon.security.identity import Identity
 from gxo.daemon.security.rbac import Decision, Policy, Role
 
-__all__ = ["RbacInterceptor"]
+__all__ = ["CALLER", "Call", "RbacInterceptor"]
 
 log = logging.getLogger("gxo.daemon.rbac")
 
 # How a request names its workload (resolved to its playbook) or its playbook.
 _WORKLOAD_FIELD = "name"
 _PLAYBOOK_FIELD = "playbook"
+
+
+@dataclass
+class Call:
+    """The RPC being served, for its body (``CALLER.get()``): who calls, under which
+    policy, and what the body adds to the call's audit line (a resume's payload...)."""
+
+    identity: Identity
+    policy: Policy
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    def may(self, method: str, playbook: str) -> bool:
+        return self.policy.decide(self.identity, method, playbook).allowed
+
+    def aliases(self) -> frozenset[str]:
+        """What an ``approvers`` list may name this caller by: name, CN, role names."""
+        names = {self.identity.name, *(r.name for r in self.policy.roles_of(self.identity))}
+        if self.identity.cn:
+            names.add(self.identity.cn)
+        return frozenset(names)
+
+
+# Set by the interceptor before an RPC's body runs (same task: the body sees it).
+CALLER: contextvars.ContextVar[Call | None] = contextvars.ContextVar("gxo_caller", default=None)
 
 
 def _playbook_name(source: str) -> str:
@@ -106,10 +132,16 @@ class RbacInterceptor(grpc.aio.ServerInterceptor):
         return identity, target, decision.scope
 
     async def _audit(
-        self, identity: Identity, method: str, target: str, allowed: bool, code: str
+        self,
+        identity: Identity,
+        method: str,
+        target: str,
+        allowed: bool,
+        code: str,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         if self.audit is not None:
-            await self.audit.record(identity, method, target, allowed, code)
+            await self.audit.record(identity, method, target, allowed, code, **(extra or {}))
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
@@ -140,6 +172,8 @@ class RbacInterceptor(grpc.aio.ServerInterceptor):
 
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             identity, target, scope = await self._decide(method, request, context)
+            call = Call(identity, self.policy)
+            CALLER.set(call)
             error: BaseException | None = None
             try:
                 reply = await body(request, context)
@@ -152,7 +186,9 @@ class RbacInterceptor(grpc.aio.ServerInterceptor):
                 error = exc
                 raise
             finally:
-                await self._audit(identity, method, target, True, self._code(context, error))
+                target = call.audit.pop("target", None) or target
+                code = self._code(context, error)
+                await self._audit(identity, method, target, True, code, call.audit)
 
         return grpc.unary_unary_rpc_method_handler(
             checked,
@@ -165,6 +201,7 @@ class RbacInterceptor(grpc.aio.ServerInterceptor):
 
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             identity, target, scope = await self._decide(method, request, context)
+            CALLER.set(Call(identity, self.policy))
             error: BaseException | None = None
             try:
                 async for message in body(request, context):

@@ -38,10 +38,11 @@ def _service_methods() -> frozenset[str]:
 METHODS = _service_methods()
 VIEWER = frozenset(
     {"GetWorkloadStatus", "ListWorkloads", "ListRuns", "GetLogs", "StreamEvents", "Health"}
+    | {"ListPaused"}
 )
-# ResumeWorkload counts once the service has it; a role never names a method that is not.
-OPERATOR = VIEWER | (
-    frozenset({"ApplyPlaybook", "StopWorkload", "StartWorkload", "ResumeWorkload"}) & METHODS
+# An operator answers paused workloads (control:wait_for_signal): resume and reject.
+OPERATOR = VIEWER | frozenset(
+    {"ApplyPlaybook", "StopWorkload", "StartWorkload", "ResumeWorkload", "RejectWorkload"}
 )
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 

@@ -225,3 +225,75 @@ class HealthResponse(_message.Message):
     workloads: int
     socket: str
     def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., state: _Optional[str] = ..., playbooks: _Optional[int] = ..., workloads: _Optional[int] = ..., socket: _Optional[str] = ...) -> None: ...
+
+class Paused(_message.Message):
+    __slots__ = ("token_id", "playbook", "workload", "run_id", "prompt", "since", "expires_at", "payload_schema_json", "approvers")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYBOOK_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    playbook: str
+    workload: str
+    run_id: str
+    prompt: str
+    since: str
+    expires_at: str
+    payload_schema_json: str
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token_id: _Optional[str] = ..., playbook: _Optional[str] = ..., workload: _Optional[str] = ..., run_id: _Optional[str] = ..., prompt: _Optional[str] = ..., since: _Optional[str] = ..., expires_at: _Optional[str] = ..., payload_schema_json: _Optional[str] = ..., approvers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListPausedRequest(_message.Message):
+    __slots__ = ("playbook_filter",)
+    PLAYBOOK_FILTER_FIELD_NUMBER: _ClassVar[int]
+    playbook_filter: str
+    def __init__(self, playbook_filter: _Optional[str] = ...) -> None: ...
+
+class ListPausedResponse(_message.Message):
+    __slots__ = ("paused",)
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    paused: _containers.RepeatedCompositeFieldContainer[Paused]
+    def __init__(self, paused: _Optional[_Iterable[_Union[Paused, _Mapping]]] = ...) -> None: ...
+
+class ResumeWorkloadRequest(_message.Message):
+    __slots__ = ("token", "run_id", "workload", "payload_json")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    run_id: str
+    workload: str
+    payload_json: str
+    def __init__(self, token: _Optional[str] = ..., run_id: _Optional[str] = ..., workload: _Optional[str] = ..., payload_json: _Optional[str] = ...) -> None: ...
+
+class RejectWorkloadRequest(_message.Message):
+    __slots__ = ("token", "run_id", "workload", "reason")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    run_id: str
+    workload: str
+    reason: str
+    def __init__(self, token: _Optional[str] = ..., run_id: _Optional[str] = ..., workload: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PauseDecision(_message.Message):
+    __slots__ = ("pause", "state", "decided_by", "decided_at", "message")
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    pause: Paused
+    state: str
+    decided_by: str
+    decided_at: str
+    message: str
+    def __init__(self, pause: _Optional[_Union[Paused, _Mapping]] = ..., state: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

@@ -84,6 +84,21 @@ class GxoDaemonStub:
                 request_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.HealthRequest.SerializeToString,
                 response_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.HealthResponse.FromString,
                 _registered_method=True)
+        self.ListPaused = channel.unary_unary(
+                '/gxo.daemon.v1.GxoDaemon/ListPaused',
+                request_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ListPausedRequest.SerializeToString,
+                response_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ListPausedResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkload = channel.unary_unary(
+                '/gxo.daemon.v1.GxoDaemon/ResumeWorkload',
+                request_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ResumeWorkloadRequest.SerializeToString,
+                response_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.PauseDecision.FromString,
+                _registered_method=True)
+        self.RejectWorkload = channel.unary_unary(
+                '/gxo.daemon.v1.GxoDaemon/RejectWorkload',
+                request_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.RejectWorkloadRequest.SerializeToString,
+                response_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.PauseDecision.FromString,
+                _registered_method=True)
 
 
 class GxoDaemonServicer:
@@ -153,6 +168,29 @@ class GxoDaemonServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPaused(self, request, context):
+        """Paused workloads (control:wait_for_signal): never their tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkload(self, request, context):
+        """Resume a paused workload with a payload (checked against its payload_schema:
+        INVALID_ARGUMENT, still paused). By its token, or by run id and workload.
+        Already decided: FAILED_PRECONDITION naming what happened; unknown token: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectWorkload(self, request, context):
+        """Fail a paused workload with a reason (same selectors as ResumeWorkload).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GxoDaemonServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +243,21 @@ def add_GxoDaemonServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.HealthRequest.FromString,
                     response_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.HealthResponse.SerializeToString,
+            ),
+            'ListPaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaused,
+                    request_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ListPausedRequest.FromString,
+                    response_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ListPausedResponse.SerializeToString,
+            ),
+            'ResumeWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkload,
+                    request_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ResumeWorkloadRequest.FromString,
+                    response_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.PauseDecision.SerializeToString,
+            ),
+            'RejectWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectWorkload,
+                    request_deserializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.RejectWorkloadRequest.FromString,
+                    response_serializer=gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.PauseDecision.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +530,87 @@ class GxoDaemon:
             '/gxo.daemon.v1.GxoDaemon/Health',
             gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.HealthRequest.SerializeToString,
             gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gxo.daemon.v1.GxoDaemon/ListPaused',
+            gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ListPausedRequest.SerializeToString,
+            gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ListPausedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gxo.daemon.v1.GxoDaemon/ResumeWorkload',
+            gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.ResumeWorkloadRequest.SerializeToString,
+            gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.PauseDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gxo.daemon.v1.GxoDaemon/RejectWorkload',
+            gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.RejectWorkloadRequest.SerializeToString,
+            gxo_dot_daemon_dot_proto_dot_gxo_dot_daemon_dot_v1_dot_daemon__pb2.PauseDecision.FromString,
             options,
             channel_credentials,
             insecure,
