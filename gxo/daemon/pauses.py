@@ -325,7 +325,8 @@ class DaemonBroker:
                     workload=request.workload,
                     run_id=request.run_id,
                     token_hash=hash_token(token),
-                    prompt=request.prompt,
+                    # What `gxo ctl paused` shows: secret() values of the run redacted.
+                    prompt=book.redacted(request.run_id, request.prompt),
                     schema=None if request.schema is None else dict(request.schema),
                     since=_iso(since),
                     expires_at=None if expires is None else _iso(expires),
@@ -363,6 +364,7 @@ class DaemonBroker:
             "expires_at": row["expires_at"],
             **data,
         }
+        event = self.book.redacted(row["run_id"], event)  # the bus's own redaction, as events
         self.book.daemon.publish_raw(
             "workload_paused", self.playbook, row["workload"], row["run_id"], event
         )

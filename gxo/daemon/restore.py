@@ -8,11 +8,14 @@ that had ended stays so (:func:`gxo.daemon.reconcile_supervise.resume_from`), on
 user stopped stays stopped; schedules catch up by their ``catchup``; event sources
 resume (un-acked events come again). In a fleet (gxo/daemon/fleet.py) the member first
 takes its liveness lease, and only its own runs are failed here: those of dead members
-are the survivors' sweep.
+are the survivors' sweep. A run paused in ``control:wait_for_signal`` (an open pause row)
+is not failed: its unfinished workloads run again under the same run id and the paused
+one waits on the same pause and token (gxo/daemon/pauses.py).
 
 **Shutdown.** Reconcilers stop (not a user's stop: the next start resumes them),
 instances are cancelled with a grace period, the last statuses are written, and a
-fleet member leaves the fleet.
+fleet member leaves the fleet. A paused run's pause stays open and its unfinished rows
+stay Running, as after a kill: the next start takes it up.
 """
 
 from __future__ import annotations
@@ -30,9 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["restore", "shutdown"]
 
 log = logging.getLogger("gxo.daemon")
-
-# The reason runs.py gives the workloads a shutdown cancelled (a paused run's among them).
-STOPPED_WHILE_PAUSED = "cancelled: the daemon stopped"
 
 
 async def restore(daemon: Daemon) -> None:
@@ -112,12 +112,7 @@ async def _resume_paused_run(daemon: Daemon, run_id: str, pauses: list[dict[str,
     member = daemon.member if daemon.fleet else None
     if any(r.get("member") != member for r in rows if r["status"] == "Running"):
         return  # another fleet member's run: not ours to re-run or to close
-    left = [
-        r
-        for r in rows
-        if r["status"] == "Running"
-        or (r["status"] == "Failed" and r.get("reason") == STOPPED_WHILE_PAUSED)
-    ]
+    left = [r for r in rows if r["status"] == "Running"]
     names = [r["workload"] for r in left]
     applied = daemon.playbooks.get(playbook)
     runnable = (
@@ -163,7 +158,13 @@ async def shutdown(daemon: Daemon, grace: float = 10.0) -> None:
             log.error("stopping %s/%s failed: %s", *key, exc)
     daemon.active.clear()
     instances = list(daemon.instances.values())
+    paused_runs = {run_id for (_, _, run_id) in daemon.pauses.open}
     for instance in instances:
+        if instance.run_id in paused_runs:
+            # A paused run ends as if the daemon had been killed: its unfinished rows stay
+            # Running and its pause open, and the next start re-runs it under the same
+            # run id (restore above) — never recorded as failed in between.
+            instance.pending.clear()
         instance.engine.cancel()
     tasks = [i.task for i in instances if i.task is not None]
     if tasks:
