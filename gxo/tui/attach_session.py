@@ -31,6 +31,7 @@ from typing import Any
 
 from gxo.config.models import ChannelPolicy
 from gxo.engine.events import Event, EventKind
+from gxo.tui.approvals import RemoteApprovals
 from gxo.tui.model import LOG_LIMIT, RunModel, WorkloadView
 
 __all__ = ["AttachSession", "RemoteState"]
@@ -125,6 +126,8 @@ class AttachSession:
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
+        # The Resume tab answers the daemon's pauses through its RPCs.
+        self.approvals = RemoteApprovals(client, on_change=self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------
 
