@@ -244,7 +244,20 @@ class PauseBook:
                 f"(approvers: {', '.join(row['approvers'])})",
             )
         self._check_open(row)
+        await self._ended_if_gone(row)
         await self._expire_if_due(row)
+
+    async def _ended_if_gone(self, row: dict[str, Any]) -> None:
+        """A pause whose run is over (a fleet member died and the sweep failed its run):
+        closed now, so a resume never "succeeds" with nothing left to resume."""
+        state = self.daemon.state
+        # Read after the daemon's queued history writes (gxo/daemon/writer.py).
+        run = await self.daemon._db(state.get_run, f"{row['run_id']}.{row['workload']}")
+        if run is None or run["status"] == "Running":
+            return
+        reason = f"{run['status']}: {run.get('reason') or 'no reason'}"
+        await self.decide(row, "cancelled", by=None, reason=reason)
+        await self._lost(row)
 
     async def resume(self, caller: Caller, row: dict[str, Any], payload: Any) -> dict[str, Any]:
         await self._checked(caller, row)

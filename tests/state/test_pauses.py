@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from gxo.daemon.core import Daemon
 from gxo.daemon.pauses import Caller, PauseBook, Refused, hash_token
-from gxo.engine.signals import PauseRequest, Rejected, Resolution
+from gxo.engine.signals import PauseClosed, PauseRequest, Rejected, Resolution
 from gxo.state._sql_schema import parse_url
 from gxo.state.sql import SqlState
 
@@ -293,3 +293,25 @@ def test_version_2_database_gets_the_pauses_table_in_place(state_url: str) -> No
         assert version == "3"
     finally:
         state.close()
+
+
+def test_a_pause_whose_run_ended_elsewhere_is_closed_not_resumed(
+    open_state: Callable[..., SqlState],
+) -> None:
+    """A fleet member died while paused and the survivors' sweep failed its run: a resume
+    must not succeed with nothing left to resume (Argo #12863)."""
+    state = open_state()
+
+    async def main() -> None:
+        book = Daemon(state).pauses
+        pause = Pause(book, "r11")
+        token = (await pause.ready())["token"]
+        state.start_run("pb", "approve", "r11.approve", "2026-01-01T00:00:00+00:00")
+        state.finish_run("r11.approve", "Failed", "2026-01-01T00:01:00+00:00", None, "swept")
+        with pytest.raises(Refused, match=r"no longer paused: its run ended .*Failed: swept"):
+            await _resume(book, token, {"approved": True, "replicas": 1})
+        with pytest.raises(PauseClosed):
+            await asyncio.wait_for(pause.task, 10)
+
+    asyncio.run(main())
+    assert state.list_pauses() == []
