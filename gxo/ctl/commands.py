@@ -22,7 +22,8 @@ __all__ = ["ctl_app"]
 
 ctl_app = typer.Typer(
     name="ctl",
-    help="Control a running gxo daemon (apply, status, runs, logs, events, stop, start, remove).",
+    help="Control a running gxo daemon (apply, status, runs, logs, events, stop, start, "
+    "remove, paused, resume, reject).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -127,18 +127,21 @@ async def _resume_paused_run(daemon: Daemon, run_id: str, pauses: list[dict[str,
         await start_instance(daemon, applied, names, run_id=run_id)
         return
     ended = now_iso()
-    for r in left:
-        if r["status"] == "Running":
+    for r in left:  # as fail_unfinished_runs and restore() do for any other run
+        name = r["workload"]
+        await daemon._db(
+            daemon.state.finish_run, r["run_id"], "Failed", ended, r.get("report"), DAEMON_RESTARTED
+        )
+        if applied is None or name not in applied.checksums:
+            continue
+        if applied.policy(name) != "run_once":
+            continue  # its reconciler (started above) owns its status
+        if daemon.fleet:  # unless another member took it over
             await daemon._db(
-                daemon.state.finish_run,
-                r["run_id"],
-                "Failed",
-                ended,
-                r.get("report"),
-                DAEMON_RESTARTED,
+                daemon.state.fail_status_of_run, playbook, name, r["run_id"], DAEMON_RESTARTED
             )
-            if applied is not None and r["workload"] in applied.checksums:
-                await daemon.set_status(playbook, r["workload"], "Failed", reason=DAEMON_RESTARTED)
+        else:
+            await daemon.set_status(playbook, name, "Failed", reason=DAEMON_RESTARTED)
     for p in pauses:
         await daemon.pauses.decide(
             p, "cancelled", by=None, reason="daemon restarted: the run could not be resumed"
