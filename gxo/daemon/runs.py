@@ -113,6 +113,7 @@ async def start_instance(
 ) -> Instance:
     run_id = run_id or uuid.uuid4().hex[:12]
     writer = writer_of(daemon)
+    await writer.room()  # the state store is behind: wait rather than queue without bound
     upstream = await _upstream(daemon, applied)
     if upstream.snapshot is None:
         # Shallow: templates never mutate what they read, modules get copies

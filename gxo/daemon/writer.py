@@ -21,10 +21,12 @@ What holds:
   daemon's ``_status_writes`` under the key ``("", "")``: the daemon waits for those at
   shutdown (before the store is closed), and every direct state call waits through
   ``_db`` (a playbook's delete lands after its queued rows).
-* **Crash.** A kill -9 loses what was queued and not yet committed: at most the writes
-  of the last batch window — the time one commit takes (a few ms on SQLite or a local
-  PostgreSQL; bench/RESULTS.md), since a write waits in the queue only while the
-  previous batch commits. A lost start row means the run is not in history (nothing
+* **Crash.** A kill -9 loses what was queued and not yet committed: the batch being
+  committed and the writes queued behind it. A write waits in the queue only while the
+  previous batch commits, so that is the last batch window — a few ms on SQLite or a
+  local PostgreSQL at moderate rates (bench/RESULTS.md). When the store cannot keep up,
+  at most :data:`QUEUE_MAX` writes wait (instance starts then wait for room), so the
+  window is bounded by the time to commit them. A lost start row means the run is not in history (nothing
   for ``fail_unfinished_runs`` to fail); a lost end row leaves it Running, which the
   next start records as Failed "daemon restarted" — both as after a crash before.
 * **Errors.** If a write of a batch fails, the batch is rolled back as a whole and its
@@ -43,11 +45,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gxo.daemon.core import Daemon
 
-__all__ = ["BATCH_MAX", "StateWriter", "writer_of"]
+__all__ = ["BATCH_MAX", "QUEUE_MAX", "StateWriter", "writer_of"]
 
 log = logging.getLogger("gxo.daemon")
 
 BATCH_MAX = 2000  # writes per transaction at most (a burst is cut into several)
+# Writes waiting at most before new instances wait for room (:meth:`StateWriter.room`):
+# when the store cannot keep up, instance starts slow down instead of the queue (memory,
+# and what a crash loses) growing without bound.
+QUEUE_MAX = 4 * BATCH_MAX
 DRAIN_KEY = ("", "")  # the writer's entry in Daemon._status_writes (no workload is "")
 
 
@@ -78,6 +84,7 @@ class StateWriter:
         self._on_drain = on_drain
         # Statuses queued or being committed: (playbook, workload) -> (record, its write).
         self._statuses: dict[tuple[str, str], tuple[dict[str, Any], _Write]] = {}
+        self._room: asyncio.Event | None = None  # set when the queue is below QUEUE_MAX
         self.batches = 0  # transactions committed (bench and tests read it)
         self.writes = 0
 
@@ -117,6 +124,14 @@ class StateWriter:
         entry = self._statuses.get((playbook, workload))
         return None if entry is None else dict(entry[0])
 
+    async def room(self) -> None:
+        """Wait while :data:`QUEUE_MAX` writes are queued (back-pressure on instance starts)."""
+        while len(self._queue) >= QUEUE_MAX:
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
+
     async def flush(self) -> None:
         """Wait until every write submitted before this call is committed (or failed)."""
         last = self._last
@@ -129,6 +144,8 @@ class StateWriter:
         try:
             while self._queue:
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+                if self._room is not None and len(self._queue) < QUEUE_MAX:
+                    self._room.set()
                 batch = self._coalesce(batch)
                 try:
                     results = await asyncio.to_thread(self._commit, batch)

@@ -132,3 +132,20 @@ async def test_shutdown_commits_what_is_queued(tmp_path: Path) -> None:
         assert len(state.list_runs("wb", "after", 500)) >= 300
     finally:
         state.close()
+
+
+async def test_room_waits_while_the_queue_is_full(
+    state: SqlState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gxo.daemon.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "QUEUE_MAX", 10)
+    monkeypatch.setattr(writer_module, "BATCH_MAX", 5)
+    writer = StateWriter(state)
+    for n in range(12):
+        writer.submit(state.start_run, "p", "w", f"q{n}", "2026-01-01T00:00:00Z")
+    assert len(writer._queue) >= 10  # an instance start must wait here
+    await asyncio.wait_for(writer.room(), 10)
+    assert len(writer._queue) < 10  # it returned once the drain made room
+    await writer.flush()
+    assert len(state.list_runs("p", "w", 50)) == 12
