@@ -101,9 +101,11 @@ async def _resume_paused_run(daemon: Daemon, run_id: str, pauses: list[dict[str,
 
     Their history rows (``<run id>.<workload>``) are written afresh (the daemon's
     restart is their new start), and the paused workload's ``wait`` takes up its open
-    pause with the same token. A run that cannot be re-run (its playbook is gone or
-    changed, it was a reconciler's instance, another fleet member ran it) ends as it
-    would have without a pause: its rows Failed ``daemon restarted``, its pauses closed.
+    pause with the same token. A run that cannot be re-run (its playbook or workloads are
+    gone, a reconciler's root among the unfinished, another fleet member ran it) ends as
+    it would have without a pause: its rows Failed ``daemon restarted``, pauses closed.
+    (An instance of a reconciler's root whose root had finished is re-run without it:
+    its downstream part is run_once workloads.)
     """
     from gxo.daemon.runs import start_instance
 

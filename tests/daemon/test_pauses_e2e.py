@@ -361,3 +361,64 @@ def test_ctl_usage_errors_without_a_daemon(tmp_path: Path) -> None:
     missing = [*base, "resume", "--token", "t", "--payload-file", str(tmp_path / "no.json")]
     out = subprocess.run(missing, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--payload-file" in out.stderr and "no.json" in out.stderr
+
+
+def test_stop_while_paused_ends_the_pause(daemon: DaemonProc, env_pw: None) -> None:
+    daemon.start()
+    assert daemon.ctl("apply", "-f", str(_playbook(daemon))).returncode == 0
+    _wait_paused(daemon)
+    [event] = _paused_events(daemon)
+    out = daemon.ctl("stop", "rel/approve")
+    assert out.returncode == 0, out.stderr
+    assert daemon.ctl_json("paused") == []
+    late = daemon.ctl("resume", "--token", event["data"]["token"], "--payload", GOOD)
+    assert late.returncode == 1
+    assert "is no longer paused: its run ended" in late.stderr and "stopped" in late.stderr
+
+
+TICKED = """\
+schemaVersion: "1.0.0"
+name: ticked
+workloads:
+  - name: tick
+    lifecycle: { policy: scheduled, cron: "@every 1s" }
+    process: { module: control:identity, params: { at: "{{ _gxo.run_id }}" } }
+  - name: gate
+    depends_on: [tick]
+    process:
+      module: control:wait_for_signal
+      params: { prompt: "tick ok?" }
+"""
+
+
+def test_a_pause_downstream_of_a_scheduled_workload_survives_a_restart(
+    daemon: DaemonProc,
+) -> None:
+    """The instance of a scheduled workload paused after its root completed: after a
+    restart the paused part runs again under its run id and the old token resumes it,
+    while the reconciler's new ticks pause on their own."""
+    daemon.start()
+    path = daemon.folder / "ticked.gxo.yaml"
+    path.write_text(TICKED)
+    assert daemon.ctl("apply", "-f", str(path)).returncode == 0
+    first = _wait_paused(daemon)[0]
+    old = next(e for e in _paused_events(daemon) if e["run_id"] == first["run_id"])
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait(20)
+    daemon.start()
+    deadline = time.monotonic() + 30
+    while not [e for e in _paused_events(daemon) if e["run_id"] == first["run_id"]]:
+        assert time.monotonic() < deadline, daemon.logs()
+        time.sleep(0.2)
+    assert first in daemon.ctl_json("paused")
+    out = daemon.ctl("resume", "--token", old["data"]["token"], "--payload", "1")
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 20
+    while True:
+        runs = {r["run_id"]: r["status"] for r in daemon.ctl_json("runs", "ticked/gate")}
+        if runs.get(f"{first['run_id']}.gate") == "Completed":
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+    assert all(r["run_id"] != first["run_id"] for r in daemon.ctl_json("paused"))

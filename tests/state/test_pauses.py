@@ -315,3 +315,26 @@ def test_a_pause_whose_run_ended_elsewhere_is_closed_not_resumed(
 
     asyncio.run(main())
     assert state.list_pauses() == []
+
+
+def test_a_decision_made_by_another_daemon_on_the_shared_state_is_seen(
+    open_state: Callable[..., SqlState],
+) -> None:
+    """A fleet: the member waiting on the pause sees a resume another member decided
+    (through the shared row, polled while it waits), and the other's late timeout loses."""
+    waiting, other = open_state(), open_state()
+
+    async def main() -> None:
+        here, there = Daemon(waiting).pauses, Daemon(other).pauses
+        pause = Pause(here, "r12", timeout=3600)
+        token = (await pause.ready())["token"]
+        started = time.monotonic()
+        decided = await _resume(there, token, {"approved": True, "replicas": 2})
+        assert decided["state"] == "resumed" and there.waiters == {}
+        resolution = await asyncio.wait_for(pause.task, 10)
+        assert resolution.payload == {"approved": True, "replicas": 2}
+        assert time.monotonic() - started < 5  # POLL_SECONDS, not the timeout
+        row = await there.find(token=token)
+        assert await there.decide(row, "expired", by=None) is None  # the timeout lost
+
+    asyncio.run(main())
