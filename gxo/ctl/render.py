@@ -196,6 +196,8 @@ def event(e: Any, as_json: bool) -> None:
         return
     where = f"{e.playbook}/{e.workload}" if e.workload else e.playbook
     detail = data.get("status") or data.get("line") or data.get("message") or ""
+    if e.kind == "workload_paused":  # the token only in -o json (to those allowed)
+        detail = f"{data.get('prompt') or ''} (token id {data.get('token_id')})"
     sys.stdout.write(f"{_clock(e.time)} {e.kind:<18} {where} {detail}\n".rstrip() + "\n")
     sys.stdout.flush()
 

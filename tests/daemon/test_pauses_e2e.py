@@ -106,6 +106,9 @@ def test_pause_list_refuse_resume_reuse(daemon: DaemonProc, env_pw: None) -> Non
     token = event["data"]["token"]
     assert token.startswith(row["token_id"] + ".") and event["run_id"] == row["run_id"]
     assert token not in table.stdout and token not in json.dumps(row)
+    plain = daemon.ctl("events").stdout  # the table: the prompt and token id, no token
+    assert f"Deploy 1.4 to production? (token id {row['token_id']})" in plain
+    assert token not in plain
 
     bad = daemon.ctl("resume", "--token", token, "--payload", '{"approved": true, "replicas": 0}')
     assert bad.returncode == 2
