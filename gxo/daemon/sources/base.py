@@ -33,6 +33,7 @@ from gxo.daemon.logsetup import REDACTED, redact_url
 from gxo.errors import GxoError
 
 __all__ = [
+    "AtMostOnce",
     "Delivery",
     "Event",
     "EventSource",
@@ -92,6 +93,22 @@ class Delivery(Protocol):
 
     async def nak(self, delay: float | None = None) -> None:
         """Failed: redeliver later (a no-op where the broker cannot)."""
+
+
+class AtMostOnce:
+    """The delivery of a source that cannot deliver again (core NATS, a webhook request,
+    a workload's record): nothing to acknowledge, nothing to redeliver."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+
+    async def ack(self) -> None:
+        return None
+
+    async def nak(self, delay: float | None = None) -> None:
+        return None
 
 
 @runtime_checkable

@@ -41,7 +41,13 @@ from nats.js.client import JetStreamContext
 
 from gxo.config.durations import parse_duration
 from gxo.daemon.sources._nats_conn import CONNECT_TIMEOUT, NatsClient, NatsTarget, log, reason
-from gxo.daemon.sources.base import Event, SourceError, decode_payload, register_source
+from gxo.daemon.sources.base import (
+    AtMostOnce,
+    Event,
+    SourceError,
+    decode_payload,
+    register_source,
+)
 
 __all__ = ["JetStreamSource", "NatsSource"]
 
@@ -51,21 +57,6 @@ CORE_PENDING_LIMIT = 65536
 FETCH_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
 _DURABLE_BAD = re.compile(r"[^A-Za-z0-9_-]")
-
-
-class _NoAck:
-    """A core NATS delivery: the broker has nothing to acknowledge."""
-
-    __slots__ = ("event",)
-
-    def __init__(self, event: Event) -> None:
-        self.event = event
-
-    async def ack(self) -> None:
-        return None
-
-    async def nak(self, delay: float | None = None) -> None:
-        return None
 
 
 class NatsSource(NatsClient):
@@ -91,7 +82,7 @@ class NatsSource(NatsClient):
             await self._close_connection()
             raise self._error(f"cannot subscribe to {self.subject!r}: {reason(exc)}") from None
 
-    async def get(self) -> _NoAck:
+    async def get(self) -> AtMostOnce:
         if self._sub is None:
             raise self._error(
                 "get() before start()" if not self._closed else "the source is closed"
@@ -110,7 +101,7 @@ class NatsSource(NatsClient):
             # Core NATS has no message id; a publisher's Nats-Msg-Id is the closest thing.
             event_id = headers.get("Nats-Msg-Id") or uuid.uuid4().hex
             event = Event(event_id, self.source, msg.subject, data, headers, data_b64=data_b64)
-            return _NoAck(event)
+            return AtMostOnce(event)
 
     async def close(self) -> None:
         if self._closed:

@@ -47,6 +47,7 @@ from gxo.config.durations import parse_duration
 from gxo.daemon.logsetup import REDACTED, add_secret
 from gxo.daemon.sources._util import query_params
 from gxo.daemon.sources.base import (
+    AtMostOnce,
     Event,
     SourceContext,
     SourceError,
@@ -150,21 +151,6 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Delivery:
-    """At most once: a request cannot be delivered again, so both do nothing."""
-
-    __slots__ = ("event",)
-
-    def __init__(self, event: Event) -> None:
-        self.event = event
-
-    async def ack(self) -> None:
-        return None
-
-    async def nak(self, delay: float | None = None) -> None:
-        return None
-
-
 class WebhookSource:
     def __init__(
         self,
@@ -191,7 +177,7 @@ class WebhookSource:
         self.name = name
         self.context = context or SourceContext(playbook="", workload=name)
         self.source = f"webhook:{self.path}"  # what events and statuses show: no secret
-        self._pending: deque[tuple[_Delivery, asyncio.Future[None]]] = deque()
+        self._pending: deque[tuple[AtMostOnce, asyncio.Future[None]]] = deque()
         self._getter: asyncio.Future[None] | None = None
         self._router: WebhookRouter | None = None
         self._closed = False
@@ -214,7 +200,7 @@ class WebhookSource:
         self._router = router
         self._closed = False
 
-    async def get(self) -> _Delivery:
+    async def get(self) -> AtMostOnce:
         while not self._pending:
             if self._closed:
                 raise SourceError(f"event source {self.source!r} is closed", workload=self.name)
@@ -271,7 +257,7 @@ class WebhookSource:
             return Reply(401, {"error": problem})
         if self._closed:
             return Reply(503, {"error": "the workload is stopping"}, {"retry-after": "1"})
-        delivery = _Delivery(self._event(request))
+        delivery = AtMostOnce(self._event(request))
         event_id = delivery.event.id
         overflow = self.context.overflow
         if overflow == "drop_new" and len(self._pending) >= self.context.room():

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from gxo.config.models import OverflowStrategy
 from gxo.daemon.sources.base import (
+    AtMostOnce,
     Event,
     SourceContext,
     SourceError,
@@ -183,21 +184,6 @@ class StreamTaps:
             box.close()  # nobody reads them: the producers must not wait
 
 
-class _Delivery:
-    """At most once: a record is not produced again, so both do nothing."""
-
-    __slots__ = ("event",)
-
-    def __init__(self, event: Event) -> None:
-        self.event = event
-
-    async def ack(self) -> None:
-        return None
-
-    async def nak(self, delay: float | None = None) -> None:
-        return None
-
-
 class WorkloadSource:
     def __init__(
         self,
@@ -230,7 +216,7 @@ class WorkloadSource:
         self._taps = taps
         self._closed = False
 
-    async def get(self) -> _Delivery:
+    async def get(self) -> AtMostOnce:
         box = self._box
         if box is None:
             raise SourceError(f"event source {self.source!r} is not started", workload=self.name)
@@ -252,7 +238,7 @@ class WorkloadSource:
                     box.taps.remove(tap)  # producer need not wait for our next get()
                     with contextlib.suppress(UpstreamFailedError):
                         channel.take()
-                return _Delivery(
+                return AtMostOnce(
                     Event(
                         id=f"{tap.tag}-{tap.seq}",
                         source=self.source,
