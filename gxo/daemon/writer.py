@@ -198,8 +198,12 @@ class StateWriter:
         results: list[tuple[bool, Any]] = []
         try:
             with self.state.batch():
-                for write in batch:
-                    results.append((True, write.fn(*write.args)))
+                grouped = self._grouped(batch)
+                if grouped is not None:
+                    results = grouped
+                else:
+                    for write in batch:
+                        results.append((True, write.fn(*write.args)))
         except Exception:
             results = []
             for write in batch:
@@ -210,6 +214,35 @@ class StateWriter:
         self.batches += 1
         self.writes += len(batch)
         return results
+
+    def _grouped(self, batch: list[_Write]) -> list[tuple[bool, Any]] | None:
+        """A batch of only history rows and statuses in a few multi-row statements
+        (``SqlState.write_runs``; the same rows as one call each: see there); None for
+        a batch with any other write (run one call each, in order)."""
+        state = self.state
+        write_runs = getattr(state, "write_runs", None)
+        if write_runs is None or len(batch) < 2:
+            return None
+        start, finish, status = state.start_run, state.finish_run, state.set_status
+        starts: list[tuple[Any, ...]] = []
+        finishes: list[tuple[Any, ...]] = []
+        statuses: list[tuple[Any, ...]] = []
+        kinds: list[int] = []
+        for write in batch:
+            fn = write.fn
+            if fn == start:
+                starts.append(write.args)
+                kinds.append(0)
+            elif fn == finish:
+                finishes.append(write.args)
+                kinds.append(1)
+            elif fn == status:
+                statuses.append(write.args)
+                kinds.append(2)
+            else:
+                return None
+        ended = iter(write_runs(starts, finishes, statuses))
+        return [(True, next(ended) if kind == 1 else None) for kind in kinds]
 
 
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:

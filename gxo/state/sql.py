@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, exc, inspect, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, exc, inspect, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.pool import StaticPool
 
@@ -395,6 +395,97 @@ class SqlState(LeaseMixin, PauseMixin):
                 return False
             self._prune(conn, row.playbook, row.workload)
         return True
+
+    def write_runs(
+        self,
+        starts: list[tuple[Any, ...]],
+        finishes: list[tuple[Any, ...]],
+        statuses: list[tuple[str, str, dict[str, Any]]],
+    ) -> list[bool]:
+        """Many ``start_run``, ``finish_run`` and ``set_status`` writes (their arguments,
+        in order) in a few multi-row statements — the daemon's write-behind batch
+        (gxo/daemon/writer.py): one INSERT of the start rows, one UPDATE per end row
+        sent together, one prune per workload, the statuses upserted together.
+
+        The same rows as the single-row methods called in order, values sealed alike,
+        except the prune: a workload is pruned once, after every start and end of the
+        lot, so a run started later in the lot counts toward ``history_limit`` (as it
+        would at that workload's next end). Returns ``finish_run``'s answer per end.
+        One transaction (inside ``batch()``: that one)."""
+        member = self.member
+        seal = self._codec.seal
+        start_rows = [
+            {
+                "run_id": run_id,
+                "playbook": playbook,
+                "workload": workload,
+                "status": RUNNING,
+                "started_at": started_at,
+                "member": rest[0] if rest and rest[0] is not None else member,
+            }
+            for playbook, workload, run_id, started_at, *rest in starts
+        ]
+        finish_rows = []
+        for run_id, status, ended_at, report, *rest in finishes:
+            reason = rest[0] if rest else None
+            finish_rows.append(
+                {
+                    "b_run_id": run_id,
+                    "b_status": status,
+                    "b_ended_at": ended_at,
+                    "b_reason": None
+                    if reason is None
+                    else seal(reason, "runs", run_id, column="reason"),
+                    "b_report": seal(encode(report), "runs", run_id, column="report"),
+                }
+            )
+        status_rows = []
+        for playbook, workload, record in statuses:
+            data = {**record}
+            data.setdefault("updated_at", now_iso())
+            text = seal(encode(data), "statuses", playbook, workload, column="data")
+            status_rows.append({"playbook": playbook, "workload": workload, "data": text})
+        found: dict[str, tuple[str, str]] = {}
+        with self._write() as conn:
+            if start_rows:
+                conn.execute(self._sql.insert_run, start_rows)
+            if finish_rows:
+                ids = [row["b_run_id"] for row in finish_rows]
+                t = runs_table
+                for lot in range(0, len(ids), 500):  # bound the IN list
+                    query = select(t.c.run_id, t.c.playbook, t.c.workload).where(
+                        t.c.run_id.in_(ids[lot : lot + 500])
+                    )
+                    found.update((r, (p, w)) for r, p, w in conn.execute(query))
+                rows = [row for row in finish_rows if row["b_run_id"] in found]
+                if rows:
+                    conn.execute(self._finish_many(), rows)
+                    keep = self.history_limit
+                    workloads = dict.fromkeys(found[row["b_run_id"]] for row in rows)
+                    prunes = [
+                        {"b_playbook": p, "b_workload": w, "b_keep": keep} for p, w in workloads
+                    ]
+                    conn.execute(self._sql.prune_runs, prunes)
+            if status_rows:
+                conn.execute(self._sql.upsert_status, status_rows)
+        return [row["b_run_id"] in found for row in finish_rows]
+
+    def _finish_many(self) -> Any:
+        """``finish_run``'s UPDATE without RETURNING (executemany: sent as one lot)."""
+        stmt = getattr(self, "_finish_many_stmt", None)
+        if stmt is None:
+            r = runs_table
+            stmt = self._finish_many_stmt = (
+                update(r)
+                .where(r.c.run_id == bindparam("b_run_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    ended_at=bindparam("b_ended_at"),
+                    reason=bindparam("b_reason"),
+                    report=bindparam("b_report"),
+                )
+            )
+        return stmt
 
     def list_runs(self, playbook: str, workload: str, limit: int = 50) -> list[dict[str, Any]]:
         """A workload's runs, newest first."""
