@@ -19,6 +19,12 @@ Two mechanisms, both driven by the shared database:
   died``, and so does the status of a workload that still shows that run, so its
   lifecycle's policy applies (a supervise lease's next holder restarts it by policy).
   An event_driven workload's status is left alone: the other members still consume.
+* **Paused runs of a dead member.** A run whose workload waits in
+  ``control:wait_for_signal`` is not failed: the first sweeper to change its rows'
+  ``member`` from the dead id to its own (one conditional UPDATE: the database decides)
+  takes it over and re-runs its unfinished workloads under the same run id as a restart
+  does (:func:`take_over`, ``restore.rerun_paused``); the pause keeps its token and any
+  member's ``gxo ctl resume`` answers it (its waiter polls the row, pauses.POLL_SECONDS).
 """
 
 from __future__ import annotations
@@ -28,10 +34,21 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from gxo.state._sql_leases import DIED
+
 if TYPE_CHECKING:
     from gxo.daemon.core import Applied, Daemon
 
-__all__ = ["LeasedReconciler", "attach", "heartbeat", "join", "leave", "sweep", "sync_playbooks"]
+__all__ = [
+    "LeasedReconciler",
+    "attach",
+    "heartbeat",
+    "join",
+    "leave",
+    "sweep",
+    "sync_playbooks",
+    "take_over",
+]
 
 
 def _now_iso() -> str:
@@ -184,10 +201,11 @@ def _leased(factory: Any, ttl: float) -> Any:
 
 async def sweep(daemon: Daemon) -> list[dict[str, Any]]:
     """Fail the runs of members whose liveness lease expired, and the statuses that still
-    show them (see the module docstring); returns the runs failed."""
+    show them; take over their paused runs (see the module docstring); returns the runs
+    failed."""
     state = daemon.state
-    failed: list[dict[str, Any]] = await asyncio.to_thread(
-        state.fail_runs_of_dead_members, daemon.member
+    failed, taken = await asyncio.to_thread(
+        state.sweep_dead_members, daemon.member, applied=frozenset(daemon.playbooks)
     )
     for run in failed:
         playbook, workload = run["playbook"], run["workload"]
@@ -206,7 +224,32 @@ async def sweep(daemon: Daemon) -> list[dict[str, Any]]:
             await asyncio.to_thread(
                 state.fail_status_of_run, playbook, workload, run["run_id"], run["reason"]
             )
+    for run in taken:
+        await take_over(daemon, run)
     return failed
+
+
+async def take_over(daemon: Daemon, run: dict[str, Any]) -> None:
+    """A dead member's paused run, now ours (the sweep's conditional UPDATE): its
+    unfinished workloads run again here under the same run id, the paused one waiting on
+    the same pause and token, exactly as after a restart (restore.rerun_paused)."""
+    from gxo.daemon.restore import rerun_paused
+
+    reason = f"fleet member {run['member']} {DIED}"
+    log.warning(
+        "fleet: %s while run %s of %s was paused: taken over by %s (%s)",
+        reason,
+        run["run_id"],
+        run["playbook"],
+        daemon.member,
+        ", ".join(run["workloads"]),
+    )
+    try:
+        await rerun_paused(daemon, run["run_id"], run["pauses"], reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # never the heartbeat's end: the liveness lease must go on
+        log.exception("fleet: taking over run %s failed", run["run_id"])
 
 
 async def join(daemon: Daemon) -> None:

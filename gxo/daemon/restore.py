@@ -30,7 +30,7 @@ from gxo.errors import GxoError
 if TYPE_CHECKING:
     from gxo.daemon.core import Daemon
 
-__all__ = ["restore", "shutdown"]
+__all__ = ["rerun_paused", "restore", "shutdown"]
 
 log = logging.getLogger("gxo.daemon")
 
@@ -93,19 +93,24 @@ async def restore(daemon: Daemon) -> None:
                 daemon.restored.pop((applied.name, name), None)
         log.info("restored playbook %s (%d workloads)", applied.name, len(applied.checksums))
     for run_id in dict.fromkeys(p["run_id"] for p in paused):
-        await _resume_paused_run(daemon, run_id, [p for p in paused if p["run_id"] == run_id])
+        await rerun_paused(daemon, run_id, [p for p in paused if p["run_id"] == run_id])
 
 
-async def _resume_paused_run(daemon: Daemon, run_id: str, pauses: list[dict[str, Any]]) -> None:
-    """Re-run, under the same run id, the workloads a paused run had not finished.
+async def rerun_paused(
+    daemon: Daemon, run_id: str, pauses: list[dict[str, Any]], reason: str = DAEMON_RESTARTED
+) -> None:
+    """Re-run, under the same run id, the workloads a paused run had not finished: this
+    daemon's own run after a restart (:func:`restore`), or a dead fleet member's run this
+    member took over (gxo/daemon/fleet.py, :func:`~gxo.daemon.fleet.sweep`).
 
     Their history rows (``<run id>.<workload>``) are written afresh (the daemon's
-    restart is their new start), and the paused workload's ``wait`` takes up its open
-    pause with the same token. A run that cannot be re-run (its playbook or workloads are
-    gone, a reconciler's root among the unfinished, another fleet member ran it) ends as
-    it would have without a pause: its rows Failed ``daemon restarted``, pauses closed.
-    (An instance of a reconciler's root whose root had finished is re-run without it:
-    its downstream part is run_once workloads.)
+    restart or the takeover is their new start), and the paused workload's ``wait`` takes
+    up its pause with the same token (a pause decided meanwhile is answered at once). A
+    run that cannot be re-run (its playbook or workloads are gone, a reconciler's root
+    among the unfinished, another fleet member runs it) ends as it would have without a
+    pause: its rows Failed with ``reason``, pauses closed. (An instance of a reconciler's
+    root whose root had finished is re-run without it: its downstream part is run_once
+    workloads.)
     """
     from gxo.daemon.runs import start_instance
 
@@ -132,21 +137,19 @@ async def _resume_paused_run(daemon: Daemon, run_id: str, pauses: list[dict[str,
     for r in left:  # as fail_unfinished_runs and restore() do for any other run
         name = r["workload"]
         await daemon._db(
-            daemon.state.finish_run, r["run_id"], "Failed", ended, r.get("report"), DAEMON_RESTARTED
+            daemon.state.finish_run, r["run_id"], "Failed", ended, r.get("report"), reason
         )
         if applied is None or name not in applied.checksums:
             continue
         if applied.policy(name) != "run_once":
             continue  # its reconciler (started above) owns its status
         if daemon.fleet:  # unless another member took it over
-            await daemon._db(
-                daemon.state.fail_status_of_run, playbook, name, r["run_id"], DAEMON_RESTARTED
-            )
+            await daemon._db(daemon.state.fail_status_of_run, playbook, name, r["run_id"], reason)
         else:
-            await daemon.set_status(playbook, name, "Failed", reason=DAEMON_RESTARTED)
+            await daemon.set_status(playbook, name, "Failed", reason=reason)
     for p in pauses:
         await daemon.pauses.decide(
-            p, "cancelled", by=None, reason="daemon restarted: the run could not be resumed"
+            p, "cancelled", by=None, reason=f"{reason}: the run could not be resumed"
         )
 
 

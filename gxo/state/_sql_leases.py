@@ -9,6 +9,7 @@ DATABASE clock (``now()``), never a member's: members with skewed clocks still a
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Float, String, Table, text
@@ -69,10 +70,18 @@ def _statements(backend: str) -> dict[str, Any]:
             f"gxo_leases.name = '{MEMBER_LEASE}' || gxo_runs.member AND expires_at >= {now}) "
             "ORDER BY id" + (" FOR UPDATE" if backend == "postgresql" else "")
         ),
+        # Both conditional on the dead member still owning the row: of two members
+        # sweeping at once, the one whose UPDATE lands first decides, the other's matches
+        # nothing (the database decides; no protocol of our own).
         "fail_run": text(
             "UPDATE gxo_runs SET status = 'Failed', ended_at = :ended, reason = :reason "
-            "WHERE id = :id AND status = 'Running'"
+            "WHERE id = :id AND status = 'Running' AND member = :dead RETURNING id"
         ),
+        "take_run": text(
+            "UPDATE gxo_runs SET member = :me "
+            "WHERE id = :id AND status = 'Running' AND member = :dead RETURNING id"
+        ),
+        "stored": text("SELECT 1 FROM gxo_playbooks WHERE name = :name"),
         "forget": text(
             f"DELETE FROM gxo_leases WHERE name LIKE '{MEMBER_LEASE}%' AND expires_at < {now}"
         ),
@@ -112,39 +121,101 @@ class LeaseMixin:
             return conn.execute(self._lease("holder"), {"name": name}).scalar()
 
     def fail_runs_of_dead_members(self, me: str) -> list[dict[str, Any]]:
-        """Runs left ``Running`` by fleet members whose liveness lease expired become
-        ``Failed`` (reason ``fleet member ID died``); returns them (run_id, playbook,
-        workload, member, reason). ``me`` (alive: it is asking) is never swept. Expired
-        member leases are deleted in the same transaction (a missing one counts as dead)."""
+        """Every run left ``Running`` by a fleet member whose liveness lease expired becomes
+        ``Failed``, paused or not (:meth:`sweep_dead_members` without taking over)."""
+        return self.sweep_dead_members(me, take_over=False)[0]
+
+    def sweep_dead_members(
+        self, me: str, *, take_over: bool = True, applied: Collection[str] = ()
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The runs left ``Running`` by fleet members whose liveness lease expired:
+        (failed, taken over).
+
+        A run whose paused workload (``control:wait_for_signal``, a row in ``gxo_pauses``)
+        is still ``Running`` is taken over by ``me`` (its rows' ``member`` becomes ``me``,
+        by a conditional UPDATE from the dead member's id: exactly one sweeper wins),
+        unless its playbook is stored but not applied here yet (``applied``: left for a
+        later sweep, once the playbook sync took it up). Every other run becomes
+        ``Failed`` with reason ``fleet member ID died``. Taken over: one entry per engine
+        run (run_id, playbook, member (the dead one), pauses). Failed: one per row
+        (run_id, playbook, workload, member, reason). ``me`` (alive: it is asking) is
+        never swept. Expired member leases are deleted in the same transaction (a
+        missing one counts as dead)."""
         from gxo.state._sql_schema import now_iso
 
         ended = now_iso()
+        failed: list[dict[str, Any]] = []
+        taken: dict[str, dict[str, Any]] = {}
         with self._write() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(self._lease("dead_runs"), {"me": me}).mappings().all()
-            failed = [
-                {
-                    "run_id": row["run_id"],
-                    "playbook": row["playbook"],
-                    "workload": row["workload"],
-                    "member": row["member"],
-                    "reason": f"fleet member {row['member']} {DIED}",
-                }
-                for row in rows
-            ]
-            if rows:
-                params = [
-                    {
-                        "id": row["id"],
-                        "ended": ended,
-                        "reason": self._seal_reason(run["run_id"], run["reason"]),
-                    }
-                    for row, run in zip(rows, failed, strict=True)
-                ]
-                conn.execute(self._lease("fail_run"), params)
+            paused = self._paused_runs(conn, rows) if take_over and rows else {}
+            waiting = {
+                run
+                for run, (playbook, _) in paused.items()
+                if playbook not in applied
+                and conn.execute(self._lease("stored"), {"name": playbook}).first() is not None
+            }
+            for row in rows:
+                run = _engine_run(row["run_id"], row["workload"])
+                params = {"id": row["id"], "dead": row["member"]}
+                if run in waiting:
+                    continue
+                if run in paused:
+                    if conn.execute(self._lease("take_run"), {**params, "me": me}).first():
+                        entry = taken.setdefault(
+                            run,
+                            {
+                                "run_id": run,
+                                "playbook": row["playbook"],
+                                "member": row["member"],
+                                "pauses": paused[run][1],
+                            },
+                        )
+                        entry.setdefault("workloads", []).append(row["workload"])
+                    continue
+                reason = f"fleet member {row['member']} {DIED}"
+                params["ended"] = ended
+                params["reason"] = self._seal_reason(row["run_id"], reason)
+                if conn.execute(self._lease("fail_run"), params).first():
+                    failed.append(
+                        {
+                            "run_id": row["run_id"],
+                            "playbook": row["playbook"],
+                            "workload": row["workload"],
+                            "member": row["member"],
+                            "reason": reason,
+                        }
+                    )
             conn.execute(self._lease("forget"))
-        return failed
+        return failed, list(taken.values())
+
+    def _paused_runs(
+        self, conn: Any, rows: Sequence[Any]
+    ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        """Of the engine runs of ``rows`` (Running), those whose paused workload is among
+        them: engine run id -> (playbook, its pause rows). The pause may be open or
+        decided while its member was dying (the decision not taken up yet)."""
+        from sqlalchemy import select
+
+        from gxo.state._sql_schema import pauses_table as t
+
+        running = {(_engine_run(r["run_id"], r["workload"]), r["workload"]) for r in rows}
+        runs = sorted({run for run, _ in running})
+        found: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        query = select(t).where(t.c.run_id.in_(runs)).order_by(t.c.since, t.c.id)
+        for pause in conn.execute(query).mappings():
+            if (pause["run_id"], pause["workload"]) in running:
+                entry = found.setdefault(pause["run_id"], (pause["playbook"], []))
+                entry[1].append(self._pause(pause))  # type: ignore[attr-defined]
+        return found
 
     def _seal_reason(self, run_id: str, reason: str) -> str:
         """A run's reason as the store keeps it (sealed when the store is encrypted)."""
         codec = getattr(self, "_codec", None)
         return reason if codec is None else codec.seal(reason, "runs", run_id, column="reason")
+
+
+def _engine_run(row_run_id: str, workload: str) -> str:
+    """The engine run id of a history row (``<run id>.<workload>``)."""
+    suffix = "." + workload
+    return row_run_id[: -len(suffix)] if row_run_id.endswith(suffix) else row_run_id
