@@ -94,7 +94,11 @@ _UPSTREAM: weakref.WeakKeyDictionary[Any, dict[str, _Upstream]] = weakref.WeakKe
 
 
 async def _upstream(daemon: Daemon, applied: Applied) -> _Upstream:
-    cache = _UPSTREAM.setdefault(daemon, {})
+    cache: dict[str, _Upstream] | None = getattr(daemon, "_gxo_upstream", None)
+    if cache is None:
+        cache = _UPSTREAM.setdefault(daemon, {})
+        with contextlib.suppress(AttributeError):  # then the weak-key table each time
+            daemon._gxo_upstream = cache  # type: ignore[attr-defined]
     entry = cache.get(applied.name)
     if entry is None or entry.applied is not applied:  # a new apply: read the state again
         store = await asyncio.to_thread(daemon.state.results, applied.name)

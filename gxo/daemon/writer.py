@@ -270,6 +270,9 @@ _WRITERS: weakref.WeakKeyDictionary[Any, StateWriter] = weakref.WeakKeyDictionar
 def writer_of(daemon: Daemon) -> StateWriter:
     """The daemon's writer (one per daemon, made on first use). Its drain task is listed
     in ``daemon._status_writes`` while it runs, so shutdown and removal wait for it."""
+    writer: StateWriter | None = getattr(daemon, "_gxo_state_writer", None)
+    if writer is not None:  # the fast path: an attribute, not a weak-key lookup per write
+        return writer
     writer = _WRITERS.get(daemon)
     if writer is None:
 
@@ -284,4 +287,8 @@ def writer_of(daemon: Daemon) -> StateWriter:
             )
 
         writer = _WRITERS[daemon] = StateWriter(daemon.state, track)
+    try:
+        daemon._gxo_state_writer = writer  # type: ignore[attr-defined]
+    except AttributeError:  # an object without a __dict__: the weak-key table only
+        pass
     return writer

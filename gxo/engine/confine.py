@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -95,6 +96,32 @@ def _real(path: str | Path) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
+# The real paths of a resolver's roots, per (workspace, allow): a daemon makes a resolver
+# per instance, and resolving costs an lstat per path component. Resolved again after
+# ROOTS_RECHECK seconds (as the engine's workspace, gxo/engine/scheduler.py): a root
+# replaced by a symlink meanwhile only makes the check stricter (the real path of a
+# target then lies outside the cached root), never lets an escape through.
+ROOTS_RECHECK = 1.0
+_ROOTS: dict[tuple[str | Path, tuple[str | Path, ...]], tuple[tuple[str, ...], float]] = {}
+
+
+def _roots(workspace: str | Path, allow: tuple[str | Path, ...]) -> tuple[str, ...]:
+    key = (workspace, allow)
+    now = time.monotonic()
+    cached = _ROOTS.get(key)
+    if cached is not None and now - cached[1] < ROOTS_RECHECK:
+        return cached[0]
+    roots: list[str] = []
+    for root in (workspace, *allow):
+        real = _real(root)
+        if real not in roots:
+            roots.append(real)
+    if len(_ROOTS) > 256:  # many workspaces (tests): start afresh
+        _ROOTS.clear()
+    _ROOTS[key] = (tuple(roots), now)
+    return _ROOTS[key][0]
+
+
 def _inside(real: str, root: str) -> bool:
     return PurePath(real).is_relative_to(root)
 
@@ -107,13 +134,7 @@ class PathResolver:
     ) -> None:
         self.workspace = workspace
         self.confined = confined
-        roots: list[str] = []
-        if confined:
-            for root in (workspace, *allow):
-                real = _real(root)
-                if real not in roots:
-                    roots.append(real)
-        self.roots: tuple[str, ...] = tuple(roots)
+        self.roots: tuple[str, ...] = _roots(workspace, tuple(allow)) if confined else ()
 
     def describe_roots(self) -> str:
         if not self.roots:
