@@ -58,6 +58,7 @@ def default_concurrency() -> int:
 # created again).
 WORKSPACE_RECHECK = 1.0
 _WORKSPACES: dict[tuple[Path, int], tuple[Path, float]] = {}
+_WORKSPACES_BY_TEXT: dict[tuple[str, int], tuple[Path, float]] = {}  # the same, by the text
 
 
 def _prepared_workspace(path: Path, mode: int) -> Path:
@@ -426,8 +427,18 @@ class Engine:
         if arg is not None and str(arg) == "temp":
             temp = Path(tempfile.mkdtemp(prefix="gxo-workspace-"))
             return temp, temp
+        mode = 0o700 if confined else 0o777
+        if isinstance(arg, str):  # the daemon's case: found by the text, no Path made
+            cached = _WORKSPACES_BY_TEXT.get((arg, mode))
+            if cached is not None and time.monotonic() - cached[1] < WORKSPACE_RECHECK:
+                return cached[0], None
         path = Path(arg).expanduser() if arg is not None else Path.cwd()
-        return _prepared_workspace(path, 0o700 if confined else 0o777), None
+        prepared = _prepared_workspace(path, mode)
+        if isinstance(arg, str):
+            if len(_WORKSPACES_BY_TEXT) > 256:
+                _WORKSPACES_BY_TEXT.clear()
+            _WORKSPACES_BY_TEXT[(arg, mode)] = _WORKSPACES[(path, mode)]
+        return prepared, None
 
     def _paths(self, workspace: Path) -> PathResolver | None:
         """The confined resolver when ``workspace`` was a :class:`Confinement`."""
