@@ -104,13 +104,27 @@ class PauseMixin:
         return None if row is None else self._pause(row)
 
     def list_pauses(self, state: str | None = OPEN) -> list[dict[str, Any]]:
-        """Pauses in ``state`` (None: all), oldest first."""
+        """Pauses in ``state`` (None: all), oldest first. Each names the fleet ``member``
+        running its workload now (None outside a fleet or once its run ended): a dead
+        member's paused run taken over by another (gxo/daemon/fleet.py) names the new one."""
+        from gxo.state._sql_schema import runs_table as r
+
         t = pauses_table
         query = select(t).order_by(t.c.since, t.c.id)
         if state is not None:
             query = query.where(t.c.state == state)
         with self._read() as conn:  # type: ignore[attr-defined]
-            return [self._pause(row) for row in conn.execute(query).mappings()]
+            pauses = [self._pause(row) for row in conn.execute(query).mappings()]
+            rows = [f"{p['run_id']}.{p['workload']}" for p in pauses]
+            members = {}
+            if rows:
+                running = select(r.c.run_id, r.c.member).where(
+                    r.c.run_id.in_(rows), r.c.status == "Running"
+                )
+                members = {row.run_id: row.member for row in conn.execute(running)}
+        for p in pauses:
+            p["member"] = members.get(f"{p['run_id']}.{p['workload']}")
+        return pauses
 
     def decide_pause(
         self,

@@ -65,6 +65,7 @@ def test_the_sweep_takes_over_a_paused_run_and_fails_the_others(
     failed, taken = state.sweep_dead_members("alive", applied={"other"})
     assert taken == [] and sorted(r["run_id"] for r in failed) == ["r2.job", "r3.deploy"]
     assert state.get_run("r1.approve")["member"] == "dead"  # type: ignore[index]
+    assert [(p["id"], p["member"]) for p in state.list_pauses()] == [(pid, "dead")]
     failed, taken = state.sweep_dead_members("alive", applied={"pb"})
     assert [(t["run_id"], t["playbook"], t["member"]) for t in taken] == [("r1", "pb", "dead")]
     assert sorted(taken[0]["workloads"]) == ["approve", "deploy"]
@@ -76,6 +77,7 @@ def test_the_sweep_takes_over_a_paused_run_and_fails_the_others(
         row = state.get_run(f"r1.{workload}")
         assert row is not None and (row["status"], row["member"]) == ("Running", "alive")
     assert state.get_pause(pid)["state"] == "open"  # type: ignore[index]
+    assert [(p["id"], p["member"]) for p in state.list_pauses()] == [(pid, "alive")]
     assert state.sweep_dead_members("alive", applied={"pb"}) == ([], [])  # once
 
 
