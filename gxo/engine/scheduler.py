@@ -58,7 +58,9 @@ def default_concurrency() -> int:
 # created again).
 WORKSPACE_RECHECK = 1.0
 _WORKSPACES: dict[tuple[Path, int], tuple[Path, float]] = {}
-_WORKSPACES_BY_TEXT: dict[tuple[str, int], tuple[Path, float]] = {}  # the same, by the text
+# The same entries by the Engine's ``workspace`` argument (a daemon passes the same
+# str or Path object per playbook: its hash is cached, no Path is built per instance).
+_WORKSPACES_BY_ARG: dict[tuple[str | Path, int], tuple[Path, float]] = {}
 
 
 def _prepared_workspace(path: Path, mode: int) -> Path:
@@ -428,16 +430,16 @@ class Engine:
             temp = Path(tempfile.mkdtemp(prefix="gxo-workspace-"))
             return temp, temp
         mode = 0o700 if confined else 0o777
-        if isinstance(arg, str):  # the daemon's case: found by the text, no Path made
-            cached = _WORKSPACES_BY_TEXT.get((arg, mode))
+        if arg is not None:  # the daemon's case: found by the argument, no Path made
+            cached = _WORKSPACES_BY_ARG.get((arg, mode))
             if cached is not None and time.monotonic() - cached[1] < WORKSPACE_RECHECK:
                 return cached[0], None
         path = Path(arg).expanduser() if arg is not None else Path.cwd()
         prepared = _prepared_workspace(path, mode)
-        if isinstance(arg, str):
-            if len(_WORKSPACES_BY_TEXT) > 256:
-                _WORKSPACES_BY_TEXT.clear()
-            _WORKSPACES_BY_TEXT[(arg, mode)] = _WORKSPACES[(path, mode)]
+        if arg is not None:
+            if len(_WORKSPACES_BY_ARG) > 256:
+                _WORKSPACES_BY_ARG.clear()
+            _WORKSPACES_BY_ARG[(arg, mode)] = _WORKSPACES[(path, mode)]
         return prepared, None
 
     def _paths(self, workspace: Path) -> PathResolver | None:
