@@ -224,9 +224,14 @@ async def sweep(daemon: Daemon) -> list[dict[str, Any]]:
             await asyncio.to_thread(
                 state.fail_status_of_run, playbook, workload, run["run_id"], run["reason"]
             )
-    for run in taken:
-        await take_over(daemon, run)
+    for run in taken:  # in a task: the heartbeat (lease renewal) never waits on a re-run
+        task = asyncio.get_running_loop().create_task(take_over(daemon, run))
+        _TAKING_OVER.add(task)
+        task.add_done_callback(_TAKING_OVER.discard)
     return failed
+
+
+_TAKING_OVER: set[asyncio.Task[None]] = set()  # strong references while they run
 
 
 async def take_over(daemon: Daemon, run: dict[str, Any]) -> None:
