@@ -10,7 +10,9 @@ resume (un-acked events come again). In a fleet (gxo/daemon/fleet.py) the member
 takes its liveness lease, and only its own runs are failed here: those of dead members
 are the survivors' sweep. A run paused in ``control:wait_for_signal`` (an open pause row)
 is not failed: its unfinished workloads run again under the same run id and the paused
-one waits on the same pause and token (gxo/daemon/pauses.py).
+one waits on the same pause and token (gxo/daemon/pauses.py). A dead fleet member's
+paused run that this member's sweep took over is re-run by the same code
+(:func:`rerun_paused`, called from gxo/daemon/fleet.py).
 
 **Shutdown.** Reconcilers stop (not a user's stop: the next start resumes them),
 instances are cancelled with a grace period, the last statuses are written, and a
