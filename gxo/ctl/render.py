@@ -235,6 +235,7 @@ def _pause_dict(p: Any) -> dict[str, Any]:
         "expires_at": p.expires_at or None,
         "payload_schema": json.loads(p.payload_schema_json) if p.payload_schema_json else None,
         "approvers": list(p.approvers),
+        "member": p.member or None,
     }
     return d
 
@@ -247,12 +248,15 @@ def paused(rows: list[Any], as_json: bool) -> None:
         _out().print("no paused workloads")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("WORKLOAD", "RUN", "SINCE", "EXPIRES", "TOKEN ID", "PROMPT"):
+    fleet = any(p.member for p in rows)  # the MEMBER column only in a fleet
+    columns = ("WORKLOAD", "RUN", *(("MEMBER",) if fleet else ()), "SINCE", "EXPIRES")
+    for column in (*columns, "TOKEN ID", "PROMPT"):
         table.add_column(column)
     for p in rows:
         table.add_row(
             escape(f"{p.playbook}/{p.workload}"),
             escape(p.run_id),
+            *((escape(p.member),) if fleet else ()),
             escape(p.since),
             escape(p.expires_at or "-"),
             escape(p.token_id),

@@ -149,6 +149,7 @@ def _paused_pb(row: dict[str, Any]) -> pb.Paused:
         expires_at=row.get("expires_at") or "",
         payload_schema_json="" if schema is None else _json(schema),
         approvers=list(row.get("approvers") or ()),
+        member=row.get("member") or "",
     )
 
 

@@ -120,6 +120,7 @@ def test_a_paused_run_survives_its_members_death(members: list[DaemonProc], tmp_
     path.write_text(PLAYBOOK)
     assert holder.ctl("apply", "-f", str(path)).returncode == 0
     [pause] = _until(lambda: holder.ctl_json("paused"), 20, "the pause")
+    assert pause["member"] == "ma"
     token = _token(holder)
     assert token.startswith(pause["token_id"] + ".")
     run_id = pause["run_id"]
@@ -158,6 +159,8 @@ def test_a_paused_run_survives_its_members_death(members: list[DaemonProc], tmp_
     for d in others:  # same pause, same token id, on every member
         [listed] = d.ctl_json("paused")
         assert (listed["token_id"], listed["run_id"]) == (pause["token_id"], run_id)
+        assert listed["member"] == new  # ctl paused names the member that took it over
+        assert "MEMBER" in d.ctl("paused").stdout
     waiting.wait_status("rel/approve", "Paused")
     for name in ("rel/approve", "rel/deploy"):
         [row] = _runs(other, name, run_id)

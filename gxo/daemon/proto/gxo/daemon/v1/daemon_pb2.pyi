@@ -227,7 +227,7 @@ class HealthResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., state: _Optional[str] = ..., playbooks: _Optional[int] = ..., workloads: _Optional[int] = ..., socket: _Optional[str] = ...) -> None: ...
 
 class Paused(_message.Message):
-    __slots__ = ("token_id", "playbook", "workload", "run_id", "prompt", "since", "expires_at", "payload_schema_json", "approvers")
+    __slots__ = ("token_id", "playbook", "workload", "run_id", "prompt", "since", "expires_at", "payload_schema_json", "approvers", "member")
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     PLAYBOOK_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +237,7 @@ class Paused(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
     token_id: str
     playbook: str
     workload: str
@@ -246,7 +247,8 @@ class Paused(_message.Message):
     expires_at: str
     payload_schema_json: str
     approvers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, token_id: _Optional[str] = ..., playbook: _Optional[str] = ..., workload: _Optional[str] = ..., run_id: _Optional[str] = ..., prompt: _Optional[str] = ..., since: _Optional[str] = ..., expires_at: _Optional[str] = ..., payload_schema_json: _Optional[str] = ..., approvers: _Optional[_Iterable[str]] = ...) -> None: ...
+    member: str
+    def __init__(self, token_id: _Optional[str] = ..., playbook: _Optional[str] = ..., workload: _Optional[str] = ..., run_id: _Optional[str] = ..., prompt: _Optional[str] = ..., since: _Optional[str] = ..., expires_at: _Optional[str] = ..., payload_schema_json: _Optional[str] = ..., approvers: _Optional[_Iterable[str]] = ..., member: _Optional[str] = ...) -> None: ...
 
 class ListPausedRequest(_message.Message):
     __slots__ = ("playbook_filter",)
