@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gxo.config.loader import LoadedPlaybook, load_playbook
+from gxo.daemon import heap
 from gxo.daemon.feeds import Feed
 from gxo.daemon.observe import FeedsMixin
 from gxo.daemon.pauses import PauseBook
@@ -272,6 +273,7 @@ class Daemon(FeedsMixin):
             if once and not sync:
                 await self._start_instance(new, once)
                 started.extend(once)
+            heap.request_settle()  # the new playbook's objects out of the collector's way
             log.info(
                 "applied %s: %d added, %d changed, %d removed, %d unchanged",
                 new.name,

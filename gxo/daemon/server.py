@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from gxo.daemon import heap
 from gxo.daemon.core import Daemon, DaemonError
 from gxo.daemon.logsetup import redact_url
 from gxo.daemon.options import DaemonOptions
@@ -432,6 +433,8 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await daemon.restore()
+        heap.enable()  # restored and applied playbooks are long-lived: freeze them
+        heap.settle()
         log.info(
             "gxo daemon listening on %s (state %s, pid %d)",
             socket_path,
@@ -453,6 +456,7 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
         await server.stop(grace=1.0)
         if fleet_sync is not None:
             fleet_sync.cancel()
+        heap.cancel()
         await daemon.shutdown(grace)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
