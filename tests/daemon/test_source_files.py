@@ -118,3 +118,26 @@ async def test_missing_directory_fails_start(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no directory"):
         await source.start()
     await source.close()
+
+
+async def test_files_in_a_new_directory_tree_are_all_seen(tmp_path: Path) -> None:
+    """Files written into directories created a moment before (before inotify watches them)
+    are found by listing each new directory."""
+    source = open_source(f"file://{tmp_path}/**/*.csv", name="w")
+    await source.start()
+    try:
+        expected = set()
+        for depth in ("n1", "n1/n2", "n1/n2/n3"):
+            (tmp_path / depth).mkdir()
+            for i in range(3):
+                path = tmp_path / depth / f"f{i}.csv"
+                path.write_text(str(i))
+                expected.add(str(path))
+        seen = set()
+        while seen != expected:
+            delivery = await next_event(source)
+            seen.add(delivery.event.data["path"])
+            await delivery.ack()
+        assert seen == expected
+    finally:
+        await source.close()

@@ -187,12 +187,19 @@ class FileSource:
             rust_timeout=0,
         ):
             batch: dict[str, str | None] = {}
+            new_dirs: list[str] = []
             for change, path in changes:
                 if change == Change.deleted:
                     batch[path] = None
                 elif batch.get(path) is None or batch[path] == "modified":
                     # added wins over modified within one window
                     batch[path] = "added" if change == Change.added else kinds[change]
+                if change == Change.added and self.recursive:
+                    new_dirs.append(path)
+            # A file written into a directory created a moment before can land before the
+            # watch on that directory exists (inotify): list new directories once.
+            for path in await asyncio.to_thread(self._files_under, new_dirs):
+                batch.setdefault(path, "added")
             for path, kind in sorted(batch.items()):
                 if kind is None or not self._matches(path):
                     continue
@@ -206,6 +213,16 @@ class FileSource:
         except ValueError:
             return False
         return fnmatch.fnmatchcase(rel, self.glob)
+
+    @staticmethod
+    def _files_under(paths: list[str]) -> list[str]:
+        """The files below those of ``paths`` that are directories (none for files)."""
+        found: list[str] = []
+        for path in paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                for root, _, files in os.walk(path):
+                    found.extend(os.path.join(root, f) for f in files)
+        return found
 
     def _existing(self) -> list[str]:
         found: list[str] = []
