@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -66,6 +67,7 @@ def fleet(require_service: Callable[..., None]) -> Iterator[list[DaemonProc]]:
     finally:
         for member in members:
             member.stop()
+            shutil.rmtree(member.folder, ignore_errors=True)  # no temp dir left behind
         _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
