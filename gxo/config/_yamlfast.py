@@ -96,7 +96,9 @@ def _loader_class() -> type | None:
 _COMPOSER = _loader_class()
 _PARSER: Any = None
 if _COMPOSER is not None:
-    from yaml._yaml import CParser as _PARSER
+    import yaml._yaml
+
+    _PARSER = yaml._yaml.CParser
 
 
 def available() -> bool:

@@ -56,7 +56,9 @@ def parse_address(text: str) -> tuple[str, int]:
     elif ":" in host:
         raise ValueError(f"--http {text!r}: write an IPv6 address as [ADDR]:PORT")
     if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise ValueError(f"--http {text!r}: the port must be a number from 0 (any free port) to 65535")
+        raise ValueError(
+            f"--http {text!r}: the port must be a number from 0 (any free port) to 65535"
+        )
     return host, int(port_text)
 
 
