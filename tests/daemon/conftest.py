@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,44 @@ def daemon() -> Iterator[DaemonProc]:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fleet_on_postgres(count: int, label: str) -> Iterator[list[DaemonProc]]:
+    """``count`` daemons (not started) sharing a fresh PostgreSQL database; on exit they
+    are stopped, their temp folders removed and the database dropped."""
+    from sqlalchemy import create_engine, text
+
+    name = f"gxo_test_{label}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    procs = []
+    try:
+        for _ in range(count):
+            folder = Path(tempfile.mkdtemp(prefix="gxom-", dir="/tmp"))  # AF_UNIX: short
+            os.chmod(folder, 0o700)
+            d = DaemonProc(folder)
+            d.state = f"postgresql://postgres@127.0.0.1:5432/{name}"
+            procs.append(d)
+        yield procs
+    finally:
+        for d in procs:
+            d.stop()
+            shutil.rmtree(d.folder, ignore_errors=True)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def until(check: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")

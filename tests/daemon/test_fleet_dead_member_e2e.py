@@ -5,62 +5,30 @@ runs on the survivor. Two real daemons on one fresh PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
 import signal
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import DaemonProc
+from tests.daemon.conftest import DaemonProc, fleet_on_postgres, until
 
 pytestmark = pytest.mark.timeout(180)
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TTL = 2.0
 
 
 @pytest.fixture
 def members(require_service: Callable[..., None]) -> Iterator[list[DaemonProc]]:
-    from sqlalchemy import create_engine, text
-
     require_service("127.0.0.1", 5432, "PostgreSQL")
-    name = f"gxo_test_deadmember_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    procs = []
-    for _ in range(2):
-        folder = Path(tempfile.mkdtemp(prefix="gxom-", dir="/tmp"))
-        os.chmod(folder, 0o700)
-        d = DaemonProc(folder)
-        d.state = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        procs.append(d)
-    try:
+    with fleet_on_postgres(2, "deadmember") as procs:
         yield procs
-    finally:
-        import shutil
-
-        for d in procs:
-            d.stop()
-            shutil.rmtree(d.folder, ignore_errors=True)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return until(check, timeout, what, step=0.05)
 
 
 def _sleeps(d: DaemonProc, arg: str) -> list[int]:

@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import DaemonProc
+from tests.daemon.conftest import DaemonProc, fleet_on_postgres
 
 pytestmark = pytest.mark.timeout(240)
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 EVENTS = 1000
 PLAYBOOK = """\
 schemaVersion: "1.0.0"
@@ -38,37 +33,12 @@ workloads:
 """
 
 
-def _admin(sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def fleet(require_service: Callable[..., None]) -> Iterator[list[DaemonProc]]:
     require_service("127.0.0.1", 5432, "PostgreSQL")
     require_service("127.0.0.1", 4222, "NATS")
-    db = f"gxo_test_fleetev_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    _admin(f'CREATE DATABASE "{db}"')
-    members = []
-    for _ in range(2):
-        folder = Path(tempfile.mkdtemp(prefix="gxod-", dir="/tmp"))
-        os.chmod(folder, 0o700)
-        member = DaemonProc(folder)
-        member.state = f"postgresql://postgres@127.0.0.1:5432/{db}"
-        members.append(member)
-    try:
+    with fleet_on_postgres(2, "fleetev") as members:
         yield members
-    finally:
-        for member in members:
-            member.stop()
-            shutil.rmtree(member.folder, ignore_errors=True)  # no temp dir left behind
-        _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def _ids(report: Any) -> list[int]:
