@@ -179,7 +179,8 @@ class Statements:
         )
         self.insert_run = runs_table.insert()
         r = runs_table
-        self.finish_run = (
+        # Without RETURNING for a batch (executemany: sent as one lot).
+        self.finish_runs = (
             update(r)
             .where(r.c.run_id == bindparam("b_run_id"))
             .values(
@@ -188,8 +189,8 @@ class Statements:
                 reason=bindparam("b_reason"),
                 report=bindparam("b_report"),
             )
-            .returning(r.c.playbook, r.c.workload)
         )
+        self.finish_run = self.finish_runs.returning(r.c.playbook, r.c.workload)
         # Keep the newest b_keep runs of a workload; running ones are never pruned.
         newer = runs_table.alias("newer")
         cutoff = (

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, exc, inspect, select, update
+from sqlalchemy import Connection, RowMapping, delete, exc, inspect, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.pool import StaticPool
 
@@ -459,7 +459,7 @@ class SqlState(LeaseMixin, PauseMixin):
                     found.update((r, (p, w)) for r, p, w in conn.execute(query))
                 rows = [row for row in finish_rows if row["b_run_id"] in found]
                 if rows:
-                    conn.execute(self._finish_many(), rows)
+                    conn.execute(self._sql.finish_runs, rows)
                     keep = self.history_limit
                     workloads = dict.fromkeys(found[row["b_run_id"]] for row in rows)
                     prunes = [
@@ -469,23 +469,6 @@ class SqlState(LeaseMixin, PauseMixin):
             if status_rows:
                 conn.execute(self._sql.upsert_status, status_rows)
         return [row["b_run_id"] in found for row in finish_rows]
-
-    def _finish_many(self) -> Any:
-        """``finish_run``'s UPDATE without RETURNING (executemany: sent as one lot)."""
-        stmt = getattr(self, "_finish_many_stmt", None)
-        if stmt is None:
-            r = runs_table
-            stmt = self._finish_many_stmt = (
-                update(r)
-                .where(r.c.run_id == bindparam("b_run_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    ended_at=bindparam("b_ended_at"),
-                    reason=bindparam("b_reason"),
-                    report=bindparam("b_report"),
-                )
-            )
-        return stmt
 
     def list_runs(self, playbook: str, workload: str, limit: int = 50) -> list[dict[str, Any]]:
         """A workload's runs, newest first."""
