@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gxo.config.models import AccessMode, Workload
 from gxo.engine.confine import PathResolver
@@ -19,6 +19,9 @@ from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import ModuleError
 from gxo.state.store import MemoryStore, Store, copy_record
 from gxo.template.engine import TemplateEngine
+
+if TYPE_CHECKING:
+    from gxo.engine.connections import ConnectionManager
 
 __all__ = ["ModuleContext", "RunContext", "Status", "WorkloadState"]
 
@@ -186,6 +189,7 @@ class RunContext:
         self.bus.set_redactor(self.secrets.redact)
         self.access_mode = access_mode
         self._deferred: list[Callable[[], Awaitable[None]]] = []
+        self._connections: ConnectionManager | None = None  # created on first use
         workloads_view = _WorkloadsView(states, outside)
         self.gxo = {
             "run_id": run_id,
@@ -230,6 +234,15 @@ class RunContext:
     def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._deferred.append(callback)
 
+    @property
+    def connections(self) -> ConnectionManager:
+        """The run's network handles by ``connection_id`` (gxo/engine/connections.py)."""
+        if self._connections is None:
+            from gxo.engine.connections import ConnectionManager
+
+            self._connections = ConnectionManager()
+        return self._connections
+
     async def run_deferred(self, grace: float = 10.0) -> list[str]:
         """Run end-of-run callbacks, last registered first, ``grace`` seconds each; returns their errors."""
         errors = []
@@ -240,6 +253,8 @@ class RunContext:
                     await callback()
             except Exception as exc:
                 errors.append(f"cleanup failed: {type(exc).__name__}: {exc}")
+        if self._connections is not None:  # every socket the run opened, on every path
+            await self._connections.aclose()
         return errors
 
     def log(self, workload: str, line: str, *, stream: str = "log", level: str = "info") -> None:
@@ -418,6 +433,11 @@ class ModuleContext:
     def defer(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` when the whole run ends (servers, connections)."""
         self.run.defer(callback)
+
+    @property
+    def connections(self) -> ConnectionManager:
+        """The run's connection manager: sockets by ``connection_id``, closed at run end."""
+        return self.run.connections
 
     # -- observability -----------------------------------------------------------
 
