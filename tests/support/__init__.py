@@ -1,0 +1,1 @@
+"""Reusable test helpers (servers started by the tests on loopback)."""
