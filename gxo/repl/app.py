@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.filters import is_searching
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.patch_stdout import patch_stdout
@@ -31,7 +32,7 @@ from rich.markup import escape
 from gxo.errors import GxoError
 from gxo.repl.completion import ReplCompleter
 from gxo.repl.core import Repl
-from gxo.repl.lexer import prompt_lexer
+from gxo.repl.lexer import prompt_lexer, prompt_style
 from gxo.repl.multiline import is_complete
 from gxo.repl.session import ReplSession
 
@@ -50,7 +51,9 @@ CONTINUATION = "...  "
 def _key_bindings() -> KeyBindings:
     bindings = KeyBindings()
 
-    @bindings.add("enter")
+    # Not while Ctrl-R searches history: there enter accepts the match (prompt_toolkit's
+    # own binding), it must not submit or clear the input.
+    @bindings.add("enter", filter=~is_searching)
     def _enter(event: KeyPressEvent) -> None:
         buffer = event.current_buffer
         state = buffer.complete_state
@@ -61,7 +64,7 @@ def _key_bindings() -> KeyBindings:
         else:
             buffer.insert_text("\n")
 
-    @bindings.add("escape", "enter")
+    @bindings.add("escape", "enter", filter=~is_searching)
     def _submit(event: KeyPressEvent) -> None:
         event.current_buffer.validate_and_handle()
 
@@ -99,6 +102,8 @@ def build_prompt(
         completer=ReplCompleter(repl.session, repl.commands),
         complete_while_typing=True,
         lexer=prompt_lexer(),
+        style=prompt_style(),
+        include_default_pygments_style=False,
         key_bindings=_key_bindings(),
         enable_open_in_editor=False,
         input=input,
@@ -159,17 +164,18 @@ async def _interruptible(repl: Repl, work: Awaitable[bool]) -> bool:
 async def plain_loop(repl: Repl, stream: TextIO) -> int:
     """The loop without a terminal (``gxo repl < script``): one input per complete line.
 
-    Lines are joined while the input is incomplete, as at the prompt; a ``:run``
-    question reads its answer from the next line.
+    Lines are joined while the input is incomplete, as at the prompt. A ``:run``
+    question takes its default answer (yes) without reading: the next line of the
+    script is the next input, never an answer. Returns 1 when any input failed
+    (an error printed, a run that failed), else 0 — so a script can be checked.
     """
 
     async def read_line() -> str:
         return await _read_line(stream)
 
     async def confirm(question: str) -> bool:
-        answer = await read_line()
-        repl.info(escape(question + answer.strip()))
-        return answer.strip().lower() in ("", "y", "yes")
+        repl.info(escape(question) + "[dim]y (the default: no terminal to ask)[/]")
+        return True
 
     repl.confirm = confirm
     pending = ""
@@ -180,10 +186,10 @@ async def plain_loop(repl: Repl, stream: TextIO) -> int:
                 continue
             text, pending = pending.rstrip("\n"), ""
             if not await _interruptible(repl, repl.handle(text)):
-                return 0
+                return repl.exit_code
         if pending.strip():
             await _interruptible(repl, repl.handle(pending))
-        return 0
+        return repl.exit_code
     finally:
         await repl.session.close()  # a run still paused at the end of the script
 
@@ -240,6 +246,7 @@ def run_repl(
                 repl.warn(warning)
         except GxoError as exc:  # shown, and the REPL starts without a playbook
             repl.error(str(exc))
+            repl.failures = 0  # not an input of the session: a script's exit code ignores it
     if input is None and not sys.stdin.isatty():
         return asyncio.run(plain_loop(repl, sys.stdin))
     _banner(repl)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gxo.engine.events import Event
     from gxo.engine.signals import Pending
     from gxo.repl.core import Repl
-    from gxo.repl.session import ActiveRun
+    from gxo.repl.session import ActiveRun, ReplSession
 
 __all__ = ["COMMANDS", "Command"]
 
@@ -59,7 +59,7 @@ async def cmd_help(repl: Repl, arg: str) -> None:
         "Anything else is an expression: [bold]{{ users | length }}[/] or [bold]users | length[/], "
         "evaluated against vars, -e overrides, registered results and _gxo.\n"
         "Tab completes; Enter continues the input while brackets or {% blocks %} are open or a line "
-        "ends with \\\\; Esc+Enter submits; Ctrl-C cancels; Ctrl-D quits."
+        "ends with \\; Esc+Enter submits; Ctrl-C cancels; Ctrl-D quits."
     )
 
 
@@ -167,7 +167,7 @@ async def cmd_run(repl: Repl, arg: str) -> None:
         names = ", ".join(plan.missing)
         them = "it" if len(plan.missing) == 1 else "them"
         question = (
-            f"'{plan.target}' needs {names}, not run in this session. Run {them} first? [Y/n] "
+            f"'{plan.target}' needs {_why_missing(session, plan.missing)}. Run {them} first? [Y/n] "
         )
         if not await repl.confirm(question):
             repl.warn(f"'{plan.target}' not run: it needs {names}")
@@ -185,6 +185,17 @@ async def cmd_run(repl: Repl, arg: str) -> None:
     active = session.start_run(plan, selected, bus=bus)
     active.watcher = asyncio.create_task(_watch(repl, active), name="gxo-repl:watch")
     await _until_settled(active)
+
+
+def _why_missing(session: ReplSession, names: list[str]) -> str:
+    """``a, b (not run in this session); c (Failed in this session)``: what each lacks."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        state = session.states.get(name)
+        status = state.status.value if state is not None else "Pending"
+        why = "not run in this session" if status == "Pending" else f"{status} in this session"
+        groups.setdefault(why, []).append(name)
+    return "; ".join(f"{', '.join(group)} ({why})" for why, group in groups.items())
 
 
 async def _until_settled(active: ActiveRun) -> None:
@@ -268,6 +279,8 @@ def _report_end(repl: Repl, active: ActiveRun) -> None:
         return
     session = repl.session
     result = task.result()
+    if result.exit_code != 0:
+        repl.failures += 1  # a script exits 1 (gxo repl < script)
     loaded_warnings = session.loaded.warnings if session.loaded else []
     for warning in result.warnings:
         if warning not in loaded_warnings:

@@ -43,6 +43,13 @@ class Repl:
         self.console = console
         self.confirm: Confirm = confirm or _decline
         self.commands = COMMANDS
+        #: inputs that failed (an error printed, a :run whose run failed)
+        self.failures = 0
+
+    @property
+    def exit_code(self) -> int:
+        """What a script (``gxo repl < script``) exits with: 1 when any input failed."""
+        return 1 if self.failures else 0
 
     async def handle(self, text: str) -> bool:
         """Process one submitted input; False means the user asked to quit."""
@@ -92,6 +99,7 @@ class Repl:
     def error(self, message: str) -> None:
         from gxo.console import print_error
 
+        self.failures += 1
         print_error(self.console, self.session.secrets.redact_str(message))
 
     def warn(self, message: str) -> None:

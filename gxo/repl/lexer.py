@@ -97,3 +97,29 @@ def prompt_lexer() -> Any:
     from prompt_toolkit.lexers import PygmentsLexer
 
     return PygmentsLexer(GxoInputLexer)
+
+
+def prompt_style() -> Any:
+    """Input colours from the terminal's own palette (ANSI names, not pygments' fixed
+    dark blues), so names and filters stay readable on dark and light themes alike."""
+    from prompt_toolkit.styles import style_from_pygments_dict
+    from pygments.token import Comment, Error, Number, Punctuation, String
+
+    return style_from_pygments_dict(
+        {
+            Keyword: "ansicyan bold",
+            Name: "",
+            Name.Function: "ansigreen",
+            Name.Variable: "ansiyellow",
+            Name.Builtin: "ansimagenta",
+            Name.Attribute: "ansicyan",
+            Name.Tag: "ansicyan",
+            String: "ansiyellow",
+            Number: "ansimagenta",
+            Operator: "",
+            Punctuation: "",
+            Comment: "ansibrightblack italic",
+            Comment.Preproc: "ansicyan",
+            Error: "ansired",
+        }
+    )

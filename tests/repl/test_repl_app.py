@@ -240,12 +240,26 @@ async def test_ctrl_c_cancels_a_run_and_records_it(driver: Driver, repl, tmp_pat
 
 
 async def test_plain_loop_reads_a_script(repl) -> None:
-    script = io.StringIO(":run b\ny\n:set xs = [1,\n  2]\nxs | sum\n{{ nope }}\nb_out.y\n")
-    assert await plain_loop(repl.repl, script) == 0
+    script = io.StringIO(":run b\n:set xs = [1,\n  2]\nxs | sum\n{{ nope }}\nb_out.y\n")
+    assert await plain_loop(repl.repl, script) == 1  # `{{ nope }}` failed
     out = repl.buffer.getvalue()
-    assert "'b' needs a, not run in this session. Run it first? [Y/n] y" in out
+    assert "'b' needs a (not run in this session). Run it first? [Y/n] y (the default" in out
     assert "✔ b Completed" in out and "3\n" in out and "undefined name 'nope'" in out
     assert out.endswith("5\n")
+
+
+async def test_plain_loop_question_takes_the_default_not_the_next_line(repl) -> None:
+    # Regression: the [Y/n] question consumed the next script line as its answer.
+    script = io.StringIO(":run b\nn * 100\n")
+    assert await plain_loop(repl.repl, script) == 0  # nothing failed: exit 0
+    out = repl.buffer.getvalue()
+    assert "✔ a Completed" in out and "✔ b Completed" in out
+    assert out.endswith("200\n")  # the line after :run was evaluated, not taken as an answer
+
+
+async def test_plain_loop_exits_1_when_a_run_failed(repl) -> None:
+    assert await plain_loop(repl.repl, io.StringIO(":run flaky\nn\n")) == 1
+    assert "✘ flaky Failed" in repl.buffer.getvalue()
 
 
 async def test_plain_loop_stops_at_quit_and_runs_a_trailing_input(repl) -> None:
@@ -253,7 +267,7 @@ async def test_plain_loop_stops_at_quit_and_runs_a_trailing_input(repl) -> None:
     assert repl.buffer.getvalue() == "2\n"
     repl.buffer.truncate(0)
     repl.buffer.seek(0)
-    assert await plain_loop(repl.repl, io.StringIO("[1,\n 2")) == 0  # EOF inside a bracket
+    assert await plain_loop(repl.repl, io.StringIO("[1,\n 2")) == 1  # EOF inside a bracket
     assert "error:" in repl.buffer.getvalue()
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 
 def test_scripted_session(gxo, playbook_path: Path) -> None:
-    script = "n * extra\n:run c\ny\nc_out\n{{ nope }}\n:quit\nnot reached\n"
+    script = "n * extra\n:run c\nc_out\n{{ nope }}\n:quit\nnot reached\n"
     proc = gxo("repl", str(playbook_path), "-e", "extra=5", input=script, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # `{{ nope }}` failed: a script can be checked
     out = proc.stdout
     assert out.startswith("10\n")
     assert "✔ c Completed" in out and "{'z': 50, 'a_status': 'Completed'}" in out

@@ -254,7 +254,7 @@ async def test_completion_offers_paused_workloads_and_payload_keys(approval: Any
 async def test_a_script_answers_a_pause_on_the_next_line(approval: Any) -> None:
     h = approval
     script = io.StringIO(
-        ':run deploy\ny\n:resume approve {"approved": true,\n  "replicas": 2}\ndeployed.replicas\n'
+        ':run deploy\n:resume approve {"approved": true,\n  "replicas": 2}\ndeployed.replicas\n'
     )
     assert await asyncio.wait_for(plain_loop(h.repl, script), 15) == 0
     out = h.buffer.getvalue()
@@ -268,7 +268,7 @@ async def test_a_script_answers_a_pause_on_the_next_line(approval: Any) -> None:
 
 async def test_a_script_that_ends_while_paused_cancels_the_run(approval: Any) -> None:
     h = approval
-    assert await asyncio.wait_for(plain_loop(h.repl, io.StringIO(":run approve\ny\n")), 15) == 0
+    assert await asyncio.wait_for(plain_loop(h.repl, io.StringIO(":run approve\n")), 15) == 0
     assert h.session.active is None and status(h, "approve") != "Paused"
 
 

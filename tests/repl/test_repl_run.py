@@ -10,7 +10,7 @@ import pytest
 async def test_run_offers_missing_dependencies_and_runs_them_in_order(repl) -> None:
     repl.answers = [True]
     out = await repl(":run c")
-    assert repl.questions == ["'c' needs a, b, not run in this session. Run them first? [Y/n] "]
+    assert repl.questions == ["'c' needs a, b (not run in this session). Run them first? [Y/n] "]
     assert out.index("✔ a Completed") < out.index("✔ b Completed") < out.index("✔ c Completed")
     assert "{'z': 50, 'a_status': 'Completed'}" in out and "registered as c_out" in out
     # workloads that were not asked for are not run, nor printed
@@ -60,7 +60,7 @@ async def test_failed_dependency_is_offered_again(repl) -> None:
     repl.answers = [False]
     await repl(":run after_flaky")
     assert repl.questions == [
-        "'after_flaky' needs flaky, not run in this session. Run it first? [Y/n] "
+        "'after_flaky' needs flaky (Failed in this session). Run it first? [Y/n] "
     ]
     await repl(":set fix = true")
     repl.answers = [True]
