@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import gc
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -65,7 +66,10 @@ class LoadedPlaybook:
 
     def location(self, path: Iterable[Any]) -> Location:
         pos = self.positions.nearest(path)
-        return Location(self.source, *pos) if pos else Location(self.source)
+        if pos is None:
+            return Location(self.source)
+        # An imported workload's positions carry their own file (gxo/config/imports.py).
+        return Location(getattr(pos, "file", self.source), *pos)
 
     def workload_index(self, name: str) -> int | None:
         for i, w in enumerate(self.playbook.workloads):
@@ -110,7 +114,7 @@ def pydantic_problems(
             continue
         full = (*base_path, *loc)
         pos = positions.nearest(full)
-        location = Location(source, *pos) if pos else Location(source)
+        location = Location(getattr(pos, "file", source), *pos) if pos else Location(source)
         wname = workload or _workload_name_at(data, full)
         # Inside a workload the message is already prefixed with its name: show the
         # path relative to it (``retry.attempts``, not ``workloads.0.retry.attempts``).
@@ -337,6 +341,12 @@ def load_playbook(
             f"Run 'gxo migrate -f {display} --in-place' to upgrade the file."
         )
         warnings.extend(migration_warnings)
+    if "imports" in data:  # only a playbook with imports pays for them
+        from gxo.config.imports import compose_imports
+
+        real = os.path.realpath(source) if source is not None else None
+        base = Path(real).parent if real is not None else Path.cwd()
+        data, positions = compose_imports(data, positions, display, base, real)
     try:
         try:
             playbook = Playbook.model_validate(data)
