@@ -2,6 +2,7 @@
 
 Use it from a test file (``tests/`` is on ``sys.path`` under pytest's default import mode)::
 
+    # ruff: noqa: F811  (at the top: the fixture is imported, then requested by name)
     from support.moto_s3 import ACCESS_KEY, REGION, SECRET_KEY, moto_server  # noqa: F401
 
     def test_something(moto_server: str) -> None:
