@@ -1,0 +1,173 @@
+"""``python -m gxo.engine.sandbox``: the sandbox child (started by :mod:`.parent`).
+
+stdin/stdout carry the JSON-lines protocol (they are moved to private descriptors at
+once; stdout then goes to stderr, which the engine logs). The first line is the
+setup: the security_context, module, params, workspace.
+
+This process (the *keeper*) joins the workload's cgroups, unshares the namespaces
+and forks the *sandboxed* process, pid 1 of the new pid namespace, which sets up
+mounts, hostname, loopback, rlimits, user, capabilities, no_new_privs and seccomp,
+and only then imports and runs the module (:mod:`.child`). The keeper waits and
+exits with its status (128 + signal when killed). Any setup failure is reported as
+an ``error`` message and nothing of the module runs: fail closed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+# asyncio and the exec module's helpers are imported before a user switch: the
+# interpreter's files may not be readable by that user.
+PREIMPORT = (
+    "asyncio",
+    "asyncio.subprocess",
+    "gxo.modules.system._proctree",
+    "gxo.modules.system._pdeathsig",
+)
+
+
+def _read_line(fd: int) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise SystemExit(3)
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    return line, rest
+
+
+def _send(fd: int, message: dict[str, Any]) -> None:
+    data = (json.dumps(message, default=str) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _fail(fd: int, message: str) -> None:
+    _send(fd, {"t": "error", "kind": "SandboxSetupError", "message": message})
+    os._exit(70)
+
+
+def main() -> None:
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    os.close(devnull)
+    line, rest = _read_line(proto_in)
+    init = json.loads(line)
+    from gxo.engine.sandbox import confine
+
+    namespaces: list[str] = init["namespaces"]
+    try:
+        for procs in init.get("cgroups", []):
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        confine.unshare([n for n in namespaces if n != "user"])
+    except confine.SandboxSetupError as exc:
+        _fail(proto_out, str(exc))
+    except OSError as exc:
+        _fail(proto_out, f"limits: cannot join the cgroup: {exc}")
+    sync = os.pipe() if "user" in namespaces else None
+    back = os.pipe() if "user" in namespaces else None
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _sandboxed(init, rest, proto_in, proto_out, sync, back)
+        except confine.SandboxSetupError as exc:
+            _fail(proto_out, str(exc))
+        except BaseException as exc:  # never return into the keeper's code
+            _fail(proto_out, f"sandbox: {type(exc).__name__}: {exc}")
+        os._exit(0)
+    os.close(proto_in)
+    os.close(proto_out)
+    if sync is not None and back is not None:
+        os.close(sync[1])
+        os.close(back[0])
+        if os.read(sync[0], 1) == b"u":
+            for name in ("uid_map", "gid_map"):
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write("0 0 4294967295\n")
+            os.write(back[1], b"k")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def _sandboxed(
+    init: dict[str, Any],
+    rest: bytes,
+    proto_in: int,
+    proto_out: int,
+    sync: tuple[int, int] | None,
+    back: tuple[int, int] | None,
+) -> None:
+    from gxo.engine.sandbox import confine
+
+    confine.set_pdeathsig(signal.SIGKILL)
+    sc = init["sc"]
+    namespaces = init["namespaces"]
+    workspace = init["workspace"]
+    if "mount" in namespaces:
+        confine.private_mounts()
+    if "pid" in namespaces:
+        confine.mount_proc()
+    if sc["read_only_root"]:
+        writable = [os.path.realpath(os.path.join(workspace, p)) for p in sc["writable_paths"]]
+        confine.read_only_root(writable)
+    if sc["hidden_paths"]:
+        confine.hide_paths(sc["hidden_paths"])
+    if "uts" in namespaces:
+        import socket
+
+        socket.sethostname("gxo-sandbox")
+    if "net" in namespaces:
+        confine.loopback_up()
+    if sync is not None and back is not None:
+        os.close(sync[0])
+        os.close(back[1])
+        confine.unshare(["user"])
+        os.write(sync[1], b"u")
+        if os.read(back[0], 1) != b"k":
+            raise confine.SandboxSetupError("namespaces: 'user': the uid map was not written")
+        os.close(sync[1])
+        os.close(back[0])
+        os.setresuid(0, 0, 0)
+    if sc.get("limits"):
+        confine.apply_rlimits(sc["limits"])
+    os.chdir(workspace)
+    from gxo.engine.sandbox import child
+
+    try:  # imports the module while every file is readable
+        runner = child.prepare(init)
+    except Exception as exc:
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        _send(proto_out, {"t": "error", "kind": "ModuleParamsError", "message": message})
+        os._exit(1)
+    if sc["user"] is not None:
+        for name in PREIMPORT:
+            __import__(name)
+    nnp = sc["no_new_privileges"]
+    if not nnp:  # a filter needs no_new_privs or CAP_SYS_ADMIN: load it while we have it
+        confine.apply_seccomp(sc["seccomp"])
+    if sc["user"] is not None:
+        uid, gid = confine.resolve_user(sc["user"])
+        confine.switch_user(uid, gid)
+    caps = sc.get("capabilities")
+    if caps is not None:
+        confine.apply_capabilities(caps["drop"], caps["add"])
+    if nnp:
+        confine.no_new_privs()
+        confine.apply_seccomp(sc["seccomp"])
+    code = child.run(runner, rest, proto_in, proto_out)
+    sys.stdout.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
