@@ -191,6 +191,9 @@ class Statements:
             )
         )
         self.finish_run = self.finish_runs.returning(r.c.playbook, r.c.workload)
+        self.find_runs = select(r.c.run_id, r.c.playbook, r.c.workload).where(
+            r.c.run_id.in_(bindparam("b_ids", expanding=True))
+        )
         # Keep the newest b_keep runs of a workload; running ones are never pruned.
         newer = runs_table.alias("newer")
         cutoff = (

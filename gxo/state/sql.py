@@ -404,8 +404,9 @@ class SqlState(LeaseMixin, PauseMixin):
     ) -> list[bool]:
         """Many ``start_run``, ``finish_run`` and ``set_status`` writes (their arguments,
         in order) in a few multi-row statements — the daemon's write-behind batch
-        (gxo/daemon/writer.py): one INSERT of the start rows, one UPDATE per end row
-        sent together, one prune per workload, the statuses upserted together.
+        (gxo/daemon/writer.py): one INSERT of the start rows (a run that also ends in the
+        lot is inserted ended), one UPDATE per other end row sent together, one prune per
+        workload, the statuses upserted together.
 
         The same rows as the single-row methods called in order, values sealed alike,
         except the prune: a workload is pruned once, after every start and end of the
@@ -421,22 +422,41 @@ class SqlState(LeaseMixin, PauseMixin):
                 "workload": workload,
                 "status": RUNNING,
                 "started_at": started_at,
+                "ended_at": None,
+                "reason": None,
+                "report": None,
                 "member": rest[0] if rest and rest[0] is not None else member,
             }
             for playbook, workload, run_id, started_at, *rest in starts
         ]
-        finish_rows = []
+        # A run that starts and ends within the lot (a short instance: the usual case of
+        # a scheduled tick) is inserted already ended: one row written, not an insert,
+        # a lookup and an update.
+        starting = {row["run_id"]: row for row in start_rows}
+        finish_rows = []  # those not merged into their start row
+        merged: dict[str, tuple[str, str]] = {}
+        answers: list[str] = []  # finish_run's answer per end: the run ids, in order
         for run_id, status, ended_at, report, *rest in finishes:
             reason = rest[0] if rest else None
+            sealed_reason = (
+                None if reason is None else seal(reason, "runs", run_id, column="reason")
+            )
+            sealed_report = seal(encode(report), "runs", run_id, column="report")
+            answers.append(run_id)
+            row = starting.get(run_id)
+            if row is not None and row["status"] == RUNNING:
+                row.update(
+                    status=status, ended_at=ended_at, reason=sealed_reason, report=sealed_report
+                )
+                merged[run_id] = (row["playbook"], row["workload"])
+                continue
             finish_rows.append(
                 {
                     "b_run_id": run_id,
                     "b_status": status,
                     "b_ended_at": ended_at,
-                    "b_reason": None
-                    if reason is None
-                    else seal(reason, "runs", run_id, column="reason"),
-                    "b_report": seal(encode(report), "runs", run_id, column="report"),
+                    "b_reason": sealed_reason,
+                    "b_report": sealed_report,
                 }
             )
         status_rows = []
@@ -445,30 +465,26 @@ class SqlState(LeaseMixin, PauseMixin):
             data.setdefault("updated_at", now_iso())
             text = seal(encode(data), "statuses", playbook, workload, column="data")
             status_rows.append({"playbook": playbook, "workload": workload, "data": text})
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, tuple[str, str]] = dict(merged)
         with self._write() as conn:
             if start_rows:
                 conn.execute(self._sql.insert_run, start_rows)
             if finish_rows:
-                ids = [row["b_run_id"] for row in finish_rows]
-                t = runs_table
+                ids = list(dict.fromkeys(row["b_run_id"] for row in finish_rows))
                 for lot in range(0, len(ids), 500):  # bound the IN list
-                    query = select(t.c.run_id, t.c.playbook, t.c.workload).where(
-                        t.c.run_id.in_(ids[lot : lot + 500])
-                    )
-                    found.update((r, (p, w)) for r, p, w in conn.execute(query))
+                    rows_found = conn.execute(self._sql.find_runs, {"b_ids": ids[lot : lot + 500]})
+                    found.update((r, (p, w)) for r, p, w in rows_found)
                 rows = [row for row in finish_rows if row["b_run_id"] in found]
                 if rows:
                     conn.execute(self._sql.finish_runs, rows)
-                    keep = self.history_limit
-                    workloads = dict.fromkeys(found[row["b_run_id"]] for row in rows)
-                    prunes = [
-                        {"b_playbook": p, "b_workload": w, "b_keep": keep} for p, w in workloads
-                    ]
-                    conn.execute(self._sql.prune_runs, prunes)
+            if found:
+                keep = self.history_limit
+                ended = dict.fromkeys(found[run_id] for run_id in answers if run_id in found)
+                prunes = [{"b_playbook": p, "b_workload": w, "b_keep": keep} for p, w in ended]
+                conn.execute(self._sql.prune_runs, prunes)
             if status_rows:
                 conn.execute(self._sql.upsert_status, status_rows)
-        return [row["b_run_id"] in found for row in finish_rows]
+        return [run_id in found for run_id in answers]
 
     def list_runs(self, playbook: str, workload: str, limit: int = 50) -> list[dict[str, Any]]:
         """A workload's runs, newest first."""

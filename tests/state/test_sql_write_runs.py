@@ -124,3 +124,31 @@ def test_write_runs_outside_a_batch_commits_and_an_empty_call_does_nothing(
     state.write_runs([("p", "w", "r1", "t0")], [("r1", "Completed", "t1", {"ok": 1})], [])
     (run,) = state.list_runs("p", "w")
     assert (run["status"], run["ended_at"], run["report"]) == ("Completed", "t1", {"ok": 1})
+
+
+def test_a_run_started_and_ended_in_one_lot_is_one_row_and_a_later_end_still_lands(
+    open_state: Callable[..., Any],
+) -> None:
+    state = open_state(history_limit=5)
+    state.put_playbook("p", source="s", path="p", checksum="c", variables={})
+    state.write_runs([("p", "w", "old", "t0")], [], [])  # started in an earlier lot
+    answers = state.write_runs(
+        [("p", "w", "r1", "t1")],
+        [
+            ("r1", "Completed", "t2", {"n": 1}),
+            ("old", "Failed", "t3", {"n": 0}, "boom"),
+            ("r1", "Failed", "t4", {"n": 2}, "ended again"),  # the later end wins
+            ("ghost", "Completed", "t5", {}),
+        ],
+        [],
+    )
+    assert answers == [True, True, True, False]
+    runs = {r["run_id"]: r for r in state.list_runs("p", "w")}
+    assert set(runs) == {"old", "r1"}
+    assert (runs["r1"]["status"], runs["r1"]["ended_at"], runs["r1"]["reason"]) == (
+        "Failed",
+        "t4",
+        "ended again",
+    )
+    assert runs["r1"]["report"] == {"n": 2}
+    assert (runs["old"]["status"], runs["old"]["reason"]) == ("Failed", "boom")

@@ -124,6 +124,7 @@ def _tamper(state: SqlState, sql: str, *params: Any) -> None:
         ("plaintext", "state row statuses/web/server (data) is not encrypted"),
         ("other-key", f"was encrypted with key {key_id(OTHER)}, not with the key given"),
     ],
+    ids=["flip", "truncate", "swap", "other-table", "plaintext", "other-key"],
 )
 def test_a_damaged_value_is_an_error_naming_its_row(
     open_state: Callable[..., Any], damage: str, message: str
