@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from gxo.engine.scheduler import RunResult
     from gxo.template.secrets import SecretRegistry
 
-__all__ = ["ProgressPrinter", "err_console", "print_error", "print_summary", "print_warnings"]
+__all__ = [
+    "ProgressPrinter",
+    "err_console",
+    "print_diffs",
+    "print_error",
+    "print_summary",
+    "print_warnings",
+]
 
 _STYLE = {
     "Running": ("▶", "cyan"),
@@ -83,6 +90,8 @@ class ProgressPrinter:
                 line += " [yellow](ignored: ignore_errors)[/]"
             if status in ("Completed", "Failed") and data.get("duration_ms") is not None:
                 line += f" [dim]{_ms(data['duration_ms'])}[/]"
+            if status == "Completed" and data.get("check") == "predicted":
+                line += " [cyan](check: predicted)[/]"
             if data.get("attempts", 0) > 1:
                 line += f" [dim]({data['attempts']} attempts)[/]"
             if status == "Skipped" and data.get("reason"):
@@ -135,9 +144,19 @@ def print_summary(console: Console, result: RunResult, *, verbose: bool = False)
         if counts.get(s)
     ]
     color = {"Completed": "green", "Failed": "red", "Interrupted": "yellow"}[result.status]
+    check = ""
+    if result.check:  # gxo run --check: say so, and what would change
+        would = sum(
+            1
+            for s in result.states.values()
+            if isinstance(s.summary, dict) and s.summary.get("changed") is True
+        )
+        not_run = sum(1 for s in result.states.values() if s.check_outcome == "not run")
+        check = f"; check: {would} would change, {not_run} not run"
+    label = f"{result.status} (check)" if result.check else result.status
     console.print(
-        f"[bold {color}]{result.status}[/] {escape(result.playbook)} "
-        f"[dim](run {result.run_id}: {', '.join(parts) or 'nothing ran'} in {_ms(result.duration_ms)})[/]"
+        f"[bold {color}]{label}[/] {escape(result.playbook)} "
+        f"[dim](run {result.run_id}: {', '.join(parts) or 'nothing ran'} in {_ms(result.duration_ms)}{check})[/]"
     )
     if verbose:
         for state in result.states.values():
@@ -146,6 +165,24 @@ def print_summary(console: Console, result: RunResult, *, verbose: bool = False)
                     f"[dim]{escape(state.name)} summary:[/] "
                     f"{escape(_short(state.summary, secrets=result.secrets))}"
                 )
+
+
+def print_diffs(console: Console, result: RunResult) -> None:
+    """``--diff``: each workload's unified diffs, redacted, coloured like ``git diff``."""
+    for state in result.states.values():
+        if not state.diffs:
+            continue
+        console.print(f"[bold]── diff {escape(state.name)}[/]")
+        for diff in state.diffs:
+            text = result.secrets.redact_str(diff) if result.secrets else diff
+            for line in text.splitlines():
+                style = _DIFF_STYLE.get(line[:1], "")
+                if line.startswith(("---", "+++")):
+                    style = "bold"
+                console.print(f"[{style}]{escape(line)}[/]" if style else escape(line))
+
+
+_DIFF_STYLE = {"+": "green", "-": "red", "@": "cyan"}
 
 
 def _short(value: Any, limit: int = 500, secrets: SecretRegistry | None = None) -> str:

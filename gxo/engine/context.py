@@ -67,6 +67,9 @@ class WorkloadState:
     counters: dict[str, int] = field(default_factory=dict)
     iterations: list[dict[str, Any]] = field(default_factory=list)
     rendered_params: Any = None
+    # gxo run --check: "ran" (read-only, run for real), "predicted" or "not run"
+    check_outcome: str | None = None
+    diffs: list[str] = field(default_factory=list)  # --diff: unified diffs, redacted
     _logs: deque[tuple[float, str, str]] | None = field(default=None, repr=False)
 
     @property
@@ -167,8 +170,14 @@ class RunContext:
         gxo_extra: Mapping[str, Any] | None = None,
         signals: SignalBroker | None = None,
         paths: PathResolver | None = None,
+        check: bool = False,
+        diff: bool = False,
     ) -> None:
         self.run_id = run_id
+        # gxo run --check: modules predict instead of changing anything (docs/check-mode.md);
+        # --diff: modules that can describe a change as a diff do (ModuleContext.add_diff)
+        self.check = check
+        self.diff = diff
         # The one resolver of path params (gxo/engine/confine.py); confined or not.
         self.paths = paths if paths is not None else PathResolver(workspace)
         self.signals = signals
@@ -346,6 +355,24 @@ class ModuleContext:
         this workload, ``param`` and the path (gxo/engine/confine.py).
         """
         return self.run.paths.resolve(path, workload=self.workload, param=param)
+
+    # -- check mode ----------------------------------------------------------------
+
+    @property
+    def check(self) -> bool:
+        """True under ``gxo run --check``: predict, change nothing."""
+        return self.run.check
+
+    @property
+    def diff(self) -> bool:
+        """True under ``--diff``: describe changes (made or predicted) with :meth:`add_diff`."""
+        return self.run.diff
+
+    def add_diff(self, text: str) -> None:
+        """Add a unified diff of what this workload changes (or would): shown by
+        ``--diff`` on the console and in the report, redacted; never registered."""
+        if text:
+            self.state.diffs.append(self.run.secrets.redact_str(text))
 
     # -- streams -----------------------------------------------------------------
 

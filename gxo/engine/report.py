@@ -44,8 +44,12 @@ def build_report(result: RunResult) -> dict[str, Any]:
             entry["counters"] = dict(s.counters)
         if s.iterations:
             entry["iterations"] = list(s.iterations)
+        if s.check_outcome:  # gxo run --check: "ran", "predicted" or "not run"
+            entry["check"] = s.check_outcome
+        if s.diffs:  # --diff: what changed (or would), as unified diffs
+            entry["diff"] = "".join(d if d.endswith("\n") else d + "\n" for d in s.diffs)
         workloads[name] = entry
-    report = {
+    report: dict[str, Any] = {
         "playbook": result.playbook,
         "run_id": result.run_id,
         "status": result.status,
@@ -53,6 +57,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "duration_ms": result.duration_ms,
         "workloads": workloads,
     }
+    if result.check:  # a dry run (docs/check-mode.md): nothing was changed
+        report["check"] = True
     if result.warnings:
         report["warnings"] = list(result.warnings)
     return result.secrets.redact(report) if result.secrets else report

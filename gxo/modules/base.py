@@ -23,6 +23,11 @@ A module is one class in one file under ``gxo/modules/<layer>/``::
 Registration validates at import time (pluggy-style): a duplicate name, a
 non-async ``perform``, a wrong signature, a params model that allows unknown keys,
 or a field without a description raises :class:`~gxo.errors.RegistryError`.
+
+Check mode (``gxo run --check``, docs/check-mode.md): a module declares
+``check_mode`` — ``safe`` (read-only: it runs for real), ``predict`` (its async
+``check(ctx, params)`` says what ``perform`` would do, without doing it) or
+``unsupported`` (the default: it is not run, and what needs its result is skipped).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAYERS",
+    "CheckMode",
+    "CheckUnsupported",
     "FreeParams",
     "Module",
     "ModuleParams",
@@ -90,6 +97,22 @@ class StreamRole(StrEnum):
     required = "required"
 
 
+class CheckMode(StrEnum):
+    """What a module does under ``gxo run --check`` (docs/check-mode.md)."""
+
+    safe = "safe"  # read-only: perform runs for real
+    predict = "predict"  # check(ctx, params) predicts perform's summary, changing nothing
+    unsupported = "unsupported"  # cannot predict: not run; what needs its result is skipped
+
+
+class CheckUnsupported(Exception):
+    """Raised by :meth:`Module.check` when this call cannot be predicted (``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Module:
     """Base class of modules. Subclasses define ``Params`` and ``perform``."""
 
@@ -111,11 +134,29 @@ class Module:
     #: The module passes each through ``ctx.resolve_path(value, param=...)``; a
     #: confined run also refuses their literal values up front (gxo/engine/confine.py)
     path_params: ClassVar[tuple[str, ...]] = ()
+    #: behaviour under ``gxo run --check``; modules that declare nothing cannot predict
+    check_mode: ClassVar[CheckMode] = CheckMode.unsupported
+    #: appended to the "cannot predict" reason (``exec``: how to make it run anyway)
+    check_hint: ClassVar[str] = ""
 
     spec: ClassVar[ModuleSpec]
 
     async def perform(self, ctx: ModuleContext, params: Any) -> dict[str, Any] | None:
         raise NotImplementedError
+
+    def check_mode_for(self, params: Any) -> CheckMode:
+        """:attr:`check_mode` for these (validated) params; override to decide per call
+        (``http:request``: a GET is ``safe``, a POST is ``predict``)."""
+        return self.check_mode
+
+    async def check(self, ctx: ModuleContext, params: Any) -> dict[str, Any] | None:
+        """The summary ``perform`` would return, with ``changed``; nothing is changed.
+
+        Called under ``--check`` when :meth:`check_mode_for` says ``predict``. With
+        ``ctx.diff`` a module adds what it would change with ``ctx.add_diff(text)``.
+        Raise :class:`CheckUnsupported` when this call cannot be predicted after all.
+        """
+        raise CheckUnsupported(f"module '{self.spec.name}' cannot predict what it would do")
 
     @classmethod
     def literal_paths(cls, params: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -297,6 +338,28 @@ def build_index() -> dict[str, str]:
 M = TypeVar("M", bound=type[Module])
 
 
+def _check_check_mode(cls: type[Module], where: str) -> None:
+    """``check_mode`` is a :class:`CheckMode`; ``predict`` needs an ``async def check``."""
+    mode = cls.check_mode
+    if not isinstance(mode, CheckMode):
+        try:
+            cls.check_mode = mode = CheckMode(mode)
+        except ValueError:
+            raise RegistryError(
+                f"{where}: check_mode must be one of {', '.join(m.value for m in CheckMode)}, got {mode!r}"
+            ) from None
+    check = getattr(cls, "check", None)
+    if mode is CheckMode.predict and check is Module.check:
+        raise RegistryError(
+            f"{where}: check_mode predict needs 'async def check(self, ctx, params)'"
+        )
+    if check is not Module.check:
+        if not inspect.iscoroutinefunction(check):
+            raise RegistryError(f"{where}: check must be 'async def'")
+        if list(inspect.signature(check).parameters) != ["self", "ctx", "params"]:
+            raise RegistryError(f"{where}: check must have the signature (self, ctx, params)")
+
+
 def register(name: str, *, layer: str, aliases: tuple[str, ...] = ()) -> Callable[[M], M]:
     """Class decorator registering a module; validates the class at import time."""
 
@@ -328,6 +391,7 @@ def register(name: str, *, layer: str, aliases: tuple[str, ...] = ()) -> Callabl
         for fname, field in params.model_fields.items():
             if not field.description:
                 raise RegistryError(f"{where}: param '{fname}' needs a description")
+        _check_check_mode(cls, where)
         spec = ModuleSpec(name, layer, cls, tuple(aliases))
         cls.spec = spec
         REGISTRY.add(spec)

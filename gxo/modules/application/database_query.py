@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, register
+from gxo.modules.base import CheckMode, CheckUnsupported, Module, ModuleParams, StreamRole, register
 from gxo.modules.data._records import to_jsonable
 
 if TYPE_CHECKING:
@@ -40,6 +40,20 @@ _SQLITE_FILE = re.compile(r"^sqlite(\+\w+)?:///(?P<db>[^?]*)")
 # allows a plain query there; the others are buffered by the driver).
 _STREAMABLE = re.compile(r"^\s*\(*\s*(select|values|table|with)\b", re.IGNORECASE)
 _WRITES = re.compile(r"\b(insert|update|delete|merge)\b", re.IGNORECASE)
+# gxo run --check runs writes in a transaction it rolls back: statements that end a
+# transaction (or cannot run in one) would defeat that, anywhere in the text.
+_TX_CONTROL = re.compile(
+    r"(^|;)\s*(commit|end|rollback|abort|begin|start\s+transaction|savepoint|release|"
+    r"prepare\s+transaction|set\s+(session\s+|global\s+)?autocommit|vacuum|checkpoint|"
+    r"detach|attach)\b",
+    re.IGNORECASE,
+)
+# MySQL/MariaDB commit implicitly before and after these: no rollback undoes them.
+_MYSQL_IMPLICIT_COMMIT = re.compile(
+    r"(^|;)\s*(create|alter|drop|truncate|rename|grant|revoke|lock|unlock|flush|optimize|"
+    r"analyze|repair|install|uninstall|load\s+index|cache\s+index|set\s+password)\b",
+    re.IGNORECASE,
+)
 
 
 class Statement(ModuleParams):
@@ -70,6 +84,13 @@ class DatabaseQuery(Module):
     (executemany). ``statements`` runs several in order, each with its own
     params; with ``transaction: true`` all of them commit together or, on an
     error, none does. The connection is closed when the workload ends.
+
+    Under ``gxo run --check`` read-only statements (SELECT, VALUES, WITH without
+    a write) run as usual; anything else runs in one transaction that is rolled
+    back, so the summary has the real ``rows_affected`` with ``rolled_back:
+    true`` and ``changed``. A statement that ends the transaction (COMMIT,
+    BEGIN, VACUUM ...) and, on MySQL/MariaDB, DDL (committed implicitly) are not
+    run: the workload is skipped. MyISAM tables cannot roll back: avoid them.
 
     Example:
         - name: create
@@ -162,10 +183,45 @@ class DatabaseQuery(Module):
         if match and match["db"] not in ("", ":memory:"):
             yield "url", match["db"]
 
+    check_mode = CheckMode.predict
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        reads = all(_STREAMABLE.match(q) and not _WRITES.search(q) for q in _queries(params))
+        return CheckMode.safe if reads and not self._refusal(params) else CheckMode.predict
+
+    @staticmethod
+    def _refusal(params: DatabaseQuery.Params) -> str | None:
+        """Why a rolled-back run cannot be trusted for these statements (None: it can)."""
+        mysql = params.url.split(":", 1)[0].split("+", 1)[0].lower() in ("mysql", "mariadb")
+        for query in _queries(params):
+            if m := _TX_CONTROL.search(query):
+                return f"'{m.group(2).upper()}' would end the transaction check mode rolls back"
+            if mysql and (m := _MYSQL_IMPLICIT_COMMIT.search(query)):
+                return f"MySQL/MariaDB commits '{m.group(2).upper()}' implicitly: it cannot be rolled back"
+        return None
+
+    async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        """Run the statements in a transaction that is rolled back: nothing is changed."""
+        reason = self._refusal(params)
+        if reason is not None:
+            raise CheckUnsupported(f"database:query not run: {reason}")
+        summary = await self._run(ctx, params, rollback=True)
+        parts = summary.get("statements") or [summary]
+        queries = _queries(params)
+        summary["changed"] = any(
+            _changes(part, query) for part, query in zip(parts, queries, strict=False)
+        )
+        summary["rolled_back"] = True
+        ctx.log("check mode: the transaction was rolled back")
+        return summary
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        return await self._run(ctx, params, rollback=False)
+
+    async def _run(self, ctx: ModuleContext, params: Params, *, rollback: bool) -> dict[str, Any]:
         from concurrent.futures import ThreadPoolExecutor
 
-        db = _Database(ctx, params)
+        db = _Database(ctx, params, rollback=rollback)
         # One worker thread for the connection's whole life: DBAPI connections
         # (sqlite3 above all) must not hop between threads.
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"gxo-db-{ctx.workload}")
@@ -180,13 +236,16 @@ class DatabaseQuery(Module):
         try:
             await call(db.connect)
             if params.statements is None:
-                return await self._run_one(
+                single = await self._run_one(
                     ctx,
                     db,
                     call,
                     params.query or "",
                     params.many if params.many is not None else params.params,
                 )
+                if rollback:
+                    await call(db.commit)  # rolls back
+                return single
             results = []
             for number, stmt in enumerate(params.statements, 1):
                 db.position = f"statement {number} of {len(params.statements)}"
@@ -248,8 +307,12 @@ class _DbError(Exception):
 class _Database:
     """The blocking side: every method runs in the workload's database thread."""
 
-    def __init__(self, ctx: ModuleContext, params: DatabaseQuery.Params) -> None:
+    def __init__(
+        self, ctx: ModuleContext, params: DatabaseQuery.Params, *, rollback: bool = False
+    ) -> None:
         self.params = params
+        # gxo run --check: one transaction, rolled back instead of committed
+        self.rollback = rollback
         self.raw_url = params.url
         self.resolve_path = functools.partial(ctx.resolve_path, param="url")
         self.confined = ctx.run.paths.confined
@@ -291,6 +354,11 @@ class _Database:
             raise _DbError(f"invalid database URL {self.safe_url}: {self._clean(str(e))}") from None
         try:
             self.conn = self.engine.connect()
+            if self.rollback and url.get_backend_name() == "sqlite":
+                # sqlite3 begins a transaction only before DML: DDL would commit at once.
+                # BEGIN explicitly, so that everything is rolled back.
+                self.conn.connection.dbapi_connection.isolation_level = None  # type: ignore[union-attr]
+                self.conn.exec_driver_sql("BEGIN")
         except exc.SQLAlchemyError as e:
             raise _DbError(f"cannot connect to {self.safe_url}: {self._reason(e)}") from None
         if url.get_backend_name() in ("mysql", "mariadb"):
@@ -355,6 +423,9 @@ class _Database:
 
         if self.conn is None:
             return
+        if self.rollback:  # gxo run --check: never committed
+            self._rollback()
+            return
         try:
             self.conn.commit()
         except exc.SQLAlchemyError as e:
@@ -362,7 +433,7 @@ class _Database:
             raise _DbError(f"commit failed on {self.safe_url}: {self._reason(e)}") from None
 
     def _commit_unless_transaction(self) -> None:
-        if not self.params.transaction:
+        if not self.params.transaction and not self.rollback:
             self.commit()
 
     def _rollback(self) -> None:
@@ -489,6 +560,20 @@ def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
 
 
 _NEAR = re.compile(r"(near ')(.*?)(' at line \d+)")
+
+
+def _queries(params: DatabaseQuery.Params) -> list[str]:
+    if params.statements is not None:
+        return [stmt.query for stmt in params.statements]
+    return [params.query or ""]
+
+
+def _changes(summary: dict[str, Any], query: str) -> bool:
+    """Whether a statement's (rolled back) summary shows a change."""
+    if "rows" in summary:  # rows returned: a write's RETURNING rows are its changes
+        return bool(_WRITES.search(query)) and summary.get("rowcount", 0) > 0
+    affected = summary.get("rows_affected")
+    return affected is None or affected > 0  # None: DDL and the like
 
 
 def _shorten(query: str, secrets: SecretRegistry | None = None, limit: int = 200) -> str:

@@ -19,7 +19,14 @@ from gxo.modules.application._http_response import (
     describe,
     read_body,
 )
-from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
+from gxo.modules.base import (
+    CheckMode,
+    Module,
+    ModuleParams,
+    StreamRole,
+    raw_template,
+    register,
+)
 from gxo.template.engine import is_template
 
 if TYPE_CHECKING:
@@ -28,6 +35,10 @@ if TYPE_CHECKING:
     import httpx
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # sent for real under gxo run --check
+MASK = "***"
+# Header names whose values are never shown in a check-mode summary.
+_SENSITIVE_HEADER = ("authorization", "cookie", "token", "secret", "password", "key", "auth")
 EXCERPT = 300  # characters of the body quoted in an error message
 
 
@@ -97,6 +108,11 @@ class HttpRequest(Module):
     A status outside ``expected_status`` (default: any 2xx) fails the workload
     with the status and an excerpt of the body; the response is still in the
     summary. Use the workload's ``retry:`` to retry failures and timeouts.
+
+    Under ``gxo run --check`` a GET, HEAD or OPTIONS request is sent as usual;
+    any other method is not sent: the summary holds ``sent: false``,
+    ``changed: true`` and the ``request`` that would go out (method, URL with
+    its query, headers with credentials masked, body).
 
     ``emit`` selects a list from each response and streams its items as
     records (a non-mapping item becomes ``{value: item}``). ``paginate.next``
@@ -235,9 +251,45 @@ class HttpRequest(Module):
         "pages": "pages fetched (with emit)",
         "records_emitted": "records streamed (with emit)",
         "truncated": "with paginate: true when max_pages stopped it before the last page",
+        "sent": "gxo run --check, a method other than GET/HEAD/OPTIONS: false (not sent)",
+        "request": "gxo run --check, not sent: {method, url, headers (masked), body/json/form}",
+        "changed": "gxo run --check, not sent: true (the request could change the server)",
     }
 
     path_params = ("ca_file",)
+    check_mode = CheckMode.predict
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        return CheckMode.safe if params.method in SAFE_METHODS else CheckMode.predict
+
+    async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        """The request a non-GET would send (not sent: it could change the server)."""
+        import httpx
+
+        check_url(ctx, params.url)
+        url = httpx.URL(params.url)
+        if params.query:
+            url = url.copy_merge_params(params.query)
+        headers = {k: MASK if _sensitive(k) else v for k, v in params.headers.items()}
+        auth = params.auth
+        if isinstance(auth, BasicAuth):
+            headers["Authorization"] = f"Basic {MASK}"
+            pair = f"{auth.username}:{auth.password}"
+            if ctx.redact(pair) != pair:  # as perform: the encoded pair is a secret too
+                ctx.run.secrets.add(base64.b64encode(pair.encode()).decode())
+        elif isinstance(auth, BearerAuth):
+            headers["Authorization"] = f"Bearer {MASK}"
+        elif isinstance(auth, HeaderAuth):
+            headers[auth.name] = MASK
+        request: dict[str, Any] = {"method": params.method, "url": str(url), "headers": headers}
+        if params.body is not None:
+            request["body"] = params.body
+        elif params.json_data is not None:
+            request["json"] = params.json_data
+        elif params.form is not None:
+            request["form"] = params.form
+        ctx.log(f"check mode: {params.method} {url} not sent")
+        return {"changed": True, "sent": False, "request": ctx.redact(request)}
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         ca_path = ctx.resolve_path(params.ca_file, param="ca_file") if params.ca_file else None
@@ -279,6 +331,11 @@ class HttpRequest(Module):
             if params.paginate is not None:
                 summary["truncated"] = truncated
         return summary
+
+
+def _sensitive(header: str) -> bool:
+    name = header.lower()
+    return any(word in name for word in _SENSITIVE_HEADER)
 
 
 def _max_pages(ctx: ModuleContext, paginate: Paginate) -> int:

@@ -7,13 +7,13 @@ import contextlib
 import os
 import shutil
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import ModuleError
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 
 if TYPE_CHECKING:
     from gxo.modules.system._proctree import ProcessTree
@@ -41,6 +41,10 @@ class Exec(Module):
     read for at most 2 s after the command exited. An exit code outside
     ``ok_exit_codes`` fails the workload, but stdout, stderr and exit_code are
     kept in the report and in the registered result.
+
+    ``gxo run --check`` does not run a command, which could change anything,
+    unless it declares ``check_mode: safe`` (a read-only command such as
+    ``uname`` or ``git status``); workloads that need its result are skipped.
 
     Example:
         - name: kernel_version
@@ -83,6 +87,10 @@ class Exec(Module):
         ok_exit_codes: list[int] = Field(
             default_factory=lambda: [0], description="Exit codes that count as success"
         )
+        check_mode: Literal["safe", "unsupported"] = Field(
+            "unsupported",
+            description="gxo run --check: safe runs the command anyway (declare it only for a read-only command); unsupported skips it",
+        )
 
         @field_validator("args", mode="before")
         @classmethod
@@ -107,6 +115,10 @@ class Exec(Module):
     }
 
     path_params = ("cwd",)
+    check_hint = "set check_mode: safe on a read-only command to run it under --check"
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        return CheckMode.safe if params.check_mode == "safe" else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         env = _environment(params)

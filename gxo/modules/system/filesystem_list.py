@@ -11,7 +11,7 @@ from pydantic import Field
 
 from gxo.engine.confine import PathResolver
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.system._fsutil import describe_os_error, non_directory_parent, stat_record
 
 SUMMARY_ENTRIES = 1000  # entries kept in the summary; the stream carries all of them
@@ -80,6 +80,8 @@ class FilesystemList(Module):
     }
 
     path_params = ("path",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         root = ctx.resolve_path(params.path)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.system._fsutil import describe_os_error, stat_record
 
 
@@ -64,6 +64,8 @@ class FilesystemStat(Module):
     }
 
     path_params = ("path",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         path = ctx.resolve_path(params.path)

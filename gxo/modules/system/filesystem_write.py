@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, StreamRole, raw_template, register
+from gxo.modules.system._diff import ContentProbe, content_diff, file_digest
 from gxo.modules.system._fsutil import (
     OctalMode,
     describe_os_error,
@@ -50,6 +52,9 @@ class FilesystemWrite(Module):
     directories are created unless ``create_parents: false``. When the result is
     byte-for-byte what is already there (and the mode matches), nothing is
     replaced and the summary says ``changed: false``.
+
+    ``gxo run --check`` writes nothing: the summary says whether the file would
+    change, and ``--diff`` shows how (a unified diff, also of real writes).
 
     ``mode`` is a quoted octal string (``"0600"``). Without it a new file gets
     0644 and an existing file keeps its mode (and, when allowed, its owner).
@@ -120,23 +125,13 @@ class FilesystemWrite(Module):
     }
 
     path_params = ("path",)
+    check_mode = CheckMode.predict
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         path = ctx.resolve_path(params.path)
-        from_stream = ctx.has_input
-        if from_stream and params.content is not None:
-            raise ctx.fail("give either content or stream_inputs, not both")
-        if not from_stream and params.content is None:
-            raise ctx.fail("nothing to write: give content, or stream_inputs to write records")
-        if not from_stream and (params.format is not None or params.line_template is not None):
-            raise ctx.fail(
-                "format and line_template apply to stream input; content is written as it is"
-            )
-        try:
-            "".encode(params.encoding)
-        except LookupError:
-            raise ctx.fail(f"unknown encoding '{params.encoding}'") from None
+        from_stream = _check_params(ctx, params)
         mode = int(params.mode, 8) if params.mode else None
+        before = await _Before.read(ctx, params, path) if ctx.diff else None
         try:
             target = await ctx.to_thread(
                 _AtomicFile.open,
@@ -173,7 +168,106 @@ class FilesystemWrite(Module):
         if records is not None:
             summary["records_written"] = records
             ctx.log(f"wrote {records} records ({target.written} bytes) to {target.path}")
+        if before is not None and changed:
+            after = await _Before.read(ctx, params, target.path)
+            ctx.add_diff(before.diff_to(target.path, params.encoding, after))
         return summary
+
+    async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        """What ``perform`` would write, compared with the file: nothing is written."""
+        path = ctx.resolve_path(params.path)
+        from_stream = _check_params(ctx, params)
+        mode = int(params.mode, 8) if params.mode else None
+        try:
+            preview = await ctx.to_thread(
+                _Preview.open,
+                path,
+                append=params.append,
+                parents=params.create_parents,
+                opened=functools.partial(
+                    ctx.run.paths.check_opened, text=params.path, workload=ctx.workload
+                ),
+            )
+        except _Refused as exc:
+            raise ctx.fail(str(exc)) from None
+        except OSError as exc:
+            raise ctx.fail(describe_os_error(exc, "write", path)) from None
+        records = None
+        if from_stream:
+            records = await _write_records(ctx, params, preview)  # type: ignore[arg-type]
+        else:
+            preview.write(_content_bytes(ctx, params))
+        changed, final_mode = preview.outcome(mode)
+        if ctx.diff and changed:
+            ctx.add_diff(preview.diff(params.encoding, final_mode))
+        summary: dict[str, Any] = {
+            "path": str(preview.path),
+            "bytes_written": preview.written,
+            "changed": changed,
+            "mode": final_mode,
+        }
+        if records is not None:
+            summary["records_written"] = records
+        return summary
+
+
+def _check_params(ctx: ModuleContext, params: FilesystemWrite.Params) -> bool:
+    """Whether the input stream is written; raises for contradictory params."""
+    from_stream = ctx.has_input
+    if from_stream and params.content is not None:
+        raise ctx.fail("give either content or stream_inputs, not both")
+    if not from_stream and params.content is None:
+        raise ctx.fail("nothing to write: give content, or stream_inputs to write records")
+    if not from_stream and (params.format is not None or params.line_template is not None):
+        raise ctx.fail(
+            "format and line_template apply to stream input; content is written as it is"
+        )
+    try:
+        "".encode(params.encoding)
+    except LookupError:
+        raise ctx.fail(f"unknown encoding '{params.encoding}'") from None
+    return from_stream
+
+
+class _Before:
+    """A file's content and mode before a real write (``--diff`` without ``--check``)."""
+
+    def __init__(self, digest: tuple[str, int, bytes | None] | None, mode: str | None) -> None:
+        self.digest = digest
+        self.mode = mode
+
+    @classmethod
+    async def read(cls, ctx: ModuleContext, params: FilesystemWrite.Params, path: Path) -> _Before:
+        def blocking() -> _Before:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return cls(None, None)
+            if not stat.S_ISREG(st.st_mode):
+                return cls(None, None)
+            opened = functools.partial(
+                ctx.run.paths.check_opened, text=params.path, workload=ctx.workload
+            )
+            try:
+                return cls(file_digest(path, opened), format_mode(st.st_mode))
+            except OSError:
+                return cls(None, None)
+
+        return await ctx.to_thread(blocking)
+
+    def diff_to(self, path: Path, encoding: str, after: _Before) -> str:
+        old, new = self.digest, after.digest
+        return content_diff(
+            path,
+            old[2] if old else b"",
+            new[2] if new else None,
+            encoding=encoding,
+            existed=old is not None,
+            size_before=old[1] if old else 0,
+            size_after=new[1] if new else 0,
+            mode_before=self.mode,
+            mode_after=after.mode,
+        )
 
 
 async def _abort(ctx: ModuleContext, target: _AtomicFile) -> None:
@@ -395,6 +489,100 @@ class _AtomicFile:
             self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp)
+
+
+class _Preview:
+    """What :class:`_AtomicFile` would write, compared with the file; writes nothing. Blocking."""
+
+    def __init__(
+        self,
+        path: Path,
+        existing: os.stat_result | None,
+        old: tuple[str, int, bytes | None] | None,
+        *,
+        append: bool,
+    ) -> None:
+        self.path = path
+        self.existing = existing
+        self.old = old
+        self.append = append
+        self.had_content = bool(existing and existing.st_size)
+        self.probe = ContentProbe()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        append: bool,
+        parents: bool,
+        opened: Callable[[int], None] | None = None,
+    ) -> _Preview:
+        """The checks of :meth:`_AtomicFile.open`, and the current content's digest."""
+        path = Path(os.path.realpath(path)) if path.is_symlink() else path
+        blocked = non_directory_parent(path)
+        if blocked is not None:
+            raise _Refused(f"cannot write {path}: {blocked}")
+        if not parents and not path.parent.is_dir():
+            raise _Refused(
+                f"cannot write {path}: directory {path.parent} does not exist (create_parents is false)"
+            )
+        if path.is_dir():
+            raise _Refused(f"cannot write {path}: it is a directory")
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied", str(path))
+        try:
+            existing: os.stat_result | None = path.stat()
+        except FileNotFoundError:
+            existing = None
+        old = None
+        if existing is not None and stat.S_ISREG(existing.st_mode):
+            old = file_digest(path, opened)
+        return cls(path, existing, old, append=append)
+
+    @property
+    def written(self) -> int:
+        return self.probe.written
+
+    def write(self, data: bytes) -> None:
+        self.probe.write(data)
+
+    def outcome(self, mode: int | None) -> tuple[bool, str]:
+        """``(changed, mode)`` as :meth:`_AtomicFile.commit` would return them."""
+        existing = self.existing
+        wanted = (
+            mode if mode is not None else (existing.st_mode & 0o7777 if existing else DEFAULT_MODE)
+        )
+        if existing is None:
+            return True, format_mode(wanted)
+        if self.append:
+            same = self.probe.written == 0
+        else:
+            same = self.old is not None and self.old[0] == self.probe.sha256
+        return (not same or existing.st_mode & 0o7777 != wanted), format_mode(wanted)
+
+    def diff(self, encoding: str, final_mode: str) -> str:
+        old, new = self.old, self.probe.content
+        before = old[2] if old else (b"" if self.existing is None else None)
+        after = new
+        size_after = self.probe.size
+        if self.append and old is not None:
+            size_after += old[1]
+            after = old[2] + new if old[2] is not None and new is not None else None
+        return content_diff(
+            self.path,
+            before,
+            after,
+            encoding=encoding,
+            existed=self.existing is not None,
+            size_before=old[1] if old else 0,
+            size_after=size_after,
+            mode_before=format_mode(self.existing.st_mode) if self.existing else None,
+            mode_after=final_mode,
+        )
 
 
 def _same_bytes(temp: str, path: Path, existing: os.stat_result) -> bool:
