@@ -294,6 +294,82 @@ def check_references(v: Validation) -> None:
                 v.problem(f"workload reads its own register key '{w.register_key}'", path, w.name)
 
 
+def check_until(v: Validation) -> None:
+    """``retry.until`` parses and reads known names (``result``: the attempt's summary)."""
+    from gxo.engine.dag import BUILTIN_NAMES
+    from gxo.template.references import find_references
+
+    pb = v.loaded.playbook
+    known = (
+        set(pb.vars) | set(v.seen_registers) | v.foreign_registers | BUILTIN_NAMES | v.extra_names
+    )
+    for i, w in v.workloads():
+        until = w.retry.until if w.retry is not None else None
+        if until is None:
+            continue
+        path = ("workloads", i, "retry", "until")
+        if not until.strip():
+            v.problem("retry.until is empty: give a condition over 'result'", path, w.name)
+            continue
+        try:
+            roots, _, optional = find_references(until, bare=True)
+        except TemplateError as exc:
+            v.problem(f"retry.until: {exc.message}", path, w.name)
+            continue
+        local = {"result"}
+        if w.loop is not None:
+            local |= {w.loop_control.loop_var if w.loop_control else "item", "loop_index"}
+        if not v.check_roots:
+            continue
+        for root in sorted(roots - known - local - optional):
+            v.problem(
+                f"retry.until: '{root}' is not defined (the attempt's summary is 'result') "
+                f"(in {until!r})",
+                path,
+                w.name,
+            )
+        if w.register_key and w.register_key in roots:
+            v.problem(
+                f"retry.until reads the workload's own register key '{w.register_key}': "
+                "the attempt's summary is 'result'",
+                path,
+                w.name,
+            )
+
+
+def check_status_functions(v: Validation) -> None:
+    """``success()``, ``failure()``, ``always()``, ``cancelled()``, ``paused()`` only in
+    ``when``; ``paused()`` needs a ``control:wait_for_signal`` dependency."""
+    from gxo.template.references import status_calls
+
+    for i, w in v.workloads():
+        for ref in v.refs.get(w.name, ()):
+            if ref.path[0] == "when":
+                continue
+            for call in sorted(status_calls(ref.source)):
+                v.problem(
+                    f"{call}() is a status function: it can only be used in 'when' "
+                    f"(in {ref.source!r})",
+                    ("workloads", i, *ref.path),
+                    w.name,
+                )
+        if isinstance(w.when, str) and "paused" in status_calls(w.when) and v.graph is not None:
+            waits = [
+                d
+                for d in v.graph.upstream.get(w.name, ())
+                if d in v.seen_names
+                and v.loaded.playbook.workloads[v.seen_names[d]].process.module
+                == "control:wait_for_signal"
+            ]
+            if not waits:
+                v.warn(
+                    "its when calls paused(), but it depends on no control:wait_for_signal "
+                    "workload (depends_on or a register key): paused() is always false",
+                    ("workloads", i, "when"),
+                    w.name,
+                )
+
+
 def check_cycles_and_pipelines(v: Validation) -> None:
     """Only on an otherwise valid graph: a cycle there is real, not an echo of a typo."""
     if v.problems or v.graph is None:
@@ -332,6 +408,8 @@ CHECKS: tuple[Callable[[Validation], None], ...] = (
     check_links,
     check_templates,
     check_references,
+    check_until,
+    check_status_functions,
     check_cycles_and_pipelines,
     warn_templated_sql,
 )

@@ -375,9 +375,13 @@ class DaemonBroker:
             "prompt": row["prompt"],
             "payload_schema": row["schema"],
             "expires_at": row["expires_at"],
-            **data,
+            **{k: v for k, v in data.items() if k != "token"},
         }
         event = self.book.redacted(row["run_id"], event)  # the bus's own redaction, as events
+        if token:
+            # Not redacted: a paused() hook of the run made the token a secret of the run
+            # (redacted everywhere else), but this event is where it is delivered.
+            event["token"] = token
         self.book.daemon.publish_raw(
             "workload_paused", self.playbook, row["workload"], row["run_id"], event
         )

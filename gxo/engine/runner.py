@@ -19,13 +19,13 @@ from gxo.engine.events import EventBus, EventKind
 from gxo.engine.slots import LoopSlots
 from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import GxoError, ModuleError, ModuleParamsError, TemplateError, UpstreamFailedError
-from gxo.modules.base import REGISTRY, ModuleSpec
+from gxo.modules.base import REGISTRY, CheckMode, CheckUnsupported, Module, ModuleSpec
 from gxo.state.store import copy_record
 from gxo.template.filters import is_truthy
 from gxo.template.limits import deadline as render_deadline
 from gxo.template.secrets import REDACTED
 
-__all__ = ["WorkloadRunner", "set_status"]
+__all__ = ["WorkloadRunner", "check_skipped", "set_status", "skip_for_check"]
 
 # Retry jitter: one generator for every run (seeding one from urandom per run cost
 # 0.1-0.2 ms, a tenth of a daemon instance); tests pass their own ``rng``.
@@ -49,6 +49,8 @@ def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any)
     if status.terminal:
         if state.ignored:
             data["ignored"] = True
+        if state.check_outcome:  # gxo run --check: ran, predicted or not run
+            data["check"] = state.check_outcome
         if state.records_dropped:
             data["records_dropped"] = state.records_dropped
     bus.emit(
@@ -61,6 +63,18 @@ def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any)
         error=state.error,
         **data,
     )
+
+
+def check_skipped(run: RunContext, name: str) -> bool:
+    """gxo run --check: ``name`` was not run (it cannot predict, or needs what was not run)."""
+    state = run.states.get(name)
+    return run.check and state is not None and state.check_outcome == "not run"
+
+
+def skip_for_check(runner: WorkloadRunner, state: WorkloadState, dep: str) -> None:
+    """Skip ``state``: it needs the result of ``dep``, which check mode did not run."""
+    state.check_outcome = "not run"
+    runner.skip(state, f"check mode: needs '{dep}', which was not run", blocked=True)
 
 
 class _Skip(Exception):
@@ -92,30 +106,43 @@ class WorkloadRunner:
         self.set_status(state, Status.SKIPPED)
 
     async def execute(
-        self, state: WorkloadState, reader: MergedReader, writer: StreamWriter
+        self,
+        state: WorkloadState,
+        reader: MergedReader,
+        writer: StreamWriter,
+        *,
+        when_names: dict[str, Any] | None = None,
+        local: dict[str, Any] | None = None,
+        blocked_if_false: bool = False,
     ) -> None:
-        """Run ``state``'s workload to a terminal status. Closes ``writer`` when done."""
+        """Run ``state``'s workload to a terminal status. Closes ``writer`` when done.
+
+        ``when_names``: more names its ``when`` sees (the status functions, bound by the
+        scheduler); ``local``: more names every template of the workload sees (``_gxo``
+        with ``pause`` for a ``paused()`` hook); ``blocked_if_false``: a false ``when``
+        skips it as blocked (a dependency failed: its own dependents are skipped too).
+        """
         w = state.workload
         failed_stream = False
+        base = dict(local or {})
         try:
             spec = REGISTRY.get(w.process.module)
             if spec is None:  # validated earlier; a registry change at run time is a bug
                 raise ModuleError(f"unknown module '{w.process.module}'")
-            if w.when is not None:
-                try:
-                    context = self.run.template_context()
-                    ok = is_truthy(
-                        self.run.templates.evaluate(w.when, context, path="when", workload=w.name)
-                    )
-                except TemplateError as exc:
-                    raise _FailNow(exc) from None
-                if not ok:
-                    raise _Skip("when condition is false")
+            per_item = w.when is not None and w.loop is not None and _reads_loop_names(w)
+            # A `when` that reads no loop name is decided once, before the loop renders.
+            if (
+                w.when is not None
+                and not per_item
+                and not self._when(w, {**base, **(when_names or {})})
+            ):
+                raise _Skip("when condition is false", blocked=blocked_if_false)
             self.set_status(state, Status.RUNNING)
             if w.loop is not None:
-                await self._run_loop(state, spec, reader, writer)
+                item_when = (when_names or {}) if per_item else None
+                await self._run_loop(state, spec, reader, writer, base, item_when, blocked_if_false)
             else:
-                summary = await self._run_attempts(state, spec, reader, writer, {}, None)
+                summary = await self._run_attempts(state, spec, reader, writer, base, None)
                 state.summary = self.run.register(w.register_key, summary)
             # A producer completes only after each consumer drained its stream.
             writer.close()
@@ -130,7 +157,10 @@ class WorkloadRunner:
         except UpstreamFailedError as exc:
             failed_stream = True
             self._collect_counts(state, reader, writer)
-            self.skip(state, f"dependency failed: {exc.message}", blocked=True)
+            if check_skipped(self.run, exc.producer):  # gxo run --check
+                skip_for_check(self, state, exc.producer)
+            else:
+                self.skip(state, f"dependency failed: {exc.message}", blocked=True)
         except _FailNow as fail:
             failed_stream = not w.ignore_errors
             self._fail(state, fail.error, reader, writer)
@@ -146,6 +176,16 @@ class WorkloadRunner:
         finally:
             reader.abandon()
             writer.close(failed=failed_stream)
+
+    def _when(self, w: Any, names: dict[str, Any]) -> bool:
+        """``w.when`` evaluated with ``names`` on top of the run's; a render error fails."""
+        try:
+            context = self.run.template_context(names or None)
+            return is_truthy(
+                self.run.templates.evaluate(w.when, context, path="when", workload=w.name)
+            )
+        except TemplateError as exc:
+            raise _FailNow(exc) from None
 
     def _fail(
         self, state: WorkloadState, error: BaseException, reader: MergedReader, writer: StreamWriter
@@ -166,19 +206,28 @@ class WorkloadRunner:
     # -- loops --------------------------------------------------------------------
 
     async def _run_loop(
-        self, state: WorkloadState, spec: ModuleSpec, reader: MergedReader, writer: StreamWriter
+        self,
+        state: WorkloadState,
+        spec: ModuleSpec,
+        reader: MergedReader,
+        writer: StreamWriter,
+        base: dict[str, Any],
+        item_when: dict[str, Any] | None,
+        blocked_if_false: bool = False,
     ) -> None:
+        """``item_when``: not None when ``when`` is decided per item (it reads the loop
+        variable), with the names it sees besides the item's."""
         w = state.workload
         items = w.loop
         if isinstance(items, str) or _has_template(items):
             try:
                 items = self.run.templates.render(
-                    items, self.run.template_context(), path="loop", workload=w.name
+                    items, self.run.template_context(base or None), path="loop", workload=w.name
                 )
             except TemplateError as exc:
                 raise _FailNow(exc) from None
-        if isinstance(items, dict):
-            raise _FailNow(ModuleError("loop must be a list, got a mapping (use '| dict2items')"))
+        if isinstance(items, dict):  # Ansible's dict2items: one {key, value} item per entry
+            items = [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, list | tuple):
             raise _FailNow(
                 ModuleError(f"loop must be a list, got {type(items).__name__}: {items!r}")
@@ -187,6 +236,7 @@ class WorkloadRunner:
         parallel = w.loop_control.parallel if w.loop_control else 1
         results: list[Any] = [None] * len(items)
         errors: list[tuple[int, BaseException]] = []
+        skipped: list[int] = []
         state.iterations = [{"index": i, "status": Status.PENDING.value} for i in range(len(items))]
         semaphore = asyncio.Semaphore(parallel)
         slots = LoopSlots(self.slots)
@@ -201,11 +251,19 @@ class WorkloadRunner:
 
         async def run_one(index: int, item: Any) -> None:
             record = state.iterations[index]
-            record["status"] = Status.RUNNING.value
-            local = {loop_var: item, "loop_index": index}
+            local = {**base, loop_var: item, "loop_index": index}
             try:
-                results[index] = await self._run_attempts(state, spec, reader, writer, local, index)
-                record["status"] = Status.COMPLETED.value
+                if item_when is not None and not self._when(w, {**local, **item_when}):
+                    results[index] = {"skipped": True, "reason": "when condition is false"}
+                    record["status"] = Status.SKIPPED.value
+                    record["reason"] = "when condition is false"
+                    skipped.append(index)
+                else:
+                    record["status"] = Status.RUNNING.value
+                    results[index] = await self._run_attempts(
+                        state, spec, reader, writer, local, index
+                    )
+                    record["status"] = Status.COMPLETED.value
             except _FailNow as fail:
                 results[index] = getattr(fail.error, "summary", None)
                 record["status"] = Status.FAILED.value
@@ -228,6 +286,8 @@ class WorkloadRunner:
             index, first = min(errors, key=lambda e: e[0])
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise _FailNow(ModuleError(f"loop iteration {index} failed: {_describe(first)}{more}"))
+        if items and len(skipped) == len(items):
+            raise _Skip("when condition is false for every item", blocked=blocked_if_false)
 
     # -- attempts -----------------------------------------------------------------
 
@@ -252,13 +312,23 @@ class WorkloadRunner:
                 # A CPU-bound template blocks the loop, so asyncio.timeout cannot fire
                 # during a render: the renderer checks this deadline itself.
                 with render_deadline(w.timeout):
-                    return await self._attempt(state, spec, reader, writer, local, iteration)
-            except (asyncio.CancelledError, UpstreamFailedError, _Skip):
+                    summary = await self._attempt(state, spec, reader, writer, local, iteration)
+                if (
+                    retry is None
+                    or retry.until is None
+                    or self._until(w, retry.until, summary, local)
+                ):
+                    return summary
+                error = _UntilFalse(retry.until, attempt, summary)
+                if attempt >= attempts:
+                    raise _FailNow(error)
+            except (asyncio.CancelledError, UpstreamFailedError, _Skip, _FailNow):
                 raise
             except Exception as exc:  # every module failure goes through retry policy
                 error = exc
                 if isinstance(exc, _NOT_RETRYABLE) or attempt >= attempts or retry is None:
                     raise _FailNow(error) from None
+            if retry is not None:  # attempts left: wait, then try again
                 delay = retry.delay_for(attempt - 1)
                 if retry.jitter:
                     delay *= 1 + self._rng.uniform(-retry.jitter, retry.jitter)
@@ -278,6 +348,16 @@ class WorkloadRunner:
                 )
                 await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _until(self, w: Any, until: str, summary: Any, local: dict[str, Any]) -> bool:
+        """``retry.until`` over the attempt's summary (``result``); a render error fails."""
+        try:
+            context = self.run.template_context({**local, "result": summary})
+            return is_truthy(
+                self.run.templates.evaluate(until, context, path="retry.until", workload=w.name)
+            )
+        except TemplateError as exc:
+            raise _FailNow(exc) from None
 
     async def _attempt(
         self,
@@ -309,18 +389,68 @@ class WorkloadRunner:
                 _params_message(spec, exc, rendered, self.run.secrets), workload=w.name
             ) from None
         module = spec.instantiate()
+        if w.security_context is not None:  # sandboxed (issue 14, gxo/engine/sandbox/)
+            from gxo.engine.sandbox.parent import Sandboxed
+
+            module = Sandboxed(spec.name, rendered, w.security_context)  # type: ignore[assignment]
         if w.timeout is not None:
             deadline = asyncio.timeout(w.timeout)
             try:
                 async with deadline:
-                    summary = await module.perform(ctx, params)
+                    summary = await self._perform(module, ctx, params)
             except TimeoutError:
                 if deadline.expired():
                     raise ModuleError(f"timed out after {_fmt_seconds(w.timeout)}") from None
                 raise
         else:
-            summary = await module.perform(ctx, params)
+            summary = await self._perform(module, ctx, params)
         return {} if summary is None else summary
+
+    async def _perform(self, module: Module, ctx: ModuleContext, params: Any) -> Any:
+        """``perform``, or under ``gxo run --check`` what the module's check mode says."""
+        if not self.run.check:
+            return await module.perform(ctx, params)
+        state = ctx.state
+        mode = module.check_mode_for(params)
+        if mode is CheckMode.safe:  # read-only: runs for real
+            state.check_outcome = state.check_outcome or "ran"
+            return await module.perform(ctx, params)
+        try:
+            if mode is not CheckMode.predict:
+                hint = f" ({module.check_hint})" if module.check_hint else ""
+                raise CheckUnsupported(
+                    f"module '{module.spec.name}' cannot predict what it would do, so it was not run{hint}"
+                )
+            summary = await module.check(ctx, params)
+        except CheckUnsupported as exc:
+            state.check_outcome = "not run"
+            raise _Skip(f"check mode: {exc.reason}", blocked=True) from None
+        if state.check_outcome != "not run":  # a loop: one predicted iteration is enough
+            state.check_outcome = "predicted"
+        return summary
+
+
+class _UntilFalse(ModuleError):
+    """``retry.until`` is still false after an attempt; ``summary`` is that attempt's."""
+
+    def __init__(self, until: str, attempt: int, summary: Any) -> None:
+        super().__init__(f"until condition {until!r} is still false after {attempt} attempt(s)")
+        self.summary = summary
+
+
+def _reads_loop_names(w: Any) -> bool:
+    """Whether ``w.when`` reads the loop variable or ``loop_index`` (Ansible's rule: then
+    it is decided per item)."""
+    if not isinstance(w.when, str):
+        return False
+    from gxo.template.references import find_references
+
+    loop_var = w.loop_control.loop_var if w.loop_control else "item"
+    try:
+        roots = find_references(w.when, bare=True)[0]
+    except TemplateError:
+        return False  # evaluated once, where its syntax error fails the workload
+    return loop_var in roots or "loop_index" in roots
 
 
 class _FailNow(Exception):

@@ -34,17 +34,21 @@ from gxo.engine.context import RunContext, Status, WorkloadState
 from gxo.engine.dag import Pipeline, WorkloadGraph
 from gxo.engine.events import EventBus, EventKind
 from gxo.engine.instances import check_selection, missing_upstream, outside_views, scoped_shape
-from gxo.engine.runner import WorkloadRunner, set_status
-from gxo.engine.signals import SignalBroker
+from gxo.engine.runner import WorkloadRunner, set_status, skip_for_check
+from gxo.engine.signals import Announce, PauseRequest, Resolution, SignalBroker
 from gxo.engine.streams import Channel, MergedReader, StreamWriter
 from gxo.errors import GxoError, TemplateError
 from gxo.state.store import Store
 from gxo.template.engine import TemplateEngine
-from gxo.template.secrets import SecretRegistry
+from gxo.template.references import status_calls
+from gxo.template.secrets import SecretRegistry, SecretStr
 
 __all__ = ["Engine", "RunResult", "default_concurrency"]
 
 STATS_INTERVAL = 0.25
+# After an interruption, each always()/cancelled() workload gets this long to run.
+INTERRUPT_GRACE = 30.0
+WAIT_FOR_SIGNAL = "control:wait_for_signal"
 
 
 @functools.cache
@@ -187,6 +191,39 @@ _PLANS: weakref.WeakKeyDictionary[WorkloadGraph, dict[tuple[str, ...], _Plan]] =
 )
 
 
+class _PauseTap:
+    """The run's signal broker, telling the engine when a workload pauses (and with
+    which token) so its ``paused()`` hooks can start."""
+
+    def __init__(
+        self, inner: SignalBroker, on_pause: Callable[[PauseRequest, Mapping[str, Any]], None]
+    ) -> None:
+        self.inner = inner
+        self.on_pause = on_pause
+
+    def __getattr__(self, name: str) -> Any:  # the broker's own API (QueueBroker.pending)
+        return getattr(self.inner, name)
+
+    async def wait(self, request: PauseRequest, announce: Announce) -> Resolution:
+        def tapped(**data: Any) -> None:
+            announce(**data)
+            self.on_pause(request, data)
+
+        return await self.inner.wait(request, tapped)
+
+
+def _status_calls(when: Any) -> frozenset[str]:
+    if not isinstance(when, str) or "(" not in when:
+        return frozenset()
+    return status_calls(when)
+
+
+def _was_cancelled(state: WorkloadState) -> bool:
+    if state.status == Status.FAILED:
+        return (state.error or "").startswith("cancelled")
+    return state.status == Status.SKIPPED and state.reason in ("run interrupted",)
+
+
 class RunStatus:
     COMPLETED = "Completed"
     FAILED = "Failed"
@@ -205,6 +242,7 @@ class RunResult:
     states: dict[str, WorkloadState]
     warnings: list[str] = field(default_factory=list)
     secrets: SecretRegistry | None = None
+    check: bool = False  # gxo run --check (docs/check-mode.md)
 
     def __repr__(self) -> str:
         # Kept O(1): at exit, asyncio.run (3.11) reprs the main task's result while
@@ -249,6 +287,8 @@ class Engine:
         gxo_extra: Mapping[str, Any] | None = None,
         stream_taps: Callable[[str], list[Channel]] | None = None,
         signals: SignalBroker | None = None,
+        check: bool = False,
+        diff: bool = False,
     ) -> None:
         """``only`` alone (the REPL's ``:run``): the others stay in the run as Skipped
         "not selected" (or keep their ``prior_states`` outcome).
@@ -272,6 +312,11 @@ class Engine:
         """
         self.loaded = loaded
         self.gxo_extra = dict(gxo_extra or {})
+        # _gxo.playbook_dir / _gxo.playbook.{name,path} (gxo/config/select.py).
+        from gxo.config.select import playbook_info
+
+        for key, value in playbook_info(loaded).items():
+            self.gxo_extra.setdefault(key, value)
         # stream_taps(producer): more links the producer writes to, read outside the run
         # (the daemon's workload: event sources, gxo/daemon/sources/workload.py).
         self.stream_taps = stream_taps
@@ -293,6 +338,9 @@ class Engine:
         self.secrets = secrets if secrets is not None else SecretRegistry()  # an empty one is falsy
         self.resume_payload = resume_payload
         self.signals = signals  # who answers control:wait_for_signal (gxo.engine.signals)
+        # gxo run --check / --diff (docs/check-mode.md): passed on to the RunContext
+        self.check = check
+        self.diff = diff
         self.only = only
         self.initial_results = dict(initial_results) if initial_results is not None else None
         # An instance run leaves the unselected workloads out altogether.
@@ -324,6 +372,13 @@ class Engine:
                 self.states[name] = prior
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancelled = False
+        self._interrupts = 0  # cancel() calls: a second one ends the always() phase too
+        # paused() hooks: waiting workload -> the hooks started when it pauses (and the
+        # pause each saw, for _gxo.pause); see _pause_hooks.
+        self._hooks: dict[str, list[str]] = {}
+        self._pauses: dict[str, dict[str, Any]] = {}
+        self._release_hooks: Callable[[str], None] | None = None
+        self._failed_upstream: set[str] = set()  # skipped because something upstream failed
         self._done: asyncio.Event | None = None
         self._all_channels: list[Channel] = []
         self._readers: dict[str, MergedReader] = {}
@@ -335,6 +390,7 @@ class Engine:
     def cancel(self) -> None:
         """Interrupt the run: running workloads are cancelled and cleaned up."""
         self._cancelled = True
+        self._interrupts += 1
         for task in list(self._tasks):
             task.cancel()
         if self._done is not None:
@@ -359,6 +415,10 @@ class Engine:
                     **self._shape(),
                 )
             variables = self._render_vars(templates)
+            self._hooks = self._pause_hooks()
+            signals = self.signals
+            if signals is not None and self._hooks:
+                signals = _PauseTap(signals, self._paused)
             run = RunContext(
                 run_id=self.run_id,
                 workspace=workspace,
@@ -372,8 +432,10 @@ class Engine:
                 initial_results=self.initial_results,
                 outside=self._outside_views() if self.scoped else None,
                 gxo_extra=self.gxo_extra,
-                signals=self.signals,
+                signals=signals,
                 paths=self._paths(workspace),
+                check=self.check,
+                diff=self.diff,
             )
             self.run_context = run
             self._connect_streams()
@@ -417,6 +479,7 @@ class Engine:
             self.states,
             warnings,
             self.secrets,
+            check=self.check,
         )
 
     # -- setup -------------------------------------------------------------------------
@@ -505,6 +568,28 @@ class Engine:
         if remaining == 0:
             return
 
+        # paused() hooks start when the workload they wait for pauses, not when it ends:
+        # (waiting pipeline, hook pipeline) pairs, each released once, whichever first.
+        of = self.graph.pipeline_of
+        early = {(of[d], of[h]) for d, hs in self._hooks.items() for h in hs}
+        released: set[tuple[int, int]] = set()
+        slot_free = {h for _, h in early}  # a paused workload may hold the only slot
+
+        def release(pair: tuple[int, int]) -> None:
+            if pair in released:
+                return
+            released.add(pair)
+            waiting[pair[1]] -= 1
+            if waiting[pair[1]] == 0:
+                launch(pipelines[pair[1]])
+
+        def on_pause(name: str) -> None:
+            if not self._cancelled:
+                for hook in self._hooks.get(name, ()):
+                    release((of[name], of[hook]))
+
+        self._release_hooks = on_pause
+
         def launch(pipe: Pipeline) -> None:
             task = asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}")
             self._tasks.add(task)
@@ -512,8 +597,9 @@ class Engine:
 
         async def run_pipeline(pipe: Pipeline) -> None:
             nonlocal remaining
+            slot = contextlib.nullcontext() if pipe.index in slot_free else semaphore
             try:
-                async with semaphore:
+                async with slot:
                     if len(pipe.members) == 1:
                         await self._run_member(runner, pipe.members[0])
                     else:
@@ -534,6 +620,9 @@ class Engine:
             if self._cancelled:
                 return
             for dep_index in dependents[pipe.index]:
+                if (pipe.index, dep_index) in early:
+                    release((pipe.index, dep_index))
+                    continue
                 waiting[dep_index] -= 1
                 if waiting[dep_index] == 0:
                     launch(pipelines[dep_index])
@@ -543,7 +632,9 @@ class Engine:
                 launch(pipe)
         await done.wait()
         await self._await_tasks()
+        self._release_hooks = None
         if self._cancelled:
+            await self._after_interrupt(runner)
             self._mark_interrupted()
 
     async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
@@ -560,6 +651,10 @@ class Engine:
             reader.abandon()
             writer.close()
             return
+        calls = _status_calls(state.workload.when)
+        if calls:  # the when decides, whatever its dependencies' outcome
+            await self._run_with_status(runner, state, reader, writer, calls)
+            return
         for dep in self.graph.upstream[name]:
             dep_state = self.states.get(dep)
             if dep_state is None:
@@ -571,13 +666,187 @@ class Engine:
                     writer.close(failed=not state.workload.ignore_errors)
                     return
                 continue
+            if self.check and dep_state.check_outcome == "not run":  # gxo run --check
+                skip_for_check(runner, state, dep)
+                reader.abandon()
+                writer.close(failed=True)
+                return
             if not dep_state.satisfies_dependents:
                 reason = f"dependency failed: '{dep}' is {dep_state.status.value}"
+                self._failed_upstream.add(name)
                 runner.skip(state, reason, blocked=True)
                 reader.abandon()
                 writer.close(failed=True)
                 return
         await runner.execute(state, reader, writer)
+
+    # -- status functions (when: always(), failure(), ...) -------------------------------
+
+    async def _run_with_status(
+        self,
+        runner: WorkloadRunner,
+        state: WorkloadState,
+        reader: MergedReader,
+        writer: StreamWriter,
+        calls: frozenset[str],
+    ) -> None:
+        """Run a workload whose ``when`` calls a status function: no dependency-failed
+        skip; its ``when`` sees the functions bound to its own dependencies."""
+        name = state.name
+        deps: list[WorkloadState] = []
+        for dep in self.graph.upstream[name]:
+            dep_state = self.states.get(dep)
+            if dep_state is None:
+                problem = self._missing_upstream(name, dep)
+                if problem is not None:
+                    state.error = problem
+                    set_status(self.bus, state, Status.FAILED)
+                    reader.abandon()
+                    writer.close(failed=not state.workload.ignore_errors)
+                    return
+                continue
+            deps.append(dep_state)
+        names = self._status_functions(deps)
+        local: dict[str, Any] | None = None
+        if "paused" in calls and self.run_context is not None:
+            pause = next((self._pauses[d.name] for d in deps if d.name in self._pauses), None)
+            local = {"_gxo": {**self.run_context.gxo, "pause": pause}}
+        failed = any(self._is_failure(d) for d in deps)
+        if failed:
+            self._failed_upstream.add(name)  # if its when is false, it is blocked
+        await runner.execute(
+            state,
+            reader,
+            writer,
+            when_names=names,
+            local=local,
+            blocked_if_false=failed
+            or any(d.status.terminal and not d.satisfies_dependents for d in deps),
+        )
+        if state.status != Status.SKIPPED or not state.blocked:
+            self._failed_upstream.discard(name)
+
+    def _status_functions(self, deps: list[WorkloadState]) -> dict[str, Any]:
+        def success() -> bool:
+            return not self._cancelled and all(d.satisfies_dependents for d in deps)
+
+        def failure() -> bool:
+            return any(self._is_failure(d) for d in deps)
+
+        def always() -> bool:
+            return True
+
+        def cancelled() -> bool:
+            return self._cancelled or any(_was_cancelled(d) for d in deps)
+
+        def paused() -> bool:
+            return any(d.name in self._pauses for d in deps)
+
+        return {
+            "success": success,
+            "failure": failure,
+            "always": always,
+            "cancelled": cancelled,
+            "paused": paused,
+        }
+
+    def _is_failure(self, dep: WorkloadState) -> bool:
+        """A dependency that failed (not ignored, not cancelled), or was skipped because
+        something upstream of it failed."""
+        if dep.status == Status.FAILED:
+            return not dep.ignored and not _was_cancelled(dep)
+        return dep.status == Status.SKIPPED and dep.blocked and dep.name in self._failed_upstream
+
+    def _pause_hooks(self) -> dict[str, list[str]]:
+        """Waiting workload -> the ``paused()`` hooks downstream of it (single-member
+        pipelines, the waiting one in another pipeline and in this run)."""
+        hooks: dict[str, list[str]] = {}
+        of = self.graph.pipeline_of
+        for name, state in self.states.items():
+            if "paused" not in _status_calls(state.workload.when):
+                continue
+            if len(self.graph.pipelines[of[name]].members) != 1:
+                continue
+            for dep in self.graph.upstream[name]:
+                dep_state = self.states.get(dep)
+                if (
+                    dep_state is not None
+                    and dep_state.workload.process.module == WAIT_FOR_SIGNAL
+                    and of[dep] != of[name]
+                ):
+                    hooks.setdefault(dep, []).append(name)
+        return hooks
+
+    def _paused(self, request: PauseRequest, data: Mapping[str, Any]) -> None:
+        """A waiting workload is now Paused: its ``paused()`` hooks may start."""
+        token = data.get("token") or None
+        if token:  # usable in params, redacted in every output
+            self.secrets.add(token)
+            token = SecretStr(token)
+        expires = None
+        if request.timeout is not None:
+            from datetime import timedelta
+
+            expires = (datetime.now(UTC) + timedelta(seconds=request.timeout)).isoformat(
+                timespec="milliseconds"
+            )
+        self._pauses[request.workload] = {
+            "workload": request.workload,
+            "run_id": request.run_id,
+            "prompt": request.prompt,
+            "expires_at": expires,
+            "token_id": data.get("token_id"),
+            "token": token,
+        }
+        if self._release_hooks is not None:
+            self._release_hooks(request.workload)
+
+    async def _after_interrupt(self, runner: WorkloadRunner) -> None:
+        """After an interruption: the workloads whose ``when`` calls ``always()`` or
+        ``cancelled()`` still run (cleanup, notify), in dependency order, each within
+        INTERRUPT_GRACE seconds; a second interruption ends this phase too."""
+        hooks = {
+            n
+            for n, s in self.states.items()
+            if s.status == Status.PENDING
+            and {"always", "cancelled"} & _status_calls(s.workload.when)
+            and (self.only is None or n in self.only)
+        }
+        if not hooks:
+            return
+        from gxo.template.limits import clear_interrupt
+
+        clear_interrupt()  # the signal's flag would fail every render of the hooks
+        interrupts = self._interrupts
+        progress = True
+        while progress and self._interrupts == interrupts:
+            progress = False
+            for name, state in self.states.items():
+                if state.status != Status.PENDING:
+                    continue
+                ups = [self.states[d] for d in self.graph.upstream[name] if d in self.states]
+                if any(u.status == Status.PENDING for u in ups):
+                    continue  # decided on a later pass
+                progress = True
+                if name not in hooks:
+                    state.reason, state.blocked = "run interrupted", True
+                    set_status(self.bus, state, Status.SKIPPED)
+                    continue
+                task = asyncio.create_task(self._run_hook(runner, name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                await asyncio.gather(task, return_exceptions=True)
+                if self._interrupts != interrupts:
+                    break
+
+    async def _run_hook(self, runner: WorkloadRunner, name: str) -> None:
+        state = self.states[name]
+        try:
+            async with asyncio.timeout(INTERRUPT_GRACE):
+                await self._run_member(runner, name)
+        except TimeoutError:
+            state.error = f"cancelled: still running {INTERRUPT_GRACE:g}s after the interruption"
+            set_status(self.bus, state, Status.FAILED)
 
     # -- instance runs -------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gxo.errors import GxoError, SecretError, TemplateError, UndefinedNameError
-from gxo.template.filters import FILTERS, TESTS, is_truthy
+from gxo.template.filters import FILTERS, GLOBALS, TESTS, is_truthy
 from gxo.template.limits import (
     BUDGET,
     MAX_EXPRESSION_DEPTH,
@@ -174,6 +174,7 @@ _ENV.concat = sized_output(_ENV.concat)  # type: ignore[method-assign]
 _ENV.tests.update(TESTS)
 _ENV.globals["lipsum"] = capped_lipsum(cast(Callable[..., Any], _ENV.globals["lipsum"]))
 _ENV.globals["secret"] = _no_secret_outside_a_run
+_ENV.globals.update(GLOBALS)  # now(), and the status functions of 'when'
 _ANALYSIS_ENV = _ENV  # the legacy migration validates rewritten templates with it
 _COMPILED: dict[str, _Compiled] = {}
 

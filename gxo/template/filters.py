@@ -12,7 +12,7 @@ from typing import Any
 from gxo.template.limits import run_regex
 from gxo.template.sizes import MAX_TEMPLATE_SIZE, check_json_indent, too_large
 
-__all__ = ["FILTERS", "TESTS", "is_truthy"]
+__all__ = ["FILTERS", "GLOBALS", "STATUS_FUNCTIONS", "TESTS", "is_truthy", "now"]
 
 _FALSY_STRINGS = frozenset({"", "false", "0", "none", "no", "off"})
 
@@ -134,6 +134,103 @@ def _to_bool(value: Any) -> bool:
     return is_truthy(value)
 
 
+# -- time --------------------------------------------------------------------------
+
+
+def now(tz: str | None = None, fmt: str | None = None) -> Any:
+    """``now()``: the current time, an aware datetime in UTC; ``now(tz='Europe/Paris')``
+    in that IANA zone; ``fmt`` formats it with strftime (``now(fmt='%Y-%m-%d')``)."""
+    from datetime import UTC, datetime
+
+    zone: Any = UTC
+    if tz is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            zone = ZoneInfo(str(tz))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"now(): unknown time zone {tz!r} (an IANA name, e.g. 'Europe/Paris')"
+            ) from None
+    value = datetime.now(zone)
+    if fmt is not None:
+        check_format_size(fmt)
+        return value.strftime(str(fmt))
+    return value
+
+
+def check_format_size(fmt: Any) -> None:
+    if len(str(fmt)) > 1000:
+        raise ValueError("now(): fmt is longer than 1000 characters")
+
+
+# -- IP addresses (the basics of Ansible's ipaddr filters, with the stdlib) ----------
+
+_IP_QUERIES = (
+    "", "address", "network", "netmask", "prefix", "broadcast", "version", "host",
+    "private", "public", "size", "cidr",
+)  # fmt: skip
+
+
+def _ip_parse(value: Any) -> Any:
+    import ipaddress
+
+    if isinstance(value, bool) or value is None:
+        return None
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            return ipaddress.ip_interface(text)
+        return ipaddress.ip_interface(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _ip_query(value: Any, query: str, version: int | None) -> Any:
+    if query not in _IP_QUERIES:
+        known = ", ".join(repr(q) for q in _IP_QUERIES)
+        raise ValueError(f"ipaddr: unknown query {query!r} (one of: {known})")
+    iface = _ip_parse(value)
+    if iface is None or (version is not None and iface.version != version):
+        return False
+    text = str(value).strip()
+    if query == "":
+        # normalised: '2001:DB8::1' -> '2001:db8::1'; a network keeps its prefix
+        return str(iface) if "/" in text else str(iface.ip)
+    if query == "address":
+        return str(iface.ip)
+    if query == "network":
+        return str(iface.network.network_address)
+    if query == "cidr":
+        return str(iface.network)
+    if query == "netmask":
+        return str(iface.network.netmask)
+    if query == "prefix":
+        return iface.network.prefixlen
+    if query == "broadcast":
+        return str(iface.network.broadcast_address) if iface.version == 4 else False
+    if query == "version":
+        return iface.version
+    if query == "size":
+        return iface.network.num_addresses
+    if query == "host":
+        return f"{iface.ip}/{iface.network.prefixlen}"
+    if query == "private":
+        return value if iface.ip.is_private else False
+    return value if iface.ip.is_global else False  # public
+
+
+def _ip_filter(version: int | None) -> Any:
+    def ip_filter(value: Any, query: str = "") -> Any:
+        if isinstance(value, list | tuple):  # a list keeps the items that qualify
+            out = [_ip_query(v, query, version) for v in value]
+            return [v for v in out if v is not False]
+        return _ip_query(value, query, version)
+
+    ip_filter.__name__ = {None: "ipaddr", 4: "ipv4", 6: "ipv6"}[version]
+    return ip_filter
+
+
 FILTERS = {
     "to_json": _to_json,
     "from_json": _from_json,
@@ -150,6 +247,26 @@ FILTERS = {
     "dirname": os.path.dirname,
     "hash": _hash,
     "bool": _to_bool,
+    "ipaddr": _ip_filter(None),
+    "ipv4": _ip_filter(4),
+    "ipv6": _ip_filter(6),
 }
+
+# ``when`` only: the outcome of a workload's dependencies (gxo/engine/runner.py binds
+# them per workload). Elsewhere they raise: they have no meaning outside a ``when``.
+STATUS_FUNCTIONS = ("success", "failure", "always", "cancelled", "paused")
+
+
+def _status_outside_when(name: str) -> Any:
+    def call(*args: Any, **kwargs: Any) -> bool:
+        raise ValueError(
+            f"{name}() is a status function: it can only be used in a workload's 'when'"
+        )
+
+    call.__name__ = name
+    return call
+
+
+GLOBALS: dict[str, Any] = {"now": now, **{n: _status_outside_when(n) for n in STATUS_FUNCTIONS}}
 
 TESTS = {"truthy": is_truthy, "falsy": lambda v: not is_truthy(v)}

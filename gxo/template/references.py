@@ -24,7 +24,12 @@ from jinja2.meta import TrackingCodeGenerator
 from gxo.errors import TemplateError
 from gxo.template.engine import _ENV, _MAX_CACHE, _excerpt, _parse, is_template
 
-__all__ = ["find_references", "iter_template_paths", "unknown_filters_and_tests"]
+__all__ = [
+    "find_references",
+    "iter_template_paths",
+    "status_calls",
+    "unknown_filters_and_tests",
+]
 
 
 References = tuple[frozenset[str], frozenset[str], frozenset[str]]
@@ -89,6 +94,29 @@ def _references(source: str, bare: bool) -> References:
                     uses[name_node.name] = uses.get(name_node.name, 0) + 1
             optional = frozenset(n for n, count in guarded.items() if uses.get(n, 0) <= count)
     return frozenset(roots), frozenset(workloads), optional
+
+
+@functools.lru_cache(maxsize=_MAX_CACHE)
+def status_calls(source: str, *, bare: bool = True) -> frozenset[str]:
+    """The status functions (``success()``, ``failure()``, ``always()``, ``cancelled()``,
+    ``paused()``) a template calls; empty for a template that does not parse (its syntax
+    error is reported by :func:`find_references`)."""
+    from gxo.template.filters import STATUS_FUNCTIONS
+
+    if not any(name in source for name in STATUS_FUNCTIONS):
+        return frozenset()
+    text = source.strip()
+    if bare and not is_template(text):
+        text = "{{ " + text + " }}"
+    try:
+        tree = _parse(text)
+    except (TemplateSyntaxError, TemplateError, RecursionError):
+        return frozenset()
+    return frozenset(
+        call.node.name
+        for call in tree.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name) and call.node.name in STATUS_FUNCTIONS
+    )
 
 
 # The shapes most playbook templates have, read without Jinja's lexer and parser

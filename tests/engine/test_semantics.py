@@ -184,7 +184,7 @@ async def test_loop_from_template_and_one_failed_iteration_fails_it(run_yaml) ->
     assert len(each.summary) == 3
 
 
-async def test_loop_over_a_mapping_is_a_clear_error(run_yaml) -> None:
+async def test_loop_over_a_mapping_iterates_key_value_items(run_yaml) -> None:
     result = await run_yaml(
         """
         schemaVersion: "1.0.0"
@@ -193,10 +193,10 @@ async def test_loop_over_a_mapping_is_a_clear_error(run_yaml) -> None:
         workloads:
           - name: each
             loop: "{{ m }}"
-            process: { module: control:identity, params: {} }
+            process: { module: control:identity, params: { k: "{{ item.key }}" } }
         """
     )
-    assert result.states["each"].error == "loop must be a list, got a mapping (use '| dict2items')"
+    assert result.states["each"].summary == [{"k": "a"}]  # like '| dict2items'
 
 
 async def test_loop_parallelism_is_bounded(run_yaml) -> None:
