@@ -128,12 +128,12 @@ class GxoApp(App[int]):
     # -- actions -----------------------------------------------------------------------
 
     def action_rerun(self) -> None:
-        if self.loaded is None:
-            return
+        """Run again from the file as it is now: an edit since the last run counts, and
+        an edit that broke it shows the loader's error screen."""
         if self.session is not None and self.session.running:
             self.notify("The run is still in progress.", severity="warning", timeout=3)
             return
-        self.start_run()
+        self.load_and_run()
 
     async def action_quit(self) -> None:
         session = self.session

@@ -26,8 +26,8 @@ def text_of(widget: Static, width: int = 100) -> str:
     return console.export_text()
 
 
-def details_text(app: GxoApp) -> str:
-    return text_of(app.screen.query_one("#details-body", Static))
+def details_text(app: GxoApp, width: int = 100) -> str:
+    return text_of(app.screen.query_one("#details-body", Static), width)
 
 
 def header_text(app: GxoApp) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +54,8 @@ class DetailsPanel(VerticalScroll):
             id(state.summary),
             len(state.iterations),
             state.attempts,
-            # a running workload's clock, to the second
-            int((state.duration_ms or 0) / 1000)
-            if self.timings and view.status == "Running"
-            else 0,
+            # a running workload's clock, at the resolution it is shown with (the DAG's)
+            duration(state.duration_ms) if self.timings and view.status == "Running" else "",
             sum(1 for it in state.iterations if it.get("status") in ("Completed", "Failed")),
         )
         if key == self._key:
@@ -111,8 +110,14 @@ class DetailsPanel(VerticalScroll):
             if failing is not None:
                 parts.append(failing)
 
-        if state.rendered_params is not None:
-            parts.append(Rule("Params (rendered, secrets redacted)", style="blue", align="left"))
+        if state.iterations and any("params" in it for it in state.iterations):
+            pass  # each iteration's own params follow the iterations table
+        elif state.rendered_params is not None:
+            # A loop keeps one rendered copy: the latest iteration's; say so.
+            label = "latest iteration, " if state.iterations else ""
+            parts.append(
+                Rule(f"Params (rendered, {label}secrets redacted)", style="blue", align="left")
+            )
             parts.append(_json(state.rendered_params))
         elif workload.process.params:
             parts.append(Rule("Params (as written)", style="blue", align="left"))
@@ -123,22 +128,7 @@ class DetailsPanel(VerticalScroll):
             parts.append(_json(state.summary))
 
         if state.iterations:
-            parts.append(
-                Rule(f"Loop iterations ({len(state.iterations)})", style="cyan", align="left")
-            )
-            table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim")
-            table.add_column("#", justify="right")
-            table.add_column("status")
-            table.add_column("tries", justify="right")
-            table.add_column("error", overflow="fold")
-            for it in state.iterations:
-                table.add_row(
-                    str(it.get("index", "")),
-                    status_text(str(it.get("status", ""))),
-                    str(it.get("attempts", "")),
-                    Text(str(it.get("error") or ""), style="red"),
-                )
-            parts.append(table)
+            parts.extend(_iterations(state.iterations, timings=self.timings))
         return Group(*parts)
 
     @staticmethod
@@ -165,6 +155,55 @@ class DetailsPanel(VerticalScroll):
         text.append(repr(value) if not isinstance(value, str) else value, style="yellow")
         text.append(f"  at {session.loaded.workload_location(name, *where)}", style="dim")
         return text
+
+
+MAX_ITERATION_PARAMS = 5  # iterations whose own rendered params are shown (failed first)
+
+
+def _iterations(iterations: list[dict[str, Any]], *, timings: bool) -> list[RenderableType]:
+    """The loop's table: index, item, status, tries, time, error; then each iteration's
+    own rendered params when the engine recorded them (``params`` of a record)."""
+    parts: list[RenderableType] = [
+        Rule(f"Loop iterations ({len(iterations)})", style="cyan", align="left")
+    ]
+    has_item = any("item" in it for it in iterations)
+    has_time = timings and any(it.get("duration_ms") is not None for it in iterations)
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim")
+    table.add_column("#", justify="right")
+    if has_item:
+        table.add_column("item", overflow="ellipsis", no_wrap=True, max_width=30)
+    table.add_column("status")
+    table.add_column("tries", justify="right")
+    if has_time:
+        table.add_column("time", justify="right")
+    table.add_column("error", overflow="fold")
+    for it in iterations:
+        row: list[RenderableType] = [str(it.get("index", ""))]
+        if has_item:
+            row.append(_short(it.get("item")))
+        row += [status_text(str(it.get("status", ""))), str(it.get("attempts", ""))]
+        if has_time:
+            row.append(duration(it.get("duration_ms")))
+        row.append(Text(str(it.get("error") or ""), style="red"))
+        table.add_row(*row)
+    parts.append(table)
+    with_params = [it for it in iterations if it.get("params") is not None]
+    with_params.sort(key=lambda it: it.get("status") != "Failed")  # failed ones first
+    for it in with_params[:MAX_ITERATION_PARAMS]:
+        label = f"Params of iteration {it.get('index')}"
+        if has_item:
+            label += f" ({_short(it.get('item'))})"
+        parts.append(Rule(label, style="blue", align="left"))
+        parts.append(_json(it["params"]))
+    if len(with_params) > MAX_ITERATION_PARAMS:
+        more = len(with_params) - MAX_ITERATION_PARAMS
+        parts.append(Text(f"… params of {more} more iterations in the report", style="dim"))
+    return parts
+
+
+def _short(value: Any, width: int = 30) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _json(value: Any) -> Syntax:

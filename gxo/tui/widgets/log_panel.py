@@ -90,6 +90,8 @@ class LogPanel(Vertical):
             self._key = key
             log.clear()
             self._shown = 0
+            # A new run (re-run) numbers its lines from 1 again: forget the old run's last.
+            self._last_seq = 0
             fresh = list(lines)
         else:
             fresh = []
