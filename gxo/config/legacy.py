@@ -51,11 +51,26 @@ def is_legacy(data: dict[str, Any]) -> bool:
     return "tasks" in data and "workloads" not in data
 
 
+# {{ secret "NAME" }} (Go's function call syntax) -> {{ secret('NAME') }}
+_GO_SECRET = re.compile(r"""^(\s*)secret\s+(?:"([^"\\]*)"|`([^`]*)`)(\s*)$""")
+
+
+def _go_secret(body: str) -> str | None:
+    m = _GO_SECRET.match(body)
+    if m is None:
+        return None
+    name = m.group(2) if m.group(2) is not None else m.group(3)
+    if "'" in name:
+        return None
+    return f"{m.group(1)}secret('{name}'){m.group(4)}"
+
+
 def rewrite_go_template(text: str) -> tuple[str, list[str]]:
     """Rewrite Go-template actions to Jinja2 where the mapping is mechanical.
 
     ``{{ .x.y }}`` → ``{{ x.y }}``, ``{{ .items.0.id }}`` → ``{{ items[0].id }}``,
-    ``{{ .a == "b" }}`` → ``{{ a == "b" }}``. Anything else (Go functions such as
+    ``{{ .a == "b" }}`` → ``{{ a == "b" }}``, ``{{ secret "X" }}`` → ``{{ secret('X') }}``.
+    Anything else (Go functions such as
     ``eq .a "b"``, control actions, ``{{ . }}``, unknown filters) is kept as it is
     and returned in the list of expressions that need a human.
     """
@@ -65,6 +80,9 @@ def rewrite_go_template(text: str) -> tuple[str, list[str]]:
 
     def convert(m: re.Match[str]) -> str:
         left, body, right = m.group(1), m.group(2), m.group(3)
+        secret = _go_secret(body)
+        if secret is not None:
+            return "{{" + left + secret + right + "}}"
         if not _GO_LEADING_DOT.search(body):
             # No Go-style leading dot: fine if it is already Jinja, a human's job if not.
             if _GO_KEYWORD.match(body) or not _is_valid_jinja(m.group(0)):
@@ -244,6 +262,9 @@ def migrate_tree(
     ``schemaVersion`` becomes "1.0.0", dropped keys are warned about. Nested
     mappings the caller passed in may be modified (``retry.on_error`` removed).
     """
+    tasks = data.get("tasks")
+    if isinstance(tasks, list):
+        _semantic_warnings(tasks, warn)
     out = new_map()
     if "schemaVersion" not in data:
         out["schemaVersion"] = TARGET_SCHEMA_VERSION
@@ -263,6 +284,65 @@ def migrate_tree(
         else:
             out[key] = value
     return out
+
+
+def _semantic_warnings(tasks: list[Any], warn: Warn) -> None:
+    """Where this file behaves differently under 1.0.0 than under v0.1.2a (the file
+    cannot show it; the user should know)."""
+    strings: list[tuple[int, str]] = []  # (task index, every string of the task)
+
+    def collect(i: int, node: Any) -> None:
+        if isinstance(node, str):
+            strings.append((i, node))
+        elif isinstance(node, MutableMapping):
+            for v in node.values():
+                collect(i, v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(i, v)
+
+    for i, task in enumerate(tasks):
+        if isinstance(task, MutableMapping):
+            collect(i, {k: v for k, v in task.items() if k not in ("name", "register")})
+    for i, task in enumerate(tasks):
+        if not isinstance(task, MutableMapping):
+            continue
+        when = task.get("when")
+        if isinstance(when, str) and when.strip():
+            warn(
+                "'when' that fails to render (an undefined name, a type error) now fails the "
+                "workload; v0.1.2a skipped it (guard optional names with '| default' or "
+                "'is defined')",
+                ("tasks", i, "when"),
+            )
+        if task.get("ignore_errors") is True and _has_dependents(task, i, tasks, strings):
+            name = task.get("name") or f"task_{i + 1}"
+            warn(
+                "ignore_errors: when this workload fails, its dependents now run (v0.1.2a "
+                "skipped them); give them a 'when' (e.g. \"_gxo.workloads."
+                f"{name}.status == 'Completed'\") to keep the old behaviour",
+                ("tasks", i, "ignore_errors"),
+            )
+
+
+def _has_dependents(
+    task: MutableMapping[str, Any], index: int, tasks: list[Any], strings: list[tuple[int, str]]
+) -> bool:
+    name, key = task.get("name"), task.get("register")
+    for j, other in enumerate(tasks):
+        if j != index and isinstance(other, MutableMapping):
+            inputs = other.get("stream_inputs")
+            if isinstance(inputs, list) and name in inputs:
+                return True
+    alternatives = []
+    if isinstance(key, str) and key:  # its register key, read as `.key` (Go) or `key`
+        alternatives.append(rf"\b{re.escape(key)}\b")
+    if isinstance(name, str) and name:  # its status, read as `.tasks.NAME`
+        alternatives.append(rf"\b(?:tasks|workloads)\.{re.escape(name)}\b")
+    if not alternatives:
+        return False
+    pattern = re.compile("|".join(alternatives))
+    return any(j != index and "{{" in text and pattern.search(text) for j, text in strings)
 
 
 def migrate_data(
