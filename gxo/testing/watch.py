@@ -19,6 +19,7 @@ drive it with real file changes (``watchfiles.awatch`` on a temp dir).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
@@ -27,7 +28,7 @@ from typing import Any
 
 from gxo.testing.discovery import TestFile, discover, display_path, is_test_file
 
-__all__ = ["Watcher", "find_references"]
+__all__ = ["Watcher", "find_references", "is_editor_temp"]
 
 MAX_SCAN_BYTES = 2 * 1024 * 1024  # larger files are not scanned for references
 MAX_PATH_CHARS = 1024
@@ -36,6 +37,27 @@ _RUN_WINDOW_SLACK = 0.05  # seconds around a run in which writes count as the ru
 _KEPT_WINDOWS = 8
 
 _cache: dict[Path, tuple[int, frozenset[Path]]] = {}
+
+# Files editors and tools write while saving, never worth a re-run (nor a mention):
+# vim's write probe 4913 (and its numbered successors) and swap files, `sed -i`'s
+# sedXXXXXX, backups (~, .bak, .orig), emacs lock and autosave files, GNOME's
+# .goutputstream-*, JetBrains' safe-write copies, kate's swap, `*.tmp`.
+_EDITOR_TEMP = re.compile(
+    r"""(
+        \d+                        # vim: 4913, 4914, ... (probes a directory is writable)
+      | sed[A-Za-z0-9]{6}          # sed -i
+      | .*~ | .*\.(bak|orig|tmp|swp|swo|swx|sw[a-n]|kate-swp)
+      | \.\#.* | \#.*\#            # emacs lock / autosave
+      | \.goutputstream-.*
+      | .*___jb_(tmp|old)___
+    )""",
+    re.VERBOSE,
+)
+
+
+def is_editor_temp(path: Path) -> bool:
+    """A file an editor or ``sed -i`` writes while saving (see ``_EDITOR_TEMP``)."""
+    return _EDITOR_TEMP.fullmatch(path.name) is not None
 
 
 def _strings(value: Any) -> Iterable[str]:
@@ -170,10 +192,13 @@ class Watcher:
             del self.windows[:-_KEPT_WINDOWS]
 
     def relevant(self, raw: Iterable[tuple[Any, str]]) -> set[Path]:
-        """Changed paths, minus non-test files written during one of our own runs."""
+        """Changed paths, minus editors' temporary files and non-test files written
+        during one of our own runs."""
         out: set[Path] = set()
         for _, name in raw:
             path = Path(name).resolve()
+            if is_editor_temp(path):
+                continue
             if not is_test_file(path):
                 try:
                     mtime = path.stat().st_mtime

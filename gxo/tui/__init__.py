@@ -10,7 +10,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_ui"]
+__all__ = ["NO_TERMINAL", "require_terminal", "run_ui"]
+
+NO_TERMINAL = 2  # exit code of `gxo ui` without a terminal (a usage error)
+
+
+def require_terminal(stdin: Any = None, stdout: Any = None) -> str | None:
+    """None when stdin and stdout are a terminal, else the message to print: the UI
+    would write escape codes into a pipe or a file and wait for keys nobody types."""
+    import sys
+
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    missing = [
+        name
+        for name, stream in (("stdin", stdin), ("stdout", stdout))
+        if stream is None or not _isatty(stream)
+    ]
+    if not missing:
+        return None
+    return (
+        f"gxo ui needs a terminal, but {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} not one; "
+        "use 'gxo run' in scripts and CI (same exit codes, plain output)"
+    )
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed or not a file
+        return False
 
 
 def run_ui(
@@ -27,6 +57,12 @@ def run_ui(
     """
     from gxo.tui.app import create_app, print_outcome
 
+    problem = require_terminal()
+    if problem is not None:
+        from gxo.console import err_console, print_error
+
+        print_error(err_console(), problem)
+        return NO_TERMINAL
     app = create_app(
         playbook, variables=variables, report=report, concurrency=concurrency, workspace=workspace
     )

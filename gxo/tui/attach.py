@@ -122,6 +122,13 @@ def run_attach(socket: str | None) -> int:
     except CtlError as exc:
         print_error(err_console(), exc.message)
         return exc.exit_code
+    from gxo.tui import NO_TERMINAL, require_terminal
+
+    problem = require_terminal()
+    if problem is not None:
+        client.close()
+        print_error(err_console(), problem)
+        return NO_TERMINAL
     app = AttachApp(client)
     result = app.run()
     if app.error is not None:

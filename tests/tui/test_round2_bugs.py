@@ -119,3 +119,41 @@ async def test_loop_details_show_item_time_and_each_iterations_params(
         # failed iteration's params first
         assert text.index("Params of iteration 1 (2)") < text.index("Params of iteration 0 (1)")
         assert "latest iteration" not in text
+
+
+def test_gxo_ui_without_a_terminal_exits_2_and_writes_no_escape_codes(ui_playbook: Any) -> None:
+    import subprocess
+    import sys
+
+    path = ui_playbook("overview")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gxo.cli", "ui", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""  # nothing drawn into the pipe
+    assert "\x1b" not in proc.stderr
+    assert "gxo ui needs a terminal, but stdin and stdout are not one" in proc.stderr
+    assert "gxo run" in proc.stderr
+
+
+def test_require_terminal_names_what_is_missing() -> None:
+    from gxo.tui import require_terminal
+
+    class Tty:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    class Closed:
+        def isatty(self) -> bool:
+            raise ValueError("I/O operation on closed file")
+
+    assert require_terminal(Tty(True), Tty(True)) is None
+    assert "but stdout is not one" in (require_terminal(Tty(True), Tty(False)) or "")
+    assert "but stdin is not one" in (require_terminal(Closed(), Tty(True)) or "")
