@@ -62,7 +62,7 @@ async def test_sed_i_and_a_vim_save_name_only_the_edited_file(tmp_path: Path) ->
         probe.unlink()
         backup = tmp_path / "users.csv~"
         backup.write_text("id\n1\n")
-        subprocess.run(["sed", "-i", "s/1/2/", str(data)], check=True)  # via sedXXXXXX
+        await asyncio.to_thread(subprocess.run, ["sed", "-i", "s/1/2/", str(data)], check=True)
         await asyncio.wait_for(ran.wait(), 10)
         await asyncio.sleep(0.3)
     finally:
