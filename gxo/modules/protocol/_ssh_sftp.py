@@ -1,0 +1,246 @@
+"""SFTP transfers of ``ssh:upload`` and ``ssh:download``: checksums, temp files, renames.
+
+A transfer is idempotent: when the target already holds the same bytes (SHA-256)
+nothing is written and the summary says ``changed: false``. A changed file is
+written to a temporary name next to the target and renamed over it, so a reader
+never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from gxo.engine.context import ModuleContext
+from gxo.modules.protocol._ssh import UsingParams
+from gxo.modules.system._fsutil import OctalMode
+
+CHUNK = 256 * 1024
+
+
+class TransferParams(UsingParams):
+    src: str = Field(..., min_length=1, description="File to copy")
+    dest: str = Field(
+        ..., min_length=1, description="Where to copy it (into it, when an existing directory)"
+    )
+    mode: OctalMode | None = Field(
+        None,
+        description='Permissions of the copy, a quoted octal string ("0600"); default: a new file gets the source\'s, an existing one keeps its own',
+    )
+
+
+SUMMARY = {
+    "src": "the source file",
+    "dest": "the file written (or found identical)",
+    "size": "its size in bytes",
+    "checksum": "SHA-256 of its content (hex)",
+    "changed": "false when dest already had this content and mode",
+    "mode": "permissions of dest afterwards, e.g. 0644",
+    "connection_id": "the SSH connection used",
+}
+
+
+def local_digest(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+async def remote_digest(sftp: Any, path: str) -> str:
+    h = hashlib.sha256()
+    async with sftp.open(path, "rb") as f:
+        while chunk := await f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def remote_stat(sftp: Any, path: str) -> Any | None:
+    import asyncssh
+
+    try:
+        return await sftp.stat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return None
+
+
+def sftp_error(ctx: ModuleContext, what: str, exc: Exception) -> Exception:
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return ctx.fail(f"{what}: {reason}")
+
+
+async def upload(
+    ctx: ModuleContext, conn: Any, params: TransferParams, src: Path
+) -> dict[str, Any]:
+    import asyncssh
+
+    try:
+        st = await ctx.to_thread(src.stat)
+    except OSError as exc:
+        raise ctx.fail(f"cannot read src {src}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ctx.fail(f"src is not a regular file: {src}")
+    digest, size = await ctx.to_thread(local_digest, src)
+    want_mode = int(params.mode, 8) if params.mode else None
+    dest = params.dest
+    async with conn.start_sftp_client() as sftp:
+        try:
+            attrs = await remote_stat(sftp, dest)
+            if attrs is not None and attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                dest = posixpath.join(dest, src.name)
+                attrs = await remote_stat(sftp, dest)
+            same = (
+                attrs is not None
+                and attrs.type == asyncssh.FILEXFER_TYPE_REGULAR
+                and attrs.size == size
+                and await remote_digest(sftp, dest) == digest
+            )
+            changed = not same
+            if not same:
+                mode = want_mode if want_mode is not None else stat.S_IMODE(st.st_mode)
+                await _put(ctx, sftp, src, dest, mode)
+                final = mode
+            else:
+                assert attrs is not None
+                final = stat.S_IMODE(attrs.permissions)
+                if want_mode is not None and final != want_mode:
+                    await sftp.chmod(dest, want_mode)
+                    final, changed = want_mode, True
+        except (asyncssh.SFTPError, OSError) as exc:
+            raise sftp_error(ctx, f"cannot upload {src} to {dest}", exc) from None
+    ctx.log(f"{src} -> {dest}: {'written' if changed else 'unchanged'} ({size} bytes)")
+    return {
+        "src": str(src),
+        "dest": dest,
+        "size": size,
+        "checksum": digest,
+        "changed": changed,
+        "mode": f"{final:04o}",
+    }
+
+
+async def _put(ctx: ModuleContext, sftp: Any, src: Path, dest: str, mode: int) -> None:
+    import asyncssh
+
+    tmp = f"{dest}.gxo-{uuid.uuid4().hex[:12]}"
+    f = await ctx.to_thread(src.open, "rb")
+    try:
+        async with sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as out:
+            while chunk := await ctx.to_thread(f.read, CHUNK):
+                await out.write(chunk)
+        await sftp.chmod(tmp, mode)
+        try:
+            await sftp.posix_rename(tmp, dest)
+        except asyncssh.SFTPOpUnsupported:  # pragma: no cover - servers without the extension
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await sftp.remove(dest)
+            await sftp.rename(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await sftp.remove(tmp)
+        raise
+    finally:
+        await ctx.to_thread(f.close)
+
+
+async def download(
+    ctx: ModuleContext, conn: Any, params: TransferParams, dest: Path
+) -> dict[str, Any]:
+    import asyncssh
+
+    src = params.src
+    want_mode = int(params.mode, 8) if params.mode else None
+    if await ctx.to_thread(dest.is_dir):
+        dest = dest / posixpath.basename(src.rstrip("/"))
+    async with conn.start_sftp_client() as sftp:
+        try:
+            attrs = await remote_stat(sftp, src)
+            if attrs is None:
+                raise ctx.fail(f"remote file not found: {src}")
+            if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
+                raise ctx.fail(f"remote src is not a regular file: {src}")
+            local = await ctx.to_thread(_local_state, dest)
+            if local is not None and local[1] == attrs.size:
+                digest = await remote_digest(sftp, src)
+                same = digest == local[0]
+            else:
+                same, digest = False, ""
+            if same:
+                changed = False
+                final = local[2] if local is not None else 0
+                if want_mode is not None and final != want_mode:
+                    await ctx.to_thread(os.chmod, dest, want_mode)
+                    final, changed = want_mode, True
+                size = attrs.size
+            else:
+                mode = (
+                    want_mode
+                    if want_mode is not None
+                    else local[2]
+                    if local is not None
+                    else stat.S_IMODE(attrs.permissions or 0o644)
+                )
+                digest, size = await _get(ctx, sftp, src, dest, mode)
+                changed, final = True, mode
+        except (asyncssh.SFTPError, OSError) as exc:
+            raise sftp_error(ctx, f"cannot download {src} to {dest}", exc) from None
+    ctx.log(f"{src} -> {dest}: {'written' if changed else 'unchanged'} ({size} bytes)")
+    return {
+        "src": src,
+        "dest": str(dest),
+        "size": size,
+        "checksum": digest,
+        "changed": changed,
+        "mode": f"{final:04o}",
+    }
+
+
+def _local_state(path: Path) -> tuple[str, int, int] | None:
+    """``(sha256, size, mode)`` of a local regular file, None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise IsADirectoryError(f"dest is not a regular file: {path}")
+    digest, size = local_digest(path)
+    return digest, size, stat.S_IMODE(st.st_mode)
+
+
+async def _get(ctx: ModuleContext, sftp: Any, src: str, dest: Path, mode: int) -> tuple[str, int]:
+    tmp = dest.with_name(f".{dest.name}.gxo-{uuid.uuid4().hex[:12]}")
+    h = hashlib.sha256()
+    size = 0
+
+    def _open() -> Any:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return os.fdopen(fd, "wb")
+
+    out = await ctx.to_thread(_open)
+    try:
+        try:
+            async with sftp.open(src, "rb") as f:
+                while chunk := await f.read(CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    await ctx.to_thread(out.write, chunk)
+        finally:
+            await ctx.to_thread(out.close)
+        await ctx.to_thread(os.chmod, tmp, mode)
+        await ctx.to_thread(os.replace, tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return h.hexdigest(), size

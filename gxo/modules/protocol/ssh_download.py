@@ -1,0 +1,47 @@
+"""``ssh:download``: copy a remote file to the local host over SFTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gxo.engine.context import ModuleContext
+from gxo.modules.base import Module, register
+from gxo.modules.protocol._ssh import connection
+from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, download
+
+
+@register("ssh:download", layer="protocol")
+class SshDownload(Module):
+    """Copy a remote file (``src``) to a local path (``dest``, relative to the workspace) over SFTP.
+
+    Idempotent: when the local ``dest`` already has the same content (SHA-256)
+    and mode, it is left alone and the summary says ``changed: false``.
+    Otherwise the file is written to a temporary name next to ``dest`` and
+    renamed over it. A ``dest`` that is an existing directory receives the file
+    under its own name. ``mode`` (``"0600"``) sets the local permissions;
+    without it a new file gets the remote file's and an existing one keeps its own.
+
+    Connection: ``connection_id`` from ``ssh:connect``, or the connection params
+    inline (pooled per run), host key verified as in ``ssh:connect``.
+
+    Example:
+        - name: fetch_log
+          process:
+            module: ssh:download
+            params:
+              connection_id: "{{ web1.connection_id }}"
+              src: /var/log/nginx/error.log
+              dest: logs/web1-error.log
+          register: log
+    """
+
+    Params = TransferParams
+    summary = SUMMARY
+    path_params = ("dest", "private_key_file", "known_hosts")
+
+    async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
+        dest = ctx.resolve_path(params.dest, param="dest")
+        cid, conn, _ = await connection(ctx, params)
+        summary = await download(ctx, conn, params, dest)
+        summary["connection_id"] = cid
+        return summary

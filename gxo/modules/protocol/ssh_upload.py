@@ -1,0 +1,47 @@
+"""``ssh:upload``: copy a local file to a remote host over SFTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gxo.engine.context import ModuleContext
+from gxo.modules.base import Module, register
+from gxo.modules.protocol._ssh import connection
+from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, upload
+
+
+@register("ssh:upload", layer="protocol")
+class SshUpload(Module):
+    """Copy a local file (``src``, relative to the workspace) to a remote host over SFTP.
+
+    Idempotent: when ``dest`` already has the same content (SHA-256) and mode,
+    nothing is written and the summary says ``changed: false``. Otherwise the
+    file is written to a temporary name next to ``dest`` and renamed over it (a
+    reader never sees half a file). A ``dest`` that is an existing directory
+    receives the file under its own name. ``mode`` (``"0640"``) sets the
+    permissions; without it a new file gets the local file's.
+
+    Connection: ``connection_id`` from ``ssh:connect``, or the connection params
+    inline (pooled per run), host key verified as in ``ssh:connect``.
+
+    Example:
+        - name: config
+          process:
+            module: ssh:upload
+            params:
+              connection_id: "{{ web1.connection_id }}"
+              src: files/nginx.conf
+              dest: /etc/nginx/nginx.conf
+              mode: "0644"
+    """
+
+    Params = TransferParams
+    summary = SUMMARY
+    path_params = ("src", "private_key_file", "known_hosts")
+
+    async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
+        src = ctx.resolve_path(params.src, param="src")
+        cid, conn, _ = await connection(ctx, params)
+        summary = await upload(ctx, conn, params, src)
+        summary["connection_id"] = cid
+        return summary
