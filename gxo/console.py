@@ -132,15 +132,24 @@ def _loud(event: Event) -> bool:
     return failed or bool(data.get("records_dropped"))
 
 
+_CANCELLED = "cancelled: the run was interrupted"  # the engine's error of a cancelled workload
+
+
+def _cancelled(state: Any) -> bool:
+    return state.status.value == "Failed" and (state.error or "").startswith(_CANCELLED)
+
+
 def print_summary(console: Console, result: RunResult, *, verbose: bool = False) -> None:
     counts: dict[str, int] = {}
     for state in result.states.values():
-        counts[state.status.value] = counts.get(state.status.value, 0) + 1
+        # Cancelled by an interruption (Ctrl-C, SIGTERM) is not a failure of the workload.
+        status = "Cancelled" if _cancelled(state) else state.status.value
+        counts[status] = counts.get(status, 0) + 1
     ignored = sum(1 for state in result.states.values() if state.ignored)
     parts = [
         f"{counts.get(s, 0)} {s.lower()}"
         + (f" ({ignored} ignored)" if s == "Failed" and ignored else "")
-        for s in ("Completed", "Failed", "Skipped")
+        for s in ("Completed", "Failed", "Cancelled", "Skipped")
         if counts.get(s)
     ]
     color = {"Completed": "green", "Failed": "red", "Interrupted": "yellow"}[result.status]
