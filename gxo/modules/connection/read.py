@@ -33,9 +33,12 @@ class ConnectionRead(Module):
     ``connection:listen``'s) it reads from every record's connection concurrently
     (``connection_id`` is templated per ``record``) and emits the input record
     plus ``data``, ``bytes_read`` and ``eof``. ``repeat: true`` keeps reading each
-    connection and emits one record per message until the peer closes or is idle
-    for ``timeout``; the connection is then closed. A failing connection is
-    logged, counted as ``errors`` and closed; the others go on.
+    connection and emits one record per message; when the peer stops sending it
+    emits a last record with ``eof: true`` and empty ``data`` and leaves the
+    connection open, so the replies still in the pipeline reach the client: the
+    writer closes it (``connection:write`` with ``close: "{{ record.eof }}"``). A
+    connection idle for ``timeout`` or failing is closed at once. A failing read
+    in one-read stream mode is logged and counted as ``errors``; the others go on.
 
     Example:
         - name: lines
@@ -130,20 +133,25 @@ class ConnectionRead(Module):
             connection_id = str(pick(record))
             if not params.repeat:
                 return {**record, **await read(connection_id)}
-            try:
-                while True:
-                    try:
-                        result = await read(connection_id)
-                    except Exception as exc:
-                        if connection_id in ctx.connections:
-                            ctx.log(f"closing {connection_id}: {exc}", level="debug")
-                        return None
-                    if result["bytes_read"] or not result["eof"]:
-                        await ctx.emit({**record, **result})
-                    if result["eof"]:
-                        return None
-            finally:
-                await ctx.connections.close(connection_id)
+            while True:
+                try:
+                    result = await read(connection_id)
+                except Exception as exc:
+                    # Idle past timeout, reset by the peer, closed elsewhere: nothing
+                    # is pending on it, so it is closed here.
+                    if connection_id in ctx.connections:
+                        ctx.log(f"closing {connection_id}: {exc}", level="debug")
+                        await ctx.connections.close(connection_id)
+                    return None
+                if not result["eof"]:
+                    await ctx.emit({**record, **result})
+                    continue
+                if result["bytes_read"]:  # a last message without its delimiter
+                    await ctx.emit({**record, **result, "eof": False})
+                # The peer is done sending; answers to its last messages may still be
+                # on their way downstream, so whoever writes them closes it
+                # (connection:write close: "{{ record.eof }}"), or the run end does.
+                return {**record, **result, "data": "", "bytes_read": 0}
 
         done, errors = await per_record(ctx, each, params.max_concurrency)
         return {"reads": done, "errors": errors}

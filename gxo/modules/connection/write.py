@@ -12,6 +12,7 @@ from gxo.engine.context import ModuleContext
 from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
 from gxo.modules.connection._streams import per_record, socket_error, value_builder
 from gxo.modules.connection.read import _handle
+from gxo.template.filters import is_truthy
 
 
 @register("connection:write", layer="connection")
@@ -19,7 +20,7 @@ class ConnectionWrite(Module):
     """Write ``data`` (UTF-8 text) or ``data_b64`` (bytes, base64) to an open connection.
 
     ``close: true`` closes the connection once the data is written (a one-shot
-    reply). With ``stream_inputs`` it writes to every record's connection, its
+    reply); empty data writes nothing (with ``close``: just closes). With ``stream_inputs`` it writes to every record's connection, its
     params templated per ``record``, and emits the input record plus
     ``bytes_written``; a failed write is logged and counted as ``errors``. The data
     itself never appears in logs or summaries.
@@ -41,7 +42,10 @@ class ConnectionWrite(Module):
         data_b64: str | None = raw_template(
             None, description="Bytes to write, base64-encoded (binary protocols)"
         )
-        close: bool = Field(False, description="Close the connection after writing")
+        close: bool | str = raw_template(
+            False,
+            description='Close the connection after writing (per record: "{{ record.eof }}")',
+        )
         max_concurrency: int = Field(
             1000, ge=1, le=100_000, description="Stream mode: writes in flight at once"
         )
@@ -65,33 +69,36 @@ class ConnectionWrite(Module):
         field = "data" if params.data is not None else "data_b64"
         raw = params.data if params.data is not None else params.data_b64
 
-        async def write(connection_id: str, value: Any) -> dict[str, Any]:
+        async def write(connection_id: str, value: Any, close: bool) -> dict[str, Any]:
             payload = _encode(ctx, field, value)
             handle = _handle(ctx, connection_id)
             try:
-                written = await handle.write(payload)
+                written = await handle.write(payload) if payload else 0
             except OSError as exc:
                 await ctx.connections.close(connection_id)
                 raise ctx.fail(f"connection {connection_id}: {socket_error(exc)}") from None
-            if params.close:
+            if close:
                 await ctx.connections.close(connection_id)
             return {
                 "connection_id": connection_id,
                 "bytes_written": written,
-                "closed": params.close,
+                "closed": close,
             }
 
         if not ctx.has_input:
             connection_id = str(ctx.render(params.connection_id, path="connection_id"))
-            result = await write(connection_id, ctx.render(raw, path=field))
+            close = is_truthy(ctx.render(params.close, path="close"))
+            result = await write(connection_id, ctx.render(raw, path=field), close)
             ctx.log(f"wrote {result['bytes_written']} bytes to {connection_id}")
             return result
 
         pick = value_builder(ctx, params.connection_id, "connection_id")
         content = value_builder(ctx, raw, field)
+        closing = value_builder(ctx, params.close, "close")
 
         async def each(record: dict[str, Any]) -> dict[str, Any]:
-            return {**record, **await write(str(pick(record)), content(record))}
+            connection_id, value = str(pick(record)), content(record)
+            return {**record, **await write(connection_id, value, is_truthy(closing(record)))}
 
         done, errors = await per_record(ctx, each, params.max_concurrency)
         return {"writes": done, "errors": errors}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -257,7 +258,9 @@ async def _send(
     ]
     if has_body:
         headers.append(("content-length", str(len(response.body))))
-    data = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+    data = (
+        conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status))) or b""
+    )
     if has_body and not head and response.body:
         data += conn.send(h11.Data(data=response.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
@@ -280,6 +283,16 @@ async def _send_error(
     )
     with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
         await _send(conn, writer, response)
+
+
+@functools.cache
+def _reason(status: int) -> bytes:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 class _TooLarge(Exception):
