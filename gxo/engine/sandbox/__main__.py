@@ -25,6 +25,9 @@ from typing import Any
 PREIMPORT = (
     "asyncio",
     "asyncio.subprocess",
+    "concurrent.futures.thread",
+    "subprocess",
+    "encodings.idna",
     "gxo.modules.system._proctree",
     "gxo.modules.system._pdeathsig",
 )
@@ -81,10 +84,15 @@ def main() -> None:
         except confine.SandboxSetupError as exc:
             _fail(proto_out, str(exc))
         except BaseException as exc:  # never return into the keeper's code
-            _fail(proto_out, f"sandbox: {type(exc).__name__}: {exc}")
+            _send(proto_out, {"t": "error", "kind": "SandboxError", "message": f"{exc!r}"})
+            os._exit(70)
         os._exit(0)
     os.close(proto_in)
     os.close(proto_out)
+    # The engine stops a sandbox with SIGTERM to this keeper: SIGKILL to the pid
+    # namespace's init, whose exit the kernel completes only once every process in
+    # the namespace is gone; then the keeper exits and the engine sees it.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
     if sync is not None and back is not None:
         os.close(sync[1])
         os.close(back[0])
@@ -152,13 +160,17 @@ def _sandboxed(
     if sc["user"] is not None:
         for name in PREIMPORT:
             __import__(name)
+        if sc["seccomp"] != "unconfined":
+            import pyseccomp  # noqa: F401  (imports ctypes.util)
     nnp = sc["no_new_privileges"]
     if not nnp:  # a filter needs no_new_privs or CAP_SYS_ADMIN: load it while we have it
-        confine.apply_seccomp(sc["seccomp"])
+        confine.apply_seccomp(sc["seccomp"], no_new_privs=False)
+    caps = sc.get("capabilities")
+    if caps is not None:
+        confine.drop_bounding(caps["drop"], caps["add"])
     if sc["user"] is not None:
         uid, gid = confine.resolve_user(sc["user"])
         confine.switch_user(uid, gid)
-    caps = sc.get("capabilities")
     if caps is not None:
         confine.apply_capabilities(caps["drop"], caps["add"])
     if nnp:

@@ -19,6 +19,7 @@ __all__ = [
     "apply_capabilities",
     "apply_rlimits",
     "apply_seccomp",
+    "drop_bounding",
     "hide_paths",
     "loopback_up",
     "mount_proc",
@@ -220,17 +221,25 @@ class _CapData(ctypes.Structure):
     ]
 
 
-def apply_capabilities(drop: list[str], add: list[str]) -> None:
-    """Drop capabilities from the bounding set and the current sets; keep ``add``."""
+def _dropped(drop: list[str], add: list[str]) -> set[int]:
     from gxo.config.security import CAPABILITIES
 
     dropped = set(range(CAP_LAST + 1)) if "ALL" in drop else {CAPABILITIES[name] for name in drop}
-    dropped -= {CAPABILITIES[name] for name in add if name != "ALL"}
-    for cap in sorted(dropped):
+    return dropped - {CAPABILITIES[name] for name in add if name != "ALL"}
+
+
+def drop_bounding(drop: list[str], add: list[str]) -> None:
+    """Drop from the bounding set (before a user switch: it needs CAP_SETPCAP)."""
+    for cap in sorted(_dropped(drop, add)):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             err = ctypes.get_errno()
             if err != 22:  # EINVAL: a capability this kernel does not know
                 raise SandboxSetupError(f"capabilities.drop: {os.strerror(err)}")
+
+
+def apply_capabilities(drop: list[str], add: list[str]) -> None:
+    """Drop capabilities from the current sets; keep ``add``."""
+    dropped = _dropped(drop, add)
     header = _CapHeader(0x20080522, 0)
     data = (_CapData * 2)()
     _check(_libc.capget(ctypes.byref(header), data), "capabilities: capget")
@@ -462,7 +471,7 @@ STRICT_ALLOW = [
 ]
 
 
-def apply_seccomp(profile: str) -> None:
+def apply_seccomp(profile: str, no_new_privs: bool = True) -> None:
     if profile == "unconfined":
         return
     import errno
@@ -490,6 +499,8 @@ def apply_seccomp(profile: str) -> None:
                     "clone",
                     seccomp.Arg(0, seccomp.MASKED_EQ, CLONE[flag], CLONE[flag]),
                 )
+        # libseccomp sets no_new_privs itself unless told not to (no_new_privileges: false)
+        f.set_attr(seccomp.Attr.CTL_NNP, 1 if no_new_privs else 0)
         f.load()
     except (OSError, RuntimeError, ValueError) as exc:
         raise SandboxSetupError(f"seccomp: cannot load the {profile!r} filter: {exc}") from None

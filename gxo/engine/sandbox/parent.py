@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["NOT_SANDBOXABLE", "Sandboxed", "perform_sandboxed"]
 
 WINDOW = 256  # records in flight each way (as gxo.engine.sandbox.child.WINDOW)
+STOP_GRACE = 2.0  # seconds for the keeper to empty the sandbox before SIGKILL to all
 STDERR_TAIL = 20  # lines of the child's stderr kept for an error message
 # Modules that act on the engine itself (signals, pauses) cannot run in another process.
 NOT_SANDBOXABLE = frozenset({"control:wait_for_signal"})
@@ -203,13 +204,24 @@ async def perform_sandboxed(
         for task in tasks:
             task.cancel()
         if proc is not None:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            # the pipes close with the transport (no ResourceWarning)
+            await _stop(proc)
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(cgroups.remove)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the keeper (it kills the sandbox and waits for the namespace to
+    empty), SIGKILL to the whole process group after STOP_GRACE or when cancelled."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 async def _relay(
@@ -300,6 +312,8 @@ async def _relay(
         message = outcome["message"]
         if outcome.get("kind") == "SandboxSetupError":
             message = f"sandbox: security_context.{message}"
+        elif outcome.get("kind") == "SandboxError":
+            message = f"sandbox: {message}"
         if error_class is ModuleError:
             raise ModuleError(message, summary=outcome.get("summary"))
         raise error_class(message)

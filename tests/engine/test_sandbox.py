@@ -1,0 +1,277 @@
+"""security_context: escape attempts fail inside the sandbox and are reported clearly;
+streams, logs, summaries and errors cross the boundary; timeouts kill the sandbox.
+
+Runs as root on Linux (as CI does); elsewhere the module is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gxo.engine.sandbox.host import cgroup_controller, seccomp_problem
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="the sandbox tests run as root on Linux (as CI does)",
+)
+PY = sys.executable
+
+
+def _playbook(workloads: list[dict[str, Any]], default: dict[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"schemaVersion": "1.0.0", "name": "sbx", "workloads": workloads}
+    if default is not None:
+        doc["security_context"] = default
+    return json.dumps(doc)  # JSON is YAML
+
+
+def _exec(name: str, command: str, sc: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "process": {"module": "exec", "params": {"command": "sh", "args": ["-c", command]}},
+        "security_context": sc,
+        **extra,
+    }
+
+
+@pytest.fixture
+def workspace() -> Iterator[Path]:
+    """A workspace every user may enter (the setuid test runs as nobody)."""
+    path = Path(tempfile.mkdtemp(prefix="gxo-sbx-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def _run(run_yaml: Any, text: str, workspace: Path) -> Any:
+    return await run_yaml(text, workspace=workspace)
+
+
+def _state(result: Any, name: str) -> Any:
+    return result.states[name]
+
+
+async def test_host_pids_are_invisible_and_outside_writes_fail(run_yaml, workspace: Path) -> None:
+    (workspace / "secret").mkdir()
+    (workspace / "secret" / "key.txt").write_text("k")
+    outside = workspace / "outside.txt"
+    sc = {
+        "read_only_root": True,
+        "writable_paths": ["out"],
+        "hidden_paths": [str(workspace / "secret")],
+    }
+    text = _playbook(
+        [
+            _exec("pids", f"ls /proc | grep -c '^[0-9]'; kill -0 {os.getpid()}", sc),
+            _exec("inside", "echo ok > out/ok.txt && cat out/ok.txt", sc),
+            _exec("outside", f"echo x > {outside}", sc),
+            _exec("hidden", f"cat {workspace}/secret/key.txt", sc),
+        ]
+    )
+    result = await _run(run_yaml, text, workspace)
+    pids = _state(result, "pids")
+    assert pids.status.value == "Failed"
+    assert "exited with code 1" in pids.error
+    assert "No such process" in pids.summary["stderr"]
+    assert int(pids.summary["stdout_lines"][0]) < 10  # only the sandbox's own processes
+    inside = _state(result, "inside")
+    assert inside.status.value == "Completed", inside.error
+    assert (workspace / "out" / "ok.txt").read_text() == "ok\n"
+    out = _state(result, "outside")
+    assert out.status.value == "Failed"
+    assert "Read-only file system" in out.summary["stderr"]
+    assert not outside.exists()
+    hidden = _state(result, "hidden")
+    assert hidden.status.value == "Failed"
+    assert "No such file or directory" in hidden.summary["stderr"]
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
+async def test_network_none_cannot_reach_a_host_listener(run_yaml, workspace: Path, listener):
+    connect = f"{PY} -c \"import socket; socket.create_connection(('127.0.0.1', {listener}), 2)\""
+    text = _playbook(
+        [
+            _exec("none", connect, {"network": "none"}),
+            _exec("host", connect, {"network": "host"}),
+        ]
+    )
+    result = await _run(run_yaml, text, workspace)
+    none = _state(result, "none")
+    assert none.status.value == "Failed"
+    assert "ConnectionRefusedError" in none.summary["stderr"]
+    assert _state(result, "host").status.value == "Completed"  # the listener is real
+
+
+@pytest.mark.skipif(isinstance(cgroup_controller("memory"), str), reason="no memory cgroup")
+async def test_memory_limit_kills_and_says_so(run_yaml, workspace: Path) -> None:
+    hog = f"{PY} -c \"b = b'x' * (600 << 20); print(len(b))\""
+    text = _playbook([_exec("hog", hog, {"limits": {"memory": "160Mi"}})])
+    result = await _run(run_yaml, text, workspace)
+    hog_state = _state(result, "hog")
+    assert hog_state.status.value == "Failed"
+    assert hog_state.error.endswith("memory limit 160Mi exceeded")
+
+
+@pytest.mark.skipif(isinstance(cgroup_controller("pids"), str), reason="no pids cgroup")
+async def test_fork_bomb_is_stopped_by_pids(run_yaml, workspace: Path) -> None:
+    bomb = "for i in $(seq 200); do sleep 30 & done; wait"
+    text = _playbook([_exec("bomb", bomb, {"limits": {"pids": 24}}, timeout="20s")])
+    result = await _run(run_yaml, text, workspace)
+    bomb_state = _state(result, "bomb")
+    assert bomb_state.status.value == "Failed"
+    assert "fork" in bomb_state.summary["stderr"].lower()
+    assert not _leftover("sleep 30")
+
+
+def _leftover(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read().replace(b"\0", b" "):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+SYSCALLS = (
+    "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+    "os.makedirs('m', exist_ok=True); "
+    "r1 = libc.mount(b'none', b'm', b'tmpfs', 0, None); e1 = ctypes.get_errno(); "
+    "r2 = libc.ptrace(0, 0, 0, 0); e2 = ctypes.get_errno(); "
+    "print('mount', r1, os.strerror(e1) if r1 else 'ok'); "
+    "print('ptrace', r2, os.strerror(e2) if r2 else 'ok'); "
+    "sys.exit(1 if r1 or r2 else 0)"
+)
+
+
+@pytest.mark.skipif(seccomp_problem() is not None, reason="no libseccomp")
+async def test_mount_and_ptrace_are_denied_by_default_seccomp(run_yaml, workspace: Path) -> None:
+    script = f'{PY} -c "{SYSCALLS}"'
+    text = _playbook(
+        [
+            _exec("default", script, {"seccomp": "default"}),
+            _exec("unconfined", script, {"seccomp": "unconfined"}),
+        ]
+    )
+    result = await _run(run_yaml, text, workspace)
+    denied = _state(result, "default")
+    assert denied.status.value == "Failed"
+    assert denied.summary["stdout_lines"] == [
+        "mount -1 Operation not permitted",
+        "ptrace -1 Operation not permitted",
+    ]
+    # without the filter the same calls work (root in its own mount namespace)
+    allowed = _state(result, "unconfined")
+    assert allowed.status.value == "Completed", allowed.summary
+
+
+@pytest.fixture
+def setuid_id(workspace: Path) -> Path:
+    helper = workspace / "id-suid"
+    shutil.copy("/usr/bin/id", helper)
+    os.chown(helper, 0, 0)
+    helper.chmod(0o755 | stat.S_ISUID)
+    return helper
+
+
+async def test_setuid_binary_gains_nothing_under_no_new_privileges(
+    run_yaml, workspace: Path, setuid_id: Path
+) -> None:
+    check = f'test "$({setuid_id} -u)" = 0 && echo root || {{ {setuid_id}; exit 1; }}'
+    nobody = {"user": "nobody", "capabilities": {"drop": ["ALL"]}}
+    text = _playbook(
+        [
+            _exec("nnp", check, {**nobody, "no_new_privileges": True}),
+            _exec("without", check, {**nobody, "no_new_privileges": False}),
+        ]
+    )
+    result = await _run(run_yaml, text, workspace)
+    nnp = _state(result, "nnp")
+    assert nnp.status.value == "Failed", nnp.error
+    assert nnp.summary is not None, nnp.error
+    assert "euid=0" not in nnp.summary["stdout"]
+    assert "uid=65534" in nnp.summary["stdout"]
+    # the control: the same helper without no_new_privileges does become root
+    assert _state(result, "without").summary["stdout"] == "root"
+
+
+async def test_streams_cross_the_boundary_with_back_pressure(run_yaml, workspace: Path) -> None:
+    items = [{"n": i} for i in range(2000)]
+    text = _playbook(
+        [
+            {
+                "name": "gen",
+                "process": {"module": "data:generate_from_list", "params": {"items": items}},
+            },
+            {
+                "name": "mid",
+                "process": {"module": "passthrough", "params": {}},
+                "stream_inputs": ["gen"],
+                "security_context": {"seccomp": "strict"},
+            },
+            {
+                "name": "sum",
+                "process": {
+                    "module": "data:aggregate",
+                    "params": {
+                        "aggregate_fields": [{"name": "total", "op": "sum", "source_field": "n"}]
+                    },
+                },
+                "stream_inputs": ["mid"],
+                "register": "total",
+            },
+        ]
+    )
+    text = text.replace('"workloads"', '"channel_policy": {"buffer_size": 4}, "workloads"', 1)
+    result = await _run(run_yaml, text, workspace)
+    assert result.status == "Completed", {n: s.error for n, s in result.states.items()}
+    mid = _state(result, "mid")
+    assert (mid.records_in, mid.records_out) == (2000, 2000)
+    assert json.dumps(_state(result, "sum").summary).count(str(sum(range(2000)))) == 1
+
+
+async def test_timeout_kills_the_whole_sandbox(run_yaml, workspace: Path) -> None:
+    marker = "sleep 41.5"
+    text = _playbook([_exec("slow", f"{marker} & {marker}", {"network": "none"}, timeout="1s")])
+    result = await _run(run_yaml, text, workspace)
+    slow = _state(result, "slow")
+    assert slow.status.value == "Failed"
+    assert "timed out after 1s" in slow.error
+    assert not _leftover(marker)
+
+
+async def test_errors_logs_and_playbook_default(run_yaml, workspace: Path) -> None:
+    text = _playbook(
+        [
+            _exec("logs", "echo to-the-log; echo oops >&2; exit 3", {"seccomp": "unconfined"}),
+            _exec("inherits", "hostname", {}),
+        ],
+        default={"namespaces": ["uts", "mount", "pid"]},
+    )
+    result = await _run(run_yaml, text, workspace)
+    logs = _state(result, "logs")
+    assert logs.status.value == "Failed"
+    assert "exited with code 3" in logs.error
+    lines = [line for _, _, line in logs.logs]
+    assert "to-the-log" in lines and "oops" in lines
+    assert _state(result, "inherits").summary["stdout"] == "gxo-sandbox"
