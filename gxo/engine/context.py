@@ -370,8 +370,9 @@ class ModuleContext:
 
     def add_diff(self, text: str) -> None:
         """Add a unified diff of what this workload changes (or would): shown by
-        ``--diff`` on the console and in the report, redacted; never registered."""
-        if text:
+        ``--diff`` on the console and in the report, redacted; never registered.
+        Ignored without ``--diff`` (test :attr:`diff` first to skip the work)."""
+        if text and self.run.diff:
             self.state.diffs.append(self.run.secrets.redact_str(text))
 
     # -- streams -----------------------------------------------------------------

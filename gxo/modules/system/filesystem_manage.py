@@ -268,7 +268,7 @@ def _converge(
             if dry:
                 blocked = non_directory_parent(path)
                 if blocked is not None:
-                    raise _Refused(f"cannot create {path}: {blocked}")
+                    raise _Refused(f"cannot manage {path}: {blocked}")  # as mkdir would
             else:
                 path.mkdir(parents=True, mode=DEFAULT_DIR_MODE)
                 os.chmod(
