@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gxo.template.secrets import MIN_DERIVED
+
 __all__ = [
     "HASHES",
     "decode_key_bytes",
@@ -34,8 +36,14 @@ HASHES = (
 MAX_INPUT = 64 * 1024 * 1024
 
 
-def register_secret(ctx: Any, value: str | bytes | None) -> None:
-    """Make the run redact ``value`` (text, or bytes in their base64/hex/text forms) everywhere."""
+def register_secret(ctx: Any, value: str | bytes | None, *, data: bool = False) -> None:
+    """Make the run redact ``value`` (text; bytes as text, else base64) everywhere.
+
+    ``data=True`` marks a computed value (a plaintext): one shorter than
+    ``MIN_DERIVED`` characters is not registered, or it would mask those letters in
+    every output (``"x"`` inside ``"ciphertext"``); the module returns it as a
+    taint-marked ``SecretStr``, which is redacted whole wherever it goes.
+    """
     if not value:
         return
     if isinstance(value, bytes):
@@ -43,6 +51,8 @@ def register_secret(ctx: Any, value: str | bytes | None) -> None:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             value = base64.b64encode(value).decode()
+    if data and len(value) < MIN_DERIVED:
+        return
     ctx.run.secrets.add(value)
 
 

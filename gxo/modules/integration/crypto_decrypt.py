@@ -75,7 +75,7 @@ class CryptoDecrypt(Module):
                 data = _rsa_decrypt(params.key, params.key_passphrase, sealed)
         except ValueError as exc:
             raise ctx.fail(f"cannot decrypt ({params.algorithm}): {exc}") from None
-        register_secret(ctx, data)
+        register_secret(ctx, data, data=True)
         out: dict[str, Any] = {"size": len(data)}
         if params.dest:
             dest = ctx.resolve_path(params.dest, param="dest")
