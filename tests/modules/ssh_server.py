@@ -6,6 +6,8 @@ subprocess in its own process group, wired to the channel; an SSH signal request
 a client-side timeout can be proved by the process being gone. SFTP is
 asyncssh's SFTPServer chrooted to a temp directory (``server.sftp_root``).
 
+The command DISCONNECT closes the client's connection from the server side.
+
 Logins: USER with PASSWORD, or USER with the key in ``server.client_key_file``
 (also ``client_key_encrypted_file``, passphrase PASSPHRASE).
 """
@@ -27,6 +29,7 @@ import asyncssh
 USER = "gxo"
 PASSWORD = "s3cret-ssh-pass"
 PASSPHRASE = "key-passphrase-9"
+DISCONNECT = "gxo-test-disconnect"  # a command that makes the server close the connection
 
 
 @dataclass
@@ -44,6 +47,7 @@ class SshServer:
     sftp_root: Path
     home: Path
     pids: list[int] = field(default_factory=list)
+    signals: list[tuple[int, str]] = field(default_factory=list)  # (pid, "TERM") received
     connections: list[Any] = field(default_factory=list)  # open server-side connections
     accepted: int = 0
     loop: asyncio.AbstractEventLoop | None = None
@@ -79,6 +83,9 @@ class _Server(asyncssh.SSHServer):
 async def _handle(state: SshServer, process: Any) -> None:
     """Run the exec request's command as a real subprocess wired to the channel."""
     command = process.command
+    if command == DISCONNECT:  # the server drops the client's whole connection
+        process.get_extra_info("connection").close()
+        return
     if command is None:
         process.stderr.write(b"this server runs commands only\n")
         process.exit(1)
@@ -104,11 +111,15 @@ async def _handle(state: SshServer, process: Any) -> None:
                 os.killpg(proc.pid, sig)
 
     # The session object asyncssh hands us gets the channel's signal and close events.
-    process.signal_received = lambda name: kill(getattr(signal, f"SIG{name}", signal.SIGTERM))
+    def on_signal(name: str) -> None:
+        state.signals.append((proc.pid, name))
+        kill(getattr(signal, f"SIG{name}", signal.SIGTERM))
+
+    process.signal_received = on_signal
     lost = process.connection_lost
 
     def on_lost(exc: Exception | None) -> None:
-        kill(signal.SIGKILL)
+        kill(signal.SIGKILL)  # a safety net: the tests check that signals came first
         lost(exc)
 
     process.connection_lost = on_lost

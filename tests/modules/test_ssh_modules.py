@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ssh_server import PASSPHRASE, PASSWORD, USER, SshServer, serve
+from ssh_server import DISCONNECT, PASSPHRASE, PASSWORD, USER, SshServer, serve
 
 from gxo.engine.events import EventKind
 from gxo.engine.report import build_report
@@ -280,6 +280,7 @@ async def test_command_timeout_kills_the_remote_process(ssh: SshServer) -> None:
     assert r.summary["timed_out"] is True and r.summary["exit_code"] is None
     pid = int(r.summary["stdout"])
     assert pid in ssh.pids
+    assert (pid, "TERM") in ssh.signals  # killed by the signal sent over SSH
     # The remote process (a child of the test server, reaped by it) no longer exists.
     assert await until(lambda: not os.path.exists(f"/proc/{pid}"))
 
@@ -315,13 +316,13 @@ async def test_exit_codes_check_env_and_stdin(ssh: SshServer) -> None:
         "ssh:command",
         {
             **login(ssh),
-            "command": 'printf "%s|%s|" "$GREETING" "$N"; cat',
-            "env": {"GREETING": 'it\'s a "test" $HOME', "N": 5},
+            "command": 'printf "%s|%s|%s|" "$GREETING" "$N" "$FLAG"; cat',
+            "env": {"GREETING": 'it\'s a "test" $HOME', "N": 5, "FLAG": True},
             "stdin": "from stdin",
         },
     )
     assert r.ok, r.error
-    assert r.summary["stdout"] == 'it\'s a "test" $HOME|5|from stdin'
+    assert r.summary["stdout"] == 'it\'s a "test" $HOME|5|true|from stdin'
 
 
 async def test_pooled_connection_is_reused_and_closed_at_run_end(
@@ -589,3 +590,138 @@ async def test_bad_params(module: str, params: dict[str, Any], message: str) -> 
     assert r.status == "Failed"
     assert message in r.error, r.error
     assert "Traceback" not in r.error
+
+
+async def test_agent_login(ssh: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """agent: true logs in with a key held by a real ssh-agent (and none on disk)."""
+    sock = tmp_path / "agent.sock"
+    agent = await asyncio.create_subprocess_exec(
+        "ssh-agent", "-D", "-a", str(sock), stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        assert await until(sock.exists)
+        add = await asyncio.create_subprocess_exec(
+            "ssh-add",
+            str(ssh.client_key_file),
+            env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert await add.wait() == 0
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh keys to fall back on
+        r = await run_module(
+            "ssh:command", {**login(ssh, password=None, agent=True), "command": "echo agent"}
+        )
+        assert r.ok, r.error
+        assert r.summary["stdout"] == "agent"
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "no-agent"))
+        r = await run_module("ssh:connect", login(ssh, password=None, agent=True))
+        assert (
+            r.error
+            == f"SSH login to {USER}@127.0.0.1:{ssh.port} refused: wrong username, password or key"
+        )
+    finally:
+        agent.terminate()
+        await agent.wait()
+
+
+async def test_pooled_connection_checks_a_pinned_key_and_reconnects_after_a_drop(
+    ssh: SshServer, tmp_path: Path
+) -> None:
+    def step(name: str, after: str | None, command: str, pin: str) -> str:
+        return f"""
+  - name: {name}
+    {f"depends_on: [{after}]" if after else ""}
+    ignore_errors: true
+    process:
+      module: ssh:command
+      params:
+        host: 127.0.0.1
+        port: {ssh.port}
+        username: {USER}
+        password: {PASSWORD}
+        host_key: "{pin}"
+        command: {command}"""
+
+    other = "SHA256:" + "B" * 43
+    text = 'schemaVersion: "1.0.0"\nname: ssh-pins\nworkloads:' + "".join(
+        [
+            step("first", None, "echo 1", ssh.fingerprint),
+            step("line", "first", "echo 2", ssh.host_key_line),
+            step("wrong", "line", "echo 3", other),
+            step("drop", "wrong", DISCONNECT, ssh.fingerprint),
+            step("after", "drop", "echo 4", ssh.fingerprint),
+        ]
+    )
+    accepted = ssh.accepted
+    result = await run_playbook_text(text, workspace=tmp_path)
+    states = result.states
+    assert states["first"].summary["stdout"] == "1"
+    assert states["line"].summary["stdout"] == "2"
+    assert states["wrong"].error == (
+        f"SSH host key verification failed for 127.0.0.1:{ssh.port}: the server's key "
+        f"{ssh.fingerprint} does not match the pinned host_key"
+    )
+    assert states["drop"].status.value == "Failed"
+    assert states["after"].summary["stdout"] == "4"
+    assert states["after"].summary["connection_id"] != states["first"].summary["connection_id"]
+    assert ssh.accepted == accepted + 2  # the first login, and one after the drop
+
+
+async def test_a_command_ignoring_sigterm_gets_sigkill(
+    ssh: SshServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gxo.modules.protocol import _ssh
+
+    monkeypatch.setattr(_ssh, "KILL_GRACE", 0.3)
+    r = await run_module(
+        "ssh:command",
+        {**login(ssh), "command": "trap '' TERM; echo $$; exec sleep 30", "timeout": "300ms"},
+    )
+    assert r.error == "command timed out after 0.3s; the remote command was killed"
+    pid = int(r.summary["stdout"])
+    assert [name for p, name in ssh.signals if p == pid] == ["TERM", "KILL"]
+    assert await until(lambda: not os.path.exists(f"/proc/{pid}"))
+
+
+async def test_cancelling_the_workload_kills_the_remote_command(ssh: SshServer) -> None:
+    r = await run_module(
+        "ssh:command",
+        {**login(ssh), "command": "echo $$; exec sleep 30"},
+        workload={"timeout": "500ms"},
+    )
+    assert r.status == "Failed"
+    pid = next(int(line) for stream, line in r.logs if stream == "stdout")
+    assert (pid, "TERM") in ssh.signals
+    assert await until(lambda: not os.path.exists(f"/proc/{pid}"))
+
+
+async def test_long_lines_and_big_output_are_capped(
+    ssh: SshServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gxo.modules.protocol import _ssh
+
+    monkeypatch.setattr(_ssh, "MAX_CAPTURE", 20_000)
+    r = await run_module(
+        "ssh:command",
+        {**login(ssh), "command": "head -c 30000 /dev/zero | tr '\\0' x; echo; echo end"},
+    )
+    assert r.ok, r.error
+    assert r.summary["stdout"].endswith("\n[... output truncated at 20000 bytes]")
+    assert r.summary["stdout"].startswith("x" * 8192)
+    logged = [line for stream, line in r.logs if stream == "stdout"]
+    assert logged == ["x" * 8192 + " [... 21808 more bytes]", "end"]
+
+
+async def test_more_transfer_errors(ssh: SshServer, tmp_path: Path) -> None:
+    (ssh.sftp_root / "small.txt").write_text("small")
+    r = await run_module(
+        "ssh:download", {**login(ssh), "src": "/small.txt", "dest": "/dev/null"}, workspace=tmp_path
+    )
+    assert r.error == "dest is not a regular file: /dev/null"
+    r = await run_module(
+        "ssh:download", {**login(ssh), "src": "/small.txt", "dest": "nodir/x"}, workspace=tmp_path
+    )
+    assert r.error.startswith(f"cannot download /small.txt to {tmp_path / 'nodir' / 'x'}: ")
+    r = await run_module("ssh:connect", login(ssh, known_hosts=str(tmp_path)))
+    assert r.error.startswith(f"cannot read known_hosts {tmp_path}: ")

@@ -315,11 +315,8 @@ async def _trust(ctx: ModuleContext, params: ConnectParams) -> tuple[Any, str | 
         pin = params.host_key.strip()
         if pin.startswith(("SHA256:", "MD5:")):
             return ([], [], []), pin  # nothing trusted up front: the fingerprint decides
-        blob = _public_key_line(pin)
         try:
-            key = asyncssh.import_public_key(
-                " ".join(pin.split()[-3:] if blob is None else _key_words(pin))
-            )
+            key = asyncssh.import_public_key(" ".join(_key_words(pin)))
         except (asyncssh.KeyImportError, ValueError):
             raise ctx.fail(
                 "host_key must be an OpenSSH public key line (ssh-ed25519 AAAA...) "
@@ -528,7 +525,8 @@ async def _kill(process: Any) -> None:
     import asyncssh
 
     for sig, wait in (("TERM", KILL_GRACE), ("KILL", KILL_GRACE)):
-        if process.exit_status is not None or process.is_closing():
+        # (not is_closing(): that is true as soon as stdin got its EOF)
+        if process.exit_status is not None or process.exit_signal is not None:
             return
         try:
             process.send_signal(sig)

@@ -170,7 +170,7 @@ async def download(
                 raise ctx.fail(f"remote file not found: {src}")
             if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
                 raise ctx.fail(f"remote src is not a regular file: {src}")
-            local = await ctx.to_thread(_local_state, dest)
+            local = await ctx.to_thread(_local_state, ctx, dest)
             if local is not None and local[1] == attrs.size:
                 digest = await remote_digest(sftp, src)
                 same = digest == local[0]
@@ -206,14 +206,14 @@ async def download(
     }
 
 
-def _local_state(path: Path) -> tuple[str, int, int] | None:
+def _local_state(ctx: ModuleContext, path: Path) -> tuple[str, int, int] | None:
     """``(sha256, size, mode)`` of a local regular file, None when there is none."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(st.st_mode):
-        raise IsADirectoryError(f"dest is not a regular file: {path}")
+        raise ctx.fail(f"dest is not a regular file: {path}")
     digest, size = local_digest(path)
     return digest, size, stat.S_IMODE(st.st_mode)
 
