@@ -25,6 +25,7 @@ __all__ = [
     "format_size",
     "merge",
     "parse_size",
+    "require_sandboxed",
 ]
 
 Namespace = Literal["mount", "pid", "net", "ipc", "uts", "user"]
@@ -254,3 +255,16 @@ def merge(default: SecurityContext | None, own: SecurityContext | None) -> Secur
 def as_dict(context: Any) -> dict[str, Any]:
     """The JSON form handed to the sandbox child."""
     return context.model_dump(mode="json")
+
+
+def require_sandboxed(playbook: Any) -> None:
+    """``gxo daemon --require-sandbox``: refuse a playbook with an unsandboxed workload."""
+    from gxo.errors import PlaybookValidationError
+
+    bare = [w.name for w in playbook.workloads if w.security_context is None]
+    if bare:
+        raise PlaybookValidationError(
+            f"playbook '{playbook.name}': the daemon requires a sandbox (--require-sandbox) "
+            f"and these workloads have no security_context: {', '.join(bare)} "
+            "(set one at playbook level or per workload; docs/sandbox.md)"
+        )
