@@ -403,3 +403,29 @@ def _workload(name: str) -> Any:
     from gxo.config.models import Process, Workload
 
     return Workload(name=name, process=Process(module="control:identity", params={}))
+
+
+async def test_a_status_function_when_does_not_run_what_needs_an_unrun_result(
+    run_yaml, tmp_path: Path
+) -> None:
+    result = await run_yaml(
+        """
+        schemaVersion: "1.0.0"
+        name: hooks
+        workloads:
+          - name: deploy
+            process: { module: exec, params: { command: "false" } }
+            register: deployed
+          - name: cleanup
+            when: "always()"
+            process: { module: control:identity, params: { code: "{{ deployed.exit_code }}" } }
+          - name: report
+            when: "always()"
+            process: { module: control:identity, params: { ok: true } }
+        """,
+        workspace=tmp_path,
+        check=True,
+    )
+    assert result.status == "Completed"
+    assert statuses(result) == {"deploy": "Skipped", "cleanup": "Skipped", "report": "Completed"}
+    assert result.states["cleanup"].reason == "check mode: needs 'deploy', which was not run"
