@@ -14,6 +14,7 @@ an ``error`` message and nothing of the module runs: fail closed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,7 +56,8 @@ def _fail(fd: int, message: str) -> None:
     os._exit(70)
 
 
-def main() -> None:
+def keeper() -> None:
+    """One sandbox: fds 0/1/2 are the engine's pipes (protocol in, protocol out, stderr)."""
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -63,6 +65,8 @@ def main() -> None:
     os.close(devnull)
     line, rest = _read_line(proto_in)
     init = json.loads(line)
+    os.environ.clear()  # the engine's environment now, not the zygote's at its start
+    os.environ.update(init.get("env", {}))
     from gxo.engine.sandbox import confine
 
     namespaces: list[str] = init["namespaces"]
@@ -88,10 +92,9 @@ def main() -> None:
             os._exit(70)
         os._exit(0)
     os.close(proto_in)
-    os.close(proto_out)
     # The engine stops a sandbox with SIGTERM to this keeper: SIGKILL to the pid
     # namespace's init, whose exit the kernel completes only once every process in
-    # the namespace is gone; then the keeper exits and the engine sees it.
+    # the namespace is gone; then the keeper reports and exits, closing the pipe.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
     if sync is not None and back is not None:
         os.close(sync[1])
@@ -102,9 +105,56 @@ def main() -> None:
                     f.write("0 0 4294967295\n")
             os.write(back[1], b"k")
     _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.waitstatus_to_exitcode(status))
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    try:
+        _send(proto_out, {"t": "exit", "code": code})
+    finally:
+        os._exit(code)
+
+
+def zygote(control: int) -> None:
+    """Forks a keeper per request, with everything heavy imported once (docs/sandbox.md).
+
+    ``control``: a SOCK_SEQPACKET socket to the engine. A request carries the three
+    pipe ends (SCM_RIGHTS) and the module to preload; the reply is the keeper's pid.
+    EOF on the socket (the engine closed it or died) ends the zygote.
+    """
+    import socket
+
+    ctl = socket.socket(fileno=control)
+    from gxo.engine.sandbox import child, confine  # noqa: F401  (jinja2, pydantic, gxo)
+    from gxo.modules.base import REGISTRY
+
+    with contextlib.suppress(ImportError):
+        import pyseccomp  # noqa: F401
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)
+        except OSError:
+            os._exit(0)
+        if not data:
+            os._exit(0)
+        request = json.loads(data)
+        spec = REGISTRY.get(request.get("module", ""))
+        if spec is not None:
+            with contextlib.suppress(Exception):  # the sandbox reports a bad module itself
+                spec.params_model  # noqa: B018  (imports the module: forks start warm)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            ctl.close()
+            os.setsid()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            try:
+                keeper()
+            finally:
+                os._exit(70)
+        for fd in fds:
+            os.close(fd)
+        ctl.send(json.dumps({"pid": pid}).encode())
 
 
 def _sandboxed(
@@ -182,4 +232,7 @@ def _sandboxed(
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--zygote"]:
+        zygote(int(sys.argv[2]))
+    else:
+        keeper()

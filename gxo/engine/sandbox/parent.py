@@ -20,10 +20,10 @@ import itertools
 import json
 import os
 import signal
-import sys
 from typing import TYPE_CHECKING, Any
 
 from gxo.config.security import SecurityContext, format_size, parse_size
+from gxo.engine.sandbox.zygote import SandboxProcess, spawn
 from gxo.errors import GxoError, ModuleError, ModuleParamsError, UpstreamFailedError
 
 if TYPE_CHECKING:
@@ -183,22 +183,13 @@ async def perform_sandboxed(
         "has_input": ctx.has_input,
         "has_output": ctx.has_output,
         "secrets": _secrets_in(ctx, params),
+        "env": dict(os.environ),
         "context": _context_snapshot(ctx),
     }
-    proc = None
+    proc: SandboxProcess | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gxo.engine.sandbox",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            cwd=str(ctx.workspace),
-            limit=1 << 26,
-        )
+        proc = await spawn(module)
         return await _relay(ctx, proc, init, sc, cgroups, tasks)
     finally:
         for task in tasks:
@@ -209,30 +200,26 @@ async def perform_sandboxed(
         await asyncio.to_thread(cgroups.remove)
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
+async def _stop(proc: SandboxProcess) -> None:
     """SIGTERM to the keeper (it kills the sandbox and waits for the namespace to
-    empty), SIGKILL to the whole process group after STOP_GRACE or when cancelled."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
+    empty), SIGKILL to its whole process group after STOP_GRACE or when cancelled."""
+    if proc.running:
+        proc.signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
+            await asyncio.wait_for(asyncio.shield(proc.finish()), STOP_GRACE)
         except (TimeoutError, asyncio.CancelledError):
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
+            proc.signal(signal.SIGKILL, group=True)
+    await proc.finish()
 
 
 async def _relay(
     ctx: ModuleContext,
-    proc: asyncio.subprocess.Process,
+    proc: SandboxProcess,
     init: dict[str, Any],
     sc: SecurityContext,
     cgroups: _Cgroups,
     tasks: list[asyncio.Task[Any]],
 ) -> Any:
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
     stdin.write((json.dumps(init, default=str) + "\n").encode())
     credit = WINDOW
@@ -257,8 +244,7 @@ async def _relay(
                 await stdin.drain()
         except UpstreamFailedError as exc:
             upstream.append(exc)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            proc.signal(signal.SIGKILL, group=True)
         except (BrokenPipeError, ConnectionResetError):
             return
 
@@ -296,7 +282,9 @@ async def _relay(
             ctx.publish(message["summary"])
         elif kind in ("done", "error"):
             outcome = message
-    await proc.wait()
+        elif kind == "exit":
+            proc.returncode = message["code"]
+    await proc.finish()
     await tasks[-1]  # the last stderr lines are logged before the verdict
     if upstream:
         raise upstream[0]
