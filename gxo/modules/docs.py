@@ -95,6 +95,22 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").strip()
 
 
+_CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`)", re.DOTALL)
+
+
+def _md(text: Any) -> str:
+    """Docstring prose as Markdown: reST ``literal`` becomes `literal`, and ``<``, ``>``,
+    ``&`` outside code spans are escaped, so ``dead_letters/<workload>.jsonl`` is text,
+    not an HTML tag that swallows the word."""
+    out = []
+    for i, piece in enumerate(_CODE_SPAN.split(str(text))):
+        if i % 2:  # a code span: literal in Markdown, never escaped
+            out.append(f"`{piece.strip('`')}`" if piece.startswith("``") else piece)
+        else:
+            out.append(piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+    return "".join(out)
+
+
 def _default(row: dict[str, Any]) -> str:
     if row["required"] or row["default"] is None:
         return ""
@@ -108,18 +124,25 @@ def _params_table(rows: list[dict[str, Any]]) -> list[str]:
             " *(template rendered by the module itself)*" if row["per_record_template"] else ""
         )
         out.append(
-            f"| `{row['name']}` | {_cell(row['type'])} | {'yes' if row['required'] else ''} | {_cell(_default(row))} | {_cell(desc)} |"
+            f"| `{row['name']}` | {_cell(_md(row['type']))} | {'yes' if row['required'] else ''} | {_cell(_default(row))} | {_cell(_md(desc))} |"
         )
     return out
+
+
+_CHECK_MODES = {
+    "safe": "safe (read-only: runs for real under `gxo run --check`)",
+    "predict": "predict (`gxo run --check` reports what it would change, changing nothing)",
+    "unsupported": "unsupported (not run under `gxo run --check`; what needs its result is skipped)",
+}
 
 
 def _module_section(spec: ModuleSpec) -> list[str]:
     cls = spec.cls
     schema = spec.params_model.model_json_schema()  # once: generating it is the slow part
-    out = [f"## `{spec.name}`", "", spec.synopsis, ""]
+    out = [f"## `{spec.name}`", "", _md(spec.synopsis), ""]
     description = module_description(spec)
     if description:
-        out += [description, ""]
+        out += [_md(description), ""]
     facts = []
     if spec.aliases:
         facts.append("**Old names:** " + ", ".join(f"`{a}` (deprecated)" for a in spec.aliases))
@@ -129,6 +152,8 @@ def _module_section(spec: ModuleSpec) -> list[str]:
     if cls.produces:
         streams.append("writes an output stream")
     facts.append("**Streams:** " + (", ".join(streams) if streams else "none"))
+    # gxo run --check: what the module does in a dry run (docs/check-mode.md)
+    facts.append(f"**Check mode:** {_CHECK_MODES[cls.check_mode.value]}")
     out += ["  \n".join(facts), "", "### Params", ""]
     rows = params_rows(spec, ref_names=True, schema=schema)
     if spec.params_model.model_config.get("extra") == "allow":
@@ -141,7 +166,7 @@ def _module_section(spec: ModuleSpec) -> list[str]:
         out += ["None.", ""]
     if cls.summary:
         out += ["### Summary", "", "| key | description |", "|---|---|"]
-        out += [f"| `{_cell(key)}` | {_cell(desc)} |" for key, desc in cls.summary.items()]
+        out += [f"| `{_cell(key)}` | {_cell(_md(desc))} |" for key, desc in cls.summary.items()]
         out.append("")
     if spec.example:
         out += ["### Example", "", "```yaml", spec.example, "```", ""]
@@ -150,7 +175,7 @@ def _module_section(spec: ModuleSpec) -> list[str]:
 
 def _layer_page(layer: str, specs: list[ModuleSpec]) -> str:
     out = [_HEADER, "", f"# {layer} modules", "", LAYER_INTRO.get(layer, ""), ""]
-    out += [f"- [`{s.name}`](#{_anchor(s.name)}) — {s.synopsis}" for s in specs]
+    out += [f"- [`{s.name}`](#{_anchor(s.name)}) — {_md(s.synopsis)}" for s in specs]
     out.append("")
     for spec in specs:
         out += _module_section(spec)
@@ -174,7 +199,7 @@ def _index_page(specs: list[ModuleSpec]) -> str:
         out += [f"## [{layer}]({layer}.md)", "", LAYER_INTRO.get(layer, ""), ""]
         out += ["| module | synopsis |", "|---|---|"]
         out += [
-            f"| [`{s.name}`]({layer}.md#{_anchor(s.name)}) | {_cell(s.synopsis)} |"
+            f"| [`{s.name}`]({layer}.md#{_anchor(s.name)}) | {_cell(_md(s.synopsis))} |"
             for s in in_layer
         ]
         out.append("")

@@ -7,6 +7,7 @@ Everything here is derived from each module's pydantic ``Params`` model,
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from gxo.config.durations import DURATION_PATTERN
@@ -21,8 +22,25 @@ __all__ = [
     "params_rows",
     "print_module",
     "print_module_list",
+    "rst_inline",
     "type_label",
 ]
+
+_RST_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def rst_inline(text: str) -> str:
+    """Docstring text as Rich markup for a terminal: ``literal`` (reST, as docstrings
+    write code) shows as bold code without its double backticks; the rest is escaped."""
+    from rich.markup import escape
+
+    out, last = [], 0
+    for match in _RST_LITERAL.finditer(text):
+        out.append(escape(text[last : match.start()]))
+        out.append(f"[bold]{escape(match.group(1))}[/]")
+        last = match.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
 
 
 def type_label(
@@ -173,7 +191,7 @@ def print_module_list(*, as_json: bool = False, console: Any = None) -> None:
         )
         for s in in_layer:
             alias = f" [dim](was {', '.join(s.aliases)})[/]" if s.aliases else ""
-            table.add_row(f"[bold]{s.name}[/]{alias}", s.synopsis)
+            table.add_row(f"[bold]{s.name}[/]{alias}", rst_inline(s.synopsis))
         console.print(table)
         console.print()
 
@@ -191,18 +209,24 @@ def print_module(name: str, *, as_json: bool = False, console: Any = None) -> No
     from rich.table import Table
 
     console = console if console is not None else Console(highlight=False)
-    console.print(f"[bold]{spec.name}[/]  [dim]layer: {spec.layer}[/]")
-    console.print(escape(spec.synopsis))
+    console.print(
+        f"[bold]{spec.name}[/]  [dim]layer: {spec.layer}  check mode: {spec.cls.check_mode.value}[/]"
+    )
+    console.print(rst_inline(spec.synopsis))
     if ref["description"]:
         console.print()
-        console.print(escape(ref["description"]))
+        console.print(rst_inline(ref["description"]))
     console.print()
     if ref["accepts_any_params"]:
         console.print("[bold]Params:[/] any mapping")
     elif ref["params"]:
         table = Table(title="Params", title_justify="left")
-        for col in ("name", "type", "required", "default", "description"):
+        # Names are never cut ("inherit_envir…"): the description column wraps instead.
+        longest = max(len(row["name"]) for row in ref["params"])
+        table.add_column("name", no_wrap=True, min_width=longest)
+        for col in ("type", "required", "default"):
             table.add_column(col)
+        table.add_column("description", overflow="fold")
         for row in ref["params"]:
             default = (
                 "" if row["required"] or row["default"] is None else json.dumps(row["default"])
@@ -215,7 +239,7 @@ def print_module(name: str, *, as_json: bool = False, console: Any = None) -> No
                 escape(row["type"]),
                 "yes" if row["required"] else "",
                 escape(default),
-                escape(desc),
+                rst_inline(desc),
             )
         console.print(table)
     else:
@@ -230,7 +254,7 @@ def print_module(name: str, *, as_json: bool = False, console: Any = None) -> No
     if ref["summary"]:
         console.print("[bold]Summary:[/]")
         for key, desc in ref["summary"].items():
-            console.print(f"  {escape(key)}: {escape(desc)}")
+            console.print(f"  {escape(key)}: {rst_inline(desc)}")
     if ref["example"]:
         console.print("[bold]Example:[/]")
         console.print(Syntax(ref["example"], "yaml", theme="ansi_dark", background_color="default"))
