@@ -308,6 +308,9 @@ async def test_exit_codes_check_env_and_stdin(ssh: SshServer) -> None:
     assert r.status == "Failed"
     assert r.error == "command exited with code 3: bad"
     assert (r.summary["exit_code"], r.summary["stdout"]) == (3, "partial")
+    r = await run_module("ssh:command", {**login(ssh), "command": f"echo pw={PASSWORD}"})
+    assert r.summary["stdout"] == "pw=[REDACTED]"  # a literal password is masked too
+    assert PASSWORD not in json.dumps(r.logs)
     r = await run_module("ssh:command", {**login(ssh), "command": "exit 4", "check": False})
     assert r.ok and r.summary["exit_code"] == 4
     r = await run_module("ssh:command", {**login(ssh), "command": "kill -9 $$", "check": False})
@@ -725,3 +728,58 @@ async def test_more_transfer_errors(ssh: SshServer, tmp_path: Path) -> None:
     assert r.error.startswith(f"cannot download /small.txt to {tmp_path / 'nodir' / 'x'}: ")
     r = await run_module("ssh:connect", login(ssh, known_hosts=str(tmp_path)))
     assert r.error.startswith(f"cannot read known_hosts {tmp_path}: ")
+
+
+async def test_check_mode_predicts_transfers_and_runs_only_safe_commands(
+    ssh: SshServer, tmp_path: Path
+) -> None:
+    (tmp_path / "new.txt").write_text("new content")
+    (ssh.sftp_root / "same.txt").write_text("same")
+    (tmp_path / "same.txt").write_text("same")
+    (ssh.sftp_root / "remote.txt").write_text("remote content")
+    creds = (
+        f"host: 127.0.0.1, port: {ssh.port}, username: {USER}, password: {PASSWORD}, "
+        f"known_hosts: {ssh.known_hosts}"
+    )
+    text = f"""
+schemaVersion: "1.0.0"
+name: ssh-check
+workloads:
+  - name: conn
+    process: {{ module: ssh:connect, params: {{ {creds} }} }}
+  - name: up_new
+    process: {{ module: ssh:upload, params: {{ {creds}, src: new.txt, dest: /new.txt }} }}
+  - name: up_same
+    process: {{ module: ssh:upload, params: {{ {creds}, src: same.txt, dest: /same.txt }} }}
+  - name: down_new
+    process: {{ module: ssh:download, params: {{ {creds}, src: /remote.txt, dest: remote.txt }} }}
+  - name: down_mode
+    process: {{ module: ssh:download, params: {{ {creds}, src: /same.txt, dest: same.txt, mode: "0600" }} }}
+  - name: looks
+    process: {{ module: ssh:command, params: {{ {creds}, command: "echo looked", check_mode: safe }} }}
+  - name: writes
+    process: {{ module: ssh:command, params: {{ {creds}, command: "touch /tmp/x" }} }}
+  - name: lookup
+    process: {{ module: dns:query, params: {{ name: x.test, server: 127.0.0.1, port: 1, timeout: 100ms }} }}
+    ignore_errors: true
+"""
+    (tmp_path / "same.txt").chmod(0o644)
+    result = await run_playbook_text(text, check=True, workspace=tmp_path)
+    s = {name: st.summary for name, st in result.states.items()}
+    assert s["conn"]["host_key_verified"] is True  # safe: it ran
+    assert (s["up_new"]["changed"], s["up_new"]["checksum"]) == (
+        True,
+        hashlib.sha256(b"new content").hexdigest(),
+    )
+    assert s["up_same"]["changed"] is False
+    assert (s["down_new"]["changed"], s["down_new"]["size"]) == (True, len("remote content"))
+    assert s["down_new"]["checksum"] == hashlib.sha256(b"remote content").hexdigest()
+    assert (s["down_mode"]["changed"], s["down_mode"]["mode"]) == (True, "0600")
+    assert s["looks"]["stdout"] == "looked"
+    assert result.states["writes"].status.value == "Skipped"
+    assert "set check_mode: safe" in result.states["writes"].reason
+    assert result.states["lookup"].error.startswith("DNS query A x.test to 127.0.0.1:1")  # it ran
+    # Nothing was written on either side.
+    assert not (ssh.sftp_root / "new.txt").exists()
+    assert not (tmp_path / "remote.txt").exists()
+    assert (tmp_path / "same.txt").stat().st_mode & 0o777 == 0o644

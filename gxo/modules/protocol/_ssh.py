@@ -45,6 +45,7 @@ CONNECT_FIELDS = (
     "insecure_skip_host_key_check",
 )
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+MIN_SECRET = 6  # shorter credentials are not masked in output (they would mask common words)
 
 # One lock per pooling key and run: two workloads reaching the same host at once
 # open one connection, not two.
@@ -251,6 +252,9 @@ async def open_connection(ctx: ModuleContext, params: ConnectParams) -> Any:
     """Connect and log in, verifying the host key by the params' policy."""
     import asyncssh
 
+    for value in (params.password, params.passphrase, params.private_key):
+        if value is not None and len(value.strip()) >= MIN_SECRET:
+            ctx.run.secrets.add(value)  # a literal credential is masked like a secret()
     trust, pin = await _trust(ctx, params)
     keys = await _client_keys(ctx, params)
     offered: list[Any] = []

@@ -81,8 +81,9 @@ def sftp_error(ctx: ModuleContext, what: str, exc: Exception) -> Exception:
 
 
 async def upload(
-    ctx: ModuleContext, conn: Any, params: TransferParams, src: Path
+    ctx: ModuleContext, conn: Any, params: TransferParams, src: Path, *, dry: bool = False
 ) -> dict[str, Any]:
+    """Copy ``src`` to ``params.dest``; ``dry``: only say what would change (``--check``)."""
     import asyncssh
 
     try:
@@ -109,17 +110,19 @@ async def upload(
             changed = not same
             if not same:
                 mode = want_mode if want_mode is not None else stat.S_IMODE(st.st_mode)
-                await _put(ctx, sftp, src, dest, mode)
+                if not dry:
+                    await _put(ctx, sftp, src, dest, mode)
                 final = mode
             else:
                 assert attrs is not None
                 final = stat.S_IMODE(attrs.permissions)
                 if want_mode is not None and final != want_mode:
-                    await sftp.chmod(dest, want_mode)
+                    if not dry:
+                        await sftp.chmod(dest, want_mode)
                     final, changed = want_mode, True
         except (asyncssh.SFTPError, OSError) as exc:
             raise sftp_error(ctx, f"cannot upload {src} to {dest}", exc) from None
-    ctx.log(f"{src} -> {dest}: {'written' if changed else 'unchanged'} ({size} bytes)")
+    ctx.log(f"{src} -> {dest}: {_outcome(changed, dry)} ({size} bytes)")
     return {
         "src": str(src),
         "dest": dest,
@@ -155,8 +158,9 @@ async def _put(ctx: ModuleContext, sftp: Any, src: Path, dest: str, mode: int) -
 
 
 async def download(
-    ctx: ModuleContext, conn: Any, params: TransferParams, dest: Path
+    ctx: ModuleContext, conn: Any, params: TransferParams, dest: Path, *, dry: bool = False
 ) -> dict[str, Any]:
+    """Copy ``params.src`` to ``dest``; ``dry``: only say what would change (``--check``)."""
     import asyncssh
 
     src = params.src
@@ -180,7 +184,8 @@ async def download(
                 changed = False
                 final = local[2] if local is not None else 0
                 if want_mode is not None and final != want_mode:
-                    await ctx.to_thread(os.chmod, dest, want_mode)
+                    if not dry:
+                        await ctx.to_thread(os.chmod, dest, want_mode)
                     final, changed = want_mode, True
                 size = attrs.size
             else:
@@ -191,11 +196,14 @@ async def download(
                     if local is not None
                     else stat.S_IMODE(attrs.permissions or 0o644)
                 )
-                digest, size = await _get(ctx, sftp, src, dest, mode)
+                if dry:
+                    digest, size = digest or await remote_digest(sftp, src), attrs.size
+                else:
+                    digest, size = await _get(ctx, sftp, src, dest, mode)
                 changed, final = True, mode
         except (asyncssh.SFTPError, OSError) as exc:
             raise sftp_error(ctx, f"cannot download {src} to {dest}", exc) from None
-    ctx.log(f"{src} -> {dest}: {'written' if changed else 'unchanged'} ({size} bytes)")
+    ctx.log(f"{src} -> {dest}: {_outcome(changed, dry)} ({size} bytes)")
     return {
         "src": src,
         "dest": str(dest),
@@ -204,6 +212,12 @@ async def download(
         "changed": changed,
         "mode": f"{final:04o}",
     }
+
+
+def _outcome(changed: bool, dry: bool) -> str:
+    if not changed:
+        return "unchanged"
+    return "would change (check mode)" if dry else "written"
 
 
 def _local_state(ctx: ModuleContext, path: Path) -> tuple[str, int, int] | None:

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 
 if TYPE_CHECKING:
     import dns.message
@@ -115,6 +115,8 @@ class DnsQuery(Module):
         "tcp": "true when the answer came over TCP",
         "latency_ms": "time from sending the query to the answer",
     }
+
+    check_mode = CheckMode.safe  # a lookup changes nothing: it runs under --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         import time

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, register
+from gxo.modules.base import CheckMode, Module, register
 from gxo.modules.protocol._ssh import UsingParams, connection, run_remote, strip_nl, with_env
 
 
@@ -110,6 +110,9 @@ class SshCommand(Module):
     exported before it (not sent as SSH env requests, which sshd drops unless
     ``AcceptEnv`` allows them). ``stdin`` is written to its standard input.
 
+    Under ``gxo run --check`` the command is not run unless it declares
+    ``check_mode: safe`` (a read-only command such as ``df`` or ``cat``).
+
     A ``timeout`` kills the remote command (SIGTERM, then SIGKILL 2 s later,
     then the channel is closed) and fails the workload. With ``check: true``
     (the default) an exit code other than 0 fails the workload; stdout, stderr
@@ -133,9 +136,17 @@ class SshCommand(Module):
         command: str = Field(
             ..., min_length=1, description="Shell command line to run on the remote host"
         )
+        check_mode: Literal["safe", "unsupported"] = Field(
+            "unsupported",
+            description="gxo run --check: safe runs the command anyway (declare it only for a read-only command); unsupported skips it",
+        )
 
     summary = SUMMARY
     path_params = ("private_key_file", "known_hosts")
+    check_hint = "set check_mode: safe on a read-only command to run it under --check"
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        return CheckMode.safe if params.check_mode == "safe" else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         cid, conn, _ = await connection(ctx, params)

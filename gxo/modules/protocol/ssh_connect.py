@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, register
+from gxo.modules.base import CheckMode, Module, register
 from gxo.modules.protocol._ssh import ConnectParams, local_user, pooled
 
 
@@ -58,6 +58,7 @@ class SshConnect(Module):
     }
 
     path_params = ("private_key_file", "known_hosts")
+    check_mode = CheckMode.safe  # logging in changes nothing on the host
 
     async def perform(self, ctx: ModuleContext, params: ConnectParams) -> dict[str, Any]:
         cid, _conn, reused = await pooled(ctx, params)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, register
+from gxo.modules.base import CheckMode, Module, register
 from gxo.modules.protocol._ssh import connection
 from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, download
 
@@ -37,11 +37,20 @@ class SshDownload(Module):
 
     Params = TransferParams
     summary = SUMMARY
+    check_mode = CheckMode.predict
     path_params = ("dest", "private_key_file", "known_hosts")
 
     async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
         dest = ctx.resolve_path(params.dest, param="dest")
         cid, conn, _ = await connection(ctx, params)
         summary = await download(ctx, conn, params, dest)
+        summary["connection_id"] = cid
+        return summary
+
+    async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
+        """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
+        dest = ctx.resolve_path(params.dest, param="dest")
+        cid, conn, _ = await connection(ctx, params)
+        summary = await download(ctx, conn, params, dest, dry=True)
         summary["connection_id"] = cid
         return summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, register
+from gxo.modules.base import CheckMode, Module, register
 from gxo.modules.protocol._ssh import connection
 from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, upload
 
@@ -37,11 +37,20 @@ class SshUpload(Module):
 
     Params = TransferParams
     summary = SUMMARY
+    check_mode = CheckMode.predict
     path_params = ("src", "private_key_file", "known_hosts")
 
     async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
         src = ctx.resolve_path(params.src, param="src")
         cid, conn, _ = await connection(ctx, params)
         summary = await upload(ctx, conn, params, src)
+        summary["connection_id"] = cid
+        return summary
+
+    async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
+        """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
+        src = ctx.resolve_path(params.src, param="src")
+        cid, conn, _ = await connection(ctx, params)
+        summary = await upload(ctx, conn, params, src, dry=True)
         summary["connection_id"] = cid
         return summary
