@@ -127,6 +127,9 @@ def zygote(control: int) -> None:
 
     with contextlib.suppress(ImportError):
         import pyseccomp  # noqa: F401
+    for name in PREIMPORT:  # what modules import lazily: each fork would pay it again
+        with contextlib.suppress(ImportError):
+            __import__(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
     while True:
         try:
