@@ -399,3 +399,32 @@ async def test_manage_with_diff_but_without_check_shows_the_real_change(tmp_path
     diff = one(result).diffs[0]
     assert diff.startswith(f"--- {d} (before)\n+++ {d} (after)\n")
     assert "-state: absent\n+state: directory\n+mode: 0700\n" in diff
+
+
+async def test_confined_check_does_not_read_through_a_symlink_out_of_the_workspace(
+    tmp_path: Path,
+) -> None:
+    from gxo.engine.confine import Confinement
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("top secret\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "link.txt").symlink_to(outside / "secret.txt")
+    text = """
+    - name: w
+      process: { module: filesystem:write, params: { path: link.txt, content: "x\\n" } }
+    """
+    result = await run_playbook_text(
+        'schemaVersion: "1.0.0"\nname: fs\nworkloads:\n'
+        + textwrap.indent(textwrap.dedent(text).strip("\n"), "  "),
+        workspace=Confinement(ws),
+        check=True,
+        diff=True,
+    )
+    w = one(result)
+    assert w.status.value == "Failed"
+    assert w.error.startswith(f"param 'path': path 'link.txt' resolves to {outside / 'secret.txt'}")
+    assert w.diffs == []
+    assert (outside / "secret.txt").read_text() == "top secret\n"

@@ -5,8 +5,6 @@ The leading underscore keeps the registry from importing this file as a module.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +20,8 @@ def file_digest(
 ) -> tuple[str, int, bytes | None]:
     """Blocking: ``(sha256, size, content or None when over DIFF_LIMIT)`` of a regular
     file; ``opened(fd)`` checks the file really opened (a confined run)."""
+    import hashlib
+
     digest = hashlib.sha256()
     kept = bytearray()
     size = 0
@@ -40,13 +40,13 @@ class ContentProbe:
     """What a write would put in a file, without writing it: a digest, a size, and
     the bytes themselves while they fit in DIFF_LIMIT (memory stays bounded)."""
 
-    def __init__(self, prefix: bytes = b"") -> None:
+    def __init__(self) -> None:
+        import hashlib
+
         self._digest = hashlib.sha256()
         self._kept: bytearray | None = bytearray()
         self.size = 0
         self.written = 0
-        if prefix:
-            self._add(prefix)
 
     def _add(self, data: bytes) -> None:
         self._digest.update(data)
@@ -81,6 +81,8 @@ def _text(data: bytes, encoding: str) -> str | None:
 
 def lines_diff(before: Iterable[str], after: Iterable[str], fromfile: str, tofile: str) -> str:
     """A unified diff of two sequences of lines (``keepends``), ``\\ No newline`` marked."""
+    import difflib
+
     out = []
     for line in difflib.unified_diff(list(before), list(after), fromfile, tofile):
         if line.endswith("\n"):
