@@ -428,7 +428,7 @@ async def test_upload_is_idempotent_with_checksum_and_mode(ssh: SshServer, tmp_p
     data = os.urandom(300_000)
     (tmp_path / "blob.bin").write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    params = {**login(ssh), "src": "blob.bin", "dest": "/up-blob.bin", "mode": "0640"}
+    params = {**login(ssh), "local": "blob.bin", "remote": "/up-blob.bin", "mode": "0640"}
     r = await run_module("ssh:upload", params, workspace=tmp_path)
     assert r.ok, r.error
     s = r.summary
@@ -446,21 +446,23 @@ async def test_upload_is_idempotent_with_checksum_and_mode(ssh: SshServer, tmp_p
     assert target.read_bytes()[-1] == data[-1] ^ 1
     assert sorted(p.name for p in ssh.sftp_root.iterdir() if "gxo-" in p.name) == []
     (ssh.sftp_root / "dir").mkdir()
-    r = await run_module("ssh:upload", {**params, "dest": "/dir"}, workspace=tmp_path)
-    assert r.ok and r.summary["dest"] == "/dir/blob.bin"
+    r = await run_module("ssh:upload", {**params, "remote": "/dir"}, workspace=tmp_path)
+    assert r.ok and r.summary["remote"] == "/dir/blob.bin"
     assert (ssh.sftp_root / "dir" / "blob.bin").exists()
 
 
 async def test_upload_errors(ssh: SshServer, tmp_path: Path) -> None:
     r = await run_module(
-        "ssh:upload", {**login(ssh), "src": "nope", "dest": "/x"}, workspace=tmp_path
+        "ssh:upload", {**login(ssh), "local": "nope", "remote": "/x"}, workspace=tmp_path
     )
-    assert r.error == f"cannot read src {tmp_path / 'nope'}: No such file or directory"
-    r = await run_module("ssh:upload", {**login(ssh), "src": ".", "dest": "/x"}, workspace=tmp_path)
-    assert r.error == f"src is not a regular file: {tmp_path}"
+    assert r.error == f"cannot read local file {tmp_path / 'nope'}: No such file or directory"
+    r = await run_module(
+        "ssh:upload", {**login(ssh), "local": ".", "remote": "/x"}, workspace=tmp_path
+    )
+    assert r.error == f"local is not a regular file: {tmp_path}"
     (tmp_path / "f").write_text("x")
     r = await run_module(
-        "ssh:upload", {**login(ssh), "src": "f", "dest": "/no/such/dir/f"}, workspace=tmp_path
+        "ssh:upload", {**login(ssh), "local": "f", "remote": "/no/such/dir/f"}, workspace=tmp_path
     )
     assert r.status == "Failed"
     assert r.error.startswith(f"cannot upload {tmp_path / 'f'} to /no/such/dir/f: ")
@@ -471,7 +473,7 @@ async def test_download_is_idempotent_with_checksum(ssh: SshServer, tmp_path: Pa
     (ssh.sftp_root / "down.bin").write_bytes(data)
     (ssh.sftp_root / "down.bin").chmod(0o640)
     digest = hashlib.sha256(data).hexdigest()
-    params = {**login(ssh), "src": "/down.bin", "dest": "got.bin"}
+    params = {**login(ssh), "remote": "/down.bin", "local": "got.bin"}
     r = await run_module("ssh:download", params, workspace=tmp_path)
     assert r.ok, r.error
     s = r.summary
@@ -490,20 +492,20 @@ async def test_download_is_idempotent_with_checksum(ssh: SshServer, tmp_path: Pa
     assert r.summary["changed"] is True and (tmp_path / "got.bin").read_bytes() == data
     assert (tmp_path / "got.bin").stat().st_mode & 0o777 == 0o600  # an existing file keeps its mode
     (tmp_path / "into").mkdir()
-    r = await run_module("ssh:download", {**params, "dest": "into"}, workspace=tmp_path)
-    assert r.summary["dest"] == str(tmp_path / "into" / "down.bin")
+    r = await run_module("ssh:download", {**params, "local": "into"}, workspace=tmp_path)
+    assert r.summary["local"] == str(tmp_path / "into" / "down.bin")
     assert sorted(p.name for p in tmp_path.iterdir() if "gxo-" in p.name) == []
 
 
 async def test_download_errors(ssh: SshServer, tmp_path: Path) -> None:
     r = await run_module(
-        "ssh:download", {**login(ssh), "src": "/missing", "dest": "x"}, workspace=tmp_path
+        "ssh:download", {**login(ssh), "remote": "/missing", "local": "x"}, workspace=tmp_path
     )
     assert r.error == "remote file not found: /missing"
     r = await run_module(
-        "ssh:download", {**login(ssh), "src": "/", "dest": "x"}, workspace=tmp_path
+        "ssh:download", {**login(ssh), "remote": "/", "local": "x"}, workspace=tmp_path
     )
-    assert r.error == "remote src is not a regular file: /"
+    assert r.error == "remote is not a regular file: /"
 
 
 # -- params -------------------------------------------------------------------------------
@@ -566,7 +568,7 @@ async def test_download_errors(ssh: SshServer, tmp_path: Path) -> None:
         ),
         (
             "ssh:upload",
-            {"host": "h", "password": "p", "src": "a", "dest": "b", "connect_timeout": 0},
+            {"host": "h", "password": "p", "local": "a", "remote": "b", "connect_timeout": 0},
             "connect_timeout must be more than 0",
         ),
         ("ssh:command", {"host": "h", "password": "p"}, "command"),
@@ -582,7 +584,7 @@ async def test_download_errors(ssh: SshServer, tmp_path: Path) -> None:
         ),
         (
             "ssh:upload",
-            {"host": "h", "password": "p", "src": "a", "dest": "b", "mode": 644},
+            {"host": "h", "password": "p", "local": "a", "remote": "b", "mode": 644},
             "mode must be a quoted octal string",
         ),
         ("ssh:script", {"host": "h", "password": "p"}, "script_path"),
@@ -719,11 +721,15 @@ async def test_long_lines_and_big_output_are_capped(
 async def test_more_transfer_errors(ssh: SshServer, tmp_path: Path) -> None:
     (ssh.sftp_root / "small.txt").write_text("small")
     r = await run_module(
-        "ssh:download", {**login(ssh), "src": "/small.txt", "dest": "/dev/null"}, workspace=tmp_path
+        "ssh:download",
+        {**login(ssh), "remote": "/small.txt", "local": "/dev/null"},
+        workspace=tmp_path,
     )
-    assert r.error == "dest is not a regular file: /dev/null"
+    assert r.error == "local is not a regular file: /dev/null"
     r = await run_module(
-        "ssh:download", {**login(ssh), "src": "/small.txt", "dest": "nodir/x"}, workspace=tmp_path
+        "ssh:download",
+        {**login(ssh), "remote": "/small.txt", "local": "nodir/x"},
+        workspace=tmp_path,
     )
     assert r.error.startswith(f"cannot download /small.txt to {tmp_path / 'nodir' / 'x'}: ")
     r = await run_module("ssh:connect", login(ssh, known_hosts=str(tmp_path)))
@@ -748,13 +754,13 @@ workloads:
   - name: conn
     process: {{ module: ssh:connect, params: {{ {creds} }} }}
   - name: up_new
-    process: {{ module: ssh:upload, params: {{ {creds}, src: new.txt, dest: /new.txt }} }}
+    process: {{ module: ssh:upload, params: {{ {creds}, local: new.txt, remote: /new.txt }} }}
   - name: up_same
-    process: {{ module: ssh:upload, params: {{ {creds}, src: same.txt, dest: /same.txt }} }}
+    process: {{ module: ssh:upload, params: {{ {creds}, local: same.txt, remote: /same.txt }} }}
   - name: down_new
-    process: {{ module: ssh:download, params: {{ {creds}, src: /remote.txt, dest: remote.txt }} }}
+    process: {{ module: ssh:download, params: {{ {creds}, remote: /remote.txt, local: remote.txt }} }}
   - name: down_mode
-    process: {{ module: ssh:download, params: {{ {creds}, src: /same.txt, dest: same.txt, mode: "0600" }} }}
+    process: {{ module: ssh:download, params: {{ {creds}, remote: /same.txt, local: same.txt, mode: "0600" }} }}
   - name: looks
     process: {{ module: ssh:command, params: {{ {creds}, command: "echo looked", check_mode: safe }} }}
   - name: writes

@@ -27,9 +27,15 @@ CHUNK = 256 * 1024
 
 
 class TransferParams(UsingParams):
-    src: str = Field(..., min_length=1, description="File to copy")
-    dest: str = Field(
-        ..., min_length=1, description="Where to copy it (into it, when an existing directory)"
+    local: str = Field(
+        ...,
+        min_length=1,
+        description="The local file (relative to the workspace); an existing directory receives a download under the remote file's name",
+    )
+    remote: str = Field(
+        ...,
+        min_length=1,
+        description="The remote file, as the SFTP server sees it; an existing directory receives an upload under the local file's name",
     )
     mode: OctalMode | None = Field(
         None,
@@ -38,12 +44,12 @@ class TransferParams(UsingParams):
 
 
 SUMMARY = {
-    "src": "the source file",
-    "dest": "the file written (or found identical)",
+    "local": "the local file",
+    "remote": "the remote file",
     "size": "its size in bytes",
     "checksum": "SHA-256 of its content (hex)",
-    "changed": "false when dest already had this content and mode",
-    "mode": "permissions of dest afterwards, e.g. 0644",
+    "changed": "false when the target already had this content and mode",
+    "mode": "permissions of the target afterwards, e.g. 0644",
     "connection_id": "the SSH connection used",
 }
 
@@ -83,18 +89,18 @@ def sftp_error(ctx: ModuleContext, what: str, exc: Exception) -> Exception:
 async def upload(
     ctx: ModuleContext, conn: Any, params: TransferParams, src: Path, *, dry: bool = False
 ) -> dict[str, Any]:
-    """Copy ``src`` to ``params.dest``; ``dry``: only say what would change (``--check``)."""
+    """Copy ``src`` (local) to ``params.remote``; ``dry``: only say what would change (``--check``)."""
     import asyncssh
 
     try:
         st = await ctx.to_thread(src.stat)
     except OSError as exc:
-        raise ctx.fail(f"cannot read src {src}: {exc.strerror or exc}") from None
+        raise ctx.fail(f"cannot read local file {src}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ctx.fail(f"src is not a regular file: {src}")
+        raise ctx.fail(f"local is not a regular file: {src}")
     digest, size = await ctx.to_thread(local_digest, src)
     want_mode = int(params.mode, 8) if params.mode else None
-    dest = params.dest
+    dest = params.remote
     async with conn.start_sftp_client() as sftp:
         try:
             attrs = await remote_stat(sftp, dest)
@@ -124,8 +130,8 @@ async def upload(
             raise sftp_error(ctx, f"cannot upload {src} to {dest}", exc) from None
     ctx.log(f"{src} -> {dest}: {_outcome(changed, dry)} ({size} bytes)")
     return {
-        "src": str(src),
-        "dest": dest,
+        "local": str(src),
+        "remote": dest,
         "size": size,
         "checksum": digest,
         "changed": changed,
@@ -160,10 +166,10 @@ async def _put(ctx: ModuleContext, sftp: Any, src: Path, dest: str, mode: int) -
 async def download(
     ctx: ModuleContext, conn: Any, params: TransferParams, dest: Path, *, dry: bool = False
 ) -> dict[str, Any]:
-    """Copy ``params.src`` to ``dest``; ``dry``: only say what would change (``--check``)."""
+    """Copy ``params.remote`` to ``dest`` (local); ``dry``: only say what would change (``--check``)."""
     import asyncssh
 
-    src = params.src
+    src = params.remote
     want_mode = int(params.mode, 8) if params.mode else None
     if await ctx.to_thread(dest.is_dir):
         dest = dest / posixpath.basename(src.rstrip("/"))
@@ -173,7 +179,7 @@ async def download(
             if attrs is None:
                 raise ctx.fail(f"remote file not found: {src}")
             if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
-                raise ctx.fail(f"remote src is not a regular file: {src}")
+                raise ctx.fail(f"remote is not a regular file: {src}")
             local = await ctx.to_thread(_local_state, ctx, dest)
             if local is not None and local[1] == attrs.size:
                 digest = await remote_digest(sftp, src)
@@ -205,8 +211,8 @@ async def download(
             raise sftp_error(ctx, f"cannot download {src} to {dest}", exc) from None
     ctx.log(f"{src} -> {dest}: {_outcome(changed, dry)} ({size} bytes)")
     return {
-        "src": src,
-        "dest": str(dest),
+        "local": str(dest),
+        "remote": src,
         "size": size,
         "checksum": digest,
         "changed": changed,
@@ -227,7 +233,7 @@ def _local_state(ctx: ModuleContext, path: Path) -> tuple[str, int, int] | None:
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(st.st_mode):
-        raise ctx.fail(f"dest is not a regular file: {path}")
+        raise ctx.fail(f"local is not a regular file: {path}")
     digest, size = local_digest(path)
     return digest, size, stat.S_IMODE(st.st_mode)
 

@@ -12,12 +12,12 @@ from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, download
 
 @register("ssh:download", layer="protocol")
 class SshDownload(Module):
-    """Copy a remote file (``src``) to a local path (``dest``, relative to the workspace) over SFTP.
+    """Copy a remote file (``remote``) to a local path (``local``, relative to the workspace) over SFTP.
 
-    Idempotent: when the local ``dest`` already has the same content (SHA-256)
+    Idempotent: when the ``local`` file already has the same content (SHA-256)
     and mode, it is left alone and the summary says ``changed: false``.
-    Otherwise the file is written to a temporary name next to ``dest`` and
-    renamed over it. A ``dest`` that is an existing directory receives the file
+    Otherwise the file is written to a temporary name next to it and
+    renamed over it. A ``local`` that is an existing directory receives the file
     under its own name. ``mode`` (``"0600"``) sets the local permissions;
     without it a new file gets the remote file's and an existing one keeps its own.
 
@@ -30,27 +30,27 @@ class SshDownload(Module):
             module: ssh:download
             params:
               connection_id: "{{ web1.connection_id }}"
-              src: /var/log/nginx/error.log
-              dest: logs/web1-error.log
+              remote: /var/log/nginx/error.log
+              local: logs/web1-error.log
           register: log
     """
 
     Params = TransferParams
     summary = SUMMARY
     check_mode = CheckMode.predict
-    path_params = ("dest", "private_key_file", "known_hosts")
+    path_params = ("local", "private_key_file", "known_hosts")
 
     async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
-        dest = ctx.resolve_path(params.dest, param="dest")
+        local = ctx.resolve_path(params.local, param="local")
         cid, conn, _ = await connection(ctx, params)
-        summary = await download(ctx, conn, params, dest)
+        summary = await download(ctx, conn, params, local)
         summary["connection_id"] = cid
         return summary
 
     async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
         """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
-        dest = ctx.resolve_path(params.dest, param="dest")
+        local = ctx.resolve_path(params.local, param="local")
         cid, conn, _ = await connection(ctx, params)
-        summary = await download(ctx, conn, params, dest, dry=True)
+        summary = await download(ctx, conn, params, local, dry=True)
         summary["connection_id"] = cid
         return summary

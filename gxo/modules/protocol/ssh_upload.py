@@ -12,12 +12,12 @@ from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, upload
 
 @register("ssh:upload", layer="protocol")
 class SshUpload(Module):
-    """Copy a local file (``src``, relative to the workspace) to a remote host over SFTP.
+    """Copy a local file (``local``, relative to the workspace) to a remote host (``remote``) over SFTP.
 
-    Idempotent: when ``dest`` already has the same content (SHA-256) and mode,
+    Idempotent: when the ``remote`` file already has the same content (SHA-256) and mode,
     nothing is written and the summary says ``changed: false``. Otherwise the
-    file is written to a temporary name next to ``dest`` and renamed over it (a
-    reader never sees half a file). A ``dest`` that is an existing directory
+    file is written to a temporary name next to it and renamed over it (a reader never
+    sees half a file). A ``remote`` that is an existing directory
     receives the file under its own name. ``mode`` (``"0640"``) sets the
     permissions; without it a new file gets the local file's.
 
@@ -30,27 +30,27 @@ class SshUpload(Module):
             module: ssh:upload
             params:
               connection_id: "{{ web1.connection_id }}"
-              src: files/nginx.conf
-              dest: /etc/nginx/nginx.conf
+              local: files/nginx.conf
+              remote: /etc/nginx/nginx.conf
               mode: "0644"
     """
 
     Params = TransferParams
     summary = SUMMARY
     check_mode = CheckMode.predict
-    path_params = ("src", "private_key_file", "known_hosts")
+    path_params = ("local", "private_key_file", "known_hosts")
 
     async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
-        src = ctx.resolve_path(params.src, param="src")
+        local = ctx.resolve_path(params.local, param="local")
         cid, conn, _ = await connection(ctx, params)
-        summary = await upload(ctx, conn, params, src)
+        summary = await upload(ctx, conn, params, local)
         summary["connection_id"] = cid
         return summary
 
     async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
         """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
-        src = ctx.resolve_path(params.src, param="src")
+        local = ctx.resolve_path(params.local, param="local")
         cid, conn, _ = await connection(ctx, params)
-        summary = await upload(ctx, conn, params, src, dry=True)
+        summary = await upload(ctx, conn, params, local, dry=True)
         summary["connection_id"] = cid
         return summary
