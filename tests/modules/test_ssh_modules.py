@@ -789,3 +789,34 @@ workloads:
     assert not (ssh.sftp_root / "new.txt").exists()
     assert not (tmp_path / "remote.txt").exists()
     assert (tmp_path / "same.txt").stat().st_mode & 0o777 == 0o644
+
+
+async def test_confined_run_refuses_the_agent_and_outside_key_files(
+    ssh: SshServer, tmp_path: Path
+) -> None:
+    from gxo.engine.confine import Confinement
+
+    text = f"""
+schemaVersion: "1.0.0"
+name: ssh-confined
+workloads:
+  - name: agent
+    process:
+      module: ssh:connect
+      params: {{ host: 127.0.0.1, port: {ssh.port}, username: {USER}, agent: true, host_key: "{ssh.fingerprint}" }}
+  - name: keyfile
+    process:
+      module: ssh:connect
+      params:
+        host: 127.0.0.1
+        port: {ssh.port}
+        username: {USER}
+        private_key_file: "{{{{ '{ssh.client_key_file}' }}}}"
+        host_key: "{ssh.fingerprint}"
+"""
+    result = await run_playbook_text(text, workspace=Confinement(tmp_path))
+    assert result.states["agent"].error == (
+        "agent: true is refused in a confined run (the daemon, gxo run --confine): "
+        "it would log in with the keys of the user running GXO; give private_key"
+    )
+    assert "outside the workspace" in result.states["keyfile"].error

@@ -188,14 +188,18 @@ async def pooled(ctx: ModuleContext, params: ConnectParams) -> tuple[str, Any, b
                 return cid, conn, True
             await manager.close(cid)  # the server went away: connect again
         conn = await open_connection(ctx, params)
-        info = {
+        info: dict[str, Any] = {
             "host": params.host,
             "port": params.port,
             "username": params.username or local_user(),
             "host_key_fingerprint": fingerprint(conn),
             "verified": not params.insecure_skip_host_key_check,
         }
-        cid = manager.add(KIND, conn, _closer(conn), key=key, info=info)
+        try:
+            cid = manager.add(KIND, conn, _closer(conn), key=key, info=info)
+        except BaseException:  # too many open connections, or the run has ended
+            await _closer(conn)()
+            raise
         return cid, conn, False
 
 
@@ -252,6 +256,11 @@ async def open_connection(ctx: ModuleContext, params: ConnectParams) -> Any:
     """Connect and log in, verifying the host key by the params' policy."""
     import asyncssh
 
+    if params.agent and getattr(ctx.run.paths, "confined", False):
+        raise ctx.fail(
+            "agent: true is refused in a confined run (the daemon, gxo run --confine): "
+            "it would log in with the keys of the user running GXO; give private_key"
+        )
     for value in (params.password, params.passphrase, params.private_key):
         if value is not None and len(value.strip()) >= MIN_SECRET:
             ctx.run.secrets.add(value)  # a literal credential is masked like a secret()
