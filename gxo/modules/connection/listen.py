@@ -100,6 +100,7 @@ class ConnectionListen(Module):
             await listener.serve()
         finally:
             await listener.aclose()
+            ctx.publish(listener.snapshot())
         return listener.snapshot()  # pragma: no cover - serve() only ends by cancellation
 
 

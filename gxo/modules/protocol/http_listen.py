@@ -99,6 +99,8 @@ class HttpListen(Module):
                 await asyncio.Event().wait()  # serve until cancelled
         finally:
             await server.aclose()
+            # A service ends by cancellation: its last counts are published here.
+            ctx.publish(server.snapshot())
         return server.snapshot()
 
 
