@@ -48,6 +48,7 @@ _FILE_KEYS = (
 )  # fmt: skip
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(REGISTER_PATTERN)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_DEPTH = 16  # imports of imports: deeper is refused (a cycle is caught before)
 # Where a string is a condition that may be written bare (no braces).
 _BARE_PATHS = {("when",), ("lifecycle", "filter"), ("retry", "until")}
@@ -100,6 +101,7 @@ def compose_imports(
     the positions of the result. ``base_dir``: where relative import paths start;
     ``real``: the playbook file's real path (None for a text), to catch a cycle back
     to it. Raises a PlaybookValidationError located in the file at fault."""
+    _EXPRESSIONS.clear()  # the module registry may have changed since the last load
     own = _Unit(display)
     _record_definitions(own, data, positions, display)
     chain = [(real or "<string>", display)]
@@ -111,12 +113,7 @@ def compose_imports(
         merged.update(composed.vars)
         out["vars"] = merged
     new_positions = PositionMap(positions)
-    offset = len(data.get("workloads") or [])
-    for path, pos in composed.positions.items():
-        if path[0] == "workloads":
-            new_positions[("workloads", path[1] + offset, *path[2:])] = pos
-        else:
-            new_positions[path] = pos
+    _shift_into(new_positions, composed.positions, len(data.get("workloads") or []))
     return out, new_positions
 
 
@@ -275,21 +272,14 @@ def _check_file(data: Any, positions: PositionMap, shown: str, where: Location) 
         )
 
 
-def _source_positions(positions: PositionMap, shown: str) -> PositionMap:
-    return PositionMap(
-        (path, pos if isinstance(pos, SourcePos) else SourcePos(pos, shown))
-        for path, pos in positions.items()
-    )
-
-
 def _add_own(unit: _Unit, data: dict[str, Any], positions: PositionMap, shown: str) -> None:
     """The imported file's own workloads and vars, first in the unit."""
-    tagged = _source_positions(positions, shown)
-    unit.workloads = [w for w in data["workloads"]]
+    unit.workloads = list(data["workloads"])
     unit.vars = dict(data.get("vars") or {})
-    for path, pos in tagged.items():
-        if len(path) >= 2 and path[0] in ("workloads", "vars"):
-            unit.positions[path] = pos
+    own = unit.positions
+    for path, pos in positions.items():
+        if len(path) >= 2 and (path[0] == "workloads" or path[0] == "vars"):
+            own[path] = SourcePos(pos, shown)
 
 
 def _append(unit: _Unit, other: _Unit) -> None:
@@ -297,13 +287,21 @@ def _append(unit: _Unit, other: _Unit) -> None:
     unit.workloads.extend(other.workloads)
     for key, value in other.vars.items():
         unit.vars[key] = value
-    for path, pos in other.positions.items():
-        if path[0] == "workloads":
-            unit.positions[("workloads", path[1] + offset, *path[2:])] = pos
-        else:
-            unit.positions[path] = pos
+    if not unit.positions:
+        unit.positions = other.positions
+    else:
+        _shift_into(unit.positions, other.positions, offset)
     for key, where in other.defined.items():
         unit.defined.setdefault(key, where)
+
+
+def _shift_into(into: PositionMap, positions: PositionMap, offset: int) -> None:
+    """``positions`` added to ``into``, their workload indexes moved by ``offset``."""
+    for path, pos in positions.items():
+        if path[0] == "workloads":
+            into[("workloads", path[1] + offset, *path[2:])] = pos
+        else:
+            into[path] = pos
 
 
 def _apply_import(
@@ -326,14 +324,17 @@ def _apply_import(
     wmap = {name: prefix + name for name in workload_names} if prefix else {}
     rmap = {name: prefix + name for name in registers | var_names} if prefix else {}
     if rmap or wmap:
-        unit.workloads = [_rename_workload(w, wmap, rmap) for w in unit.workloads]
+        cache: dict[tuple[str, bool], str] = {}  # a playbook repeats its templates
+        unit.workloads = [_rename_workload(w, wmap, rmap, cache) for w in unit.workloads]
         unit.vars = {
-            rmap.get(k, k): _rename_value(v, rmap, wmap, ("vars", k)) for k, v in unit.vars.items()
+            rmap.get(k, k): _rename_value(v, rmap, wmap, ("vars", k), cache)
+            for k, v in unit.vars.items()
         }
-        unit.positions = PositionMap(
-            (("vars", rmap.get(p[1], p[1]), *p[2:]) if p[0] == "vars" and len(p) > 1 else p, pos)
-            for p, pos in unit.positions.items()
-        )
+        moved = {p: pos for p, pos in unit.positions.items() if p[0] == "vars" and p[1] in rmap}
+        for p in moved:
+            del unit.positions[p]
+        for p, pos in moved.items():
+            unit.positions[("vars", rmap[p[1]], *p[2:])] = pos
         unit.defined = {
             (kind, (wmap if kind == "workload" else rmap).get(name, name)): loc
             for (kind, name), loc in unit.defined.items()
@@ -353,7 +354,9 @@ def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _rename_workload(w: Any, wmap: dict[str, str], rmap: dict[str, str]) -> Any:
+def _rename_workload(
+    w: Any, wmap: dict[str, str], rmap: dict[str, str], cache: dict[tuple[str, bool], str]
+) -> Any:
     if not isinstance(w, dict):
         return w
     out = dict(w)
@@ -368,7 +371,7 @@ def _rename_workload(w: Any, wmap: dict[str, str], rmap: dict[str, str]) -> Any:
     for key, value in list(out.items()):
         if (key,) in _NOT_TEMPLATES:
             continue
-        out[key] = _rename_value(value, rmap, wmap, (key,), expressions)
+        out[key] = _rename_value(value, rmap, wmap, (key,), cache, expressions)
     return out
 
 
@@ -378,10 +381,16 @@ def _expression_params(w: dict[str, Any]) -> frozenset[str]:
     module = process.get("module") if isinstance(process, dict) else None
     if not isinstance(module, str):
         return frozenset()
-    from gxo.modules.base import REGISTRY
+    found = _EXPRESSIONS.get(module)
+    if found is None:
+        from gxo.modules.base import REGISTRY
 
-    spec, _ = REGISTRY.resolve(module)
-    return spec.expression_paths if spec is not None else frozenset()
+        spec, _ = REGISTRY.resolve(module)
+        found = _EXPRESSIONS[module] = spec.expression_paths if spec is not None else frozenset()
+    return found
+
+
+_EXPRESSIONS: dict[str, frozenset[str]] = {}
 
 
 def _rename_value(
@@ -389,17 +398,28 @@ def _rename_value(
     rmap: dict[str, str],
     wmap: dict[str, str],
     path: tuple[Any, ...],
+    cache: dict[tuple[str, bool], str],
     expressions: frozenset[str] = frozenset(),
 ) -> Any:
     if isinstance(value, str):
         bare = path in _BARE_PATHS or (
             len(path) == 3 and path[:2] == ("process", "params") and path[2] in expressions
         )
-        return rename_template(value, rmap, wmap, bare=bare)
+        key = (value, bare)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = rename_template(value, rmap, wmap, bare=bare)
+        return found
     if isinstance(value, dict):
-        return {k: _rename_value(v, rmap, wmap, (*path, k), expressions) for k, v in value.items()}
+        return {
+            k: _rename_value(v, rmap, wmap, (*path, k), cache, expressions)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_rename_value(v, rmap, wmap, (*path, i), expressions) for i, v in enumerate(value)]
+        return [
+            _rename_value(v, rmap, wmap, (*path, i), cache, expressions)
+            for i, v in enumerate(value)
+        ]
     return value
 
 
@@ -413,7 +433,7 @@ def rename_template(
     """
     from gxo.template.engine import is_template
 
-    if not any(n in source for n in names) and not any(n in source for n in workloads):
+    if not any(w in names or w in workloads for w in _WORD.findall(source)):
         return source
     wrapped = bare and not is_template(source)
     if not wrapped and not is_template(source):

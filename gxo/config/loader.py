@@ -344,7 +344,10 @@ def load_playbook(
     if "imports" in data:  # only a playbook with imports pays for them
         from gxo.config.imports import compose_imports
 
-        real = os.path.realpath(source) if source is not None else None
+        # A text with an absolute name (the daemon's apply: the client's file) imports
+        # relative to that file; any other text relative to the current directory.
+        origin = source if source is not None else (name if name and os.path.isabs(name) else None)
+        real = os.path.realpath(origin) if origin is not None else None
         base = Path(real).parent if real is not None else Path.cwd()
         data, positions = compose_imports(data, positions, display, base, real)
     try:

@@ -401,3 +401,18 @@ def test_rename_bare_condition() -> None:
     assert rename_template("a > 1 and b", {"a": "p_a"}, {}, bare=True) == "p_a > 1 and b"
     assert rename_template("{{ a }}", {"a": "p_a"}, {}, bare=True) == "{{ p_a }}"
     assert rename_template("nothing here", {"a": "p_a"}, {}, bare=True) == "nothing here"
+
+
+def test_text_named_by_an_absolute_path_imports_relative_to_it(tmp_path: Path) -> None:
+    """The daemon's apply: the client's file text, named by its absolute path."""
+    write(
+        tmp_path / "lib.gxo.yaml",
+        "workloads: [{name: w, process: {module: exec, params: {command: 'true'}}}]\n",
+    )
+    main = tmp_path / "main.gxo.yaml"
+    loaded = load_playbook(
+        text='schemaVersion: "1.0.0"\nname: m\nimports: [{path: lib.gxo.yaml, prefix: p_}]\n',
+        name=str(main),
+    )
+    assert [w.name for w in loaded.playbook.workloads] == ["p_w"]
+    assert str(loaded.workload_location("p_w")) == f"{tmp_path / 'lib.gxo.yaml'}:1:13"
