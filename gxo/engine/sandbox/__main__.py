@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 # asyncio and the exec module's helpers are imported before a user switch: the
 # interpreter's files may not be readable by that user.
@@ -32,6 +32,30 @@ PREIMPORT = (
     "gxo.modules.system._proctree",
     "gxo.modules.system._pdeathsig",
 )
+
+
+def _fork() -> int:
+    """``os.fork``; under coverage (the tests) the child measures as a process of its own."""
+    pid = os.fork()
+    if pid == 0 and "coverage" in sys.modules:
+        with contextlib.suppress(Exception):
+            from coverage.control import _after_fork_in_child
+
+            _after_fork_in_child()
+    return pid
+
+
+def _exit(code: int) -> NoReturn:
+    """``os._exit`` (no atexit, no buffers of the parent flushed twice); under coverage
+    (the tests) the measurement is saved first."""
+    if "coverage" in sys.modules:
+        with contextlib.suppress(Exception):
+            import coverage
+
+            current = coverage.Coverage.current()
+            if current is not None:
+                current.save()
+    os._exit(code)
 
 
 def _read_line(fd: int) -> tuple[bytes, bytes]:
@@ -53,7 +77,7 @@ def _send(fd: int, message: dict[str, Any]) -> None:
 
 def _fail(fd: int, message: str) -> None:
     _send(fd, {"t": "error", "kind": "SandboxSetupError", "message": message})
-    os._exit(70)
+    _exit(70)
 
 
 def keeper() -> None:
@@ -81,7 +105,7 @@ def keeper() -> None:
         _fail(proto_out, f"limits: cannot join the cgroup: {exc}")
     sync = os.pipe() if "user" in namespaces else None
     back = os.pipe() if "user" in namespaces else None
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         try:
             _sandboxed(init, rest, proto_in, proto_out, sync, back)
@@ -89,8 +113,8 @@ def keeper() -> None:
             _fail(proto_out, str(exc))
         except BaseException as exc:  # never return into the keeper's code
             _send(proto_out, {"t": "error", "kind": "SandboxError", "message": f"{exc!r}"})
-            os._exit(70)
-        os._exit(0)
+            _exit(70)
+        _exit(0)
     os.close(proto_in)
     # The engine stops a sandbox with SIGTERM to this keeper: SIGKILL to the pid
     # namespace's init, whose exit the kernel completes only once every process in
@@ -109,7 +133,7 @@ def keeper() -> None:
     try:
         _send(proto_out, {"t": "exit", "code": code})
     finally:
-        os._exit(code)
+        _exit(code)
 
 
 def zygote(control: int) -> None:
@@ -135,15 +159,15 @@ def zygote(control: int) -> None:
         try:
             data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)
         except OSError:
-            os._exit(0)
+            _exit(0)
         if not data:
-            os._exit(0)
+            _exit(0)
         request = json.loads(data)
         spec = REGISTRY.get(request.get("module", ""))
         if spec is not None:
             with contextlib.suppress(Exception):  # the sandbox reports a bad module itself
                 spec.params_model  # noqa: B018  (imports the module: forks start warm)
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             ctl.close()
@@ -154,7 +178,7 @@ def zygote(control: int) -> None:
             try:
                 keeper()
             finally:
-                os._exit(70)
+                _exit(70)
         for fd in fds:
             os.close(fd)
         ctl.send(json.dumps({"pid": pid}).encode())
@@ -209,7 +233,7 @@ def _sandboxed(
     except Exception as exc:
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         _send(proto_out, {"t": "error", "kind": "ModuleParamsError", "message": message})
-        os._exit(1)
+        _exit(1)
     if sc["user"] is not None:
         for name in PREIMPORT:
             __import__(name)
@@ -231,7 +255,7 @@ def _sandboxed(
         confine.apply_seccomp(sc["seccomp"])
     code = child.run(runner, rest, proto_in, proto_out)
     sys.stdout.flush()
-    os._exit(code)
+    _exit(code)
 
 
 if __name__ == "__main__":
