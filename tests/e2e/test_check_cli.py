@@ -99,3 +99,31 @@ def test_diff_without_check_shows_the_real_changes(gxo, tmp_path: Path) -> None:
     data = json.loads(report.read_text())
     assert "check" not in data
     assert data["workloads"]["config"]["diff"].endswith("-port: 80\n+port: 81\n")
+
+
+def test_check_reads_the_state_store_but_never_writes_it(gxo, tmp_path: Path) -> None:
+    from gxo.state.crypto import AesGcmCodec, generate_key, read_key_file, write_key_file
+    from gxo.state.sql import SqlState
+
+    key = write_key_file(tmp_path / "k.key", generate_key())
+    db = tmp_path / "run.db"
+    state = ["--state", f"sqlite:///{db}", "--state-key-file", str(key)]
+    playbook = tmp_path / "sync.gxo.yaml"
+    body = """
+        schemaVersion: "1.0.0"
+        name: sync
+        workloads:
+          - name: count
+            process: {{ module: control:identity, params: {{ n: {n} }} }}
+            register: {key}
+        """
+    playbook.write_text(textwrap.dedent(body.format(n=41, key="counter")))
+    assert gxo("run", str(playbook), *state).returncode == 0
+    playbook.write_text(textwrap.dedent(body.format(n='"{{ counter.n + 1 }}"', key="next")))
+    report = tmp_path / "report.json"
+    proc = gxo("run", str(playbook), *state, "--check", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text())["workloads"]["count"]["summary"] == {"n": 42}
+    with SqlState(f"sqlite:///{db}", codec=AesGcmCodec(read_key_file(key))) as store:
+        results = store.results("sync")
+        assert results.get("counter") == {"n": 41} and "next" not in results
