@@ -57,7 +57,20 @@ EXPECTED_MODES = {
     "database:query": "predict",
     "http:request": "predict",
     "exec": "unsupported",
+    "crypto:hash": "safe",
+    "crypto:hmac": "safe",
+    "crypto:encrypt": "safe",
+    "object_storage:list_objects": "safe",
 }
+
+# Read-only unless they write ``dest``.
+UNLESS_DEST = (
+    "crypto:decrypt",
+    "crypto:generate_key",
+    "vault:read",
+    "vault:decrypt",
+    "vault:encrypt",
+)
 
 
 def test_every_builtin_declares_a_valid_check_mode() -> None:
@@ -85,6 +98,15 @@ def test_per_call_check_modes() -> None:
     assert mode("database:query", query="SELECT 1; COMMIT") is CheckMode.predict
     assert mode("data:format", format="json") is CheckMode.safe
     assert mode("data:format", format="json", path="out.json") is CheckMode.unsupported
+    from types import SimpleNamespace
+
+    for name in UNLESS_DEST:
+        spec = REGISTRY.get(name)
+        assert spec is not None, name
+        module = spec.instantiate()
+        assert module.check_mode_for(SimpleNamespace(dest=None)) is CheckMode.safe, name
+        assert module.check_mode_for(SimpleNamespace(dest="x")) is CheckMode.unsupported, name
+        assert module.check_hint == "it writes dest"
 
 
 def test_registration_checks_the_check_mode_declaration() -> None:
