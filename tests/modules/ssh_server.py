@@ -50,6 +50,7 @@ class SshServer:
     signals: list[tuple[int, str]] = field(default_factory=list)  # (pid, "TERM") received
     connections: list[Any] = field(default_factory=list)  # open server-side connections
     accepted: int = 0
+    tmpdir: str | None = None  # TMPDIR of the commands (None: unset, so /tmp)
     loop: asyncio.AbstractEventLoop | None = None
 
     def open_connections(self) -> int:
@@ -91,6 +92,8 @@ async def _handle(state: SshServer, process: Any) -> None:
         process.exit(1)
         return
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(state.home)}
+    if state.tmpdir is not None:
+        env["TMPDIR"] = state.tmpdir
     env.update(process.env or {})
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh",

@@ -411,6 +411,14 @@ async def test_script_with_args_runs_and_is_removed(ssh: SshServer, tmp_path: Pa
     r = await run_module("ssh:script", {**login(ssh), "script_path": "fail.py"}, workspace=tmp_path)
     assert r.status == "Failed"
     assert r.error == "script fail.py exited with code 7: py here"
+    ssh.tmpdir = str(tmp_path / "no-such-tmp")  # the remote mktemp fails
+    try:
+        r = await run_module(
+            "ssh:script", {**login(ssh), "script_path": "show.sh"}, workspace=tmp_path
+        )
+    finally:
+        ssh.tmpdir = None
+    assert r.error.startswith("cannot copy script show.sh to the remote host: mktemp: ")
     r = await run_module(
         "ssh:script", {**login(ssh), "script_path": "missing.sh"}, workspace=tmp_path
     )
@@ -581,6 +589,16 @@ async def test_download_errors(ssh: SshServer, tmp_path: Path) -> None:
             "ssh:command",
             {"host": "h", "password": "p", "command": "x", "env": {"A-B": "1"}},
             "invalid environment variable name(s): A-B",
+        ),
+        (
+            "ssh:command",
+            {"host": "h", "password": "p", "command": "x", "env": ["A=1"]},
+            "env",
+        ),
+        (
+            "ssh:script",
+            {"host": "h", "password": "p", "script_path": "s", "script_args": "a b"},
+            "script_args",
         ),
         (
             "ssh:upload",
