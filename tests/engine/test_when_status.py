@@ -339,3 +339,97 @@ async def test_paused_hook_skipped_when_nobody_can_answer(run_yaml: Any) -> None
     assert result.states["notify"].blocked
     # always() ran, and the result it reads was never registered
     assert "undefined name 'approval'" in result.states["after"].error
+
+
+async def test_interrupt_phase_grace_chains_and_a_second_interrupt(
+    engine_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gxo.engine import scheduler
+
+    monkeypatch.setattr(scheduler, "INTERRUPT_GRACE", 0.3)
+    text = """
+        schemaVersion: "1.0.0"
+        name: grace
+        workloads:
+          - name: slow
+            process: { module: exec, params: { command: sleep, args: ["30"] } }
+          - name: stuck_cleanup
+            depends_on: [slow]
+            when: "always()"
+            process: { module: exec, params: { command: sleep, args: ["30"] } }
+          - name: report
+            depends_on: [stuck_cleanup]
+            when: "cancelled()"
+            process: { module: control:identity, params: {} }
+          - name: plain
+            depends_on: [stuck_cleanup]
+            process: { module: control:identity, params: {} }
+        """
+    engine = engine_for(text)
+    task = asyncio.ensure_future(engine.run())
+    await _until_running(engine, "slow")
+    engine.cancel()
+    result = await task
+    got = statuses(result)
+    assert got == {
+        "slow": "Failed",
+        "stuck_cleanup": "Failed",
+        "report": "Completed",  # decided after the hook it waits for
+        "plain": "Skipped",
+    }
+    assert "still running 0.3s after the interruption" in result.states["stuck_cleanup"].error
+
+    # A second interruption during the always() phase ends it.
+    engine = engine_for(text)
+    monkeypatch.setattr(scheduler, "INTERRUPT_GRACE", 30.0)
+    task = asyncio.ensure_future(engine.run())
+    await _until_running(engine, "slow")
+    engine.cancel()
+    await _until_running(engine, "stuck_cleanup")
+    engine.cancel()
+    result = await task
+    got = statuses(result)
+    assert got["stuck_cleanup"] == "Failed" and got["report"] == "Skipped"
+    assert result.states["report"].reason == "run interrupted"
+
+
+async def _until_running(engine: Any, name: str) -> None:
+    for _ in range(1000):
+        if engine.states[name].status.value == "Running":
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{name} never ran")
+
+
+async def test_status_workload_of_an_instance_with_a_missing_upstream(engine_for: Any) -> None:
+    engine = engine_for(
+        """
+        schemaVersion: "1.0.0"
+        name: inst
+        workloads:
+          - name: up
+            process: { module: control:identity, params: { v: 1 } }
+            register: upv
+          - name: down
+            when: "always()"
+            process: { module: control:identity, params: { v: "{{ upv.v }}" } }
+          - name: other
+            depends_on: [up]
+            when: "success()"
+            process: { module: control:identity, params: {} }
+        """,
+        only={"down", "other"},
+        initial_results={},
+    )
+    result = await engine.run()
+    assert result.states["down"].status.value == "Failed"
+    assert "outside this instance" in result.states["down"].error
+    assert result.states["other"].status.value == "Completed"
+
+
+def test_pause_tap_passes_the_broker_api_through() -> None:
+    from gxo.engine.scheduler import _PauseTap
+
+    broker = QueueBroker(identity="bob")
+    tap = _PauseTap(broker, lambda request, data: None)
+    assert tap.pending is broker.pending and tap.identity == "bob"
