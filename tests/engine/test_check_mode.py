@@ -82,6 +82,20 @@ def test_every_builtin_declares_a_valid_check_mode() -> None:
         assert found.cls.check_mode == mode, name
 
 
+def test_module_reference_and_docs_show_the_check_mode() -> None:
+    from gxo.modules.docs import generate
+    from gxo.modules.reference import module_reference, print_module
+
+    spec = REGISTRY.get("exec")
+    assert spec is not None
+    assert module_reference(spec)["check_mode"] == "unsupported"
+    out = io.StringIO()
+    print_module("exec", console=Console(file=out, width=200, no_color=True))
+    assert out.getvalue().startswith("exec  layer: system  check mode: unsupported\n")
+    system = generate()["system.md"]
+    assert "**Check mode:** predict (`gxo run --check` reports what it would change" in system
+
+
 def test_per_call_check_modes() -> None:
     def mode(name: str, **params: Any) -> CheckMode:
         spec = REGISTRY.get(name)
