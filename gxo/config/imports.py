@@ -285,14 +285,13 @@ def _add_own(unit: _Unit, data: dict[str, Any], positions: PositionMap, shown: s
 def _append(unit: _Unit, other: _Unit) -> None:
     offset = len(unit.workloads)
     unit.workloads.extend(other.workloads)
-    for key, value in other.vars.items():
-        unit.vars[key] = value
+    unit.vars.update(other.vars)
     if not unit.positions:
         unit.positions = other.positions
     else:
         _shift_into(unit.positions, other.positions, offset)
-    for key, where in other.defined.items():
-        unit.defined.setdefault(key, where)
+    for defined, where in other.defined.items():
+        unit.defined.setdefault(defined, where)
 
 
 def _shift_into(into: PositionMap, positions: PositionMap, offset: int) -> None:
@@ -341,9 +340,7 @@ def _apply_import(
         }
     for key, value in overrides.items():  # the importer's values: never renamed
         unit.vars[rmap.get(key, key)] = value
-        path = ("imports", n, "vars", key)
-        pos = importer_positions.nearest(path)
-        loc = location_of(pos, importer)
+        loc = location_of(importer_positions.nearest(("imports", n, "vars", key)), importer)
         unit.positions[("vars", rmap.get(key, key))] = SourcePos(
             (loc.line or 1, loc.column or 1), loc.file
         )

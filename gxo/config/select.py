@@ -196,7 +196,7 @@ def playbook_info(loaded: LoadedPlaybook) -> dict[str, object]:
     source = loaded.source
     is_file = source != "<string>" and Path(source).is_file()
     path = str(Path(source).resolve()) if is_file else source
-    info = {
+    info: dict[str, object] = {
         "playbook_dir": str(loaded.base_dir),
         "playbook": {"name": loaded.playbook.name, "path": path},
     }

@@ -416,3 +416,52 @@ def test_text_named_by_an_absolute_path_imports_relative_to_it(tmp_path: Path) -
     )
     assert [w.name for w in loaded.playbook.workloads] == ["p_w"]
     assert str(loaded.workload_location("p_w")) == f"{tmp_path / 'lib.gxo.yaml'}:1:13"
+
+
+def test_nested_path_params_bare_module_conditions_and_urls(tmp_path: Path) -> None:
+    write(
+        tmp_path / "lib" / "etl.gxo.yaml",
+        """
+        vars: {limit: 3}
+        workloads:
+          - name: gen
+            process: {module: data:generate_from_list, params: {items: [1, 2]}}
+          - name: keep
+            stream_inputs: [gen]
+            process:
+              module: data:filter
+              params:
+                condition: record.value < limit
+                on_error: dead_letter
+                dead_letter: {path: bad.jsonl}
+          - name: sh
+            process: {module: exec, params: {command: ls, cwd: sub}}
+          - name: db
+            process: {module: database:query, params: {url: "sqlite:///x.db", query: "select 1"}}
+        """,
+    )
+    main = write(
+        tmp_path / "main.gxo.yaml",
+        """
+        schemaVersion: "1.0.0"
+        name: main
+        imports: [{path: lib/etl.gxo.yaml, prefix: e_}]
+        """,
+    )
+    pb = load_playbook(main).playbook
+    keep = pb.workload("e_keep").process.params
+    assert keep["condition"] == "record.value < e_limit"
+    assert keep["dead_letter"] == {"path": "lib/bad.jsonl"}
+    assert pb.workload("e_sh").process.params["cwd"] == "lib/sub"
+    assert pb.workload("e_db").process.params["url"] == "sqlite:///x.db"
+
+
+def test_repl_sees_the_composed_playbook_and_playbook_info() -> None:
+    from gxo.repl.session import ReplSession
+
+    session = ReplSession()
+    session.load(PLAYBOOKS / "site.gxo.yaml")
+    assert session.workload_names == ["report", "db_read", "db_rows"]
+    assert session.evaluate("_gxo.playbook.name") == "site"
+    assert session.evaluate("_gxo.playbook_dir") == str(PLAYBOOKS)
+    assert session.evaluate("db_label") == "t=users_hello"
