@@ -50,8 +50,11 @@ def run_ui(
     report: Path | None = None,
     concurrency: int | None = None,
     workspace: str | None = None,
+    watch: bool = False,
 ) -> int:
     """Run ``playbook`` in the terminal UI; returns the exit code (like ``gxo run``).
+
+    ``watch``: run again whenever the playbook or a file it reads is saved.
 
     0 success, 1 a workload failed, 130 interrupted, 2 the playbook was invalid.
     """
@@ -64,7 +67,12 @@ def run_ui(
         print_error(err_console(), problem)
         return NO_TERMINAL
     app = create_app(
-        playbook, variables=variables, report=report, concurrency=concurrency, workspace=workspace
+        playbook,
+        variables=variables,
+        report=report,
+        concurrency=concurrency,
+        workspace=workspace,
+        watch=watch,
     )
     result = app.run()
     print_outcome(app)

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from gxo.api import GxoError, LoadedPlaybook, load_playbook
 from gxo.tui.screens import ConfirmQuitScreen, ErrorScreen, RunScreen
 from gxo.tui.session import RunSession
+from gxo.tui.watch import PlaybookWatch, watch_loop
 
 __all__ = ["GxoApp", "create_app", "print_outcome"]
 
@@ -44,6 +45,8 @@ class GxoApp(App[int]):
         workspace: str | None = None,
         timings: bool = True,
         run_id: str | None = None,
+        watch: bool = False,
+        watch_debounce_ms: int = 400,
     ) -> None:
         super().__init__()
         self.playbook_path = playbook
@@ -57,6 +60,11 @@ class GxoApp(App[int]):
         self.session: RunSession | None = None
         self.load_error: str | None = None
         self.exit_code = 0
+        # --watch: run again when the playbook or a file it reads is saved
+        self.watch: PlaybookWatch | None = PlaybookWatch(playbook) if watch else None
+        self.watch_debounce_ms = watch_debounce_ms
+        self._watch_stop = asyncio.Event()
+        self.reruns_on_change = 0
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -64,6 +72,8 @@ class GxoApp(App[int]):
         # SIGTERM gets the same clean cancel as quitting (skipped off the main thread).
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
+        if self.watch is not None:
+            self.run_worker(self._watch_files(), group="watch", exclusive=True)
         self.load_and_run()
 
     def load_and_run(self) -> None:
@@ -97,6 +107,8 @@ class GxoApp(App[int]):
             on_done=self._run_done,
         )
         self.session = session
+        if self.watch is not None:
+            self.watch.run_started()
         if isinstance(self.screen, RunScreen):
             self.screen.attach(session)
         else:
@@ -106,6 +118,8 @@ class GxoApp(App[int]):
     def _run_done(self, session: RunSession) -> None:
         if session is not self.session:
             return
+        if self.watch is not None:
+            self.watch.run_ended()
         self.exit_code = session.exit_code
         if session.result is not None:
             known = self.loaded.warnings if self.loaded is not None else []
@@ -124,6 +138,31 @@ class GxoApp(App[int]):
                 ErrorScreen("Internal error (please report it)", session.crash, reload=False),
                 self._error_closed,
             )
+
+    # -- --watch -------------------------------------------------------------------------
+
+    async def _watch_files(self) -> None:
+        assert self.watch is not None
+        await watch_loop(
+            self.watch, self._watch_stop, self._files_changed, debounce=self.watch_debounce_ms
+        )
+
+    async def _files_changed(self, changed: list[Path]) -> None:
+        """A watched file was saved: cancel a run in progress, close what belongs to it
+        (an approval form, the quit question, an error screen), load and run again."""
+        names = [_shown_path(p) for p in changed]
+        more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+        self.notify(f"changed: {', '.join(names[:3])}{more} — running again", timeout=3)
+        if self.session is not None and self.session.running:
+            await self.session.cancel()
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, RunScreen):
+            self.pop_screen()
+        self.reruns_on_change += 1
+        self.load_and_run()
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self._watch_stop.set()  # the watching thread returns within one step
+        super().exit(*args, **kwargs)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -202,6 +241,8 @@ def create_app(
     workspace: str | None = None,
     timings: bool = True,
     run_id: str | None = None,
+    watch: bool = False,
+    watch_debounce_ms: int = 400,
 ) -> GxoApp:
     """The one way to build the app: the CLI and the tests both use it."""
     return GxoApp(
@@ -212,7 +253,16 @@ def create_app(
         workspace=workspace,
         timings=timings,
         run_id=run_id,
+        watch=watch,
+        watch_debounce_ms=watch_debounce_ms,
     )
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def print_outcome(app: GxoApp) -> None:
