@@ -61,7 +61,7 @@ class GxoApp(App[int]):
         self.load_error: str | None = None
         self.exit_code = 0
         # --watch: run again when the playbook or a file it reads is saved
-        self.watch: PlaybookWatch | None = PlaybookWatch(playbook) if watch else None
+        self.file_watch: PlaybookWatch | None = PlaybookWatch(playbook) if watch else None
         self.watch_debounce_ms = watch_debounce_ms
         self._watch_stop = asyncio.Event()
         self.reruns_on_change = 0
@@ -72,7 +72,7 @@ class GxoApp(App[int]):
         # SIGTERM gets the same clean cancel as quitting (skipped off the main thread).
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
-        if self.watch is not None:
+        if self.file_watch is not None:
             self.run_worker(self._watch_files(), group="watch", exclusive=True)
         self.load_and_run()
 
@@ -107,8 +107,8 @@ class GxoApp(App[int]):
             on_done=self._run_done,
         )
         self.session = session
-        if self.watch is not None:
-            self.watch.run_started()
+        if self.file_watch is not None:
+            self.file_watch.run_started()
         if isinstance(self.screen, RunScreen):
             self.screen.attach(session)
         else:
@@ -118,8 +118,8 @@ class GxoApp(App[int]):
     def _run_done(self, session: RunSession) -> None:
         if session is not self.session:
             return
-        if self.watch is not None:
-            self.watch.run_ended()
+        if self.file_watch is not None:
+            self.file_watch.run_ended()
         self.exit_code = session.exit_code
         if session.result is not None:
             known = self.loaded.warnings if self.loaded is not None else []
@@ -142,9 +142,9 @@ class GxoApp(App[int]):
     # -- --watch -------------------------------------------------------------------------
 
     async def _watch_files(self) -> None:
-        assert self.watch is not None
+        assert self.file_watch is not None
         await watch_loop(
-            self.watch, self._watch_stop, self._files_changed, debounce=self.watch_debounce_ms
+            self.file_watch, self._watch_stop, self._files_changed, debounce=self.watch_debounce_ms
         )
 
     async def _files_changed(self, changed: list[Path]) -> None:
