@@ -29,7 +29,11 @@ class KvParams(ModuleParams):
     auth_mount: str = Field("approle", min_length=1, description="Mount of the AppRole auth method")
     namespace: str | None = Field(None, description="Vault Enterprise namespace")
     mount: str = Field("secret", min_length=1, description="Mount point of the KV engine")
-    path: str = Field(..., min_length=1, description="Secret path inside the mount, e.g. app/db")
+    # Named `path` in playbooks; not a filesystem path, so not `path` in Python (the
+    # confinement checks treat params called *path as workspace files).
+    location: str = Field(
+        ..., alias="path", min_length=1, description="Secret path inside the mount, e.g. app/db"
+    )
     kv_version: Literal[1, 2] = Field(2, description="KV engine version: 1 or 2")
     ca_cert: str | None = Field(None, description="CA bundle (PEM file) to verify the server")
     verify: bool = Field(True, description="Verify the server's TLS certificate")
@@ -49,7 +53,7 @@ class KvClient:
         self.http = http
         self.params = params
         self.mount = params.mount.strip("/")
-        self.path = params.path.strip("/")
+        self.path = params.location.strip("/")
 
     async def aclose(self) -> None:
         await self.http.aclose()
