@@ -365,11 +365,26 @@ def _rename_workload(
         if isinstance(out.get(key), list):
             out[key] = [wmap.get(t, t) if _is_str(t) else t for t in out[key]]
     expressions = _expression_params(out)
+    # The loop variable is the workload's own name, never a var or register to rename.
+    local = _loop_names(out) & rmap.keys()
+    inner = {k: v for k, v in rmap.items() if k not in local} if local else rmap
+    inner_cache: dict[tuple[str, bool], str] = {} if local else cache
     for key, value in list(out.items()):
         if (key,) in _NOT_TEMPLATES:
             continue
-        out[key] = _rename_value(value, rmap, wmap, (key,), cache, expressions)
+        if key == "loop" or not local:
+            out[key] = _rename_value(value, rmap, wmap, (key,), cache, expressions)
+        else:
+            out[key] = _rename_value(value, inner, wmap, (key,), inner_cache, expressions)
     return out
+
+
+def _loop_names(w: dict[str, Any]) -> set[str]:
+    if w.get("loop") is None:
+        return set()
+    control = w.get("loop_control")
+    loop_var = control.get("loop_var") if isinstance(control, dict) else None
+    return {loop_var if isinstance(loop_var, str) else "item", "loop_index"}
 
 
 def _expression_params(w: dict[str, Any]) -> frozenset[str]:

@@ -465,3 +465,24 @@ def test_repl_sees_the_composed_playbook_and_playbook_info() -> None:
     assert session.evaluate("_gxo.playbook.name") == "site"
     assert session.evaluate("_gxo.playbook_dir") == str(PLAYBOOKS)
     assert session.evaluate("db_label") == "t=users_hello"
+
+
+def test_a_loop_variable_is_not_renamed(tmp_path: Path) -> None:
+    write(
+        tmp_path / "lib.gxo.yaml",
+        """
+        vars: {item: shadowed, host: h0, hosts: [a, b]}
+        workloads:
+          - name: ping
+            loop: "{{ hosts }}"
+            loop_control: {loop_var: host}
+            process: {module: exec, params: {command: echo, args: ["{{ host }}", "{{ item }}"]}}
+        """,
+    )
+    main = write(
+        tmp_path / "main.gxo.yaml",
+        'schemaVersion: "1.0.0"\nname: m\nimports: [{path: lib.gxo.yaml, prefix: l_}]\n',
+    )
+    ping = load_playbook(main).playbook.workload("l_ping")
+    assert ping.loop == "{{ l_hosts }}"
+    assert ping.process.params["args"] == ["{{ host }}", "{{ l_item }}"]
