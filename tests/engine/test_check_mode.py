@@ -153,56 +153,59 @@ def test_registration_checks_the_check_mode_declaration() -> None:
     assert ok.check_mode is CheckMode.safe
 
 
-# Modules the engine tests below use: one that predicts, one that cannot, one that
-# streams without being able to predict.
-@register("tests:counter", layer="test")
-class _Counter(Module):
-    """Counts real runs in a file; predicts a change.
+@pytest.fixture
+def test_modules() -> None:
+    """Modules the engine tests use: one that predicts, one that streams without being
+    able to predict. Registered per test (conftest removes them after it): registered
+    at import, they would be in the registry other test files enumerate."""
 
-    Example:
-        x: 1
-    """
+    @register("tests:counter", layer="test")
+    class _Counter(Module):
+        """Counts real runs in a file; predicts a change.
 
-    class Params(ModuleParams):
-        path: str = Field(..., description="the file counting runs")
-        refuse: bool = Field(False, description="raise CheckUnsupported from check")
+        Example:
+            x: 1
+        """
 
-    check_mode = CheckMode.predict
+        class Params(ModuleParams):
+            path: str = Field(..., description="the file counting runs")
+            refuse: bool = Field(False, description="raise CheckUnsupported from check")
 
-    async def perform(self, ctx: Any, params: Params) -> dict[str, Any]:
-        path = ctx.resolve_path(params.path)
-        with path.open("a") as fh:
-            fh.write("x")
-        return {"changed": True}
+        check_mode = CheckMode.predict
 
-    async def check(self, ctx: Any, params: Params) -> dict[str, Any]:
-        if params.refuse:
-            raise CheckUnsupported("tests:counter was told to refuse")
-        ctx.add_diff(f"--- {params.path}\n+++ {params.path}\n+x\n")
-        return {"changed": True, "would_write": params.path}
+        async def perform(self, ctx: Any, params: Params) -> dict[str, Any]:
+            path = ctx.resolve_path(params.path)
+            with path.open("a") as fh:
+                fh.write("x")
+            return {"changed": True}
 
+        async def check(self, ctx: Any, params: Params) -> dict[str, Any]:
+            if params.refuse:
+                raise CheckUnsupported("tests:counter was told to refuse")
+            ctx.add_diff(f"--- {params.path}\n+++ {params.path}\n+x\n")
+            return {"changed": True, "would_write": params.path}
 
-@register("tests:unpredictable_source", layer="test")
-class _Source(Module):
-    """Emits records; declares nothing about check mode.
+    @register("tests:unpredictable_source", layer="test")
+    class _Source(Module):
+        """Emits records; declares nothing about check mode.
 
-    Example:
-        x: 1
-    """
+        Example:
+            x: 1
+        """
 
-    class Params(ModuleParams):
-        n: int = Field(3, description="records")
+        class Params(ModuleParams):
+            n: int = Field(3, description="records")
 
-    produces = True
+        produces = True
 
-    async def perform(self, ctx: Any, params: Params) -> dict[str, Any]:
-        for i in range(params.n):
-            await ctx.emit({"i": i})
-        return {}
+        async def perform(self, ctx: Any, params: Params) -> dict[str, Any]:
+            for i in range(params.n):
+                await ctx.emit({"i": i})
+            return {}
 
 
 async def test_check_runs_safe_modules_predicts_others_and_skips_what_needs_the_unpredictable(
-    run_yaml, tmp_path: Path
+    run_yaml, tmp_path: Path, test_modules: None
 ) -> None:
     (tmp_path / "cfg.txt").write_text("old\nsame\n")
     result = await run_yaml(
@@ -316,7 +319,7 @@ async def test_check_runs_safe_modules_predicts_others_and_skips_what_needs_the_
 
 
 async def test_without_check_nothing_is_marked_and_modules_perform(
-    run_yaml, tmp_path: Path
+    run_yaml, tmp_path: Path, test_modules: None
 ) -> None:
     result = await run_yaml(
         """
@@ -339,7 +342,7 @@ async def test_without_check_nothing_is_marked_and_modules_perform(
 
 
 async def test_a_check_that_refuses_skips_and_a_loop_predicts_each_item(
-    run_yaml, tmp_path: Path
+    run_yaml, tmp_path: Path, test_modules: None
 ) -> None:
     result = await run_yaml(
         """
