@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ __all__ = [
 KINDS = ("tcp", "udp")
 MAX_READ = 16 * 1024 * 1024  # the most one connection:read returns
 CLOSE_TIMEOUT = 2.0
+_RECORD_PATH = re.compile(r"\{\{\s*record((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\}\}")
 
 
 class TlsFiles(ModuleParams):
@@ -237,7 +239,22 @@ def value_builder(ctx: ModuleContext, value: Any, path: str) -> Callable[[dict[s
         if not is_template(value):
             return lambda record: value
         render = ctx.compile(value)
-        return lambda record: render(path, record=record)
+        simple = _RECORD_PATH.fullmatch(value)
+        if simple is None:
+            return lambda record: render(path, record=record)
+        # "{{ record.a.b }}", the common case, without a template evaluation; anything
+        # missing goes through the template, so errors read the same.
+        keys = simple.group(1).split(".")[1:]
+
+        def lookup(record: dict[str, Any]) -> Any:
+            current: Any = record
+            for key in keys:
+                if not isinstance(current, dict) or key not in current:
+                    return render(path, record=record)
+                current = current[key]
+            return current
+
+        return lookup
     if isinstance(value, dict):
         parts = [(k, value_builder(ctx, v, f"{path}.{k}")) for k, v in value.items()]
         return lambda record: {k: fn(record) for k, fn in parts}
