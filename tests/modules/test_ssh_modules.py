@@ -838,3 +838,39 @@ workloads:
         "it would log in with the keys of the user running GXO; give private_key"
     )
     assert "outside the workspace" in result.states["keyfile"].error
+
+
+async def test_a_connection_id_whose_connection_dropped_fails_clearly(
+    ssh: SshServer, tmp_path: Path
+) -> None:
+    creds = (
+        f"host: 127.0.0.1, port: {ssh.port}, username: {USER}, password: {PASSWORD}, "
+        f"known_hosts: {ssh.known_hosts}"
+    )
+    text = f"""
+schemaVersion: "1.0.0"
+name: ssh-dropped
+workloads:
+  - name: conn
+    process: {{ module: ssh:connect, params: {{ {creds} }} }}
+    register: conn
+  - name: drop
+    ignore_errors: true
+    process: {{ module: ssh:command, params: {{ connection_id: "{{{{ conn.connection_id }}}}", command: {DISCONNECT} }} }}
+  - name: run
+    depends_on: [drop]
+    ignore_errors: true
+    process: {{ module: ssh:command, params: {{ connection_id: "{{{{ conn.connection_id }}}}", command: "true" }} }}
+  - name: get
+    depends_on: [drop]
+    ignore_errors: true
+    process: {{ module: ssh:download, params: {{ connection_id: "{{{{ conn.connection_id }}}}", remote: /x, local: x }} }}
+"""
+    result = await run_playbook_text(text, workspace=tmp_path)
+    assert (
+        result.states["drop"].error
+        == "command ended without an exit status: the connection was lost"
+    )
+    gone = "the connection is closed (the server or the network dropped it)"
+    assert result.states["run"].error == f"cannot run a command over SSH: {gone}"
+    assert result.states["get"].error == f"cannot start SFTP over SSH: {gone}"

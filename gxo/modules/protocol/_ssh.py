@@ -481,7 +481,10 @@ async def run_remote(
     """
     import asyncssh
 
-    process = await conn.create_process(command, encoding=None)
+    try:
+        process = await conn.create_process(command, encoding=None)
+    except (asyncssh.Error, OSError) as exc:
+        raise ctx.fail(f"cannot run a command over SSH: {describe(conn, exc)}") from None
     outputs = (Output(ctx, "stdout"), Output(ctx, "stderr"))
     if not log:
         for out in outputs:
@@ -517,6 +520,24 @@ async def run_remote(
             pass
     code = None if completed is None else _exit_code(completed)
     return code, outputs[0].text(), outputs[1].text(), timed_out
+
+
+def describe(conn: Any, exc: BaseException) -> str:
+    """Why an operation on ``conn`` failed, naming a connection that is gone as such."""
+    if conn.is_closed():
+        return "the connection is closed (the server or the network dropped it)"
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return str(reason) or type(exc).__name__
+
+
+async def start_sftp(ctx: ModuleContext, conn: Any) -> Any:
+    """An SFTP client on ``conn`` (``async with`` it), or a clear failure."""
+    import asyncssh
+
+    try:
+        return await conn.start_sftp_client()
+    except (asyncssh.Error, OSError) as exc:
+        raise ctx.fail(f"cannot start SFTP over SSH: {describe(conn, exc)}") from None
 
 
 def _exit_code(completed: Any) -> int | None:

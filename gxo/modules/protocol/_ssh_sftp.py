@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.protocol._ssh import UsingParams
+from gxo.modules.protocol._ssh import UsingParams, start_sftp
 from gxo.modules.system._fsutil import OctalMode
 
 CHUNK = 256 * 1024
@@ -101,7 +101,7 @@ async def upload(
     digest, size = await ctx.to_thread(local_digest, src)
     want_mode = int(params.mode, 8) if params.mode else None
     dest = params.remote
-    async with conn.start_sftp_client() as sftp:
+    async with await start_sftp(ctx, conn) as sftp:
         try:
             attrs = await remote_stat(sftp, dest)
             if attrs is not None and attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
@@ -173,7 +173,7 @@ async def download(
     want_mode = int(params.mode, 8) if params.mode else None
     if await ctx.to_thread(dest.is_dir):
         dest = dest / posixpath.basename(src.rstrip("/"))
-    async with conn.start_sftp_client() as sftp:
+    async with await start_sftp(ctx, conn) as sftp:
         try:
             attrs = await remote_stat(sftp, src)
             if attrs is None:

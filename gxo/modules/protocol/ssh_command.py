@@ -87,6 +87,9 @@ async def execute(
             f"{shown} timed out after {params.timeout:g}s; the remote command was killed",
             summary=summary,
         )
+    if code is None:  # no exit status, no signal: the session ended underneath it
+        why = "the connection was lost" if conn.is_closed() else "the channel closed without one"
+        raise ctx.fail(f"{shown} ended without an exit status: {why}", summary=summary)
     if params.check and code != 0:
         detail = (
             strip_nl(stderr).strip().splitlines()[-1:] or strip_nl(stdout).strip().splitlines()[-1:]
