@@ -110,6 +110,8 @@ def test_per_call_check_modes() -> None:
     assert mode("database:query", query="SELECT 1") is CheckMode.safe
     assert mode("database:query", query="WITH x AS (DELETE FROM t) SELECT 1") is CheckMode.predict
     assert mode("database:query", query="SELECT 1; COMMIT") is CheckMode.predict
+    assert mode("database:query", query="SELECT * INTO t2 FROM t") is CheckMode.predict
+    assert mode("database:query", query="SELECT nextval('s')") is CheckMode.predict
     assert mode("data:format", format="json") is CheckMode.safe
     assert mode("data:format", format="json", path="out.json") is CheckMode.unsupported
     from types import SimpleNamespace

@@ -257,6 +257,10 @@ workloads:
     process: {{ module: control:identity, params: {{ ok: true }} }}
   - name: ddl
     process: {{ module: database:query, params: {{ url: "{url}", query: "DROP TABLE {t}" }} }}
+  - name: server_file
+    process:
+      module: database:query
+      params: {{ url: "{url}", query: "SELECT name INTO OUTFILE '/tmp/x' FROM {t}" }}
 """
     )
     s = result.states
@@ -272,4 +276,8 @@ workloads:
         )
     else:
         assert s["ddl"].summary == {"rows_affected": None, "changed": True, "rolled_back": True}
+    assert s["server_file"].reason == (
+        "check mode: database:query not run: it writes a file on the server, which cannot be "
+        "rolled back"
+    )
     assert admin(url, f"SELECT name, n FROM {t}") == [("first", 1)]

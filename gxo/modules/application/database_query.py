@@ -48,6 +48,12 @@ _TX_CONTROL = re.compile(
     r"detach|attach)\b",
     re.IGNORECASE,
 )
+# A SELECT that writes: SELECT ... INTO (a table, variables, a file), sequences.
+_SELECT_WRITES = re.compile(r"\b(into|nextval|setval)\b", re.IGNORECASE)
+# Writes to files on the server, which no rollback undoes.
+_SERVER_FILES = re.compile(
+    r"\binto\s+(outfile|dumpfile)\b|(^|;)\s*copy\b[^;]*\bto\b", re.IGNORECASE
+)
 # MySQL/MariaDB commit implicitly before and after these: no rollback undoes them.
 _MYSQL_IMPLICIT_COMMIT = re.compile(
     r"(^|;)\s*(create|alter|drop|truncate|rename|grant|revoke|lock|unlock|flush|optimize|"
@@ -89,8 +95,9 @@ class DatabaseQuery(Module):
     a write) run as usual; anything else runs in one transaction that is rolled
     back, so the summary has the real ``rows_affected`` with ``rolled_back:
     true`` and ``changed``. A statement that ends the transaction (COMMIT,
-    BEGIN, VACUUM ...) and, on MySQL/MariaDB, DDL (committed implicitly) are not
-    run: the workload is skipped. MyISAM tables cannot roll back: avoid them.
+    BEGIN, VACUUM ...), one writing a server file (INTO OUTFILE, COPY ... TO)
+    and, on MySQL/MariaDB, DDL (committed implicitly) are not run: the workload
+    is skipped. MyISAM tables cannot roll back: avoid them.
 
     Example:
         - name: create
@@ -186,7 +193,10 @@ class DatabaseQuery(Module):
     check_mode = CheckMode.predict
 
     def check_mode_for(self, params: Params) -> CheckMode:
-        reads = all(_STREAMABLE.match(q) and not _WRITES.search(q) for q in _queries(params))
+        reads = all(
+            _STREAMABLE.match(q) and not _WRITES.search(q) and not _SELECT_WRITES.search(q)
+            for q in _queries(params)
+        )
         return CheckMode.safe if reads and not self._refusal(params) else CheckMode.predict
 
     @staticmethod
@@ -196,6 +206,8 @@ class DatabaseQuery(Module):
         for query in _queries(params):
             if m := _TX_CONTROL.search(query):
                 return f"'{m.group(2).upper()}' would end the transaction check mode rolls back"
+            if _SERVER_FILES.search(query):
+                return "it writes a file on the server, which cannot be rolled back"
             if mysql and (m := _MYSQL_IMPLICIT_COMMIT.search(query)):
                 return f"MySQL/MariaDB commits '{m.group(2).upper()}' implicitly: it cannot be rolled back"
         return None
