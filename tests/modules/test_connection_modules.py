@@ -473,3 +473,87 @@ async def test_stream_mode_errors_are_counted_not_fatal() -> None:
         inputs=[{"connection_id": "a", "n": 1}],
     )
     assert run.records == [{"connection_id": "a", "n": 1, "closed": True, "was_open": False}]
+
+
+# -- the socket handles themselves ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "expected"),
+    [
+        ("example.org", None, ("example.org", None)),
+        ("example.org:80", None, ("example.org", 80)),
+        ("example.org:80", 81, ("example.org", 81)),
+        (":6380", None, ("0.0.0.0", 6380)),
+        ("[::1]:8080", None, ("::1", 8080)),
+        ("[::1]", 5, ("::1", 5)),
+        ("::1", None, ("::1", None)),
+    ],
+)
+def test_split_address(address: str, port: int | None, expected: tuple[str, int | None]) -> None:
+    from gxo.modules.connection._streams import split_address
+
+    assert split_address(address, port, default_host="0.0.0.0") == expected
+
+
+@pytest.mark.parametrize("address", ["[::1]x", "h:-1", "h:70000"])
+def test_split_address_errors(address: str) -> None:
+    from gxo.modules.connection._streams import split_address
+
+    with pytest.raises(ValueError, match="malformed"):
+        split_address(address, None, default_host="")
+
+
+def test_format_addr() -> None:
+    from gxo.modules.connection._streams import format_addr
+
+    assert format_addr(("::1", 80, 0, 0)) == "[::1]:80"
+    assert format_addr(("1.2.3.4", 5)) == "1.2.3.4:5"
+    assert format_addr("/tmp/sock") == "/tmp/sock" and format_addr(None) == ""
+
+
+async def test_tcp_stream_limits_and_closed_writes() -> None:
+    from gxo.modules.connection._streams import TcpStream
+
+    left, right = socket.socketpair()
+    r1, w1 = await asyncio.open_connection(sock=left, limit=1024)
+    r2, w2 = await asyncio.open_connection(sock=right)
+    ours, theirs = TcpStream(r1, w1), TcpStream(r2, w2)
+    try:
+        await theirs.write(b"abcdef\n")
+        with pytest.raises(ValueError, match="not found within size=3"):
+            await ours.read(3, b"\n", 100)
+        await theirs.write(b"x" * 2000)
+        with pytest.raises(ValueError, match="no delimiter"):
+            await ours.read(None, b"\n", 100)
+        await theirs.write(b"y" * 200)
+        await theirs.aclose()
+        with pytest.raises(ValueError, match="more than 100 bytes"):
+            await ours.read(None, None, 100)
+        with pytest.raises(ConnectionResetError):
+            await theirs.write(b"late")
+    finally:
+        await ours.aclose()
+        await theirs.aclose()
+        await ours.aclose()  # twice: a no-op
+
+
+async def test_udp_peer_cuts_datagrams_and_refuses_after_close() -> None:
+    from gxo.modules.connection._streams import UdpPeer
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    closed: list[bool] = []
+    peer = UdpPeer(transport, ("127.0.0.1", 9), owned=True, on_close=lambda: closed.append(True))
+    peer.deliver(b"one\ntwo")
+    peer.deliver(b"abcdef")
+    assert await peer.read(None, b"\n", 100) == (b"one\n", False)
+    assert await peer.read(3, None, 100) == (b"abc", False)
+    await peer.aclose()
+    await peer.aclose()
+    assert closed == [True] and transport.is_closing()
+    assert await peer.read(None, None, 100) == (b"", True)
+    with pytest.raises(ConnectionResetError):
+        await peer.write(b"x")

@@ -293,3 +293,33 @@ async def test_respond_stream_mode_counts_and_errors(manager: ConnectionManager)
 async def test_respond_params_validation() -> None:
     run = await run_module("http:respond", {"request_id": "r", "body": "a", "json": {}})
     assert run.status == "Failed" and "either body or json" in (run.error or "")
+
+
+async def test_expect_100_continue_and_pipelined_requests() -> None:
+    port = free_port()
+    async with running(WEB, port=port) as run:
+        await run.port("web")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"msg": "wait"}'
+        writer.write(
+            b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body)
+        )
+        assert (await reader.readline()).startswith(b"HTTP/1.1 100 ")
+        await reader.readline()
+        writer.write(body)
+        # two more requests at once on the same connection (pipelined)
+        one = b'{"msg": "p1"}'
+        two = b'{"msg": "p2"}'
+        for payload in (one, two):
+            writer.write(
+                b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await writer.wait_closed()
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert answer.index(b'"wait"') < answer.index(b'"p1"') < answer.index(b'"p2"')
+    assert answer.count(b"HTTP/1.1 500 ") == 1  # the GET has no JSON body: template error

@@ -154,7 +154,7 @@ class TcpStream:
             if writer.can_write_eof() and not writer.is_closing():
                 writer.write_eof()
         writer.close()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
+        with contextlib.suppress(Exception):  # TimeoutError included
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await writer.wait_closed()
 
