@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 from pathlib import Path
@@ -153,6 +154,8 @@ def test_registration_checks_the_check_mode_declaration() -> None:
         register("tests:bad_sig", layer="test")(make("D", check=bad_signature))
     ok = register("tests:str_mode", layer="test")(make("E", check_mode="safe"))
     assert ok.check_mode is CheckMode.safe
+    with pytest.raises(CheckUnsupported, match="module 'tests:str_mode' cannot predict what"):
+        asyncio.run(ok().check(None, None))
 
 
 @pytest.fixture
