@@ -303,6 +303,7 @@ class WorkloadRunner:
         w = state.workload
         retry = w.retry
         attempts = retry.attempts if retry else 1
+        error: Exception
         for attempt in range(1, attempts + 1):
             # Loop iterations retry independently: the workload shows the most any needed.
             state.attempts = max(state.attempts, attempt)

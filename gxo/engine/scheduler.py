@@ -315,8 +315,8 @@ class Engine:
         # _gxo.playbook_dir / _gxo.playbook.{name,path} (gxo/config/select.py).
         from gxo.config.select import playbook_info
 
-        for key, value in playbook_info(loaded).items():
-            self.gxo_extra.setdefault(key, value)
+        for info_key, value in playbook_info(loaded).items():
+            self.gxo_extra.setdefault(info_key, value)
         # stream_taps(producer): more links the producer writes to, read outside the run
         # (the daemon's workload: event sources, gxo/daemon/sources/workload.py).
         self.stream_taps = stream_taps
@@ -651,6 +651,8 @@ class Engine:
             reader.abandon()
             writer.close()
             return
+        if self.check and self._skipped_for_check(runner, state, reader, writer):
+            return
         calls = _status_calls(state.workload.when)
         if calls:  # the when decides, whatever its dependencies' outcome
             await self._run_with_status(runner, state, reader, writer, calls)
@@ -666,11 +668,6 @@ class Engine:
                     writer.close(failed=not state.workload.ignore_errors)
                     return
                 continue
-            if self.check and dep_state.check_outcome == "not run":  # gxo run --check
-                skip_for_check(runner, state, dep)
-                reader.abandon()
-                writer.close(failed=True)
-                return
             if not dep_state.satisfies_dependents:
                 reason = f"dependency failed: '{dep}' is {dep_state.status.value}"
                 self._failed_upstream.add(name)
@@ -679,6 +676,20 @@ class Engine:
                 writer.close(failed=True)
                 return
         await runner.execute(state, reader, writer)
+
+    def _skipped_for_check(
+        self, runner: WorkloadRunner, state: WorkloadState, reader: Any, writer: Any
+    ) -> bool:
+        """gxo run --check: skip ``state`` when something it needs was not run (whatever
+        its ``when``: there is no result to give it). docs/check-mode.md"""
+        for dep in self.graph.upstream[state.name]:
+            dep_state = self.states.get(dep)
+            if dep_state is not None and dep_state.check_outcome == "not run":
+                skip_for_check(runner, state, dep)
+                reader.abandon()
+                writer.close(failed=True)
+                return True
+        return False
 
     # -- status functions (when: always(), failure(), ...) -------------------------------
 
