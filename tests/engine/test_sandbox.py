@@ -275,3 +275,80 @@ async def test_errors_logs_and_playbook_default(run_yaml, workspace: Path) -> No
     lines = [line for _, _, line in logs.logs]
     assert "to-the-log" in lines and "oops" in lines
     assert _state(result, "inherits").summary["stdout"] == "gxo-sandbox"
+
+
+async def test_templates_counters_and_upstream_failure(run_yaml, workspace: Path) -> None:
+    sc = {"namespaces": ["uts", "ipc"]}
+    text = _playbook(
+        [
+            {
+                "name": "gen",
+                "process": {
+                    "module": "data:generate_from_list",
+                    "params": {"items": [{"n": i} for i in range(10)]},
+                },
+            },
+            {
+                "name": "double",
+                "process": {
+                    "module": "data:map",
+                    "params": {"fields": {"n2": "{{ record.n * factor }}"}, "keep": True},
+                },
+                "stream_inputs": ["gen"],
+                "security_context": sc,
+            },
+            {
+                "name": "odd",
+                "process": {"module": "data:filter", "params": {"condition": "record.n2 > 10"}},
+                "stream_inputs": ["double"],
+                "security_context": sc,
+            },
+            {
+                "name": "sum",
+                "process": {
+                    "module": "data:aggregate",
+                    "params": {
+                        "aggregate_fields": [{"name": "total", "op": "sum", "source_field": "n2"}]
+                    },
+                },
+                "stream_inputs": ["odd"],
+            },
+            {
+                "name": "broken",
+                "process": {
+                    "module": "data:map",
+                    "params": {"fields": {"x": "{{ record.missing.deep }}"}},
+                },
+                "stream_inputs": ["gen"],
+            },
+            {
+                "name": "after_broken",
+                "process": {"module": "passthrough", "params": {}},
+                "stream_inputs": ["broken"],
+                "security_context": sc,
+            },
+            {
+                "name": "signal",
+                "process": {"module": "control:wait_for_signal", "params": {"prompt": "go?"}},
+                "security_context": sc,
+            },
+            _exec("big", "head -c 3000000 /dev/zero > big.bin", {"limits": {"file_size": "1Mi"}}),
+        ]
+    )
+    text = text.replace('"workloads"', '"vars": {"factor": 3}, "workloads"', 1)
+    result = await _run(run_yaml, text, workspace)
+    assert _state(result, "double").records_out == 10
+    odd = _state(result, "odd")
+    assert (odd.records_in, odd.records_out) == (10, 6)
+    assert str(sum(3 * n for n in range(10) if 3 * n > 10)) in json.dumps(
+        _state(result, "sum").summary
+    )
+    after = _state(result, "after_broken")
+    assert after.status.value == "Skipped" and after.blocked
+    signal_state = _state(result, "signal")
+    assert signal_state.status.value == "Failed"
+    assert "acts on the engine and cannot run in a sandbox" in signal_state.error
+    big = _state(result, "big")
+    assert big.status.value == "Failed"
+    assert "File size limit exceeded" in big.summary["stderr"]
+    assert (workspace / "big.bin").stat().st_size == 1024 * 1024

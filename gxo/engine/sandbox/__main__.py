@@ -171,7 +171,8 @@ def zygote(control: int) -> None:
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             ctl.close()
-            os.setsid()
+            with contextlib.suppress(OSError):  # its own group: the engine kills it whole
+                os.setpgid(0, 0)
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
                 os.close(fd)
@@ -179,6 +180,8 @@ def zygote(control: int) -> None:
                 keeper()
             finally:
                 _exit(70)
+        with contextlib.suppress(OSError):  # before the engine has the pid: no race
+            os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
         ctl.send(json.dumps({"pid": pid}).encode())

@@ -244,6 +244,9 @@ async def _relay(
                 await stdin.drain()
         except UpstreamFailedError as exc:
             upstream.append(exc)
+            with contextlib.suppress(Exception):  # ends the module even if a kill misses
+                eof = {"t": "eof", "error": exc.message}
+                stdin.write((json.dumps(eof) + "\n").encode())
             proc.signal(signal.SIGKILL, group=True)
         except (BrokenPipeError, ConnectionResetError):
             return
