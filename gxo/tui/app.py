@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -76,7 +76,11 @@ class GxoApp(App[int]):
             self.run_worker(self._watch_files(), group="watch", exclusive=True)
         self.load_and_run()
 
-    def load_and_run(self) -> None:
+    def load_and_run(
+        self, select: Callable[[LoadedPlaybook], set[str] | None] | None = None
+    ) -> None:
+        """Load the playbook (again) and run it; ``select`` names the workloads of a
+        partial re-run (the others keep the last run's outcome)."""
         try:
             self.loaded = load_playbook(
                 self.playbook_path, check_lifecycles=True, extra_names=set(self.variables)
@@ -87,7 +91,8 @@ class GxoApp(App[int]):
             self.push_screen(ErrorScreen("Invalid playbook", str(exc)), self._error_closed)
             return
         self.load_error = None
-        self.start_run()
+        only = select(self.loaded) if select is not None else None
+        self.start_run(only=only)
 
     def _error_closed(self, choice: str | None) -> None:
         if choice == "reload":
@@ -95,8 +100,9 @@ class GxoApp(App[int]):
         else:
             self.exit(self.exit_code, return_code=self.exit_code)
 
-    def start_run(self) -> None:
+    def start_run(self, only: set[str] | None = None) -> None:
         assert self.loaded is not None
+        previous = self.session if only is not None else None
         session = RunSession(
             self.loaded,
             variables=self.variables,
@@ -105,6 +111,8 @@ class GxoApp(App[int]):
             report=self.report,
             run_id=self.run_id,
             on_done=self._run_done,
+            only=only,
+            previous=previous,
         )
         self.session = session
         if self.file_watch is not None:
@@ -174,6 +182,82 @@ class GxoApp(App[int]):
             return
         self.load_and_run()
 
+    def action_rerun_failed(self) -> None:
+        """``R``: run again what did not complete (failed, skipped, interrupted), with
+        the stream partners they need; what completed keeps its outcome and results."""
+        if not self._can_rerun():
+            return
+        assert self.session is not None
+        done = {n for n, s in self.session.engine.states.items() if s.status.value == "Completed"}
+        if len(done) == len(self.session.engine.states):
+            self.notify("Nothing failed: every workload completed.", timeout=3)
+            return
+        self.load_and_run(
+            lambda loaded: _with_partners(
+                loaded, {w.name for w in loaded.playbook.workloads} - done
+            )
+        )
+
+    def action_run_from(self, name: str | None) -> None:
+        """``s``: run the selected workload and everything downstream of it again."""
+        if name is None or not self._can_rerun():
+            return
+
+        def select(loaded: LoadedPlaybook) -> set[str] | None:
+            graph = loaded.graph
+            if graph is None or name not in graph.dependents:
+                self.notify(f"'{name}' is no longer in the playbook.", severity="warning")
+                return None
+            chosen, todo = {name}, [name]
+            while todo:
+                current = todo.pop()
+                for dependent in graph.dependents[current] | set(graph.stream_consumers[current]):
+                    if dependent not in chosen:
+                        chosen.add(dependent)
+                        todo.append(dependent)
+            return _with_partners(loaded, chosen)
+
+        self.load_and_run(select)
+
+    def action_edit(self, name: str | None) -> None:
+        """``e``: open the playbook in ``$VISUAL``/``$EDITOR`` at ``name``'s definition."""
+        import os
+        import shlex
+        import subprocess
+
+        from textual.app import SuspendNotSupported
+
+        if name is None or self.loaded is None:
+            return
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+        if not editor:
+            self.notify("Set $EDITOR (or $VISUAL) to open the playbook from here.", timeout=4)
+            return
+        location = self.loaded.workload_location(name)
+        at_line = [f"+{location.line}"] if location.line is not None else []
+        command = [*shlex.split(editor), *at_line, location.file]
+        try:
+            with contextlib.ExitStack() as stack:
+                with contextlib.suppress(SuspendNotSupported):  # headless (tests): no terminal
+                    stack.enter_context(self.suspend())
+                code = subprocess.call(command)
+        except OSError as exc:
+            self.notify(f"cannot run {command[0]}: {exc.strerror or exc}", severity="error")
+            return
+        if code != 0:
+            self.notify(f"{command[0]} exited with {code}", severity="warning", timeout=4)
+        elif self.file_watch is None:
+            self.notify("Saved? Press r to run it again.", timeout=4)
+
+    def _can_rerun(self) -> bool:
+        if self.session is not None and self.session.running:
+            self.notify("The run is still in progress.", severity="warning", timeout=3)
+            return False
+        if self.session is None or self.session.result is None:
+            self.notify("No finished run to start from: press r.", timeout=3)
+            return False
+        return True
+
     async def action_quit(self) -> None:
         session = self.session
         if session is not None and session.running:
@@ -201,6 +285,20 @@ class GxoApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         if isinstance(screen, RunScreen):
             yield SystemCommand("Re-run", "Run the playbook again (r)", self.action_rerun)
+            yield SystemCommand(
+                "Re-run failed",
+                "Run again what did not complete; the rest keeps its results (R)",
+                self.action_rerun_failed,
+            )
+            yield SystemCommand(
+                "Run from here",
+                "Run the selected workload and its dependents again (s)",
+                screen.action_run_from,
+            )
+            yield SystemCommand(
+                "Edit", "Open the selected workload in $EDITOR (e)", screen.action_edit
+            )
+            yield SystemCommand("Keys", "Every key of the workbench (?)", screen.action_help)
             yield SystemCommand(
                 "Failed only",
                 "Show only failed workloads in the DAG (f)",
@@ -256,6 +354,20 @@ def create_app(
         watch=watch,
         watch_debounce_ms=watch_debounce_ms,
     )
+
+
+def _with_partners(loaded: LoadedPlaybook, names: set[str]) -> set[str]:
+    """``names`` plus the workloads they stream with: a pipeline runs whole."""
+    graph = loaded.graph
+    assert graph is not None  # load_playbook validated it
+    if not graph.pipelines:
+        graph.build_pipelines()
+    out = set(names)
+    for name in names:
+        index = graph.pipeline_of.get(name)
+        if index is not None:
+            out.update(graph.pipelines[index].members)
+    return out
 
 
 def _shown_path(path: Path) -> str:

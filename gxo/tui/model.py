@@ -178,6 +178,20 @@ class RunModel:
         """The engine's states: live durations and details of running workloads."""
         self._states = states
 
+    def keep_outcomes(self, states: Mapping[str, WorkloadState]) -> None:
+        """Workloads a partial re-run does not run show their earlier outcome."""
+        for name, state in states.items():
+            view = self.workloads.get(name)
+            if view is None or not state.status.terminal:
+                continue
+            view.status = state.status.value
+            view.attempts = state.attempts
+            view.duration_ms = state.duration_ms
+            view.reason = state.reason
+            view.error = state.error
+            view.version += 1
+        self.version += 1
+
     # -- queries -------------------------------------------------------------------
 
     @property

@@ -41,24 +41,46 @@ class RunSession:
         report: Path | None = None,
         run_id: str | None = None,
         on_done: Callable[[RunSession], None] | None = None,
+        only: set[str] | None = None,
+        previous: RunSession | None = None,
     ) -> None:
+        """``only`` with ``previous``: run just those workloads (``R`` failed only, ``s``
+        from the selected one); the others keep ``previous``'s outcome and registered
+        results, as the REPL's ``:run`` does."""
+        from gxo.state.store import MemoryStore, Store
+
         self.loaded = loaded
+        self.only = only
         self.report = report
         self.bus = EventBus()
         # control:wait_for_signal pauses wait here; the Resume tab's form answers them.
         self.signals = QueueBroker(identity=local_identity("ui"))
         self.approvals = LocalApprovals(self.signals)
-        self.engine = Engine(
+        prior: dict[str, Any] | None = None
+        # One store per run, kept: a partial re-run reads the results of what it keeps.
+        self.store: Store = MemoryStore()
+        if previous is not None and only is not None:
+            prior = dict(previous.engine.states)
+            self.store = previous.store
+        self.engine: Engine = Engine(
             loaded,
             extra_vars=variables or {},
             concurrency=concurrency,
-            workspace=workspace,
+            # as gxo run: relative paths resolve against the playbook's directory
+            workspace=workspace if workspace is not None else str(loaded.base_dir),
             bus=self.bus,
             run_id=run_id,
             signals=self.signals,
+            store=self.store,
+            only=only,
+            prior_states=prior,
         )
         self.model = RunModel.from_loaded(loaded)
         self.model.attach(self.engine.states)
+        if prior is not None:
+            self.model.keep_outcomes(
+                {n: s for n, s in self.engine.states.items() if n not in (only or ())}
+            )
         self.bus.add_listener(self.model)
         self.result: RunResult | None = None
         self.error: GxoError | None = None  # the run could not start (workspace, ...)

@@ -3,6 +3,7 @@
 from gxo.tui.screens.approval import ApprovalScreen
 from gxo.tui.screens.confirm_quit import ConfirmQuitScreen
 from gxo.tui.screens.error_screen import ErrorScreen
+from gxo.tui.screens.help import HelpScreen
 from gxo.tui.screens.run_screen import RunScreen
 
-__all__ = ["ApprovalScreen", "ConfirmQuitScreen", "ErrorScreen", "RunScreen"]
+__all__ = ["ApprovalScreen", "ConfirmQuitScreen", "ErrorScreen", "HelpScreen", "RunScreen"]

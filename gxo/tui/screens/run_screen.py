@@ -27,15 +27,20 @@ class RunScreen(Screen[None]):
 
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "app.rerun", "Re-run"),
-        Binding("f", "failed_only", "Failed only"),
-        Binding("slash", "search_logs", "Search logs"),
-        Binding("q", "app.quit", "Quit"),
-        Binding("escape", "focus_dag", "Back to the DAG", show=False),
-        Binding("1", "tab('details')", "Details tab", show=False),
+        Binding("r", "app.rerun", "Re-run", tooltip="Run again (the file as it is now)"),
+        Binding("R", "app.rerun_failed", "Re-run what did not complete", show=False),
+        Binding("s", "run_from", "Run the selected workload and its dependents", show=False),
+        Binding("e", "edit", "Open the selected workload's definition in $EDITOR", show=False),
+        Binding("f", "failed_only", "Failed", tooltip="Show failed workloads only (again: all)"),
+        Binding("slash", "search_logs", "Search"),
+        # The footer shows "1-4 Tabs"; the help overlay lists each (the tooltip).
+        Binding("1", "tab('details')", "Tabs", key_display="1-4", tooltip="Details tab"),
         Binding("2", "tab('logs')", "Logs tab", show=False),
         Binding("3", "tab('streams')", "Streams tab", show=False),
         Binding("4", "tab('resume')", "Resume tab", show=False),
+        Binding("escape", "focus_dag", "DAG", tooltip="Back to the DAG (or clear a search)"),
+        Binding("question_mark", "help", "Help", tooltip="This list of keys"),
+        Binding("q", "app.quit", "Quit"),
         Binding("a", "answer", "Answer a paused workload", show=False),
     ]
 
@@ -129,6 +134,29 @@ class RunScreen(Screen[None]):
         else:
             self.action_tab("logs")
             self.query_one("#log-panel", LogPanel).open_search()
+
+    def action_run_from(self) -> None:
+        self.app.action_run_from(self.query_one(DagView).selected)  # type: ignore[attr-defined]
+
+    def action_edit(self) -> None:
+        self.app.action_edit(self.query_one(DagView).selected)  # type: ignore[attr-defined]
+
+    def action_help(self) -> None:
+        from gxo.tui.screens.help import HelpScreen
+        from gxo.tui.widgets.resume_panel import ResumePanel as Resume
+
+        extra = type(self) is not RunScreen  # e.g. gxo ui --attach: its own keys first
+        self.app.push_screen(
+            HelpScreen(
+                [
+                    *([("Attached to a daemon", type(self).BINDINGS)] if extra else []),
+                    ("Workbench", RunScreen.BINDINGS),
+                    ("DAG", DagView.BINDINGS),
+                    ("Logs", LogPanel.BINDINGS),
+                    ("Resume tab", Resume.BINDINGS),
+                ]
+            )
+        )
 
     def action_focus_dag(self) -> None:
         self.query_one(DagView).focus()

@@ -28,7 +28,7 @@ class DagView(OptionList):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select", "Details"),
+        Binding("enter", "select", "Details", show=False),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
         Binding("right,l", "next_level", "Next level", show=False),

@@ -1,0 +1,66 @@
+"""Issue 18 snapshots: help overlay, quit dialog, a log search, the command palette,
+at 80×24 and 160×48 (baselines under ``snapshots/test_snapshots_round2/``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from gxo.tui.app import GxoApp, create_app
+from gxo.tui.screens import RunScreen
+
+SMALL, LARGE = (80, 24), (160, 48)
+
+
+def _settle(app: GxoApp) -> None:
+    screen = next(s for s in reversed(app.screen_stack) if isinstance(s, RunScreen))
+    screen.sync()
+
+
+def _finished(app: GxoApp) -> bool:
+    return app.session is not None and app.session.model.finished and not app.session.running
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x48"])
+def test_help_overlay(snap_compare: Any, ui_playbook: Any, wait_until: Any, size: Any) -> None:
+    app = create_app(ui_playbook("failing"), timings=False)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_until(lambda: _finished(app))
+        _settle(app)
+        await pilot.press("question_mark")
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x48"])
+def test_logs_with_a_search(
+    snap_compare: Any, ui_playbook: Any, wait_until: Any, size: Any
+) -> None:
+    app = create_app(ui_playbook("failing"), timings=False)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_until(lambda: _finished(app))
+        await pilot.press("j", "slash", *"boom", "enter")  # flaky's log, filtered
+        _settle(app)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_quit_dialog_80x24(snap_compare: Any, ui_playbook: Any, wait_until: Any) -> None:
+    app = create_app(ui_playbook("midrun"), timings=False)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_until(
+            lambda: (
+                app.session is not None
+                and app.session.model.workloads["build"].status == "Running"
+                and len(app.session.model.logs["build"]) == 2
+            )
+        )
+        _settle(app)
+        await pilot.press("q")
+
+    assert snap_compare(app, terminal_size=SMALL, run_before=run_before)
