@@ -212,6 +212,23 @@ class _PauseTap:
         return await self.inner.wait(request, tapped)
 
 
+_HOOKS: weakref.WeakKeyDictionary[WorkloadGraph, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _all_pause_hooks(graph: WorkloadGraph, workloads: list[Any]) -> dict[str, list[str]]:
+    """Every ``paused()`` hook of a playbook, by the ``control:wait_for_signal`` it waits for."""
+    modules = {w.name: w.process.module for w in workloads}
+    of = graph.pipeline_of
+    hooks: dict[str, list[str]] = {}
+    for w in workloads:
+        if "paused" not in _status_calls(w.when) or len(graph.pipelines[of[w.name]].members) != 1:
+            continue
+        for dep in graph.upstream[w.name]:
+            if modules.get(dep) == WAIT_FOR_SIGNAL and of[dep] != of[w.name]:
+                hooks.setdefault(dep, []).append(w.name)
+    return hooks
+
+
 def _status_calls(when: Any) -> frozenset[str]:
     if not isinstance(when, str) or "(" not in when:
         return frozenset()
@@ -769,23 +786,18 @@ class Engine:
         return dep.status == Status.SKIPPED and dep.blocked and dep.name in self._failed_upstream
 
     def _pause_hooks(self) -> dict[str, list[str]]:
-        """Waiting workload -> the ``paused()`` hooks downstream of it (single-member
-        pipelines, the waiting one in another pipeline and in this run)."""
+        """Waiting workload -> the ``paused()`` hooks downstream of it in this run
+        (single-member pipelines, the waiting one in another pipeline)."""
+        every = _HOOKS.get(self.graph)
+        if every is None:  # once per graph: a daemon starts many instances of one
+            every = _HOOKS[self.graph] = _all_pause_hooks(self.graph, self.playbook.workloads)
+        if not every:
+            return {}
         hooks: dict[str, list[str]] = {}
-        of = self.graph.pipeline_of
-        for name, state in self.states.items():
-            if "paused" not in _status_calls(state.workload.when):
-                continue
-            if len(self.graph.pipelines[of[name]].members) != 1:
-                continue
-            for dep in self.graph.upstream[name]:
-                dep_state = self.states.get(dep)
-                if (
-                    dep_state is not None
-                    and dep_state.workload.process.module == WAIT_FOR_SIGNAL
-                    and of[dep] != of[name]
-                ):
-                    hooks.setdefault(dep, []).append(name)
+        for dep, names in every.items():
+            inside = [h for h in names if h in self.states]
+            if dep in self.states and inside:
+                hooks[dep] = inside
         return hooks
 
     def _paused(self, request: PauseRequest, data: Mapping[str, Any]) -> None:

@@ -86,3 +86,11 @@ def test_helpers_of_a_secret_stay_secret() -> None:
     engine = TemplateEngine(registry)
     encoded = engine.render("{{ secret('K') | b64encode }}", {})
     assert registry.is_secret(encoded)
+
+
+def test_repl_completion_offers_the_new_names() -> None:
+    from gxo.repl.completion import _GLOBALS
+
+    for name in ("now", "success", "failure", "always", "cancelled", "paused"):
+        assert name in _GLOBALS
+    assert {"ipaddr", "ipv4", "ipv6"} <= set(T.env.filters)
