@@ -46,14 +46,17 @@ def register_secret(ctx: Any, value: str | bytes | None, *, data: bool = False) 
     """
     if not value:
         return
+    text: str
     if isinstance(value, bytes):
         try:
-            value = value.decode("utf-8")
+            text = value.decode("utf-8")
         except UnicodeDecodeError:
-            value = base64.b64encode(value).decode()
-    if data and len(value) < MIN_DERIVED:
+            text = base64.b64encode(value).decode()
+    else:
+        text = value
+    if data and len(text) < MIN_DERIVED:
         return
-    ctx.run.secrets.add(value)
+    ctx.run.secrets.add(text)
 
 
 def as_bytes(content: Any, encoding: str = "utf-8") -> bytes:

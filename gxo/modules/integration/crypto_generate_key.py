@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration._crypto import register_secret
 from gxo.modules.integration._files import write_atomic
 from gxo.template.secrets import SecretStr
@@ -91,6 +91,12 @@ class CryptoGenerateKey(Module):
     }
     path_params = ("dest",)
 
+    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
+    check_hint = "it writes dest"
+
+    def check_mode_for(self, params: Any) -> CheckMode:
+        return CheckMode.safe if params.dest is None else CheckMode.unsupported
+
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         if params.passphrase:
             register_secret(ctx, params.passphrase)
@@ -149,12 +155,12 @@ def _generate(params: CryptoGenerateKey.Params, dest: Path | None) -> dict[str, 
         elif params.type == "ed25519":
             private = ed25519.Ed25519PrivateKey.generate()
         else:
-            curve = {
-                "secp256r1": ec.SECP256R1,
-                "secp384r1": ec.SECP384R1,
-                "secp521r1": ec.SECP521R1,
+            curves: dict[str, ec.EllipticCurve] = {
+                "secp256r1": ec.SECP256R1(),
+                "secp384r1": ec.SECP384R1(),
+                "secp521r1": ec.SECP521R1(),
             }
-            private = ec.generate_private_key(curve[params.curve or "secp256r1"]())
+            private = ec.generate_private_key(curves[params.curve or "secp256r1"])
         changed = True
 
     encryption: Any = (
