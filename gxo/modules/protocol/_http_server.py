@@ -50,12 +50,11 @@ def json_response(status_code: int, payload: Any) -> Response:
 class PendingRequest:
     """A request waiting for its answer; ``written`` resolves to the bytes sent."""
 
-    __slots__ = ("answer_future", "written")
+    __slots__ = ("_written", "answer_future")
 
     def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.answer_future: asyncio.Future[Response] = loop.create_future()
-        self.written: asyncio.Future[int] = loop.create_future()
+        self.answer_future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._written: asyncio.Future[int] | None = None  # only when someone waits for it
 
     def answer(self, response: Response) -> bool:
         """False when it was already answered (e.g. 504 after response_timeout)."""
@@ -63,6 +62,17 @@ class PendingRequest:
             return False
         self.answer_future.set_result(response)
         return True
+
+    @property
+    def written(self) -> asyncio.Future[int]:
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+        return self._written
+
+    def sent(self, count: int) -> None:
+        """The answer is written (``count`` bytes; 0 when it could not be)."""
+        if self._written is not None and not self._written.done():
+            self._written.set_result(count)
 
 
 class Counters:
@@ -131,11 +141,9 @@ async def serve_connection(
                         counters,
                     )
                     written = await _send(conn, writer, response, head=request.method == b"HEAD")
-                    if not pending.written.done():
-                        pending.written.set_result(written)
+                    pending.sent(written)
                 finally:
-                    if not pending.written.done():
-                        pending.written.set_result(0)
+                    pending.sent(0)  # a no-op once sent
                     await ctx.connections.close(request_id)
             if not continue_ok:
                 break
@@ -196,11 +204,17 @@ def _record(request_id: str, request: h11.Request, body: bytes, remote: str) -> 
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     target = request.target.decode("utf-8", "replace")
-    split = urlsplit(target)
-    query: dict[str, Any] = {
-        k: v[0] if len(v) == 1 else v
-        for k, v in parse_qs(split.query, keep_blank_values=True).items()
-    }
+    path, _, query_string = target.partition("?")
+    if "://" in path:  # absolute-form target (proxies): keep the path
+        path = urlsplit(target).path
+    query: dict[str, Any] = {}
+    if query_string:
+        query = {
+            k: v[0] if len(v) == 1 else v
+            for k, v in parse_qs(query_string, keep_blank_values=True).items()
+        }
+    if "%" in path:
+        path = unquote(path)
     text = body.decode("utf-8", "replace")
     parsed = None
     if text and "json" in headers.get("content-type", "json"):
@@ -209,7 +223,7 @@ def _record(request_id: str, request: h11.Request, body: bytes, remote: str) -> 
     return {
         "request_id": request_id,
         "method": request.method.decode("ascii", "replace").upper(),
-        "path": unquote(split.path) or "/",
+        "path": path or "/",
         "query_params": query,
         "headers": headers,
         "body": text,

@@ -172,6 +172,8 @@ class _Server:
         self.tasks.add(task)
         try:
             await self._serve(connection_id, stream)
+        except asyncio.CancelledError:
+            pass  # stopped: on 3.11 asyncio logs a cancelled connection callback as an error
         finally:
             self.tasks.discard(task)
 

@@ -100,11 +100,12 @@ class HttpRespond(Module):
                     "out, or never received)"
                 ) from None
             response = _build(ctx, parts, {})
+            sent = pending.written  # before answering: the listener reports to it
             if not pending.answer(response):
                 raise ctx.fail(f"request_id: request '{request_id}' was already answered")
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):
-                    written = await asyncio.shield(pending.written)
+                    written = await asyncio.shield(sent)
             except TimeoutError:
                 raise ctx.fail(f"request '{request_id}': the response was not sent") from None
             return {
