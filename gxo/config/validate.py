@@ -316,6 +316,13 @@ def check_until(v: Validation) -> None:
         except TemplateError as exc:
             v.problem(f"retry.until: {exc.message}", path, w.name)
             continue
+        if w.retry is not None and w.retry.attempts == 1:
+            v.warn(
+                "retry.until with attempts: 1 checks the condition once and never retries "
+                "(set attempts)",
+                path,
+                w.name,
+            )
         local = {"result"}
         if w.loop is not None:
             local |= {w.loop_control.loop_var if w.loop_control else "item", "loop_index"}

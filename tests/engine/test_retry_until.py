@@ -110,3 +110,21 @@ def test_until_is_validated_at_load_time(until: str, message: str, line: int) ->
         load_playbook(text=text, name="bad.gxo.yaml")
     assert message in str(info.value)
     assert f"bad.gxo.yaml:{line}" in str(info.value)
+
+
+def test_until_without_attempts_is_a_warning() -> None:
+    text = textwrap.dedent(
+        """\
+        schemaVersion: "1.0.0"
+        name: once
+        workloads:
+          - name: w
+            process: { module: control:identity, params: {} }
+            retry: { until: "result == {}" }
+        """
+    )
+    loaded = load_playbook(text=text, name="once.gxo.yaml")
+    assert loaded.warnings == [
+        "once.gxo.yaml:6:14: workload 'w': retry.until with attempts: 1 checks the condition "
+        "once and never retries (set attempts)"
+    ]
