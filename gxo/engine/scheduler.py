@@ -783,7 +783,14 @@ class Engine:
         something upstream of it failed."""
         if dep.status == Status.FAILED:
             return not dep.ignored and not _was_cancelled(dep)
-        return dep.status == Status.SKIPPED and dep.blocked and dep.name in self._failed_upstream
+        return (
+            dep.status == Status.SKIPPED
+            and dep.blocked
+            and (
+                dep.name in self._failed_upstream
+                or (dep.reason or "").startswith("dependency failed")  # a stream's producer
+            )
+        )
 
     def _pause_hooks(self) -> dict[str, list[str]]:
         """Waiting workload -> the ``paused()`` hooks downstream of it in this run
