@@ -63,3 +63,17 @@ def test_secret_call_forms() -> None:
     # not mechanical: kept and reported
     assert rewrite_go_template("{{ secret .name }}")[1] == ["{{ secret .name }}"]
     assert rewrite_go_template('{{ secret "it\'s" }}')[1] == ['{{ secret "it\'s" }}']
+
+
+def test_stream_consumers_are_dependents_and_unnamed_tasks_are_named() -> None:
+    text = (
+        "schemaVersion: v1.0.0\nname: s\ntasks:\n"
+        "  - name: gen\n    type: generate:from_list\n    params: { items: [{a: 1}] }\n"
+        "    ignore_errors: true\n"
+        "  - name: sink\n    type: passthrough\n    stream_inputs: [gen]\n"
+        "  - type: exec\n    params: { command: 'true' }\n    ignore_errors: true\n"
+    )
+    _, warnings = migrate_text(text, "s.yaml")
+    assert [w.split(": ", 2)[1] for w in warnings if "ignore_errors" in w] == ["ignore_errors"]
+    assert warnings[0].startswith("s.yaml:7: ignore_errors")
+    assert "_gxo.workloads.gen.status" in warnings[0]
