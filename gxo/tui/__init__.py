@@ -44,17 +44,22 @@ def _isatty(stream: Any) -> bool:
 
 
 def run_ui(
-    playbook: Path,
+    playbook: Path | None,
     *,
     variables: dict[str, Any],
     report: Path | None = None,
     concurrency: int | None = None,
     workspace: str | None = None,
     watch: bool = False,
+    keep_runs: int = 10,
+    replay: str | None = None,
 ) -> int:
     """Run ``playbook`` in the terminal UI; returns the exit code (like ``gxo run``).
 
     ``watch``: run again whenever the playbook or a file it reads is saved.
+    ``keep_runs``: finished runs kept under ``.gxo/runs/`` (0: none). ``replay``: a
+    report file or run id to show instead of running (``playbook`` may then be None:
+    the run directory names it).
 
     0 success, 1 a workload failed, 130 interrupted, 2 the playbook was invalid.
     """
@@ -66,6 +71,16 @@ def run_ui(
 
         print_error(err_console(), problem)
         return NO_TERMINAL
+    shown = None
+    if replay is not None:
+        from gxo.tui.history import load_replay
+
+        playbook, report_data, logs = load_replay(replay, playbook)
+        shown = (report_data, logs)
+    if playbook is None:
+        from gxo.errors import UsageError
+
+        raise UsageError("missing PLAYBOOK (or --replay RUN, or --attach [SOCKET])")
     app = create_app(
         playbook,
         variables=variables,
@@ -73,6 +88,8 @@ def run_ui(
         concurrency=concurrency,
         workspace=workspace,
         watch=watch,
+        keep_runs=keep_runs,
+        replay=shown,
     )
     result = app.run()
     print_outcome(app)

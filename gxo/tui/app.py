@@ -47,6 +47,8 @@ class GxoApp(App[int]):
         run_id: str | None = None,
         watch: bool = False,
         watch_debounce_ms: int = 400,
+        keep_runs: int = 0,
+        replay: tuple[dict[str, Any], list[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         self.playbook_path = playbook
@@ -65,6 +67,9 @@ class GxoApp(App[int]):
         self.watch_debounce_ms = watch_debounce_ms
         self._watch_stop = asyncio.Event()
         self.reruns_on_change = 0
+        self.keep_runs = keep_runs  # runs kept under .gxo/runs/ (gxo/tui/history.py)
+        self.kept: Path | None = None  # the last run's directory there
+        self.replay = replay  # (report, log lines) of a finished run to show
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -74,7 +79,33 @@ class GxoApp(App[int]):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
         if self.file_watch is not None:
             self.run_worker(self._watch_files(), group="watch", exclusive=True)
-        self.load_and_run()
+        if self.replay is not None:
+            self.show_replay(*self.replay)
+        else:
+            self.load_and_run()
+
+    def show_replay(self, report: dict[str, Any], logs: list[dict[str, Any]]) -> None:
+        """``gxo ui --replay``: a finished run in the same panels (r runs it for real)."""
+        from gxo.tui.history import ReplaySession
+
+        try:
+            self.loaded = load_playbook(
+                self.playbook_path, check_lifecycles=True, extra_names=set(self.variables)
+            )
+        except GxoError as exc:
+            self.load_error = str(exc)
+            self.exit_code = INVALID_PLAYBOOK
+            self.push_screen(ErrorScreen("Invalid playbook", str(exc)), self._error_closed)
+            return
+        session = ReplaySession(self.loaded, report, logs)
+        self.session = session  # type: ignore[assignment]  # stands where a RunSession stands
+        self.push_screen(RunScreen(session, timings=self.timings))  # type: ignore[arg-type]
+        when = str(report.get("started_at", ""))
+        self.notify(
+            f"Replay of run {report.get('run_id')} ({session.model.run_status}, {when}); "
+            "r runs the playbook again for real.",
+            timeout=8,
+        )
 
     def load_and_run(
         self, select: Callable[[LoadedPlaybook], set[str] | None] | None = None
@@ -129,6 +160,19 @@ class GxoApp(App[int]):
         if self.file_watch is not None:
             self.file_watch.run_ended()
         self.exit_code = session.exit_code
+        if session.result is not None and self.keep_runs > 0:
+            from gxo.tui.history import save_run
+
+            try:
+                self.kept = save_run(
+                    session.result, playbook=self.playbook_path, keep=self.keep_runs
+                )
+            except OSError as exc:
+                self.notify(
+                    f"cannot keep the run in .gxo/runs: {exc.strerror or exc}",
+                    severity="warning",
+                    timeout=6,
+                )
         if session.result is not None:
             known = self.loaded.warnings if self.loaded is not None else []
             for warning in session.result.warnings:
@@ -341,6 +385,8 @@ def create_app(
     run_id: str | None = None,
     watch: bool = False,
     watch_debounce_ms: int = 400,
+    keep_runs: int = 0,
+    replay: tuple[dict[str, Any], list[dict[str, Any]]] | None = None,
 ) -> GxoApp:
     """The one way to build the app: the CLI and the tests both use it."""
     return GxoApp(
@@ -353,6 +399,8 @@ def create_app(
         run_id=run_id,
         watch=watch,
         watch_debounce_ms=watch_debounce_ms,
+        keep_runs=keep_runs,
+        replay=replay,
     )
 
 
