@@ -557,3 +557,18 @@ async def test_udp_peer_cuts_datagrams_and_refuses_after_close() -> None:
     assert await peer.read(None, None, 100) == (b"", True)
     with pytest.raises(ConnectionResetError):
         await peer.write(b"x")
+
+
+async def test_secrets_sent_and_read_back_are_redacted(
+    echo_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "HUNTER2-NET-SECRET-77"  # upper case: the echo server sends it back as is
+    monkeypatch.setenv("NET_TEST_SECRET", secret)
+    text = CHAIN.replace("ping {{ word }}", "ping {{ secret('NET_TEST_SECRET') }}")
+    result = await run_text(text, port=echo_port)
+    assert result.status == "Completed", {n: s.error for n, s in result.states.items()}
+    line = result.states["line"].summary
+    assert line["data"].startswith("PING ") and secret not in line["data"]
+    assert line["bytes_read"] == len(f"PING {secret}\n")
+    everything = repr(result.report()) + repr([list(s.logs) for s in result.states.values()])
+    assert secret not in everything
