@@ -136,6 +136,26 @@ def keeper() -> None:
         _exit(code)
 
 
+def _warm_up() -> None:
+    """One subprocess through asyncio: what its first use sets up lazily is set up here,
+    once, instead of in every sandbox. The zygote stays single-threaded afterwards."""
+    import asyncio
+
+    async def spawn() -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/true", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        await proc.communicate()
+
+    with contextlib.suppress(OSError):
+        asyncio.run(spawn())
+    import threading
+
+    for thread in threading.enumerate():  # the child watcher's thread: fork needs one thread
+        if thread is not threading.main_thread():
+            thread.join(1.0)
+
+
 def zygote(control: int) -> None:
     """Forks a keeper per request, with everything heavy imported once (docs/sandbox.md).
 
@@ -154,7 +174,11 @@ def zygote(control: int) -> None:
     for name in PREIMPORT:  # what modules import lazily: each fork would pay it again
         with contextlib.suppress(ImportError):
             __import__(name)
+    _warm_up()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    import gc
+
+    gc.freeze()  # what is imported now stays shared with the forks (no GC writes to it)
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)

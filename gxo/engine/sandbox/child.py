@@ -289,7 +289,14 @@ def prepare(init: dict[str, Any]) -> tuple[Any, Any, SandboxContext]:
 
 
 def run(prepared: tuple[Any, Any, SandboxContext], rest: bytes, fd_in: int, fd_out: int) -> int:
-    return asyncio.run(_serve(prepared, rest, fd_in, fd_out))
+    """Serve the module; the caller exits the process right after.
+
+    No event-loop teardown (cancelling leftovers, joining the thread pool): the result is
+    sent, and the sandbox ends with the workload; the kernel ends what is left in it.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(_serve(prepared, rest, fd_in, fd_out))
 
 
 async def _serve(
