@@ -181,6 +181,16 @@ async def test_fake_errors(
     assert "neither terraform nor tofu is on PATH" in str(none.error)
 
 
+async def test_relative_binary_is_in_the_workspace(fake: tuple[Path, Path], tmp_path: Path) -> None:
+    r = await run_module(
+        "terraform:run",
+        {"command": "init", "binary": "bin/terraform", "dir": "infra"},
+        workspace=tmp_path,
+    )
+    assert r.ok, r.error
+    assert r.summary["binary"] == str(tmp_path / "bin" / "terraform")
+
+
 async def test_found_on_path_as_tofu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tofu = fake_cli(tmp_path / "bin", "tofu")
     monkeypatch.setenv("PATH", f"{tofu.parent}{os.pathsep}/usr/bin{os.pathsep}/bin")

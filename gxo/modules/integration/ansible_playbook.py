@@ -96,6 +96,8 @@ class AnsiblePlaybook(Module):
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         binary = params.binary or find_binary(("ansible-playbook",))
+        if binary is not None and os.sep in binary and not os.path.isabs(binary):
+            binary = str(ctx.workspace / binary)  # a relative path: in the workspace
         if binary is None:
             beside = Path(sys.executable).with_name("ansible-playbook")
             binary = str(beside) if beside.exists() else None

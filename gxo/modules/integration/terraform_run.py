@@ -116,6 +116,8 @@ class TerraformRun(Module):
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         binary = params.binary or find_binary(("terraform", "tofu"))
+        if binary is not None and os.sep in binary and not os.path.isabs(binary):
+            binary = str(ctx.workspace / binary)  # a relative path: in the workspace
         if binary is None:
             raise ctx.fail("neither terraform nor tofu is on PATH: install one, or set binary")
         if params.binary and os.sep not in binary and find_binary((binary,)) is None:
