@@ -50,11 +50,18 @@ def daemon() -> Iterator[DaemonProc]:
     folder = Path(tempfile.mkdtemp(prefix="gxon-", dir="/tmp"))
     os.chmod(folder, 0o700)
     d = DaemonProc(folder)
-    os.environ["WEBHOOK_TOKEN"] = TOKEN  # the daemon inherits it
+    # The daemon inherits the token, and a private HOME (module scope: before the
+    # per-test isolation of tests/conftest.py).
+    saved = {k: os.environ.get(k) for k in ("WEBHOOK_TOKEN", "HOME")}
+    os.environ.update(WEBHOOK_TOKEN=TOKEN, HOME=str(folder))
     try:
         d.start()
     finally:
-        del os.environ["WEBHOOK_TOKEN"]
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     try:
         yield d
     finally:

@@ -212,9 +212,10 @@ class _Listener:
         stream = TcpStream(reader, writer)
         connection_id = self._admit("tcp", stream)
         if connection_id is None:
-            await stream.aclose()
+            with contextlib.suppress(asyncio.CancelledError):  # 3.11 logs it otherwise
+                await stream.aclose()
             return
-        await self.pending.put((connection_id, self._record(connection_id, stream)))
+        self.pending.put_nowait((connection_id, self._record(connection_id, stream)))
 
     def _datagram(self, data: bytes, addr: Any) -> None:
         known = self.peers.get(addr)
