@@ -323,3 +323,19 @@ async def test_expect_100_continue_and_pipelined_requests() -> None:
     assert answer.count(b"HTTP/1.1 200 OK") == 3
     assert answer.index(b'"wait"') < answer.index(b'"p1"') < answer.index(b'"p2"')
     assert answer.count(b"HTTP/1.1 500 ") == 1  # the GET has no JSON body: template error
+
+
+async def test_idle_and_slow_connections_are_closed() -> None:
+    port = free_port()
+    text = WEB.replace('port: "{{ port }}" }', 'port: "{{ port }}", idle_timeout: 200ms }')
+    async with running(text, port=port) as run:
+        await run.port("web")
+        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+        slow_r, slow_w = await asyncio.open_connection("127.0.0.1", port)
+        slow_w.write(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        assert await asyncio.wait_for(idle_r.read(), 5) == b""  # idle: just closed
+        slow = await asyncio.wait_for(slow_r.read(), 5)
+        assert slow.startswith(b"HTTP/1.1 408 ") and b"request not received in time" in slow
+        for w in (idle_w, slow_w):
+            w.close()
+            await w.wait_closed()

@@ -94,6 +94,7 @@ async def serve_connection(
     response_timeout: float,
     max_body: int,
     counters: Counters,
+    idle_timeout: float = 60.0,
 ) -> None:
     """Serve HTTP/1.1 requests on ``stream`` until the client or the server closes it.
 
@@ -107,9 +108,13 @@ async def serve_connection(
     try:
         while True:
             try:
-                received = await _read_request(conn, reader, writer, max_body)
+                received = await _read_request(conn, reader, writer, max_body, idle_timeout)
             except h11.RemoteProtocolError as exc:
                 await _send_error(conn, writer, exc.error_status_hint, f"bad request: {exc}")
+                break
+            except TimeoutError:  # idle between requests, or a request sent too slowly
+                if conn.their_state is not h11.IDLE or conn.trailing_data[0]:
+                    await _send_error(conn, writer, 408, "request not received in time")
                 break
             except _TooLarge:
                 await _send_error(conn, writer, 413, f"request body larger than {max_body} bytes")
@@ -233,7 +238,11 @@ def _record(request_id: str, request: h11.Request, body: bytes, remote: str) -> 
 
 
 async def _read_request(
-    conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_body: int
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    max_body: int,
+    idle_timeout: float,
 ) -> tuple[h11.Request, bytes] | None:
     import h11
 
@@ -244,7 +253,9 @@ async def _read_request(
         if event is h11.NEED_DATA:
             if request is not None and conn.they_are_waiting_for_100_continue:
                 writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            conn.receive_data(await reader.read(READ_SIZE))
+            async with asyncio.timeout(idle_timeout):
+                data = await reader.read(READ_SIZE)
+            conn.receive_data(data)
         elif isinstance(event, h11.Request):
             request = event
         elif isinstance(event, h11.Data):

@@ -70,6 +70,12 @@ class HttpListen(Module):
         max_connections: int = Field(
             256, ge=1, le=100_000, description="Client connections served at once"
         )
+        idle_timeout: Duration = Field(
+            60.0,
+            gt=0,
+            description="Close a connection idle this long between requests, or answer 408 "
+            "when a request takes longer to arrive (60s)",
+        )
         max_body: int = Field(
             10 * 1024 * 1024, ge=0, description="Largest request body in bytes (413 beyond)"
         )
@@ -189,6 +195,7 @@ class _Server:
                     emit=self.emit,
                     response_timeout=self.params.response_timeout,
                     max_body=self.params.max_body,
+                    idle_timeout=self.params.idle_timeout,
                     counters=self.counters,
                 )
             finally:
