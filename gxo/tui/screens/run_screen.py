@@ -10,7 +10,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from gxo.tui.screens.approval import ApprovalScreen
-from gxo.tui.widgets import DagView, DetailsPanel, LogPanel, ResumePanel, RunHeader, StreamPanel
+from gxo.tui.widgets import (
+    DagView,
+    DetailsPanel,
+    LogPanel,
+    ResumePanel,
+    RunHeader,
+    StreamPanel,
+    Timeline,
+)
 
 if TYPE_CHECKING:
     from textual.app import ComposeResult
@@ -34,10 +42,11 @@ class RunScreen(Screen[None]):
         Binding("f", "failed_only", "Failed", tooltip="Show failed workloads only (again: all)"),
         Binding("slash", "search_logs", "Search"),
         # The footer shows "1-4 Tabs"; the help overlay lists each (the tooltip).
-        Binding("1", "tab('details')", "Tabs", key_display="1-4", tooltip="Details tab"),
+        Binding("1", "tab('details')", "Tabs", key_display="1-5", tooltip="Details tab"),
         Binding("2", "tab('logs')", "Logs tab", show=False),
         Binding("3", "tab('streams')", "Streams tab", show=False),
         Binding("4", "tab('resume')", "Resume tab", show=False),
+        Binding("5", "tab('timeline')", "Timeline tab: where the time went", show=False),
         Binding("escape", "focus_dag", "DAG", tooltip="Back to the DAG (or clear a search)"),
         Binding("question_mark", "help", "Help", tooltip="This list of keys"),
         Binding("q", "app.quit", "Quit"),
@@ -64,6 +73,8 @@ class RunScreen(Screen[None]):
                         yield StreamPanel(id="stream-panel")
                     with TabPane("Resume", id="resume"):
                         yield ResumePanel(timings=self.timings, id="resume-panel")
+                    with TabPane("Timeline", id="timeline"):
+                        yield Timeline(timings=self.timings, id="timeline-panel")
                 # Large terminals (CSS: -wide and -tall) also keep the logs in view under the tabs.
                 yield LogPanel(id="log-dock")
         yield Footer()
@@ -94,12 +105,19 @@ class RunScreen(Screen[None]):
                 self.query_one(DetailsPanel).show(session, dag.selected)
             if self.timings and model.paused:
                 self.query_one(ResumePanel).show(session)  # the ages move
+            if self.timings and model.any_running:
+                self._show_timeline()  # running bars grow
             return
         self._seen = model.version
         dag.sync()
         self._show_selected(dag.selected)
         self.query_one(StreamPanel).show(session)
         self.query_one(ResumePanel).show(session)
+        self._show_timeline()
+
+    def _show_timeline(self) -> None:
+        if self.query_one(TabbedContent).active == "timeline":  # drawn only when looked at
+            self.query_one(Timeline).show(self.session)
 
     def _show_selected(self, name: str | None) -> None:
         self.query_one(DetailsPanel).show(self.session, name)
@@ -163,6 +181,8 @@ class RunScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        if tab == "timeline":
+            self.query_one(Timeline).show(self.session)
         if tab == "resume" and self.session.model.paused:
             self.query_one(ResumePanel).table.focus()
 

@@ -6,5 +6,14 @@ from gxo.tui.widgets.log_panel import LogPanel
 from gxo.tui.widgets.resume_panel import ResumePanel
 from gxo.tui.widgets.run_header import RunHeader
 from gxo.tui.widgets.stream_panel import StreamPanel
+from gxo.tui.widgets.timeline import Timeline
 
-__all__ = ["DagView", "DetailsPanel", "LogPanel", "ResumePanel", "RunHeader", "StreamPanel"]
+__all__ = [
+    "DagView",
+    "DetailsPanel",
+    "LogPanel",
+    "ResumePanel",
+    "RunHeader",
+    "StreamPanel",
+    "Timeline",
+]
