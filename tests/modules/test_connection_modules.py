@@ -520,12 +520,14 @@ async def test_tcp_stream_limits_and_closed_writes() -> None:
     r2, w2 = await asyncio.open_connection(sock=right)
     ours, theirs = TcpStream(r1, w1), TcpStream(r2, w2)
     try:
-        await theirs.write(b"abcdef\n")
-        with pytest.raises(ValueError, match="not found within size=3"):
-            await ours.read(3, b"\n", 100)
+        await theirs.write(b"abcdef\nab\n")
+        assert await ours.read(3, b"\n", 100) == (b"abc", False)  # size first
+        assert await ours.read(9, b"\n", 100) == (b"def\n", False)  # delimiter first
+        assert await ours.read(3, b"\n", 100) == (b"ab\n", False)  # both at once
         await theirs.write(b"x" * 2000)
-        with pytest.raises(ValueError, match="no delimiter"):
+        with pytest.raises(ValueError, match="no delimiter within 100 bytes"):
             await ours.read(None, b"\n", 100)
+        ours.buffer.clear()
         await theirs.write(b"y" * 200)
         await theirs.aclose()
         with pytest.raises(ValueError, match="more than 100 bytes"):
@@ -572,3 +574,34 @@ async def test_secrets_sent_and_read_back_are_redacted(
     assert line["bytes_read"] == len(f"PING {secret}\n")
     everything = repr(result.report()) + repr([list(s.logs) for s in result.states.values()])
     assert secret not in everything
+
+
+async def test_read_errors_on_handles_and_idle_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gxo.engine.connections import ConnectionManager
+    from gxo.engine.context import RunContext
+    from gxo.modules.connection._streams import TcpStream
+
+    shared = ConnectionManager()
+    monkeypatch.setattr(RunContext, "connections", property(lambda self: shared))
+    not_a_socket = shared.add("http_request", object())
+    run = await run_module("connection:read", {"connection_id": not_a_socket})
+    assert f"'{not_a_socket}' is a http_request handle, not a socket" in (run.error or "")
+
+    left, right = socket.socketpair()
+    r1, w1 = await asyncio.open_connection(sock=left)
+    r2, w2 = await asyncio.open_connection(sock=right)
+    ours, theirs = TcpStream(r1, w1), TcpStream(r2, w2)
+    cid = shared.add("tcp", ours)
+    await theirs.write(b"x" * 10)
+    run = await run_module("connection:read", {"connection_id": cid, "size": 4, "read_until": "\n"})
+    assert run.summary["data"] == "xxxx"
+    # repeat: a connection idle past timeout is closed, nothing is emitted for it
+    run = await run_module(
+        "connection:read",
+        {"connection_id": "{{ record.connection_id }}", "repeat": True, "timeout": "50ms",
+         "read_until": "\n"},
+        inputs=[{"connection_id": cid}],
+    )  # fmt: skip
+    assert run.ok and run.records == [] and cid not in shared
+    await theirs.aclose()
+    await shared.aclose()

@@ -106,36 +106,36 @@ class TcpStream:
         self.writer = writer
         self.write_lock = asyncio.Lock()
         self.read_lock = asyncio.Lock()
+        self.buffer = bytearray()  # read from the socket, not yet returned
         self.remote_addr = format_addr(writer.get_extra_info("peername"))
         self.local_addr = format_addr(writer.get_extra_info("sockname"))
         self.closed = asyncio.Event()
 
     async def read(self, size: int | None, until: bytes | None, limit: int) -> tuple[bytes, bool]:
-        """``(data, eof)``: ``size`` bytes, up to and including ``until``, or until EOF."""
+        """``(data, eof)``: up to and including ``until``, ``size`` bytes (whichever
+        comes first when both are given), or everything until EOF (``limit`` at most)."""
         async with self.read_lock:
-            reader = self.reader
-            if until is not None:
-                try:
-                    data = await reader.readuntil(until)
-                except asyncio.IncompleteReadError as exc:
-                    return exc.partial, True
-                except asyncio.LimitOverrunError:
-                    raise ValueError("no delimiter within the 1 MiB line limit") from None
-                if size is not None and len(data) > size:
-                    raise ValueError(f"delimiter not found within size={size} bytes")
-                return data, False
-            if size is not None:
-                try:
-                    return await reader.readexactly(size), False
-                except asyncio.IncompleteReadError as exc:
-                    return exc.partial, True
-            chunks, total = [], 0
-            while chunk := await reader.read(65536):
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > limit:
+            buffer = self.buffer
+            while True:
+                if until is not None:
+                    end = buffer.find(until)
+                    if end >= 0 and (size is None or end + len(until) <= size):
+                        return self._take(end + len(until)), False
+                    if size is None and len(buffer) > limit:
+                        raise ValueError(f"no delimiter within {limit} bytes")
+                if size is not None and len(buffer) >= size:
+                    return self._take(size), False
+                if size is None and until is None and len(buffer) > limit:
                     raise ValueError(f"more than {limit} bytes before end of stream")
-            return b"".join(chunks), True
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    return self._take(len(buffer)), True
+                buffer += chunk
+
+    def _take(self, count: int) -> bytes:
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return data
 
     async def write(self, data: bytes) -> int:
         async with self.write_lock:

@@ -22,8 +22,9 @@ class ConnectionRead(Module):
     """Read bytes from an open connection: a fixed size, up to a delimiter, or to the end.
 
     ``size`` reads exactly that many bytes (fewer only at end of stream);
-    ``read_until`` reads up to and including the delimiter (with ``size`` too, a
-    longer message is an error); neither reads until the peer closes. For UDP
+    ``read_until`` reads up to and including the delimiter; with both, whichever
+    comes first; neither reads until the peer closes (16 MiB at most; a delimiter
+    must come within 16 MiB too). For UDP
     each read returns one datagram. ``timeout`` bounds the wait for the data.
 
     ``encoding``: ``string`` (UTF-8 text, the default; invalid UTF-8 is an error),
