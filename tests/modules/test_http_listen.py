@@ -67,6 +67,8 @@ async def test_the_issue_playbook_is_a_web_service_with_keepalive_and_concurrenc
     async with running(WEB, port=port) as run:
         summary_port = await run.port("web")
         assert summary_port == port
+        listening = [e for e in run.events if e.data.get("event") == "listening"]
+        assert [(e.workload, e.data["port"]) for e in listening] == [("web", port)]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             first = await client.post("/", json={"msg": "hi"})
             assert (first.status_code, first.json()) == (200, {"echo": "hi"})

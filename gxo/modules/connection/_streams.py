@@ -217,6 +217,26 @@ class UdpPeer:
             self.transport.close()
 
 
+def announce_listening(ctx: ModuleContext, line: str, address: str, port: int) -> None:
+    """Log ``line`` as a ``listening`` event (``event``, ``address``, ``port`` in its data)."""
+    import time
+
+    from gxo.engine.events import EventKind
+
+    line = ctx.run.secrets.redact_str(line)
+    ctx.state.logs.append((time.time(), "log", line))
+    ctx.run.bus.emit(
+        EventKind.LOG,
+        ctx.workload,
+        stream="log",
+        level="info",
+        line=line,
+        event="listening",
+        address=address,
+        port=port,
+    )
+
+
 def socket_error(exc: BaseException) -> str:
     """A short reason for a socket error (no traceback)."""
     if isinstance(exc, socket.gaierror):

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any, Literal
 
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.engine.events import EventKind
 from gxo.modules.base import Module, ModuleParams, register
 from gxo.modules.connection._streams import (
     TcpStream,
     TlsFiles,
     UdpPeer,
+    announce_listening,
     server_tls,
     socket_error,
     split_address,
@@ -163,17 +162,7 @@ class _Listener:
         where = f"{self.host}:{self.port}"
         kind = "tls" if self.params.tls is not None else self.params.network
         line = f"listening on {where} ({kind}, max {self.params.max_connections} connections)"
-        ctx.state.logs.append((time.time(), "log", line))
-        ctx.run.bus.emit(
-            EventKind.LOG,
-            ctx.workload,
-            stream="log",
-            level="info",
-            line=line,
-            event="listening",
-            address=self.host,
-            port=self.port,
-        )
+        announce_listening(ctx, line, self.host, self.port)
         ctx.publish(self.snapshot())
 
     # -- accepting -----------------------------------------------------------------------

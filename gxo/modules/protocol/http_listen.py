@@ -14,6 +14,7 @@ from gxo.modules.base import Module, ModuleParams, StreamRole, register
 from gxo.modules.connection._streams import (
     TcpStream,
     TlsFiles,
+    announce_listening,
     server_tls,
     socket_error,
     split_address,
@@ -154,7 +155,7 @@ class _Server:
         sockname = self.server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         summary = self.snapshot()
-        ctx.log(f"listening on {summary['url']}")
+        announce_listening(ctx, f"listening on {summary['url']}", self.host, self.port)
         ctx.publish(summary)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
