@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from gxo.modules.signing import (
 )
 from gxo.modules.thirdparty import Policy, install, load_all, resolve_policy
 from gxo.userconfig import UserConfig, VerificationMode, load_user_config
-from tests.support.module_packages import write_package
+from tests.support.module_packages import PLAYBOOK, write_package
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +441,88 @@ def test_entry_point_discovery(
     (dist / "entry_points.txt").write_text(f"[gxo.modules]\ngreet = {name}_absent\n")
     with pytest.raises(RegistryError, match=rf"cannot find the package '{name}_absent'"):
         thirdparty._entry_point_candidates()
+
+
+# -- the commands (in-process; the e2e file runs `gxo run` / `gxo daemon` for real) -------
+
+
+def cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from gxo.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"NO_COLOR": "1", "COLUMNS": "200"})
+
+
+def test_admin_keys_sign_verify(tmp_path: Path, keys: dict[str, Path], fresh) -> None:
+    out = tmp_path / "k"
+    result = cli("admin", "keys", "generate", "--out", str(out))
+    assert result.exit_code == 0 and "(mode 0600)" in result.output
+    assert (out / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert (out / "signing.pub").read_text().startswith("ed25519:")
+    again = cli("admin", "keys", "generate", "--out", str(out))
+    assert again.exit_code == 2 and "already exists" in again.output
+
+    name = fresh()
+    pkg = write_package(tmp_path / "mods", name, tmp_path / "m")
+    result = cli("admin", "sign-module", str(pkg), "--key", str(out / "signing.key"))
+    assert result.exit_code == 0, result.output
+    assert f"signed '{name}' (2 files) with key" in result.output
+    assert f"{name}.gxo-sig" in result.output
+    pub = str(out / "signing.pub")
+    result = cli("admin", "verify-module", str(pkg), "--trusted-key", pub)
+    assert result.exit_code == 0 and "a trusted key" in result.output
+    result = cli("admin", "verify-module", str(pkg))  # no key anywhere: integrity only
+    assert result.exit_code == 0 and "no trusted key given" in result.output
+    config = tmp_path / "config.yaml"
+    config.write_text(f"module_verification: {{trusted_keys: [{keys['a.pub']}]}}\n")
+    result = cli("admin", "verify-module", str(pkg), "--config", str(config))
+    assert result.exit_code == 1 and "invalid: signed by key" in result.output
+    (pkg / "helper.py").write_text("greeting = 'hi'\n")
+    result = cli("admin", "verify-module", str(pkg), "--trusted-key", pub)
+    assert result.exit_code == 1
+    assert "invalid: file changed after signing: helper.py" in result.output
+
+    for args, message in [
+        (("sign-module", str(tmp_path / "none"), "--key", pub), "no such module package"),
+        (("verify-module", str(tmp_path / "none")), "no such module package"),
+        (("sign-module", str(pkg), "--key", pub), "readable by others (mode 0644)"),
+        (("verify-module", str(pkg), "--trusted-key", "ed25519:AAAA"), "expected 32 bytes"),
+    ]:
+        result = cli("admin", *args)
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_run_flags_are_checked_first(tmp_path: Path, fresh) -> None:
+    book = tmp_path / "p.gxo.yaml"
+    book.write_text('schemaVersion: "1.0.0"\nname: p\nworkloads: []\n')
+    result = cli("run", str(book), "--module-verification", "sometimes")
+    assert result.exit_code == 2 and "expected enforce, warn or off" in result.output
+    result = cli("run", str(book), "--config", str(tmp_path / "none.yaml"))
+    assert result.exit_code == 2 and "--config" in result.output and "no such file" in result.output
+    result = cli("modules", "--modules-dir", str(tmp_path / "none"))
+    assert result.exit_code == 2 and "not a directory" in result.output
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "untrusted"])
+def test_run_refuses_a_changed_or_untrusted_module(
+    tmp_path: Path, keys: dict[str, Path], fresh, change: str
+) -> None:
+    name = fresh()
+    pkg, marker = signed(tmp_path, name, keys["b" if change == "untrusted" else "a"])
+    if change == "add":
+        (pkg / "backdoor.py").write_text("import os\n")
+    elif change == "remove":
+        (pkg / "helper.py").unlink()
+    book = tmp_path / "p.gxo.yaml"
+    book.write_text(PLAYBOOK.format(name=name))
+    args = ("--modules-dir", str(tmp_path / "mods"), "--trusted-key", str(keys["a.pub"]))
+    result = cli("run", str(book), *args)
+    assert result.exit_code == 2, result.output
+    expected = {
+        "add": "file added after signing: backdoor.py",
+        "remove": "file removed after signing: helper.py",
+        "untrusted": "which is not trusted",
+    }[change]
+    assert f"third-party module package '{name}'" in result.output and expected in result.output
+    assert not marker.exists()
