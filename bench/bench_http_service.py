@@ -10,8 +10,10 @@ same request -- ``POST /hooks`` with a JSON event and the ``x-webhook-token`` he
   http:listen uses), the token check, JSON parsing and a uuid4 per request.
 
 Load: ``wrk`` (Debian package) with ``--connections`` keep-alive connections for
-``--seconds``, or, without wrk, an httpx loop with as many concurrent clients.
-Reported: requests/s and the p50/p99 latency.
+``--seconds``, or, without wrk, an httpx loop with as many concurrent clients (the
+Python client is then the bottleneck: its figures compare nothing but latency).
+Reported: requests/s, the p50/p99 latency and the server's CPU time per request
+(from /proc: on a shared machine throughput follows the CPU a process gets).
 
     python bench/bench_http_service.py [--seconds 10] [--connections 50]
 """
