@@ -239,7 +239,7 @@ class _RedisPublisher(Publisher):
         db_text = parts.path.strip("/") or "0"
         if not db_text.isdigit():
             raise ValueError(f"redis database must be a number, not {db_text!r}")
-        self.options = {
+        self.options: dict[str, Any] = {
             "host": parts.hostname or "127.0.0.1",
             "port": parts.port or 6379,
             "db": int(db_text),
@@ -368,7 +368,7 @@ class _AmqpPublisher(Publisher):
             raise ValueError("amqp needs ?queue=NAME or ?exchange=NAME&routing_key=KEY")
         parts = urlsplit(url)
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        self.options = {
+        self.options: dict[str, Any] = {
             "host": parts.hostname or "127.0.0.1",
             "port": parts.port or 5672,
             "login": unquote(parts.username) if parts.username else "guest",
