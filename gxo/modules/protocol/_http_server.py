@@ -160,6 +160,9 @@ async def serve_connection(
                 break
     except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError):
         pass  # the client went away mid-exchange
+    except Exception as exc:  # one connection's failure (a broken output stream ...)
+        ctx.count("errors")
+        ctx.log(f"connection from {remote} ended: {type(exc).__name__}: {exc}", level="warning")
     except asyncio.CancelledError:
         # The listener stopped. Ending normally matters: on 3.11 asyncio logs a
         # cancelled connection task as an unhandled error.
