@@ -81,7 +81,9 @@ def daemon_sockets(d: DaemonProc, port: int) -> list[object]:
 async def kv_session(port: int, i: int) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(f"PING\nGET initial_key\nGET k{i}\nSET k{i} v {i}\nFLY away\nget another_key".encode())
+        writer.write(
+            f"PING\nGET initial_key\nGET k{i}\nSET k{i} v {i}\nFLY away\nget another_key".encode()
+        )
         writer.write_eof()
         return await asyncio.wait_for(reader.read(), 20)
     finally:
@@ -158,7 +160,9 @@ def test_webhook_example_answers_50_concurrent_keepalive_clients(daemon: DaemonP
         assert client.get("/health").json() == {"status": "ok"}
         wrong = client.post("/hooks", json={"event": "x"}, headers={"x-webhook-token": "nope"})
         assert (wrong.status_code, wrong.json()) == (401, {"error": "unauthorized"})
-        assert client.post("/hooks", json=[1], headers={"x-webhook-token": TOKEN}).status_code == 400
+        assert (
+            client.post("/hooks", json=[1], headers={"x-webhook-token": TOKEN}).status_code == 400
+        )
         assert client.get("/hooks").status_code == 405
         assert client.get("/elsewhere").status_code == 404
         assert client.post("/hooks", content=b"x" * 70000).status_code == 413
