@@ -19,9 +19,9 @@ def open_fds() -> int:
 
 
 async def fds_back_to(expected: int) -> int:
-    """Open fds once the in-process server has seen the clients go (polled, 2 s at most)."""
-    for _ in range(200):
-        if open_fds() == expected:
+    """Open fds once the in-process server has seen the clients go (polled, 5 s at most)."""
+    for _ in range(500):
+        if open_fds() <= expected:
             break
         await asyncio.sleep(0.01)
     return open_fds()
@@ -120,7 +120,7 @@ async def test_aclose_closes_real_sockets_and_survives_bad_closers(echo_server: 
     manager.add("other", Async())
     await manager.aclose()
     assert len(manager) == 0 and Async.closed
-    assert await fds_back_to(before) == before
+    assert await fds_back_to(before) <= before
 
 
 async def test_run_context_closes_connections_at_run_end(echo_server: int) -> None:
@@ -129,4 +129,4 @@ async def test_run_context_closes_connections_at_run_end(echo_server: int) -> No
     run.connections.add("tcp", await asyncio.open_connection("127.0.0.1", echo_server))
     assert open_fds() >= before + 1
     assert await run.run_deferred() == []
-    assert len(run.connections) == 0 and await fds_back_to(before) == before
+    assert len(run.connections) == 0 and await fds_back_to(before) <= before

@@ -30,7 +30,7 @@ def open_fds() -> int:
 
 
 async def fds_back_to(expected: int) -> int:
-    for _ in range(200):
+    for _ in range(500):
         if open_fds() <= expected:
             break
         await asyncio.sleep(0.01)
