@@ -526,3 +526,29 @@ def test_run_refuses_a_changed_or_untrusted_module(
     }[change]
     assert f"third-party module package '{name}'" in result.output and expected in result.output
     assert not marker.exists()
+
+
+def test_run_without_flags_finds_entry_points_lazily(
+    tmp_path: Path, fresh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = fresh()
+    site = tmp_path / "site"
+    write_package(site, name, tmp_path / "m")
+    dist = site / f"{name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[gxo.modules]\ngreet = {name}\n")
+    monkeypatch.syspath_prepend(str(site))
+    builtins_only = tmp_path / "b.gxo.yaml"
+    builtins_only.write_text(PLAYBOOK.format(name=name).replace(f"{name}:greet", "exec"))
+    result = cli("validate", str(builtins_only))  # exec's params are wrong: a built-in, though
+    assert "params" in result.output and not (tmp_path / "m").exists()  # nothing third-party
+    book = tmp_path / "p.gxo.yaml"
+    book.write_text(PLAYBOOK.format(name=name))
+    result = cli("run", str(book), "-v")  # no trusted key anywhere: warn
+    assert result.exit_code == 0, result.output
+    assert (
+        "unsigned" in result.output
+        and "loaded anyway: module verification is warn" in result.output
+    )
+    assert '"greeting": "hello gxo"' in result.output
