@@ -147,6 +147,12 @@ class SecretRegistry:
     """The secret values seen in one run, and redaction of them (in all their forms)."""
 
     def __init__(self, provider: Callable[[str], str | None] = env_provider) -> None:
+        if provider is env_provider:
+            # NAME: the environment; file://, aws-sm://, vault:// references: the
+            # providers of gxo/template/secret_providers.py, fetched once per run.
+            from gxo.template.secret_providers import RunProviders
+
+            provider = RunProviders(env_provider)
         self._provider = provider
         self._values: set[str] = set()
         self._forms: set[str] = set()
