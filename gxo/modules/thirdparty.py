@@ -244,6 +244,17 @@ class _VerifiedSource(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader)
     def get_source(self, fullname: str) -> str:
         return importlib.util.decode_source(self.files[self._where[fullname][0]])
 
+    def get_resource_reader(self, fullname: str) -> Any:
+        """``importlib.resources.files(package)``: the package directory on disk (data
+        files are verified at load, read when the module reads them)."""
+        from importlib.readers import FileReader
+        from types import SimpleNamespace
+
+        rel, is_pkg = self._where[fullname]
+        if not is_pkg:
+            return None
+        return FileReader(SimpleNamespace(path=str(self.root / rel)))  # type: ignore[arg-type]
+
     def get_code(self, fullname: str) -> Any:
         rel = self._where[fullname][0]
         origin = str(self.root if self.single else self.root / rel)

@@ -292,6 +292,9 @@ def test_enforce_loads_signed_modules_from_verified_bytes(
 ) -> None:
     name = fresh()
     pkg, marker = signed(tmp_path, name, keys["a"])
+    (pkg / "data").mkdir()
+    (pkg / "data" / "greeting.txt").write_text("hi")
+    sign_package(pkg, load_private_key(keys["a"]))
     (tmp_path / "mods" / "not_a_package").mkdir()  # no __init__.py: ignored
     (tmp_path / "mods" / "_private").mkdir()
     p = install(policy(tmp_path, "enforce", keys))
@@ -305,6 +308,12 @@ def test_enforce_loads_signed_modules_from_verified_bytes(
     import inspect
 
     assert "Greet someone" in inspect.getsource(module)
+    from importlib.resources import files
+
+    assert files(name).joinpath("data/greeting.txt").read_text() == "hi"
+    assert (
+        sys.modules[f"{name}.helper"].__spec__.loader.get_resource_reader(f"{name}.helper") is None
+    )
     with pytest.raises(ModuleNotFoundError, match="in the verified package"):
         __import__(f"{name}.missing")
 
