@@ -148,7 +148,14 @@ class ReplaySession:
                 model.log_seq += 1
                 stream = str(record.get("stream", "log"))
                 model.logs[name].append(
-                    LogLine(model.log_seq, name, stream, "info", str(record.get("line", "")))
+                    LogLine(
+                        model.log_seq,
+                        name,
+                        stream,
+                        "info",
+                        str(record.get("line", "")),
+                        float(record.get("t") or 0.0),
+                    )
                 )
         model.warnings = list(report.get("warnings") or [])
         model.version += 1

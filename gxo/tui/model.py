@@ -55,6 +55,7 @@ class LogLine:
     stream: str  # stdout | stderr | log
     level: str
     text: str
+    time: float = 0.0  # wall clock (epoch seconds): the all-workloads view shows it
 
 
 @dataclass
@@ -225,6 +226,18 @@ class RunModel:
     def log_lines(self, workload: str) -> deque[LogLine]:
         return self.logs.get(workload, deque())
 
+    def all_log_lines(self, after: int = 0) -> list[LogLine]:
+        """Every workload's lines newer than sequence number ``after``, interleaved in
+        the order they were logged (each workload keeps its last LOG_LIMIT)."""
+        fresh: list[LogLine] = []
+        for lines in self.logs.values():
+            for line in reversed(lines):
+                if line.seq <= after:
+                    break
+                fresh.append(line)
+        fresh.sort(key=lambda line: line.seq)
+        return fresh
+
     # -- events --------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
@@ -307,6 +320,7 @@ class RunModel:
                 str(data.get("stream", "log")),
                 str(data.get("level", "info")),
                 str(data.get("line", "")),
+                event.time,
             )
         )
 

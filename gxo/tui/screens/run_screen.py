@@ -51,6 +51,8 @@ class RunScreen(Screen[None]):
         Binding("question_mark", "help", "Help", tooltip="This list of keys"),
         Binding("q", "app.quit", "Quit"),
         Binding("a", "answer", "Answer a paused workload", show=False),
+        Binding("w", "all_logs", "All workloads' logs, interleaved (again: one)", show=False),
+        Binding("y", "copy", "Copy the selected error, resume token or params", show=False),
     ]
 
     def __init__(self, session: RunSession, *, timings: bool = True) -> None:
@@ -146,12 +148,7 @@ class RunScreen(Screen[None]):
         self.notify("Showing failed workloads only" if on else "Showing all workloads", timeout=2)
 
     def action_search_logs(self) -> None:
-        dock = self.query_one("#log-dock", LogPanel)
-        if dock.display:  # large terminal: the docked panel is in view
-            dock.open_search()
-        else:
-            self.action_tab("logs")
-            self.query_one("#log-panel", LogPanel).open_search()
+        self._visible_logs().open_search()
 
     def action_run_from(self) -> None:
         self.app.action_run_from(self.query_one(DagView).selected)  # type: ignore[attr-defined]
@@ -175,6 +172,40 @@ class RunScreen(Screen[None]):
                 ]
             )
         )
+
+    def _visible_logs(self) -> LogPanel:
+        dock = self.query_one("#log-dock", LogPanel)
+        if dock.display:  # large terminal: the docked panel is in view
+            return dock
+        self.action_tab("logs")
+        return self.query_one("#log-panel", LogPanel)
+
+    def action_all_logs(self) -> None:
+        panel = self._visible_logs()
+        panel.action_toggle_all()
+        panel.query_one("#log-lines").focus()
+
+    def action_copy(self) -> None:
+        """``y``: the selected workload's error, else its resume token (paused), else its
+        rendered params (secrets redacted) — to the clipboard (OSC 52)."""
+        import json
+
+        name = self.query_one(DagView).selected
+        if name is None:
+            return
+        state = self.session.engine.states.get(name)
+        paused = self.session.model.paused.get(name)
+        if state is not None and state.error:
+            what, text = "error", str(state.error)
+        elif paused is not None and paused.token:
+            what, text = "resume token", paused.token
+        elif state is not None and state.rendered_params is not None:
+            what, text = "params", json.dumps(state.rendered_params, indent=2, default=str)
+        else:
+            self.notify(f"{name}: nothing to copy yet.", timeout=3)
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied {name}'s {what}", timeout=3)
 
     def action_focus_dag(self) -> None:
         self.query_one(DagView).focus()
