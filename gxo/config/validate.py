@@ -294,6 +294,32 @@ def check_references(v: Validation) -> None:
                 v.problem(f"workload reads its own register key '{w.register_key}'", path, w.name)
 
 
+def check_vars(v: Validation) -> None:
+    """Vars render once, before any workload runs: they read other vars, -e overrides,
+    ``_gxo`` and ``secret()`` — not register keys, nor a name defined nowhere."""
+    from gxo.engine.dag import BUILTIN_NAMES
+    from gxo.template.references import find_references, iter_template_paths
+
+    if not v.check_roots:
+        return
+    pb = v.loaded.playbook
+    known = set(pb.vars) | BUILTIN_NAMES | v.extra_names
+    for p, source in iter_template_paths(pb.vars, ("vars",)):
+        try:
+            roots, _, optional = find_references(source)
+        except TemplateError:
+            continue  # reported by check_templates
+        for root in sorted(roots - known - optional):
+            registered = v.seen_registers.get(root)
+            why = (
+                f"it is the register key of workload '{registered}', and vars render before "
+                "any workload runs: read it in the workload's own template"
+                if registered is not None
+                else "not a playbook var or -e override"
+            )
+            v.problem(f"var '{p[1]}': '{root}' is not defined: {why} (in {source!r})", p)
+
+
 def check_until(v: Validation) -> None:
     """``retry.until`` parses and reads known names (``result``: the attempt's summary)."""
     from gxo.engine.dag import BUILTIN_NAMES
@@ -347,9 +373,35 @@ def check_until(v: Validation) -> None:
 def check_status_functions(v: Validation) -> None:
     """``success()``, ``failure()``, ``always()``, ``cancelled()``, ``paused()`` only in
     ``when``; ``paused()`` needs a ``control:wait_for_signal`` dependency."""
-    from gxo.template.references import status_calls
+    from gxo.template.references import status_calls, uncalled_status_names
 
+    pb = v.loaded.playbook
     for i, w in v.workloads():
+        conditions = [("when", w.when)]
+        if w.retry is not None:
+            conditions.append(("retry.until", w.retry.until))
+        for where, condition in conditions:
+            if not isinstance(condition, str):
+                continue
+            path = ("workloads", i, *where.split("."))
+            # A var or register key of that name is a value, not the function.
+            for name in sorted(
+                uncalled_status_names(condition) - set(pb.vars) - set(v.seen_registers)
+            ):
+                v.problem(
+                    f"{where}: '{name}' is a status function: call it, {name}() "
+                    f"(a function is always true) (in {condition!r})",
+                    path,
+                    w.name,
+                )
+            if where != "when":
+                for call in sorted(status_calls(condition)):
+                    v.problem(
+                        f"{call}() is a status function: it can only be used in 'when' "
+                        f"(in {condition!r})",
+                        path,
+                        w.name,
+                    )
         for ref in v.refs.get(w.name, ()):
             if ref.path[0] == "when":
                 continue
@@ -415,6 +467,7 @@ CHECKS: tuple[Callable[[Validation], None], ...] = (
     check_links,
     check_templates,
     check_references,
+    check_vars,
     check_until,
     check_status_functions,
     check_cycles_and_pipelines,

@@ -431,7 +431,7 @@ class Engine:
                     workloads=list(self.states),
                     **self._shape(),
                 )
-            variables = self._render_vars(templates)
+            variables = self._render_vars(templates, workspace)
             self._hooks = self._pause_hooks()
             signals = self.signals
             if signals is not None and self._hooks:
@@ -461,6 +461,8 @@ class Engine:
             await self._schedule(WorkloadRunner(run))
         except TemplateError as exc:  # playbook vars failed to render
             status = RunStatus.FAILED
+            if exc.location is None and (exc.param_path or "").startswith("vars."):
+                exc.location = self.loaded.location(("vars", exc.param_path.split(".")[1]))
             warnings.append(str(exc))
             self._finish_unstarted("run aborted: playbook vars failed to render")
         except asyncio.CancelledError:
@@ -529,9 +531,15 @@ class Engine:
             return None
         return PathResolver(workspace, confined=True, allow=arg.allow)
 
-    def _render_vars(self, templates: TemplateEngine) -> dict[str, Any]:
-        """Playbook vars (templated values rendered in order) overlaid by -e overrides."""
-        rendered, _ = render_playbook_vars(self.playbook.vars, self.extra_vars, templates)
+    def _render_vars(self, templates: TemplateEngine, workspace: Path) -> dict[str, Any]:
+        """Playbook vars (templated values rendered in order) overlaid by -e overrides.
+
+        They see ``_gxo`` as far as it is known before any workload runs (run_id,
+        workspace, playbook_dir, playbook): ``data: "{{ _gxo.playbook_dir }}/data"``.
+        """
+        gxo = {"run_id": self.run_id, "workspace": str(workspace), **self.gxo_extra}
+        context = {**self.extra_vars, "_gxo": gxo}
+        rendered, _ = render_playbook_vars(self.playbook.vars, context, templates)
         rendered.update(self.extra_vars)
         return rendered
 

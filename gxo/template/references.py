@@ -28,6 +28,7 @@ __all__ = [
     "find_references",
     "iter_template_paths",
     "status_calls",
+    "uncalled_status_names",
     "unknown_filters_and_tests",
 ]
 
@@ -116,6 +117,28 @@ def status_calls(source: str, *, bare: bool = True) -> frozenset[str]:
         call.node.name
         for call in tree.find_all(nodes.Call)
         if isinstance(call.node, nodes.Name) and call.node.name in STATUS_FUNCTIONS
+    )
+
+
+def uncalled_status_names(source: str, *, bare: bool = True) -> frozenset[str]:
+    """The status function names a template reads without calling them (``when: failure``
+    for ``failure()``): a function object is truthy, so such a condition is always true."""
+    from gxo.template.filters import STATUS_FUNCTIONS
+
+    if not any(name in source for name in STATUS_FUNCTIONS):
+        return frozenset()
+    text = source.strip()
+    if bare and not is_template(text):
+        text = "{{ " + text + " }}"
+    try:
+        tree = _parse(text)
+    except (TemplateSyntaxError, TemplateError, RecursionError):
+        return frozenset()
+    called = {id(call.node) for call in tree.find_all(nodes.Call)}
+    return frozenset(
+        name.name
+        for name in tree.find_all(nodes.Name)
+        if name.name in STATUS_FUNCTIONS and name.ctx == "load" and id(name) not in called
     )
 
 

@@ -267,6 +267,7 @@ class HttpRequest(Module):
         import httpx
 
         check_url(ctx, params.url)
+        _mask_url_password(ctx, params.url)
         url = httpx.URL(params.url)
         if params.query:
             url = url.copy_merge_params(params.query)
@@ -292,6 +293,7 @@ class HttpRequest(Module):
         return {"changed": True, "sent": False, "request": ctx.redact(request)}
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        _mask_url_password(ctx, params.url)
         ca_path = ctx.resolve_path(params.ca_file, param="ca_file") if params.ca_file else None
         max_pages = _max_pages(ctx, params.paginate) if params.paginate else 1
         render_emit = ctx.compile(params.emit) if params.emit else None
@@ -331,6 +333,23 @@ class HttpRequest(Module):
             if params.paginate is not None:
                 summary["truncated"] = truncated
         return summary
+
+
+def _mask_url_password(ctx: ModuleContext, url: str) -> None:
+    """A password in the URL (``https://user:pw@host``) is masked like a secret(): in
+    errors, logs, the check-mode request and the summary's ``url``."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if not password or len(password) < 4:
+        return
+    for value in {password, unquote(password)}:
+        ctx.run.secrets.add(value)
+    username = unquote(urlsplit(url).username or "")
+    ctx.run.secrets.add(base64.b64encode(f"{username}:{unquote(password)}".encode()).decode())
 
 
 def _sensitive(header: str) -> bool:

@@ -1,0 +1,251 @@
+"""Regression tests for what attacking the authoring features (issue 17) broke:
+status functions named without ``()``, status functions in ``retry.until``, vars that
+read undefined names or register keys, vars reading ``_gxo``, and a password in an
+``http:request`` URL.
+
+In-process through the CLI (typer's runner), as tests/e2e/test_select_cli.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gxo.cli import app
+
+
+def write(tmp_path: Path, text: str, name: str = "pb.gxo.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def gxo(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def report_of(stdout: str) -> dict[str, Any]:
+    return json.loads(stdout[stdout.index("{") :])
+
+
+# -- when: failure (no parentheses) ------------------------------------------------
+
+
+UNCALLED = """
+schemaVersion: "1.0.0"
+name: uncalled
+workloads:
+  - name: deploy
+    process: {module: exec, params: {command: "true"}}
+  - name: page
+    depends_on: [deploy]
+    when: WHEN
+    process: {module: control:identity, params: {v: 1}}
+"""
+
+
+@pytest.mark.parametrize("when", ["failure", "always", "not cancelled", "'{{ success }}'"])
+def test_a_status_function_named_without_parentheses_is_a_load_error(
+    tmp_path: Path, when: str
+) -> None:
+    # `when: failure` read the function object, which is truthy: the pager ran after
+    # a SUCCESSFUL deploy, and was skipped after a failed one ("dependency failed").
+    path = write(tmp_path, UNCALLED.replace("WHEN", when))
+    for command in ("validate", "run"):
+        code, _, err = gxo(command, str(path))
+        assert code == 2, (command, err)
+        name = next(n for n in ("failure", "always", "cancelled", "success") if n in when)
+        assert f"pb.gxo.yaml:8:5: workload 'page': when: '{name}' is a status function" in err
+        assert f"call it, {name}()" in err
+
+
+def test_a_var_or_register_key_named_like_a_status_function_is_a_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: names
+        vars: {always: true}
+        workloads:
+          - name: a
+            when: always
+            process: {module: control:identity, params: {v: 1}}
+          - name: b
+            process: {module: control:identity, params: {ok: false}}
+            register: success
+          - name: d
+            when: success.ok
+            process: {module: control:identity, params: {v: 3}}
+          - name: c
+            depends_on: [a]
+            when: "always() or failure()"
+            process: {module: control:identity, params: {v: 2}}
+        """,
+    )
+    code, out, err = gxo("run", str(path), "-q", "--report", "-")
+    assert code == 0, err
+    report = report_of(out)
+    assert report["workloads"]["a"]["status"] == "Completed"
+    assert report["workloads"]["d"]["status"] == "Skipped"
+    assert report["workloads"]["c"]["status"] == "Completed"
+
+
+def test_a_status_function_in_retry_until_is_a_load_error(tmp_path: Path) -> None:
+    # It failed at run time (exit 1) though docs/conditions.md promises a FILE:LINE error.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: until
+        workloads:
+          - name: poll
+            process: {module: control:identity, params: {v: 1}}
+            retry: {attempts: 2, delay: 1ms, until: "failure() or result.v == 1"}
+        """,
+    )
+    code, _, err = gxo("run", str(path))
+    assert code == 2
+    assert (
+        "pb.gxo.yaml:6:38: workload 'poll': failure() is a status function: "
+        "it can only be used in 'when'"
+    ) in err
+    path.write_text(path.read_text().replace("failure() or ", "success and "))
+    code, _, err = gxo("validate", str(path))
+    assert code == 2
+    assert "retry.until: 'success' is a status function: call it, success()" in err
+
+
+# -- vars ---------------------------------------------------------------------------
+
+
+def test_vars_reading_an_undefined_name_are_a_load_error_with_the_line(tmp_path: Path) -> None:
+    # validate said "ok" and run failed (exit 1) with a warning naming no file or line.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: v
+        vars:
+          region: eu
+          url: "https://{{ regoin }}.example.com"
+          count: "{{ fetched.rows | length }}"
+        workloads:
+          - name: fetch
+            process: {module: control:identity, params: {rows: [1]}}
+            register: fetched
+        """,
+    )
+    for command in ("validate", "run"):
+        code, _, err = gxo(command, str(path))
+        assert code == 2, err
+        assert "pb.gxo.yaml:5:3: var 'url': 'regoin' is not defined" in err
+        assert (
+            "pb.gxo.yaml:6:3: var 'count': 'fetched' is not defined: it is the register "
+            "key of workload 'fetch', and vars render before any workload runs"
+        ) in err
+    # An -e override defines the name.
+    path.write_text(path.read_text().replace('  count: "{{ fetched.rows | length }}"\n', ""))
+    code, _, err = gxo("run", str(path), "-e", "regoin=us", "-q", "--report", "-")
+    assert code == 0, err
+
+
+def test_an_imported_var_reading_an_undefined_name_points_at_the_import(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    write(
+        tmp_path / "lib",
+        """
+        vars: {size: 1}
+        workloads:
+          - name: x
+            process: {module: control:identity, params: {v: "{{ size }}"}}
+        """,
+        "lib.gxo.yaml",
+    )
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: site
+        imports:
+          - {path: lib/lib.gxo.yaml, prefix: db_, vars: {size: "{{ nope }}"}}
+        workloads:
+          - name: a
+            process: {module: control:identity, params: {v: 1}}
+        """,
+    )
+    code, _, err = gxo("validate", str(path))
+    assert code == 2
+    assert "pb.gxo.yaml:4:" in err and "var 'db_size': 'nope' is not defined" in err
+
+
+def test_vars_see_gxo_and_a_vars_failure_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GXO_ATTACK_UNSET", raising=False)
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: gxovars
+        vars:
+          data: "{{ _gxo.playbook_dir }}/data"
+          who: "{{ _gxo.playbook.name }}"
+        workloads:
+          - name: a
+            process: {module: control:identity, params: {data: "{{ data }}", who: "{{ who }}"}}
+        """,
+    )
+    code, out, err = gxo("run", str(path), "-q", "--report", "-")
+    assert code == 0, err
+    summary = report_of(out)["workloads"]["a"]["summary"]
+    assert summary == {"data": f"{tmp_path}/data", "who": "gxovars"}
+    # A var that cannot render at run time (an unset secret): the line of the var.
+    path.write_text(
+        path.read_text().replace(
+            '"{{ _gxo.playbook.name }}"', "\"{{ secret('GXO_ATTACK_UNSET') }}\""
+        )
+    )
+    code, _, err = gxo("run", str(path), "-q")
+    assert code == 1
+    assert "pb.gxo.yaml:5:3: param 'vars.who': secret '" in err
+    assert "is not set (looked for environment variable GXO_ATTACK_UNSET)" in err
+
+
+# -- http:request: a password in the URL ----------------------------------------------
+
+
+def test_a_password_in_an_http_url_is_masked_in_errors_check_mode_and_reports(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: urlpw
+        workloads:
+          - name: post
+            process:
+              module: http:request
+              params: {url: "http://deploy:Url%40Pass99@127.0.0.1:9/hook", method: POST, timeout: 2s}
+          - name: get
+            process:
+              module: http:request
+              params: {url: "http://deploy:Url%40Pass99@127.0.0.1:9/status", timeout: 2s}
+        """,
+    )
+    for extra in ((), ("--check",)):
+        code, out, err = gxo("run", str(path), "-v", *extra, "--report", str(tmp_path / "r.json"))
+        assert code == 1, err
+        text = out + err + (tmp_path / "r.json").read_text()
+        assert "Url%40Pass99" not in text and "Url@Pass99" not in text, text
+        assert "http://deploy:[REDACTED]@127.0.0.1:9/status" in text
+        if extra:
+            report = json.loads((tmp_path / "r.json").read_text())
+            request = report["workloads"]["post"]["summary"]["request"]
+            assert request["url"] == "http://deploy:[REDACTED]@127.0.0.1:9/hook"
