@@ -325,8 +325,13 @@ def load_all(policy: Policy) -> None:
 
 
 def install(policy: Policy) -> Policy:
-    """Make the registry load third-party modules under ``policy`` when first needed."""
+    """Make the registry load third-party modules under ``policy`` when first needed.
+
+    The trusted keys are read now: a missing or malformed key file is a usage error
+    even when the playbook uses built-in modules only."""
     from gxo.modules.base import REGISTRY
 
+    if policy.mode is not VerificationMode.off:
+        policy.keys()
     REGISTRY.use_third_party(lambda: load_all(policy))
     return policy

@@ -509,6 +509,8 @@ def test_run_flags_are_checked_first(tmp_path: Path, fresh) -> None:
     assert result.exit_code == 2 and "expected enforce, warn or off" in result.output
     result = cli("run", str(book), "--config", str(tmp_path / "none.yaml"))
     assert result.exit_code == 2 and "--config" in result.output and "no such file" in result.output
+    result = cli("run", str(book), "--trusted-key", str(tmp_path / "none.pub"))
+    assert result.exit_code == 2 and "none.pub: cannot read it" in result.output
     result = cli("modules", "--modules-dir", str(tmp_path / "none"))
     assert result.exit_code == 2 and "not a directory" in result.output
 
