@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -33,7 +33,10 @@ class EventKind(StrEnum):
     WARNING = "warning"  # data: message
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~4x a plain one (object.__setattr__
+# per field), and the engine builds two events per workload. Treat events as
+# read-only all the same: every subscriber receives the same object.
+@dataclass(slots=True)
 class Event:
     kind: EventKind
     workload: str | None = None
@@ -98,6 +101,9 @@ class EventBus:
     def __init__(self, redact: Callable[[Any], Any] | None = None) -> None:
         self._subs: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
+        # Per listener: the workload statuses it does not want (see add_listener).
+        self._skips: list[frozenset[str]] = []
+        self._unwanted: frozenset[str] = frozenset()  # statuses nobody wants
         self._redact = redact
         self._seq = 0
         self.closed = False
@@ -108,6 +114,7 @@ class EventBus:
     def subscribe(self, maxsize: int = 10_000, kinds: set[EventKind] | None = None) -> Subscription:
         sub = Subscription(self, maxsize, frozenset(kinds) if kinds else None)
         self._subs.append(sub)
+        self._update_unwanted()
         if self.closed:
             sub.offer(None)
         return sub
@@ -116,23 +123,51 @@ class EventBus:
         sub.closed = True
         if sub in self._subs:
             self._subs.remove(sub)
+            self._update_unwanted()
 
-    def add_listener(self, listener: Callable[[Event], None]) -> None:
-        """A synchronous callback for every event. It must be fast and must not raise."""
+    def add_listener(
+        self, listener: Callable[[Event], None], *, skip_statuses: Iterable[str] = ()
+    ) -> None:
+        """A synchronous callback for every event. It must be fast and must not raise.
+
+        ``skip_statuses``: ``workload_status`` events of these statuses are not
+        delivered to it (progress output that does not show "Running"); when no one
+        wants a status, the engine does not even build its event.
+        """
         self._listeners.append(listener)
+        self._skips.append(frozenset(skip_statuses))
+        self._update_unwanted()
+
+    def wants_status(self, status: str) -> bool:
+        """Whether anyone receives a ``workload_status`` event of ``status``."""
+        return (bool(self._subs) or bool(self._listeners)) and status not in self._unwanted
+
+    def _update_unwanted(self) -> None:
+        if any(s.kinds is None or EventKind.WORKLOAD_STATUS in s.kinds for s in self._subs):
+            self._unwanted = frozenset()
+        else:
+            self._unwanted = frozenset.intersection(*self._skips) if self._skips else frozenset()
 
     @property
     def has_audience(self) -> bool:
         return bool(self._subs or self._listeners)
 
     def emit(self, kind: EventKind, workload: str | None = None, **data: Any) -> None:
+        if self._subs or self._listeners:
+            self.publish(kind, workload, data)
+
+    def publish(self, kind: EventKind, workload: str | None, data: dict[str, Any]) -> None:
+        """:meth:`emit` with the payload as a dict the bus may keep (no keyword copy)."""
         if not (self._subs or self._listeners):
             return
         if self._redact is not None and data:
             data = self._redact(data)
         self._seq += 1
         event = Event(kind, workload, data, time.time(), self._seq)
-        for listener in self._listeners:
+        status = data.get("status") if kind is EventKind.WORKLOAD_STATUS else None
+        for listener, skip in zip(self._listeners, self._skips, strict=True):
+            if skip and status in skip:
+                continue
             try:
                 listener(event)
             except Exception:  # a broken listener must never break the run

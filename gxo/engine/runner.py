@@ -8,6 +8,7 @@ never raises for a workload's own failure: the outcome is recorded on the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from gxo.engine.streams import MergedReader, StreamWriter
 from gxo.errors import GxoError, ModuleError, ModuleParamsError, TemplateError, UpstreamFailedError
 from gxo.modules.base import REGISTRY, CheckMode, CheckUnsupported, Module, ModuleSpec
 from gxo.state.store import copy_record
+from gxo.template.engine import holds_template
 from gxo.template.filters import is_truthy
 from gxo.template.limits import deadline as render_deadline
 from gxo.template.secrets import REDACTED
@@ -31,38 +33,46 @@ __all__ = ["WorkloadRunner", "check_skipped", "set_status", "skip_for_check"]
 # 0.1-0.2 ms, a tenth of a daemon instance); tests pass their own ``rng``.
 _RNG = random.Random()
 
+_NO_DEADLINE = contextlib.nullcontext()  # reusable; render_deadline(None) in one step less
+
 # Errors that another attempt cannot fix.
 _NOT_RETRYABLE = (TemplateError, ModuleParamsError)
+
+
+_TERMINAL = frozenset(s for s in Status if s.terminal)
+_WORKLOAD_STATUS = EventKind.WORKLOAD_STATUS
 
 
 def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any) -> None:
     """Record ``state``'s new status and announce it (the only way statuses change)."""
     state.status = status
-    now = time.monotonic()
-    if status is Status.RUNNING and state.started_at is None:
-        state.started_at = now
-    elif status.terminal:
-        state.finished_at = now
-    if not bus.has_audience:
+    terminal = status in _TERMINAL
+    if terminal:
+        state.finished_at = time.monotonic()
+    elif status is Status.RUNNING and state.started_at is None:
+        state.started_at = time.monotonic()
+    value = status._value_  # not .value: an enum descriptor call
+    if not bus.wants_status(value):  # nobody listens, or not to this status
         return
+    # Two of these per workload: one dict, built in its final key order.
+    payload = {
+        "status": value,
+        "reason": state.reason,
+        "attempts": state.attempts,
+        "duration_ms": state.duration_ms,
+        "error": state.error,
+    }
     # Listeners (progress on stderr, TUI) must show what a run would otherwise hide.
-    if status.terminal:
-        if state.ignored:
-            data["ignored"] = True
+    if terminal:
+        if status is Status.FAILED and state.workload.ignore_errors:
+            payload["ignored"] = True
         if state.check_outcome:  # gxo run --check: ran, predicted or not run
-            data["check"] = state.check_outcome
+            payload["check"] = state.check_outcome
         if state.records_dropped:
-            data["records_dropped"] = state.records_dropped
-    bus.emit(
-        EventKind.WORKLOAD_STATUS,
-        state.name,
-        status=status.value,
-        reason=state.reason,
-        attempts=state.attempts,
-        duration_ms=state.duration_ms,
-        error=state.error,
-        **data,
-    )
+            payload["records_dropped"] = state.records_dropped
+    if data:
+        payload.update(data)
+    bus.publish(_WORKLOAD_STATUS, state.workload.name, payload)
 
 
 def check_skipped(run: RunContext, name: str) -> bool:
@@ -124,7 +134,7 @@ class WorkloadRunner:
         """
         w = state.workload
         failed_stream = False
-        base = dict(local or {})
+        base = dict(local) if local else {}
         try:
             spec = REGISTRY.get(w.process.module)
             if spec is None:  # validated earlier; a registry change at run time is a bug
@@ -306,13 +316,14 @@ class WorkloadRunner:
         error: Exception
         for attempt in range(1, attempts + 1):
             # Loop iterations retry independently: the workload shows the most any needed.
-            state.attempts = max(state.attempts, attempt)
+            if attempt > state.attempts:
+                state.attempts = attempt
             if iteration is not None:
                 state.iterations[iteration]["attempts"] = attempt
             try:
                 # A CPU-bound template blocks the loop, so asyncio.timeout cannot fire
                 # during a render: the renderer checks this deadline itself.
-                with render_deadline(w.timeout):
+                with render_deadline(w.timeout) if w.timeout is not None else _NO_DEADLINE:
                     summary = await self._attempt(state, spec, reader, writer, local, iteration)
                 if (
                     retry is None
@@ -373,15 +384,19 @@ class WorkloadRunner:
         ctx = ModuleContext(
             self.run, state, reader=reader, writer=writer, local_vars=local, iteration=iteration
         )
-        rendered = self.run.templates.render(
-            w.process.params,
-            ctx.template_context(),
-            path="",
-            workload=w.name,
-            skip=spec.is_raw if spec.raw_paths else None,
-        )
-        if ctx.deep_copy:
-            rendered = copy_record(rendered)
+        source = w.process.params
+        if holds_template(source):
+            rendered = self.run.templates.render(
+                source,
+                ctx.template_context(),
+                path="",
+                workload=w.name,
+                skip=spec.is_raw if spec.raw_paths else None,
+            )
+            if ctx.deep_copy:
+                rendered = copy_record(rendered)
+        else:  # nothing to render: fresh containers, as a render returns
+            rendered = copy_record(source)
         state.rendered_params = self.run.secrets.redact(rendered)
         try:
             params = spec.params_model.model_validate(rendered)

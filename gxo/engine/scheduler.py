@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -615,13 +616,26 @@ class Engine:
 
         self._release_hooks = on_pause
 
+        # Ready pipelines beyond the concurrency limit wait here, not as tasks blocked
+        # on the semaphore (each such task cost a future and two more loop steps:
+        # ~10 % of the engine's time per workload). FIFO, as the semaphore's waiters
+        # were; the semaphore still enforces the limit (loop iterations borrow from it).
+        queued: deque[Pipeline] = deque()
+        active = 0  # started pipelines that take a slot and have not finished
+
         def launch(pipe: Pipeline) -> None:
+            nonlocal active
+            if pipe.index not in slot_free:
+                if active >= self.concurrency:
+                    queued.append(pipe)
+                    return
+                active += 1
             task = asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
         async def run_pipeline(pipe: Pipeline) -> None:
-            nonlocal remaining
+            nonlocal remaining, active
             slot = contextlib.nullcontext() if pipe.index in slot_free else semaphore
             try:
                 async with slot:
@@ -642,6 +656,11 @@ class Engine:
                 remaining -= 1
                 if remaining == 0:
                     done.set()
+                if pipe.index not in slot_free:
+                    active -= 1
+                    if not self._cancelled:  # the freed slot goes to the longest waiting
+                        while queued and active < self.concurrency:
+                            launch(queued.popleft())
             if self._cancelled:
                 return
             for dep_index in dependents[pipe.index]:

@@ -47,7 +47,7 @@ from gxo.template.sizes import (
 from gxo.template.taint import ACTIVE as _ACTIVE_SECRETS
 from gxo.template.taint import TaintingSandbox, wrap_filters
 
-__all__ = ["TemplateEngine", "is_template", "iter_template_strings"]
+__all__ = ["TemplateEngine", "holds_template", "is_template", "iter_template_strings"]
 
 _MARKERS = ("{{", "{%", "{#")
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
@@ -479,6 +479,28 @@ def _single_expression(source: str, tree: nodes.Template) -> str | None:
     if inner.endswith("-") or inner.endswith("+"):
         inner = inner[:-1]
     return inner
+
+
+def holds_template(value: Any) -> bool:
+    """Whether ``value`` (a string, or dicts and lists nesting them) holds a template.
+
+    The engine asks this before rendering a workload's params: params without one
+    need no template context and no walk that rebuilds them path by path.
+    """
+    cls = value.__class__
+    if cls is str:
+        return "{{" in value or "{%" in value or "{#" in value
+    if cls is dict:
+        return any(holds_template(v) for v in value.values()) if value else False
+    if cls is list:
+        return any(holds_template(v) for v in value) if value else False
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(holds_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(holds_template(v) for v in value)
+    return False
 
 
 def iter_template_strings(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
