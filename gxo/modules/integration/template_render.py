@@ -13,8 +13,8 @@ from pydantic import Field
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import GxoError
-from gxo.modules.base import Module, ModuleParams, register
-from gxo.modules.integration._files import write_atomic
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
+from gxo.modules.integration._files import same_content, write_atomic
 from gxo.modules.system._fsutil import OctalMode
 
 MAX_SOURCE = 10_000_000
@@ -36,6 +36,9 @@ class TemplateRender(Module):
 
     ``mode`` is a quoted octal string; without it a new file gets 0644 and an
     existing file keeps its mode.
+
+    ``gxo run --check`` renders the template and writes nothing: the summary says
+    whether the file would change, and ``--diff`` shows how (also of real writes).
 
     Example:
         - name: nginx_conf
@@ -67,8 +70,39 @@ class TemplateRender(Module):
         "mode": "permissions of the file afterwards, e.g. 0644",
     }
     path_params = ("src", "dest")
+    check_mode = CheckMode.predict
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        dest, data, mode = await self._render(ctx, params)
+        before = await ctx.to_thread(_snapshot, dest) if ctx.diff else None
+        try:
+            changed = await ctx.to_thread(write_atomic, dest, data, mode=mode)
+            st = await ctx.to_thread(os.stat, dest)
+        except OSError as exc:
+            raise ctx.fail(f"cannot write dest {dest}: {exc.strerror or exc}") from None
+        if changed:
+            ctx.log(f"rendered {params.src} to {dest} ({len(data)} bytes)")
+            if ctx.diff:
+                ctx.add_diff(_diff(dest, before, data, f"{stat.S_IMODE(st.st_mode):04o}"))
+        return _summary(dest, data, changed, stat.S_IMODE(st.st_mode))
+
+    async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        """Renders for real, writes nothing: would ``dest`` change?"""
+        dest, data, mode = await self._render(ctx, params)
+        try:
+            changed = not await ctx.to_thread(same_content, dest, data, mode)
+            before = await ctx.to_thread(_snapshot, dest)
+        except OSError as exc:
+            raise ctx.fail(f"cannot read dest {dest}: {exc.strerror or exc}") from None
+        old_mode = before[1] if before is not None else None
+        final = mode if mode is not None else (old_mode if old_mode is not None else 0o644)
+        if changed:
+            ctx.log(f"check mode: would render {params.src} to {dest} ({len(data)} bytes)")
+            if ctx.diff:
+                ctx.add_diff(_diff(dest, before, data, f"{final:04o}"))
+        return _summary(dest, data, changed, final)
+
+    async def _render(self, ctx: ModuleContext, params: Params) -> tuple[Path, bytes, int | None]:
         try:
             "".encode(params.encoding)
         except LookupError:
@@ -90,21 +124,50 @@ class TemplateRender(Module):
             raise ctx.fail(
                 f"the rendered text cannot be encoded as {params.encoding} (character {exc.start})"
             ) from None
-        mode = int(params.mode, 8) if params.mode else None
-        try:
-            changed = await ctx.to_thread(write_atomic, dest, data, mode=mode)
-            st = await ctx.to_thread(os.stat, dest)
-        except OSError as exc:
-            raise ctx.fail(f"cannot write dest {dest}: {exc.strerror or exc}") from None
-        if changed:
-            ctx.log(f"rendered {params.src} to {dest} ({len(data)} bytes)")
-        return {
-            "path": str(dest),
-            "changed": changed,
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "mode": f"{stat.S_IMODE(st.st_mode):04o}",
-        }
+        return dest, data, int(params.mode, 8) if params.mode else None
+
+
+def _summary(dest: Path, data: bytes, changed: bool, mode: int) -> dict[str, Any]:
+    return {
+        "path": str(dest),
+        "changed": changed,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "mode": f"{mode:04o}",
+    }
+
+
+def _snapshot(path: Path) -> tuple[bytes | None, int] | None:
+    """Blocking: ``(content or None when too large to diff, mode)`` of an existing
+    regular file; None when there is none."""
+    from gxo.modules.system._diff import DIFF_LIMIT
+
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    content = path.read_bytes() if st.st_size <= DIFF_LIMIT else None
+    return content, stat.S_IMODE(st.st_mode)
+
+
+def _diff(dest: Path, before: tuple[bytes | None, int] | None, data: bytes, mode: str) -> str:
+    from gxo.modules.system._diff import DIFF_LIMIT, content_diff
+
+    after = data if len(data) <= DIFF_LIMIT else None
+    if before is None:
+        return content_diff(dest, b"", after, existed=False, size_after=len(data), mode_after=mode)
+    content, old_mode = before
+    return content_diff(
+        dest,
+        content,
+        after,
+        size_before=len(content) if content is not None else DIFF_LIMIT + 1,
+        size_after=len(data),
+        mode_before=f"{old_mode:04o}",
+        mode_after=mode,
+    )
 
 
 class _Unreadable(Exception):
