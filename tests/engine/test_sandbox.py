@@ -110,6 +110,7 @@ async def test_network_none_cannot_reach_a_host_listener(run_yaml, workspace: Pa
         [
             _exec("none", connect, {"network": "none"}),
             _exec("host", connect, {"network": "host"}),
+            _exec("strict", connect, {"seccomp": "strict"}),
         ]
     )
     result = await _run(run_yaml, text, workspace)
@@ -117,6 +118,29 @@ async def test_network_none_cannot_reach_a_host_listener(run_yaml, workspace: Pa
     assert none.status.value == "Failed"
     assert "ConnectionRefusedError" in none.summary["stderr"]
     assert _state(result, "host").status.value == "Completed"  # the listener is real
+    strict = _state(result, "strict")  # no socket() at all under the strict profile
+    assert strict.status.value == "Failed"
+    assert "PermissionError: [Errno 1] Operation not permitted" in strict.summary["stderr"]
+
+
+async def test_user_namespace_and_user_switch(run_yaml, workspace: Path) -> None:
+    userns = {"namespaces": ["user", "mount", "pid", "uts"], "read_only_root": True}
+    text = _playbook(
+        [
+            _exec(
+                "root_in_userns",
+                "id -u; cat /proc/self/uid_map; ls /proc | grep -c '^[0-9]'",
+                userns,
+            ),
+            _exec("nobody", "id -un", {**userns, "user": "nobody", "seccomp": "strict"}),
+        ]
+    )
+    result = await _run(run_yaml, text, workspace)
+    root = _state(result, "root_in_userns")
+    assert root.status.value == "Completed", root.error
+    uid, mapping, count = root.summary["stdout_lines"]
+    assert uid == "0" and mapping.split() == ["0", "0", "4294967295"] and int(count) < 10
+    assert _state(result, "nobody").summary["stdout"] == "nobody"
 
 
 @pytest.mark.skipif(isinstance(cgroup_controller("memory"), str), reason="no memory cgroup")

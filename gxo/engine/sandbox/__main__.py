@@ -103,10 +103,15 @@ def keeper() -> None:
         _fail(proto_out, str(exc))
     except OSError as exc:
         _fail(proto_out, f"limits: cannot join the cgroup: {exc}")
+    # The host's /proc, held open: the sandboxed process mounts its own over it (the
+    # mount namespace is shared) before the keeper writes its uid map.
+    host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY) if "user" in namespaces else -1
     sync = os.pipe() if "user" in namespaces else None
     back = os.pipe() if "user" in namespaces else None
     pid = _fork()
     if pid == 0:
+        if host_proc >= 0:  # the host's /proc stays out of the sandbox
+            os.close(host_proc)
         try:
             _sandboxed(init, rest, proto_in, proto_out, sync, back)
         except confine.SandboxSetupError as exc:
@@ -125,9 +130,13 @@ def keeper() -> None:
         os.close(back[0])
         if os.read(sync[0], 1) == b"u":
             for name in ("uid_map", "gid_map"):
-                with open(f"/proc/{pid}/{name}", "w") as f:
-                    f.write("0 0 4294967295\n")
+                fd = os.open(f"{pid}/{name}", os.O_WRONLY, dir_fd=host_proc)
+                try:
+                    os.write(fd, b"0 0 4294967295\n")
+                finally:
+                    os.close(fd)
             os.write(back[1], b"k")
+        os.close(host_proc)
     _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     try:
@@ -195,6 +204,9 @@ def zygote(control: int) -> None:
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             ctl.close()
+            confine.set_pdeathsig(signal.SIGKILL)  # the engine gone, the zygote goes, then this
+            if os.getppid() == 1:
+                _exit(70)
             with contextlib.suppress(OSError):  # its own group: the engine kills it whole
                 os.setpgid(0, 0)
             for target, fd in enumerate(fds):

@@ -316,7 +316,8 @@ DEFAULT_DENY = [
 ]
 
 # Allowed by the strict profile (everything else: EPERM): a Python process doing
-# file I/O, pipes, timers and child processes; no sockets to the network.
+# file I/O, pipes, timers and child processes, and I/O on sockets it was handed or made
+# with socketpair (asyncio's self-pipe); socket(), connect() and bind() are refused.
 STRICT_ALLOW = [
     "read",
     "write",
@@ -475,6 +476,23 @@ STRICT_ALLOW = [
     "chown",
     "lchown",
     "fchownat",
+    "getcpu",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "shutdown",
+    "getsockopt",
+    "setsockopt",
+    "getsockname",
+    "getpeername",
+    "capget",
+    "capset",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "setuid",
+    "setgid",
 ]
 
 
