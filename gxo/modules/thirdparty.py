@@ -99,12 +99,12 @@ class Candidate:
     name: str  # top-level import name
     path: Path  # the package directory or single-file module
     target: str  # what to import (an entry point may name a submodule)
-    origin: str  # for messages: "--modules-dir DIR" or "entry point ..."
+    origin: str  # for messages: "modules dir DIR" or "entry point ..."
 
 
 def _modules_dir_candidates(directory: Path) -> list[Candidate]:
     if not directory.is_dir():
-        raise UsageError(f"--modules-dir {directory}: not a directory")
+        raise UsageError(f"modules dir {directory}: not a directory")
     out = []
     for sub in sorted(directory.iterdir()):
         if sub.name.startswith((".", "_")) or not sub.is_dir() or sub.is_symlink():
@@ -113,9 +113,9 @@ def _modules_dir_candidates(directory: Path) -> list[Candidate]:
             continue
         if not sub.name.isidentifier():
             raise UsageError(
-                f"--modules-dir {directory}: '{sub.name}' is not a valid Python package name"
+                f"modules dir {directory}: '{sub.name}' is not a valid Python package name"
             )
-        out.append(Candidate(sub.name, sub, sub.name, f"--modules-dir {directory}"))
+        out.append(Candidate(sub.name, sub, sub.name, f"modules dir {directory}"))
     return out
 
 
@@ -272,7 +272,7 @@ def _install_finder(c: Candidate, files: dict[str, bytes]) -> None:
             f"third-party module package '{c.name}' ({c.origin}) has the name of a Python "
             "module already in use; rename the package"
         )
-    if c.origin.startswith("--modules-dir") and importlib.machinery.PathFinder.find_spec(c.name):
+    if c.origin.startswith("modules dir ") and importlib.machinery.PathFinder.find_spec(c.name):
         raise RegistryError(
             f"third-party module package '{c.name}' ({c.origin}) would shadow the installed "
             f"Python package '{c.name}'; rename it"

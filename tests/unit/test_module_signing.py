@@ -378,7 +378,7 @@ def test_load_errors(tmp_path: Path, keys: dict[str, Path], fresh) -> None:
     p = policy(tmp_path, "off")
     load_all(p)
     assert p.warnings == [
-        f"third-party module package '{name}' (--modules-dir {mods}) registers no module"
+        f"third-party module package '{name}' (modules dir {mods}) registers no module"
     ]
     (pkg / "__init__.py").write_text(
         "from gxo.modules.base import Module, register\n"
