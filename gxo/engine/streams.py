@@ -128,6 +128,18 @@ class Channel:
 
     # -- producer side -----------------------------------------------------------
 
+    async def wait_room(self) -> None:
+        """Until the buffer has room or the consumer stopped reading (``block``)."""
+        buf = self._buf
+        while len(buf) >= self.capacity and not self.abandoned:
+            fut = asyncio.get_running_loop().create_future()
+            self._put_waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._put_waiters:
+                    self._put_waiters.remove(fut)
+
     async def put(self, record: dict[str, Any]) -> None:
         if self.closed:
             raise StreamError(f"stream {self.producer} -> {self.consumer} is closed")
@@ -241,6 +253,7 @@ class Channel:
 
 
 _DICT_ONLY = frozenset({dict})
+_BLOCK = OverflowStrategy.block
 
 
 def _check_dict(record: Any) -> None:
@@ -317,6 +330,9 @@ class StreamWriter:
         start, total = 0, len(records)
         while start < total:
             room = capacity - len(buf)
+            if room <= 0 and single.strategy is _BLOCK and not (single.closed or single.abandoned):
+                await single.wait_room()  # full: wait for the consumer, then send a chunk
+                continue
             if room <= 0 or single.closed or single.abandoned:
                 record = records[start]
                 _check_dict(record)

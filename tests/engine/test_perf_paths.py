@@ -342,3 +342,15 @@ def test_a_slim_command_line_behaves_like_the_full_one(
     assert "No such option" in capsys.readouterr().err
     assert _main(monkeypatch, "runn") == 2
     assert "No such command" in capsys.readouterr().err
+
+
+async def test_a_producer_waiting_for_room_ends_when_the_consumer_abandons() -> None:
+    ch = Channel("a", "b", capacity=2)
+    writer = StreamWriter("a", [ch])
+    sender = asyncio.create_task(writer.send_many([{"n": i} for i in range(6)]))
+    await asyncio.sleep(0)
+    assert ch.depth == 2 and not sender.done()  # waiting for room
+    ch.abandon()
+    await asyncio.wait_for(sender, 5)
+    assert ch.sent == 2 and ch.discarded == 6  # 2 buffered, then 4 sent after it stopped
+    assert writer.records_out == 6
