@@ -244,3 +244,18 @@ workloads:
     with pytest.raises(PlaybookValidationError) as info:
         security.require_sandboxed(loaded.playbook)
     assert "these workloads have no security_context: bare (" in str(info.value)
+
+
+def test_the_sandbox_imports_no_front_end() -> None:
+    """What the zygote imports (and so every sandbox holds): no textual, prompt_toolkit, typer."""
+    import subprocess
+
+    code = (
+        "import sys; from gxo.engine.sandbox import child, confine; "
+        "import gxo.engine.sandbox.__main__ as main; "
+        "from gxo.modules.base import REGISTRY; REGISTRY.get('exec').params_model; "
+        "[__import__(n) for n in main.PREIMPORT]; "
+        "print(sorted({k.split('.')[0] for k in sys.modules} & {'textual', 'prompt_toolkit', 'typer'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
