@@ -23,6 +23,7 @@ BENCHES = [
     ("bench_nats_source.py", []),
     ("bench_instance.py", []),
     ("bench_scheduled_daemon.py", []),
+    ("bench_http_service.py", []),
 ]
 
 

@@ -22,6 +22,7 @@ from gxo.template.engine import TemplateEngine
 
 if TYPE_CHECKING:
     from gxo.engine.connections import ConnectionManager
+    from gxo.engine.kvstore import KVStores
 
 __all__ = ["ModuleContext", "RunContext", "Status", "WorkloadState"]
 
@@ -199,6 +200,7 @@ class RunContext:
         self.access_mode = access_mode
         self._deferred: list[Callable[[], Awaitable[None]]] = []
         self._connections: ConnectionManager | None = None  # created on first use
+        self._kv: KVStores | None = None  # data:kv stores, created on first use
         workloads_view = _WorkloadsView(states, outside)
         self.gxo = {
             "run_id": run_id,
@@ -252,6 +254,15 @@ class RunContext:
             self._connections = ConnectionManager()
         return self._connections
 
+    @property
+    def kv(self) -> KVStores:
+        """The run's key-value stores (``data:kv``, gxo/engine/kvstore.py)."""
+        if self._kv is None:
+            from gxo.engine.kvstore import KVStores
+
+            self._kv = KVStores()
+        return self._kv
+
     async def run_deferred(self, grace: float = 10.0) -> list[str]:
         """Run end-of-run callbacks, last registered first, ``grace`` seconds each; returns their errors."""
         errors = []
@@ -264,6 +275,8 @@ class RunContext:
                 errors.append(f"cleanup failed: {type(exc).__name__}: {exc}")
         if self._connections is not None:  # every socket the run opened, on every path
             await self._connections.aclose()
+        if self._kv is not None:  # the run's key-value state ends with it
+            self._kv.clear()
         return errors
 
     def log(self, workload: str, line: str, *, stream: str = "log", level: str = "info") -> None:

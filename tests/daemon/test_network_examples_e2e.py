@@ -1,7 +1,7 @@
 """The network examples as services under a real ``gxo daemon``, with real clients.
 
-examples/kv_server.gxo.yaml (connection:* + data:map) answers 50 concurrent socket
-clients; examples/webhook_service.gxo.yaml (http:listen + http:respond) answers 50
+examples/kv_server.gxo.yaml (connection:* + data:map + data:kv) answers 50 concurrent
+socket clients, and a value SET by one connection is what GET returns on another; examples/webhook_service.gxo.yaml (http:listen + http:respond) answers 50
 concurrent httpx clients over keep-alive connections. Stopping a service closes its
 listening socket and every client connection (no fd left in the daemon).
 """
@@ -12,7 +12,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import httpx
@@ -78,17 +78,27 @@ def daemon_sockets(d: DaemonProc, port: int) -> list[object]:
     ]
 
 
-async def kv_session(port: int, i: int) -> bytes:
+async def kv_send(port: int, lines: str) -> str:
+    """Send ``lines``, half-close, and return everything the server answers."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(
-            f"PING\nGET initial_key\nGET k{i}\nSET k{i} v {i}\nFLY away\nget another_key".encode()
-        )
+        writer.write(lines.encode())
         writer.write_eof()
-        return await asyncio.wait_for(reader.read(), 20)
+        return (await asyncio.wait_for(reader.read(), 20)).decode()
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+def kv_session(port: int, i: int) -> Awaitable[str]:
+    return kv_send(
+        port,
+        f"PING\nGET initial_key\nGET k{i}\nSET k{i} v {i}\nGET k{i}\nFLY away\nget another_key",
+    )
+
+
+def kv_expected(i: int) -> str:
+    return f"PONG\nOK hello world\nOK NULL\nOK\nOK v {i}\nERR unknown_command\nOK gxo is powerful\n"
 
 
 def test_kv_server_example_answers_50_concurrent_clients(daemon: DaemonProc) -> None:
@@ -99,14 +109,25 @@ def test_kv_server_example_answers_50_concurrent_clients(daemon: DaemonProc) -> 
     assert applied.returncode == 0, applied.stderr
     until(lambda: accepts(port), 20, "the kv server to listen")
 
-    async def clients() -> list[bytes]:
+    async def clients() -> list[str]:
         return await asyncio.gather(*(kv_session(port, i) for i in range(CLIENTS)))
 
     started = time.monotonic()
     answers = asyncio.run(clients())
-    expected = "PONG\nOK hello world\nOK NULL\nOK\nERR unknown_command\nOK gxo is powerful\n"
-    assert [a.decode() for a in answers] == [expected] * CLIENTS
+    assert answers == [kv_expected(i) for i in range(CLIENTS)]
     assert time.monotonic() - started < 15
+
+    # The store is the service's: what one connection SET, another GETs -- the
+    # concurrent clients' keys included; a SET overrides a vars.kv_store value.
+    async def later() -> list[str]:
+        first = await kv_send(port, "SET shared the value 1\nSET  x y\nSET initial_key changed\n")
+        second = await kv_send(port, "GET shared\nGET k7\nGET k49\nGET initial_key\nGET nope\n")
+        return [first, second]
+
+    assert asyncio.run(later()) == [
+        "OK\nERR bad_request\nOK\n",
+        "OK the value 1\nOK v 7\nOK v 49\nOK changed\nOK NULL\n",
+    ]
 
     # A client that stays connected is disconnected when the service stops, and the
     # daemon keeps no socket of it.
