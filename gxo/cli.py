@@ -6,13 +6,54 @@ never loads Textual, prompt-toolkit, httpx or networkx.
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from gxo.errors import GxoError, UsageError
+
+
+def _polish_help() -> None:
+    """Two fixes to what Typer/Click print: a flag shows no ``<bool>`` value (it takes
+    none), and an unknown option suggests only options that look like it (Click's
+    default compares with the ``--`` prefix included, so ``--bogus`` got ``--verbose``)."""
+    from difflib import get_close_matches
+
+    from typer._click.exceptions import NoSuchOption  # Typer's own copy of Click
+    from typer.core import TyperOption
+
+    if getattr(TyperOption, "_gxo_polished", False):
+        return
+    display_type_rich = TyperOption.display_type_rich
+
+    def flag_without_type(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and not self.count:
+            return None
+        return display_type_rich(self, ctx)
+
+    no_such_option = NoSuchOption.__init__
+
+    def close_options_only(
+        self: NoSuchOption,
+        option_name: str,
+        message: str | None = None,
+        possibilities: Any = None,
+        ctx: Any = None,
+    ) -> None:
+        no_such_option(self, option_name, message, None, ctx)
+        by_bare = {str(p).lstrip("-"): str(p) for p in possibilities or ()}
+        close = get_close_matches(option_name.lstrip("-"), list(by_bare), n=3, cutoff=0.7)
+        self.possibilities = [by_bare[c] for c in close] or None
+
+    TyperOption.display_type_rich = flag_without_type  # type: ignore[method-assign]
+    NoSuchOption.__init__ = close_options_only  # type: ignore[method-assign]
+    TyperOption._gxo_polished = True  # type: ignore[attr-defined]
+
+
+_polish_help()
 
 app = typer.Typer(
     name="gxo",
@@ -53,6 +94,78 @@ Workspace = Annotated[
         help="Directory relative paths resolve against; 'temp' for a throw-away one",
     ),
 ]
+
+# Third-party modules (docs/module-signing.md): run, validate, modules, daemon.
+ModulesDir = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--modules-dir",
+        metavar="DIR",
+        help="Third-party modules: each subdirectory of DIR with __init__.py (repeatable)",
+    ),
+]
+TrustedKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trusted-key",
+        metavar="FILE",
+        help="Public key third-party modules must be signed with (repeatable)",
+    ),
+]
+Verification = Annotated[
+    str | None,
+    typer.Option(
+        "--module-verification",
+        metavar="MODE",
+        help="Third-party modules: enforce|warn|off (default: enforce with a trusted key, "
+        "else warn; the daemon: enforce)",
+    ),
+]
+UserConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="User config (default: ~/.gxo/config.yaml)")
+]
+
+
+def _third_party(
+    modules_dir: list[Path] | None,
+    trusted_key: list[str] | None,
+    verification: str | None,
+    config: Path | None,
+    *,
+    daemon: bool = False,
+) -> None:
+    """Install the third-party module policy (flags over the user config); the modules
+    themselves load when first needed (docs/module-signing.md)."""
+    from gxo.modules.base import REGISTRY
+
+    def policy() -> Any:
+        from gxo.console import err_console, print_warnings
+        from gxo.modules.thirdparty import resolve_policy
+        from gxo.userconfig import load_user_config
+
+        resolved = resolve_policy(
+            config=load_user_config(config),
+            modules_dirs=modules_dir or (),
+            trusted_keys=trusted_key or (),
+            mode=verification,
+            daemon=daemon,
+        )
+        resolved.warn = lambda message: print_warnings(err_console(), [message])
+        return resolved
+
+    configured = modules_dir or trusted_key or verification or config or daemon
+    if configured or Path("~/.gxo/config.yaml").expanduser().exists():
+        from gxo.modules.thirdparty import install
+
+        install(policy())  # bad flags or config: a usage error now, not when first needed
+    else:  # only entry points: `gxo run` of built-ins pays nothing for them
+
+        def load() -> None:
+            from gxo.modules.thirdparty import load_all
+
+            load_all(policy())
+
+        REGISTRY.use_third_party(load)
 
 
 def _fail(exc: GxoError) -> None:
@@ -135,11 +248,71 @@ def run(
         str | None,
         typer.Option("--state-key-cmd", help="Command printing the --state store's key"),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="NAME",
+            help="Run only these workloads and what they need (repeatable or a,b)",
+        ),
+    ] = None,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option("--skip", metavar="NAME", help="Leave these workloads out (repeatable)"),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="NAME",
+            help="Run NAME and everything downstream (upstream results: from --state)",
+        ),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tags",
+            metavar="TAG",
+            help="Run the workloads with these tags and what they need (a,b)",
+        ),
+    ] = None,
+    skip_tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--skip-tags", metavar="TAG", help="Leave out the workloads with these tags (a,b)"
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Dry run: read-only modules run, the others say what they would change "
+            "(docs/check-mode.md)",
+        ),
+    ] = False,
+    diff: Annotated[
+        bool,
+        typer.Option(
+            "--diff", help="Show what files change (or would, with --check) as unified diffs"
+        ),
+    ] = False,
+    keep_runs: Annotated[
+        int,
+        typer.Option(
+            "--keep-runs", min=0, help="Keep the last N runs' report and log in .gxo/runs"
+        ),
+    ] = 0,
+    modules_dir: ModulesDir = None,
+    trusted_key: TrustedKeyOpt = None,
+    module_verification: Verification = None,
+    config: UserConfigOpt = None,
 ) -> None:
     """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
+    from gxo.config.select import Selection
     from gxo.runtime import run_headless
 
     try:
+        _third_party(modules_dir, trusted_key, module_verification, config)
         _check_report(report)
         code = run_headless(
             playbook,
@@ -155,6 +328,10 @@ def run(
             state=state,
             state_key_file=state_key_file,
             state_key_cmd=state_key_cmd,
+            selection=Selection(only or (), skip or (), from_, tags or (), skip_tags or ()),
+            check=check,
+            diff=diff,
+            keep_runs=keep_runs,
         )
     except GxoError as exc:
         _fail(exc)
@@ -177,6 +354,10 @@ def validate(
             "--graph", help="Also print the dependency graph: levels, pipelines, critical path"
         ),
     ] = False,
+    modules_dir: ModulesDir = None,
+    trusted_key: TrustedKeyOpt = None,
+    module_verification: Verification = None,
+    config: UserConfigOpt = None,
 ) -> None:
     """Load and validate playbooks without running them. Exit 0 valid, 2 invalid."""
     from gxo.config.loader import load_playbook
@@ -184,6 +365,7 @@ def validate(
 
     console = err_console()
     try:
+        _third_party(modules_dir, trusted_key, module_verification, config)
         names = set(_variables(extra_vars, vars_file))
     except GxoError as exc:
         _fail(exc)
@@ -229,7 +411,7 @@ def migrate(
     """Convert a legacy playbook to schemaVersion 1.0.0, keeping comments and key order."""
     if output is not None and in_place:
         _fail(UsageError("use either --output or --in-place, not both"))
-    from gxo.config.migrate import migrate_file
+    from gxo.config.migrate import NOTES, migrate_file
     from gxo.console import err_console, print_warnings
 
     try:
@@ -237,6 +419,9 @@ def migrate(
     except GxoError as exc:
         _fail(exc)
     print_warnings(err_console(), warnings)
+    if warnings or text != file.read_text(encoding="utf-8"):  # migrated: what changed
+        for note in NOTES:
+            typer.echo(f"note: {note}", err=True)
     target = file if in_place else output
     if target is None:
         sys.stdout.write(text)
@@ -299,13 +484,29 @@ def ui(
             help="Show a running daemon's workloads instead: gxo ui --attach [SOCKET]",
         ),
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Run again when the playbook or a file it reads is saved"),
+    ] = False,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            "--replay",
+            metavar="RUN",
+            help="Show a finished run instead: a report file or a run id kept in .gxo/runs",
+        ),
+    ] = None,
+    keep_runs: Annotated[
+        int,
+        typer.Option("--keep-runs", min=0, help="Runs kept in .gxo/runs (report and log; 0: none)"),
+    ] = 10,
 ) -> None:
     """Run a playbook in the live terminal UI (Textual), or attach to a daemon."""
     if attach:  # `--attach [SOCKET]`: the optional socket is the positional argument
         from gxo.tui.attach import run_attach
 
         raise typer.Exit(run_attach(str(playbook) if playbook is not None else None))
-    if playbook is None:
+    if playbook is None and replay is None:
         _fail(UsageError("missing PLAYBOOK (or --attach [SOCKET] to watch a daemon)"))
     from gxo.tui import run_ui
 
@@ -319,6 +520,9 @@ def ui(
             report=report,
             concurrency=concurrency,
             workspace=workspace,
+            watch=watch,
+            keep_runs=keep_runs,
+            replay=replay,
         )
     except GxoError as exc:
         _fail(exc)
@@ -358,11 +562,16 @@ def modules(
         str | None, typer.Argument(help="Show this module's parameters and example")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    modules_dir: ModulesDir = None,
+    trusted_key: TrustedKeyOpt = None,
+    module_verification: Verification = None,
+    config: UserConfigOpt = None,
 ) -> None:
     """List modules by layer, or show one module's parameters."""
     from gxo.modules.reference import print_module, print_module_list
 
     try:
+        _third_party(modules_dir, trusted_key, module_verification, config)
         print_module_list(as_json=as_json) if name is None else print_module(name, as_json=as_json)
     except GxoError as exc:
         _fail(exc)
@@ -448,6 +657,17 @@ def daemon(
         list[str] | None,
         typer.Option("--allow-path", help="A directory daemon playbooks may reach (repeatable)"),
     ] = None,
+    require_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--require-sandbox",
+            help="Refuse playbooks with a workload without security_context (docs/sandbox.md)",
+        ),
+    ] = False,
+    modules_dir: ModulesDir = None,
+    trusted_key: TrustedKeyOpt = None,
+    module_verification: Verification = None,
+    config: UserConfigOpt = None,
 ) -> None:
     """Run the long-running kernel: gRPC control plane (gxo.daemon.v1) on a unix socket."""
     from gxo.config.durations import parse_duration
@@ -464,6 +684,13 @@ def daemon(
         _fail(UsageError(f"--lease-ttl {lease_ttl!r}: {exc}"))
     if lease_ttl_s <= 0:
         _fail(UsageError(f"--lease-ttl {lease_ttl!r}: must be more than 0"))
+    try:  # third-party modules are verified (enforce by default) before the daemon starts
+        from gxo.modules.base import REGISTRY
+
+        _third_party(modules_dir, trusted_key, module_verification, config, daemon=True)
+        REGISTRY.load_third_party()
+    except GxoError as exc:
+        _fail(exc)
     options = DaemonOptions(
         socket=socket,
         state=state,
@@ -487,6 +714,11 @@ def daemon(
         state_key_cmd=state_key_cmd,
         http=http,
         allow_paths=list(allow_path or []),
+        require_sandbox=require_sandbox,
+        modules_dirs=[str(d) for d in modules_dir or []],
+        trusted_keys=list(trusted_key or []),
+        module_verification=module_verification,
+        user_config=str(config) if config else None,
     )
     code = run_daemon(options)
     raise typer.Exit(code)
@@ -521,10 +753,30 @@ def _root(
         raise typer.Exit(0)
 
 
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app with only the top-level command ``argv`` names (issue 19: start-up).
+
+    Typer builds every command's click parameters (the type hints of ~60 functions)
+    before it parses anything: ~50 ms of CPU, a fifth of a ``gxo run``. Help, options
+    first, groups and unknown names get the whole app, so their output is unchanged.
+    """
+    if not argv or argv[0].startswith("-"):
+        return app
+    for info in app.registered_commands:
+        callback = info.callback
+        name = info.name or (callback.__name__.lower().replace("_", "-") if callback else None)
+        if name == argv[0]:
+            slim = copy.copy(app)
+            slim.registered_commands = [info]
+            slim.registered_groups = []
+            return slim
+    return app
+
+
 def main() -> None:
     _PROCESS["entry"] = True  # this process is the gxo command: validate may skip the teardown
     try:
-        app()
+        _app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -8,7 +8,8 @@ exit code, never a traceback.
     ├── ConfigError                 the playbook cannot be used      (exit 2)
     │   ├── PlaybookSyntaxError     YAML does not parse
     │   ├── PlaybookValidationError wrong shape, unknown key, bad param, cycle, ...
-    │   └── MigrationError          legacy playbook cannot be migrated
+    │   ├── MigrationError          legacy playbook cannot be migrated
+    │   └── ModuleSignatureError    a third-party module is unsigned, tampered or untrusted
     ├── TemplateError               a template failed to compile or render
     │   └── UndefinedNameError      StrictUndefined: a name or attribute is missing
     ├── SecretError                 secret('NAME') cannot be resolved
@@ -32,6 +33,7 @@ __all__ = [
     "MigrationError",
     "ModuleError",
     "ModuleParamsError",
+    "ModuleSignatureError",
     "PlaybookSyntaxError",
     "PlaybookValidationError",
     "RegistryError",
@@ -117,6 +119,18 @@ class PlaybookValidationError(ConfigError):
 
 class MigrationError(ConfigError):
     pass
+
+
+class ModuleSignatureError(ConfigError):
+    """A third-party module package failed verification (docs/module-signing.md);
+    raised before any of its code is imported."""
+
+    def __init__(self, module: str, reason: str, *, path: str | None = None) -> None:
+        where = f" ({path})" if path else ""
+        super().__init__(f"third-party module package '{module}'{where}: {reason}")
+        self.module = module
+        self.reason = reason
+        self.path = path
 
 
 class TemplateError(GxoError):

@@ -98,6 +98,47 @@ def open_run_state(url: str, key_file: str | None, key_cmd: str | None = None) -
         raise UsageError(f"--state: {exc}") from None
 
 
+def _selected(loaded: Any, selection: Any, persisted: Any) -> set[str] | None:
+    """``--only/--skip/--from/--tags/--skip-tags`` (gxo/config/select.py): the names to
+    run, or None for all. A register a selected workload needs from one left out must
+    be in the --state store, else a usage error says which."""
+    from gxo.config.select import missing_registers, select_workloads
+
+    if selection is None:
+        return None
+    only = select_workloads(loaded, selection)
+    if only is None:
+        return None
+    stored: set[str] = set()
+    if persisted is not None:
+        from gxo.state._sql_results import stored_keys
+
+        stored = set(stored_keys(persisted))
+    missing = missing_registers(loaded, only, stored)
+    if missing:
+        store = "the --state store has no result for it" if persisted else "no --state store"
+        raise UsageError(
+            f"{selection.describe()}: "
+            + "; ".join(missing)
+            + f" ({store}: run it too, e.g. with --only, or pass --state with the store "
+            "of an earlier run that registered it)"
+        )
+    return only
+
+
+def _run_store(persisted: Any, playbook: str, check: bool) -> Any:
+    """The --state store's results; a --check run reads a copy of them and keeps its
+    predictions in memory: a dry run never writes the store."""
+    if persisted is None:
+        return None
+    store = persisted.results(playbook)
+    if not check:
+        return store
+    from gxo.state.store import MemoryStore
+
+    return MemoryStore(store.snapshot())
+
+
 def run_headless(
     playbook: Path,
     *,
@@ -113,6 +154,10 @@ def run_headless(
     state: str | None = None,
     state_key_file: str | None = None,
     state_key_cmd: str | None = None,
+    selection: Any = None,
+    check: bool = False,
+    diff: bool = False,
+    keep_runs: int = 0,
 ) -> int:
     console = err_console()
     persisted = open_run_state(state, state_key_file, state_key_cmd) if state else None
@@ -128,12 +173,23 @@ def run_headless(
             persisted.close()
         raise
     print_warnings(console, loaded.warnings)
+    try:
+        only = _selected(loaded, selection, persisted)
+    except BaseException:
+        if persisted is not None:
+            persisted.close()
+        raise
+    if workspace is None:  # relative paths resolve against the playbook's directory
+        workspace = str(loaded.base_dir)
     run_workspace: str | Confinement | None = workspace
     if confine:  # literal paths outside are refused before anything runs (exit 2)
         run_workspace = Confinement(workspace, allowed_dirs(allow_paths))
         check_literal_paths(loaded, run_workspace.resolver())
     bus = EventBus()
-    bus.add_listener(ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded))
+    bus.add_listener(
+        ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded),
+        skip_statuses=() if verbose else ("Running",),  # not shown: not even built
+    )
     engine = Engine(
         loaded,
         extra_vars=variables,
@@ -141,7 +197,10 @@ def run_headless(
         workspace=run_workspace,
         bus=bus,
         signals=signal_broker(loaded, resume_payload_file, console),
-        store=persisted.results(loaded.playbook.name) if persisted else None,
+        store=_run_store(persisted, loaded.playbook.name, check),
+        check=check,  # --check / --diff: docs/check-mode.md
+        diff=diff,
+        only=only,
     )
     if len(loaded.playbook.workloads) >= FREEZE_FROM:
         freeze_loaded_objects()
@@ -153,7 +212,18 @@ def run_headless(
     print_warnings(console, [w for w in result.warnings if w not in loaded.warnings])
     # The summary first: a report that cannot be written after all (disk full) is
     # an error of its own, and must not hide how the run went.
+    if diff:
+        from gxo.console import print_diffs
+
+        print_diffs(console, result)
     print_summary(console, result, verbose=verbose)
+    if keep_runs > 0:  # --keep-runs N: .gxo/runs/ (gxo ui --replay shows them)
+        from gxo.tui.history import save_run
+
+        try:
+            save_run(result, playbook=playbook, keep=keep_runs)
+        except OSError as exc:
+            print_warnings(console, [f"cannot keep the run in .gxo/runs: {exc.strerror or exc}"])
     if report is not None:
         write_report(result, report)
     return result.exit_code

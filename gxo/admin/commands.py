@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from gxo.admin import pki, state
+from gxo.admin import keys, pki, signing, state
 
 __all__ = ["admin_app"]
 
 admin_app = typer.Typer(
-    help="Offline administration: control-plane PKI, state keys.", no_args_is_help=True
+    help="Offline administration: control-plane PKI, state keys, module signing.",
+    no_args_is_help=True,
 )
 pki.register(admin_app)
 state.register(admin_app)
+keys.register(admin_app)
+signing.register(admin_app)

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["guess_indent", "migrate_file", "migrate_text"]
 
+# Printed by `gxo migrate` after a file was migrated: 1.0.0 behaviour the file cannot show.
+NOTES = ("relative paths now resolve against the playbook's directory, not the current one (gxo run --workspace . keeps the old behaviour)",)  # fmt: skip
 _DROPPED_TASK_KEYS = ("policy_ref", "policy")
 _DROPPED_TOP_KEYS = ("task_policy",)
 _MOVED_TASK_KEYS = {"type": "module", "params": "params"}  # legacy key -> key under process

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gxo.config.durations import Duration
+from gxo.config.security import SecurityContext, merge
 
 __all__ = [
     "NAME_PATTERN",
@@ -22,6 +23,7 @@ __all__ = [
     "CatchupPolicy",
     "ChannelPolicy",
     "ConcurrencyPolicy",
+    "Import",
     "LifecyclePolicy",
     "LoopControl",
     "OverflowStrategy",
@@ -36,6 +38,7 @@ __all__ = [
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 REGISTER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TAG_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 SCHEMA_VERSIONS = ("1.0.0", "v1.0.0")
 
 
@@ -289,6 +292,11 @@ class RetryConfig(_Model):
     backoff_factor: float = Field(1.0, ge=1.0, description="Delay multiplier per retry")
     max_delay: Duration | None = Field(None, description="Cap on the delay")
     jitter: float = Field(0.0, ge=0.0, le=1.0, description="± fraction of randomisation")
+    until: str | None = Field(
+        None,
+        description="Condition over the attempt's summary ('result'), braced or bare: "
+        "retry while it is false",
+    )
 
     def delay_for(self, retry_index: int) -> float:
         """Delay before retry number ``retry_index`` (0-based), without jitter."""
@@ -317,8 +325,16 @@ class Workload(_Model):
     register_key: str | None = Field(
         None, alias="register", pattern=REGISTER_PATTERN, description="State key for the summary"
     )
-    when: str | bool | None = Field(None, description="Condition, braced or bare")
-    loop: list[Any] | str | None = Field(None, description="A list or a template yielding one")
+    when: str | bool | None = Field(
+        None,
+        description="Condition, braced or bare; may call the status functions success(), "
+        "failure(), always(), cancelled(), paused()",
+    )
+    loop: list[Any] | dict[str, Any] | str | None = Field(
+        None,
+        description="A list, a mapping (one {key, value} item per entry) or a template "
+        "yielding one",
+    )
     loop_control: LoopControl | None = Field(None, description="loop_var and parallel")
     retry: RetryConfig | None = Field(None, description="Retry on error")
     timeout: Duration | None = Field(None, description="Per-attempt timeout")
@@ -332,7 +348,21 @@ class Workload(_Model):
     state_policy: StatePolicy | None = Field(
         None, description="Overrides the playbook's state policy"
     )
-    security_context: dict[str, Any] | None = Field(None, description="Sandboxing (daemon only)")
+    security_context: SecurityContext | None = Field(
+        None, description="Sandbox the module (docs/sandbox.md); overrides the playbook's"
+    )
+    tags: list[Annotated[str, Field(pattern=TAG_PATTERN)]] = Field(
+        default_factory=list,
+        description="Labels for selecting workloads: gxo run --tags / --skip-tags",
+    )
+
+    @field_validator("loop")
+    @classmethod
+    def _mapping_items(cls, value: Any) -> Any:
+        # Like Ansible's dict2items: a mapping loops over {key, value} items.
+        if isinstance(value, dict):
+            return [{"key": k, "value": v} for k, v in value.items()]
+        return value
 
     @field_validator("stream_inputs", "depends_on")
     @classmethod
@@ -343,6 +373,22 @@ class Workload(_Model):
                 raise ValueError(f"'{v}' is listed twice")
             seen.add(v)
         return value
+
+
+class Import(_Model):
+    """Another playbook file whose workloads join this one (docs/authoring.md)."""
+
+    path: str = Field(
+        ..., min_length=1, description="The playbook file, relative to the importing file"
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Vars of the imported file, scoped to its workloads"
+    )
+    prefix: str = Field(
+        "",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+        description="Prepended to the imported workload names, register keys and vars",
+    )
 
 
 class Playbook(_Model):
@@ -358,6 +404,21 @@ class Playbook(_Model):
     )
     channel_policy: ChannelPolicy = Field(default_factory=ChannelPolicy, description="Stream links")
     workloads: list[Workload] = Field(..., min_length=1, description="The workloads")
+    imports: list[Import | str] = Field(
+        default_factory=list,
+        description="Other playbook files whose workloads join this one: "
+        "{path, vars, prefix} (or just the path)",
+    )
+    security_context: SecurityContext | None = Field(
+        None, description="Default sandbox of every workload (docs/sandbox.md)"
+    )
+
+    @model_validator(mode="after")
+    def _default_security_context(self) -> Playbook:
+        if self.security_context is not None:  # each workload merges over the default
+            for w in self.workloads:
+                w.security_context = merge(self.security_context, w.security_context)
+        return self
 
     @field_validator("vars")
     @classmethod

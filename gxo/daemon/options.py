@@ -41,3 +41,10 @@ class DaemonOptions:
     http: str | None = None
     # filesystem confinement of daemon playbooks
     allow_paths: list[str] = field(default_factory=list)
+    # sandboxing: refuse playbooks whose workloads have no security_context
+    require_sandbox: bool = False
+    # third-party modules (docs/module-signing.md); the CLI verifies them before serve()
+    modules_dirs: list[str] = field(default_factory=list)
+    trusted_keys: list[str] = field(default_factory=list)
+    module_verification: str | None = None  # None: enforce
+    user_config: str | None = None

@@ -227,6 +227,30 @@ class Registry:
         self._aliases: dict[str, str] = {}
         self._loaded = False
         self._index: dict[str, str] | None = None
+        # third-party modules (gxo/modules/thirdparty.py): loaded once, on first need
+        self._third_party: Callable[[], None] | None = None
+        self._third_party_state: BaseException | bool = False
+
+    def use_third_party(self, loader: Callable[[], None] | None) -> None:
+        """Install (None: remove) the loader of third-party modules. It runs when a
+        name is not a built-in, or for the full list; an error it raises is raised
+        again on every later use (a refused module stays refused)."""
+        self._third_party = loader
+        self._third_party_state = False
+
+    def load_third_party(self) -> None:
+        if self._third_party is None:
+            return
+        if isinstance(self._third_party_state, BaseException):
+            raise self._third_party_state
+        if self._third_party_state:
+            return
+        self._third_party_state = True
+        try:
+            self._third_party()
+        except BaseException as exc:
+            self._third_party_state = exc
+            raise
 
     def add(self, spec: ModuleSpec) -> None:
         index = self._read_index()
@@ -296,6 +320,8 @@ class Registry:
             self._load_from_index(name)
             if name not in self._specs and name not in self._aliases:
                 self.load_builtins()
+        if name not in self._specs and name not in self._aliases:
+            self.load_third_party()
         spec = self._specs.get(name)
         if spec is not None:
             return spec, None
@@ -309,10 +335,12 @@ class Registry:
 
     def all(self) -> list[ModuleSpec]:
         self.load_builtins()
+        self.load_third_party()
         return sorted(self._specs.values(), key=lambda s: (LAYERS.index(s.layer), s.name))
 
     def names(self) -> list[str]:
         self.load_builtins()
+        self.load_third_party()
         return sorted(self._specs)
 
     def suggest(self, name: str) -> list[str]:
@@ -330,6 +358,8 @@ def build_index() -> dict[str, str]:
     REGISTRY.load_builtins()
     out: dict[str, str] = {}
     for spec in REGISTRY.all():
+        if not spec.cls.__module__.startswith("gxo.modules."):
+            continue  # a third-party module is never in the built-ins' index
         for name in (spec.name, *spec.aliases):
             out[name] = spec.cls.__module__
     return dict(sorted(out.items()))

@@ -143,6 +143,7 @@ def module_reference(spec: ModuleSpec) -> dict[str, Any]:
         "summary": dict(cls.summary),
         "consumes_streams": cls.consumes.value,
         "produces_stream": cls.produces,
+        "check_mode": cls.check_mode.value,  # gxo run --check (docs/check-mode.md)
         "example": spec.example,
         "params_schema": spec.params_model.model_json_schema(),
     }

@@ -42,6 +42,12 @@ _GLOBALS = {
     "secret": "secret('NAME'): a secret, redacted in output",
     "range": "range(n)",
     "namespace": "namespace()",
+    "now": "now(tz='Europe/Paris'): the current time (aware; UTC by default)",
+    "success": "when: every dependency Completed or Skipped",
+    "failure": "when: a dependency failed",
+    "always": "when: run whatever the dependencies' outcome",
+    "cancelled": "when: the run was interrupted",
+    "paused": "when: start as soon as a control:wait_for_signal dependency pauses",
 }
 _LITERALS = ("true", "false", "none")
 
@@ -206,7 +212,7 @@ class ReplCompleter(Completer):
             yield from offer(key, f"register of {workload} (not run yet)")
         for name in sorted(session.variables):
             yield from offer(name, "variable")
-        yield from offer("_gxo", "run info: workloads, run_id, workspace")
+        yield from offer("_gxo", "run info: workloads, run_id, workspace, playbook_dir, playbook")
         for name, meta in _GLOBALS.items():
             yield from offer(name, meta)
         for name in _LITERALS:

@@ -157,13 +157,18 @@ class ReplSession:
 
     def gxo_view(self) -> dict[str, Any]:
         workloads = {name: state.public() for name, state in self.states.items()}
-        return {
+        view = {
             "run_id": self.run_id,
             "workspace": str(self.workspace),
             "workloads": workloads,
             "tasks": workloads,  # legacy alias, as in a run
             "resume_payload": None,
         }
+        if self.loaded is not None:  # _gxo.playbook_dir and _gxo.playbook, as in a run
+            from gxo.config.select import playbook_info
+
+            view.update(playbook_info(self.loaded))
+        return view
 
     def context(self) -> ChainMap[str, Any]:
         """Names visible to expressions, with the engine's precedence:

@@ -124,7 +124,7 @@ def test_all_problems_are_reported_in_line_order() -> None:
         ),
         (
             "  - name: a\n    process: { module: exec, params: { command: ls, bogus: 1 } }\n",
-            "pb.yaml:5:53: workload 'a': module 'exec' params: unknown key 'bogus' (allowed: args, command, cwd, environment, inherit_environment, ok_exit_codes, shell, stdin)",
+            "pb.yaml:5:53: workload 'a': module 'exec' params: unknown key 'bogus' (allowed: args, check_mode, command, cwd, environment, inherit_environment, ok_exit_codes, shell, stdin)",
         ),
         (
             "  - name: a\n    process: { module: exec, params: { args: [x] } }\n",

@@ -175,6 +175,9 @@ class BadRecords:
         if not self._pending or self.path is None:
             return
         lines, self._pending = self._pending, []
+        if self.ctx.check:  # gxo run --check: counted and logged, never written
+            self.ctx.log(f"check mode: {len(lines)} dead letters not written to {self.path}")
+            return
         try:
             await self.ctx.to_thread(_append_lines, self.path, lines)
         except OSError as exc:

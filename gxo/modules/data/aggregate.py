@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, StreamRole, register
 from gxo.modules.data._records import (
     MISSING,
     BadRecords,
@@ -119,6 +119,8 @@ class Aggregate(Module):
     }
 
     path_params = ("dead_letter.path",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         agg = _Aggregator(ctx, params)

@@ -6,7 +6,7 @@ from typing import Any
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import GxoError
-from gxo.modules.base import Module, StreamRole, raw_template, register
+from gxo.modules.base import CheckMode, Module, StreamRole, raw_template, register
 from gxo.modules.data._records import (
     BadRecords,
     DeadLetter,
@@ -55,6 +55,8 @@ class Filter(Module):
     }
 
     path_params = ("dead_letter.path",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         condition = params.condition

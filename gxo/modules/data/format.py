@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import GxoError
-from gxo.modules.base import Module, StreamRole, raw_template, register
+from gxo.modules.base import CheckMode, Module, StreamRole, raw_template, register
 from gxo.modules.data._records import (
     BadRecords,
     DeadLetter,
@@ -111,6 +111,12 @@ class Format(Module):
     }
 
     path_params = ("path", "dead_letter.path")
+
+    check_mode = CheckMode.safe  # read-only unless it writes `path` (gxo run --check)
+    check_hint = "it writes path"
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        return CheckMode.safe if params.path is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         target = ctx.resolve_path(params.path) if params.path else None

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 
 
 @register("data:generate_from_list", layer="data", aliases=("generate:from_list",))
@@ -36,6 +36,8 @@ class GenerateFromList(Module):
 
     produces = True
     summary = {"records_generated": "number of records emitted"}
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         field = params.field

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, raw_template, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, StreamRole, raw_template, register
 from gxo.modules.data._records import MISSING, field_getter, hashable
 
 
@@ -111,6 +111,8 @@ class Join(Module):
         "unmatched_left": "left records without a match",
         "unmatched_right": "right records without a match",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         left, right = params.on

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import GxoError
-from gxo.modules.base import Module, StreamRole, register
+from gxo.modules.base import CheckMode, Module, StreamRole, register
 from gxo.modules.data._records import (
     MISSING,
     BadRecords,
@@ -118,6 +118,8 @@ class Parse(Module):
     }
 
     path_params = ("dead_letter.path",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         if params.content is not None and ctx.has_input:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, StreamRole, register
 
 
 @register("passthrough", layer="data")
@@ -27,6 +27,8 @@ class Passthrough(Module):
     consumes = StreamRole.required
     produces = True
     summary = {"records_processed": "records forwarded"}
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         count = 0

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration._crypto import (
     decode_key_bytes,
     input_bytes,
@@ -59,6 +59,8 @@ class CryptoEncrypt(Module):
         "size": "plaintext size in bytes",
     }
     path_params = ("src",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         register_secret(ctx, params.key if params.algorithm == "aes-256-gcm" else None)

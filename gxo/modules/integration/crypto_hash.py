@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration._crypto import HASHES, input_bytes
 
 Algorithm = Literal[
@@ -53,6 +53,8 @@ class CryptoHash(Module):
         "size": "bytes hashed",
     }
     path_params = ("src",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         assert params.algorithm in HASHES

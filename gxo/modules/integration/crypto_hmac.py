@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration._crypto import input_bytes, register_secret
 
 
@@ -49,6 +49,8 @@ class CryptoHmac(Module):
         "valid": "with expected: true (a mismatch fails the workload)",
     }
     path_params = ("src",)
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         register_secret(ctx, params.key)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import GxoError
-from gxo.modules.base import Module, register
+from gxo.modules.base import CheckMode, Module, register
 from gxo.modules.integration._s3 import S3Params, bucket_field, describe_error, open_client
 
 
@@ -47,6 +47,8 @@ class ObjectStorageListObjects(Module):
         "pages": "list requests made",
         "truncated": "true when max_objects stopped the listing early",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         client = await open_client(ctx, params)

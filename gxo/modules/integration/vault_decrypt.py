@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration import _ansible_vault as vault
 from gxo.modules.integration._crypto import input_bytes, register_secret
 from gxo.modules.integration._files import write_atomic
@@ -59,6 +59,12 @@ class VaultDecrypt(Module):
         "size": "plaintext size in bytes",
     }
     path_params = ("src", "dest")
+
+    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
+    check_hint = "it writes dest"
+
+    def check_mode_for(self, params: Any) -> CheckMode:
+        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         register_secret(ctx, params.password)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, raw_template, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, raw_template, register
 from gxo.template.filters import is_truthy
 
 
@@ -39,6 +39,8 @@ class Assert(Module):
         "condition_met": "always true on success",
         "evaluated_value": "what the condition evaluated to",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         value = ctx.evaluate(params.condition, path="condition")

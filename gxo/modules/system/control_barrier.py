@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, StreamRole, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, StreamRole, register
 
 
 @register("control:barrier", layer="system")
@@ -40,6 +40,8 @@ class Barrier(Module):
         "synchronized_streams": "names of the inputs waited for (every stream_inputs entry)",
         "records_discarded": "records read and dropped",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         await ctx.input.drain()

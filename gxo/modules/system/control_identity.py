@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import FreeParams, Module, register
+from gxo.modules.base import CheckMode, FreeParams, Module, register
 
 
 @register("control:identity", layer="system")
@@ -25,6 +25,8 @@ class Identity(Module):
 
     Params = FreeParams
     summary = {"*": "exactly the params given"}
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: FreeParams) -> dict[str, Any]:
         return dict(params.model_extra or {})

@@ -19,7 +19,7 @@ from gxo.engine.signals import (
     check_payload,
 )
 from gxo.errors import GxoError, ModuleError
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 
 NO_ANSWER_HINT = (
     "nobody can answer it here: run the playbook under `gxo daemon` (then "
@@ -110,6 +110,8 @@ class WaitForSignal(Module):
         "waited_ms": "how long the workload was paused",
         "timed_out": "true when the timeout decided",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         if params.on_timeout is OnTimeout.default:

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.errors import TemplateError, UndefinedNameError
-from gxo.modules.base import Module, ModuleParams, raw_template, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, raw_template, register
 from gxo.template.engine import is_template
 from gxo.template.filters import is_truthy
 
@@ -136,6 +136,8 @@ class AssertModule(Module):
         "assertions_failed": "on failure: how many did not",
         "failures": "on failure: [{index, msg, operator, expected, actual, diff, error}] per failed assertion",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         failures: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 
 MAX_RECORDED = 10_000  # requests kept in the summary; later ones are only counted
 
@@ -121,6 +121,8 @@ class MockHttpServer(Module):
         "unmatched": "the requests no handler matched (answered 404)",
         "request_count": "how many requests were received (also those beyond the recorded limit)",
     }
+
+    check_mode = CheckMode.safe  # read-only: runs for real under gxo run --check
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         from gxo.modules.test._mock_server import HOST, MockServer
