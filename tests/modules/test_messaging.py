@@ -263,3 +263,16 @@ async def test_kafka_roundtrip(require_service: Any) -> None:
         f"kafka://127.0.0.1:9092/{topic}",
         f"kafka://127.0.0.1:9092/{topic}?start=all&group=g{uid()}",
     )
+
+
+async def test_jetstream_more_than_server_default_pending(brokers: None) -> None:
+    """Acks wait for the drained pipeline: the durable must hand out > 1000 un-acked."""
+    stream, subject = f"T{uid()}", f"t.{uid()}"
+    n = 1200
+    await publish(
+        f"nats+jetstream://{NATS}/{stream}/{subject}?create=true", [{"n": i} for i in range(n)]
+    )
+    url = f"nats+jetstream://{NATS}/{stream}/{subject}?durable=d{uid()}"
+    r = await consume(url, max_messages=n, max_wait="10s")
+    assert r.summary["received"] == n and r.summary["acked"] == n
+    assert [rec["n"] for rec in r.records] == list(range(n))

@@ -586,6 +586,70 @@ class _KafkaSource:
                 await consumer.stop()
 
 
+async def prepare_jetstream(source: Any, max_ack_pending: int) -> None:
+    """Let the durable consumer of a ``nats+jetstream://`` source hold ``max_ack_pending``
+    un-acked messages (the server's default is 1000): ``messaging:consume`` acks only after
+    the pipeline drained, so the server must hand out ``max_messages`` before any ack.
+
+    Creates the durable as the daemon's source would, or updates that one setting of an
+    existing one; a missing stream is left for the source to report (or create)."""
+    import nats
+    import nats.js.errors
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    target = source.target
+    options: dict[str, Any] = {
+        "servers": [target.server],
+        "connect_timeout": CONNECT_TIMEOUT,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": 2,
+        "reconnect_time_wait": 0.2,
+    }
+    if target.user:
+        options["user"] = target.user
+        options["password"] = target.password or ""
+    if target.token:
+        options["token"] = target.token
+
+    async def quiet(exc: Exception) -> None:
+        return None
+
+    try:
+        nc = await nats.connect(**options, error_cb=quiet)
+    except Exception:
+        return  # the source's own connection reports it, in its words
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.consumer_info(source.stream, source.durable)
+        except nats.js.errors.NotFoundError:
+            info = None
+        except Exception:
+            return  # no such stream, no JetStream: the source says so
+        if info is not None:
+            config = info.config
+            if (config.max_ack_pending or 0) >= max_ack_pending or (
+                config.filter_subject != source.subject
+            ):
+                return  # enough; or not ours to change (the source reports the mismatch)
+            config.max_ack_pending = max_ack_pending
+        else:
+            config = ConsumerConfig(
+                durable_name=source.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=source.ack_wait,
+                max_deliver=-1,
+                filter_subject=source.subject,
+                max_ack_pending=max(max_ack_pending, 1000),
+            )
+        with contextlib.suppress(Exception):
+            await js.add_consumer(source.stream, config)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
 def open_consumer(url: str, *, name: str, max_concurrency: int) -> Any:
     """The (not started) source of ``url``: the daemon's event source, or Kafka's here.
 

@@ -15,6 +15,8 @@ from gxo.modules.integration._messaging import (
     CONSUME_SCHEMES,
     MessagingError,
     open_consumer,
+    prepare_jetstream,
+    scheme_of,
     shown,
     url_secrets,
 )
@@ -113,6 +115,8 @@ class MessagingConsume(Module):
         settled = False
         try:
             try:
+                if scheme_of(params.url) == "nats+jetstream":
+                    await prepare_jetstream(source, params.max_messages)
                 await source.start()
             except (SourceError, MessagingError) as exc:
                 raise ctx.fail(_plain(exc)) from None
