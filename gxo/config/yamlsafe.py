@@ -191,6 +191,9 @@ def _parse_ruamel(
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if problem.startswith("found duplicate key") and " with value " in problem:
+            # ruamel quotes both whole values (a workload's params, credentials and all).
+            problem = problem.split(" with value ", 1)[0] + " (a key may appear once in a mapping)"
         loc = Location(source, mark.line + 1, mark.column + 1) if mark else Location(source)
         raise PlaybookSyntaxError(f"YAML syntax error: {problem}", location=loc) from None
     except ReaderError as exc:  # a control character: ruamel reports only an offset

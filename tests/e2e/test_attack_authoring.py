@@ -249,3 +249,37 @@ def test_a_password_in_an_http_url_is_masked_in_errors_check_mode_and_reports(
             report = json.loads((tmp_path / "r.json").read_text())
             request = report["workloads"]["post"]["summary"]["request"]
             assert request["url"] == "http://deploy:[REDACTED]@127.0.0.1:9/hook"
+
+
+# -- YAML: a duplicate key ---------------------------------------------------------------
+
+
+def test_a_duplicate_key_error_does_not_quote_the_values(tmp_path: Path) -> None:
+    # ruamel's message quoted both whole values: a workload's params, credentials included.
+    (tmp_path / "lib").mkdir()
+    write(
+        tmp_path / "lib",
+        """
+        workloads:
+          - name: x
+            process: {module: control:identity, params: {token: LitDupToken1}}
+            process: {module: control:identity, params: {token: LitDupToken2}}
+        """,
+        "lib.gxo.yaml",
+    )
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: dup
+        imports: [{path: lib/lib.gxo.yaml, prefix: l_}]
+        workloads: []
+        """,
+    )
+    code, _, err = gxo("validate", str(path))
+    assert code == 2
+    assert "LitDupToken" not in err
+    assert err.strip().endswith(
+        'lib/lib.gxo.yaml:4:5: YAML syntax error: found duplicate key "process" '
+        "(a key may appear once in a mapping)"
+    )

@@ -119,3 +119,24 @@ async def test_check_mode_errors_are_the_run_errors(files: Path) -> None:
     # A directory where the file would go: it would change (the real run fails to write).
     assert s["dir"].summary["changed"] is True
     assert not (files / "x.conf").exists()
+
+
+async def test_a_password_in_the_object_storage_endpoint_url_is_masked(tmp_path: Path) -> None:
+    result = await run(
+        tmp_path,
+        """
+        - name: get
+          process:
+            module: object_storage:get_object
+            params:
+              bucket: bkt1
+              key: x
+              endpoint_url: "http://u:LitEpPass9@127.0.0.1:1"
+              region: us-east-1
+              access_key: AKIATEST
+              secret_key: test-secret-key
+        """,
+    )
+    error = result.states["get"].error
+    assert "cannot reach the endpoint" in error
+    assert "LitEpPass9" not in error and "http://u:[REDACTED]@127.0.0.1:1/bkt1/x" in error

@@ -189,12 +189,22 @@ def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
+def _url_password(url: str | None) -> str | None:
+    """The password of an endpoint URL with credentials (``https://u:pw@host``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password if url else None
+    except ValueError:
+        return None
+
+
 async def open_client(ctx: Any, params: S3Params) -> Any:
     """Check the connection params, register the secret key for redaction, build a client."""
     problem = check_credentials(params)
     if problem:
         raise ctx.fail(problem)
-    for value in (params.secret_key, params.session_token):
+    for value in (params.secret_key, params.session_token, _url_password(params.endpoint_url)):
         if value:
             ctx.run.secrets.add(value)
     try:
