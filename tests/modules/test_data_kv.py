@@ -451,6 +451,7 @@ async def test_check_mode_predicts_writes_and_changes_nothing(tmp_path: Path) ->
     states = result.states
     assert states["put"].check_outcome == "predicted"
     assert states["put"].summary["changed"] is True and states["put"].summary["size"] == 1
+    assert any("would set a in store 'default'" in line for _, _, line in states["put"].logs)
     assert states["read"].check_outcome == "ran"
     assert states["read"].summary["value"] == "unset"  # nothing was written
     stream = states["stream"].summary

@@ -154,46 +154,20 @@ class _Ops:
 
     def apply(self, op: str, key: str, value: Any, default: Any, by: Any) -> dict[str, Any]:
         """``{op, store, key, value, found, changed}``; raises _Bad."""
-        found, current = self._lookup(key)
-        changed = False
         try:
-            if op == "get":
-                result = current if found else copy_record(default)
-            elif op == "has":
-                result = found
+            if self.dry or op in READ_ONLY:
+                found, result, changed = self._read_or_predict(op, key, value, default, by)
             elif op == "set":
-                changed = not found or current != value or type(current) is not type(value)
-                if self.dry:
-                    self._predict_new(found)
-                    self._predict(key, copy_record(value), found)
-                else:
-                    self.kv.set(self.store, key, value, self.max_keys)
+                found, previous = self.kv.set(self.store, key, value, self.max_keys)
+                changed = not found or previous != value or type(previous) is not type(value)
                 result = copy_record(value)
             elif op == "delete":
+                found, result = self.kv.delete(self.store, key)
                 changed = found
-                if self.dry:
-                    self._predict(key, _MISSING, found)
-                else:
-                    self.kv.delete(self.store, key)
-                result = current
             else:  # incr
-                step = as_number(by)
-                if step is None:
-                    raise _Bad(f"by: {type(by).__name__} is not a number")
+                step = _step(by)
                 start = 0 if default is None else default
-                if self.dry:
-                    self._predict_new(found)
-                    base = as_number(current if found else start)
-                    if base is None:
-                        what = "holds a" if found else "default is a"
-                        held = current if found else start
-                        raise KVError(
-                            f"incr: key '{key}' {what} {type(held).__name__} that is not a number"
-                        )
-                    result = base + step
-                    self._predict(key, result, found)
-                else:
-                    _, result = self.kv.incr(self.store, key, step, start, self.max_keys)
+                found, result = self.kv.incr(self.store, key, step, start, self.max_keys)
                 changed = True
         except KVError as exc:
             raise _Bad(str(exc)) from None
@@ -206,11 +180,47 @@ class _Ops:
             "changed": changed,
         }
 
+    def _read_or_predict(
+        self, op: str, key: str, value: Any, default: Any, by: Any
+    ) -> tuple[bool, Any, bool]:
+        """``(found, value, changed)`` of a read, or of a write predicted in the overlay."""
+        found, current = self._lookup(key)
+        if op == "get":
+            return found, (current if found else copy_record(default)), False
+        if op == "has":
+            return found, found, False
+        if op == "set":
+            self._predict_new(found)
+            changed = not found or current != value or type(current) is not type(value)
+            self._predict(key, copy_record(value), found)
+            return found, copy_record(value), changed
+        if op == "delete":
+            self._predict(key, _MISSING, found)
+            return found, current, found
+        step = _step(by)  # incr
+        start = 0 if default is None else default
+        base = as_number(current if found else start)
+        if base is None:
+            what = "holds a" if found else "default is a"
+            held = current if found else start
+            raise KVError(f"incr: key '{key}' {what} {type(held).__name__} that is not a number")
+        self._predict_new(found)
+        result = base + step
+        self._predict(key, result, found)
+        return found, result, True
+
     def _predict_new(self, found: bool) -> None:
         if not found and self.size() >= self.max_keys:
             raise KVError(
                 f"store '{self.store}' is full: {self.size()} keys (max_keys: {self.max_keys})"
             )
+
+
+def _step(by: Any) -> int | float:
+    step = as_number(by)
+    if step is None:
+        raise _Bad(f"by: {type(by).__name__} is not a number")
+    return step
 
 
 def _op(value: Any) -> str:
@@ -235,19 +245,15 @@ def _key(value: Any) -> str:
     return value
 
 
-def _builder(ctx: ModuleContext, value: Any, path: str) -> Callable[[dict[str, Any]], Any]:
-    return value_builder(ctx, value, path)
-
-
 async def _apply(ctx: ModuleContext, params: KV.Params, *, dry: bool) -> dict[str, Any]:
     ops = _Ops(ctx, params, dry)
     if not ctx.has_input:
         return _once(ctx, params, ops)
-    op_of = _builder(ctx, params.op, "op")
-    key_of = _builder(ctx, params.key, "key")
-    value_of = _builder(ctx, params.value, "value")
-    default_of = _builder(ctx, params.default, "default")
-    by_of = _builder(ctx, params.by, "by")
+    op_of = value_builder(ctx, params.op, "op")
+    key_of = value_builder(ctx, params.key, "key")
+    value_of = value_builder(ctx, params.value, "value")
+    default_of = value_builder(ctx, params.default, "default")
+    by_of = value_builder(ctx, params.by, "by")
     send = ctx.output.send
     emit_errors = params.on_error == "emit"
     index = processed = changed = emitted_errors = 0
@@ -301,7 +307,8 @@ def _once(ctx: ModuleContext, params: KV.Params, ops: _Ops) -> dict[str, Any]:
     except _Bad as exc:
         raise ctx.fail(_redacted(ctx, exc)) from None
     if op in ("set", "delete", "incr") and result["changed"]:
-        ctx.log(f"{op} {ctx.run.secrets.redact_str(key)} in store '{params.store}'")
+        verb = f"would {op}" if ops.dry else op
+        ctx.log(f"{verb} {ctx.run.secrets.redact_str(key)} in store '{params.store}'")
     result["size"] = ops.size()
     return result
 
