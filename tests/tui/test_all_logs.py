@@ -53,6 +53,13 @@ async def test_all_workloads_view_search_follow_and_save(ui_playbook: Any, wait_
         await pilot.press("slash", *"trying|disk", "enter")
         await pilot.pause()
         assert len(log.lines) == 5 and "regex “trying|disk”: 5 matches" in title(app)
+        await pilot.press("n", "n")  # next match, twice
+        assert panel.current == 1 and "at 2 of 5 (n/N)" in title(app)
+        assert not panel.follow
+        await pilot.press("N", "N")  # back, and around to the last
+        assert panel.current == 4 and "at 5 of 5" in title(app)
+        await pilot.press("F")  # follow again
+        assert panel.follow
         # not a valid regex: searched literally, no error
         panel.query_one("#log-search").value = "item != ["
         await pilot.pause()

@@ -85,6 +85,8 @@ class LogPanel(Vertical):
             tooltip="All workloads' lines, interleaved (again: the selected one's)",
         ),
         Binding("F", "toggle_follow", "Follow", tooltip="Follow new lines on/off", show=False),
+        Binding("n", "step_match(1)", "Next match", show=False),
+        Binding("N", "step_match(-1)", "Previous match", show=False),
         Binding("ctrl+s", "save", "Save", tooltip="Save the lines shown to a file", show=False),
     ]
 
@@ -109,6 +111,7 @@ class LogPanel(Vertical):
         self.regex = False
         self.shown_lines: list[str] = []  # what the panel shows now (ctrl+s saves it)
         self.saved: Path | None = None  # the last file ctrl+s wrote
+        self.current: int | None = None  # n / N: the match in view (index in shown_lines)
 
     def compose(self) -> ComposeResult:
         search = Input(placeholder="search logs — enter keeps, esc clears", id="log-search")
@@ -135,6 +138,7 @@ class LogPanel(Vertical):
             log.clear()
             self._shown = 0
             self.shown_lines = []
+            self.current = None
             # A new run (re-run) numbers its lines from 1 again: forget the old run's last.
             self._last_seq = 0
         if self.all_workloads:
@@ -199,6 +203,8 @@ class LogPanel(Vertical):
                 f"  {kind} “{self.query_text}”: {self._shown} match{'es' if self._shown != 1 else ''}",
                 style="yellow",
             )
+        if self.current is not None and self.query_text:
+            title.append(f"  at {self.current + 1} of {self._shown} (n/N)", style="yellow")
         if not self.follow:
             title.append("  (not following: F)", style="dim")
         elif total == 0:
@@ -251,6 +257,25 @@ class LogPanel(Vertical):
             log.scroll_end(animate=False)
         self._key = None
         self.post_message(LogPanel.SearchChanged(self))
+
+    def action_step_match(self, step: int) -> None:
+        """``n`` / ``N``: bring the next / previous matching line to the top (following
+        stops, so new lines do not pull the view away)."""
+        if not self.shown_lines:
+            return
+        if self.current is None:
+            self.current = 0 if step > 0 else len(self.shown_lines) - 1
+        else:
+            self.current = (self.current + step) % len(self.shown_lines)
+        self.follow = False
+        log = self.query_one("#log-lines", Log)
+        log.auto_scroll = False
+        log.scroll_to(y=self.current, animate=False)
+        if self._last_shown is not None:
+            session, name = self._last_shown
+            current = self.current
+            self.show(session, name)  # the title says where
+            self.current = current
 
     def action_save(self) -> None:
         """Write the lines shown (the search applied) to ``gxo-logs-<time>.txt`` here."""
