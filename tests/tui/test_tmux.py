@@ -132,7 +132,8 @@ def _all_gone(procs: list[psutil.Process], timeout: float = 5.0) -> bool:
 
 
 def test_quickstart_in_a_real_terminal(tmux: Tmux) -> None:
-    tmux.start(["ui", "examples/quickstart.gxo.yaml"], cwd=ROOT)
+    # --keep-runs 0: no .gxo/runs/ left in the checkout
+    tmux.start(["ui", "examples/quickstart.gxo.yaml", "--keep-runs", "0"], cwd=ROOT)
     screen = tmux.wait_for(
         lambda s: "✔ Completed" in s and all(name in s for name in QUICKSTART_WORKLOADS),
         "every workload name and the final status",
