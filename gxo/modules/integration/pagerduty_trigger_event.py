@@ -80,6 +80,7 @@ class PagerDutyTriggerEvent(Module):
         "sent": "true when the event was accepted (false under --check)",
         "changed": "true: an event is a change",
     }
+    path_params = ("ca_file",)
     check_mode = CheckMode.predict
 
     async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class SlackPostMessage(Module):
         "sent": "true when the message was posted (false under --check)",
         "changed": "true: a message is a change",
     }
+    path_params = ("ca_file",)
     check_mode = CheckMode.predict
 
     def _register_secrets(self, ctx: ModuleContext, params: Params) -> None:
