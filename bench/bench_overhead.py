@@ -187,10 +187,11 @@ def engine_cpu(text: str, extra: dict | None = None) -> tuple[float, float]:
     with open(os.devnull, "w") as devnull:
         console = err_console()
         console.file = devnull
-        bus.add_listener(
-            ProgressPrinter(console, verbose=False, quiet=True, loaded=loaded),
-            skip_statuses=("Running",),  # as gxo run adds it
-        )
+        printer = ProgressPrinter(console, verbose=False, quiet=True, loaded=loaded)
+        try:
+            bus.add_listener(printer, skip_statuses=("Running",))  # as gxo run adds it
+        except TypeError:  # an older checkout (before/after comparisons)
+            bus.add_listener(printer)
         engine = Engine(loaded, extra_vars=extra or {}, bus=bus)
         if len(loaded.playbook.workloads) >= FREEZE_FROM:
             freeze_loaded_objects()
