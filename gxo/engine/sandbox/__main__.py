@@ -165,6 +165,12 @@ def _warm_up() -> None:
             thread.join(1.0)
 
 
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 def zygote(control: int) -> None:
     """Forks a keeper per request, with everything heavy imported once (docs/sandbox.md).
 
@@ -184,16 +190,17 @@ def zygote(control: int) -> None:
         with contextlib.suppress(ImportError):
             __import__(name)
     _warm_up()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
     import gc
 
     gc.freeze()  # what is imported now stays shared with the forks (no GC writes to it)
     while True:
+        _reap()  # finished keepers (their CPU time then counts in the zygote's children)
         try:
             data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)
         except OSError:
             _exit(0)
         if not data:
+            _reap()
             _exit(0)
         request = json.loads(data)
         spec = REGISTRY.get(request.get("module", ""))
@@ -202,7 +209,6 @@ def zygote(control: int) -> None:
                 spec.params_model  # noqa: B018  (imports the module: forks start warm)
         pid = _fork()
         if pid == 0:
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             ctl.close()
             confine.set_pdeathsig(signal.SIGKILL)  # the engine gone, the zygote goes, then this
             if os.getppid() == 1:
