@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from pydantic import Field
 
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, register
+from gxo.modules.integration._cloud_sync import local_files
 from gxo.modules.integration._s3 import (
     S3Params,
     bucket_field,
@@ -99,21 +99,6 @@ class AwsS3Sync(Module):
             await ctx.to_thread(client.close)
 
 
-def _local_files(root: Path, exclude_hidden: bool) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        if exclude_hidden:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        dirnames.sort()
-        for name in sorted(filenames):
-            if exclude_hidden and name.startswith("."):
-                continue
-            path = Path(dirpath, name)
-            if path.is_file():
-                out[path.relative_to(root).as_posix()] = path
-    return out
-
-
 def _remote_objects(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     paginator = client.get_paginator("list_objects_v2")
@@ -128,7 +113,7 @@ def _sync(
 ) -> dict[str, Any]:
     import mimetypes
 
-    local = _local_files(root, params.exclude_hidden)
+    local = local_files(root, params.exclude_hidden)
     remote = _remote_objects(client, params.bucket, prefix)
     uploaded: list[str] = []
     unchanged = 0
