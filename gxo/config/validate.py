@@ -373,7 +373,7 @@ def check_until(v: Validation) -> None:
 def check_status_functions(v: Validation) -> None:
     """``success()``, ``failure()``, ``always()``, ``cancelled()``, ``paused()`` only in
     ``when``; ``paused()`` needs a ``control:wait_for_signal`` dependency."""
-    from gxo.template.references import status_calls, uncalled_status_names
+    from gxo.template.references import is_mixed_condition, status_calls, uncalled_status_names
 
     pb = v.loaded.playbook
     for i, w in v.workloads():
@@ -384,6 +384,14 @@ def check_status_functions(v: Validation) -> None:
             if not isinstance(condition, str):
                 continue
             path = ("workloads", i, *where.split("."))
+            if is_mixed_condition(condition):
+                v.problem(
+                    f"{where} {condition!r} is text around {{{{ }}}}: it renders to a non-empty "
+                    "string, which is always true; write the whole condition as one "
+                    "expression: bare, without braces, or inside one {{ }}",
+                    path,
+                    w.name,
+                )
             # A var or register key of that name is a value, not the function.
             for name in sorted(
                 uncalled_status_names(condition) - set(pb.vars) - set(v.seen_registers)

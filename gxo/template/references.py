@@ -26,6 +26,7 @@ from gxo.template.engine import _ENV, _MAX_CACHE, _excerpt, _parse, is_template
 
 __all__ = [
     "find_references",
+    "is_mixed_condition",
     "iter_template_paths",
     "status_calls",
     "uncalled_status_names",
@@ -140,6 +141,27 @@ def uncalled_status_names(source: str, *, bare: bool = True) -> frozenset[str]:
         for name in tree.find_all(nodes.Name)
         if name.name in STATUS_FUNCTIONS and name.ctx == "load" and id(name) not in called
     )
+
+
+def is_mixed_condition(source: str) -> bool:
+    """Whether a condition is text around ``{{ }}`` (``"{{ env }} == 'prod'"``): it
+    renders to a non-empty string, which is always true."""
+    if not isinstance(source, str) or "{{" not in source:
+        return False
+    try:
+        tree = _parse(source.strip())
+    except (TemplateSyntaxError, TemplateError, RecursionError):
+        return False
+    text = expressions = 0
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return False  # {% if %}...: the author decides what it renders
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                text += bool(child.data.strip())
+            else:
+                expressions += 1
+    return bool(text and expressions)
 
 
 # The shapes most playbook templates have, read without Jinja's lexer and parser

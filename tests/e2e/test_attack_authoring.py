@@ -283,3 +283,42 @@ def test_a_duplicate_key_error_does_not_quote_the_values(tmp_path: Path) -> None
         'lib/lib.gxo.yaml:4:5: YAML syntax error: found duplicate key "process" '
         "(a key may appear once in a mapping)"
     )
+
+
+# -- a condition that is text around {{ }} ---------------------------------------------
+
+
+def test_a_condition_of_text_around_braces_is_a_load_error(tmp_path: Path) -> None:
+    # "{{ env }} == 'prod'" rendered to "dev == 'prod'": a non-empty string, so true —
+    # the prod-only workload ran in dev, and the until stopped polling at once.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: mixed
+        vars: {env: dev, ok: true}
+        workloads:
+          - name: prod_only
+            when: "{{ env }} == 'prod'"
+            process: {module: control:identity, params: {v: 1}}
+          - name: poll
+            process: {module: control:identity, params: {v: 1}}
+            retry: {attempts: 3, delay: 1ms, until: "{{ result.v }} == 2"}
+          - name: fine
+            when: "  {{ env == 'dev' }}  "
+            process: {module: control:identity, params: {v: 1}}
+          - name: block
+            when: "{% if ok %}yes{% endif %}"
+            process: {module: control:identity, params: {v: 1}}
+        """,
+    )
+    code, _, err = gxo("validate", str(path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].endswith(
+        "pb.gxo.yaml:6:5: workload 'prod_only': when \"{{ env }} == 'prod'\" is text around "
+        "{{ }}: it renders to a non-empty string, which is always true; write the whole "
+        "condition as one expression: bare, without braces, or inside one {{ }}"
+    )
+    assert "workload 'poll': retry.until '{{ result.v }} == 2' is text around {{ }}" in lines[1]
