@@ -101,9 +101,10 @@ class EventBus:
     def __init__(self, redact: Callable[[Any], Any] | None = None) -> None:
         self._subs: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
-        # Per listener: the workload statuses it does not want (see add_listener).
-        self._skips: list[frozenset[str]] = []
-        self._unwanted: frozenset[str] = frozenset()  # statuses nobody wants
+        # Per listener: the event kinds and workload statuses it does not want.
+        self._skips: list[tuple[frozenset[EventKind], frozenset[str]]] = []
+        self._wanted: frozenset[EventKind] = frozenset()  # kinds someone receives
+        self._unwanted: frozenset[str] = frozenset()  # statuses nobody receives
         self._redact = redact
         self._seq = 0
         self.closed = False
@@ -114,7 +115,7 @@ class EventBus:
     def subscribe(self, maxsize: int = 10_000, kinds: set[EventKind] | None = None) -> Subscription:
         sub = Subscription(self, maxsize, frozenset(kinds) if kinds else None)
         self._subs.append(sub)
-        self._update_unwanted()
+        self._update_audience()
         if self.closed:
             sub.offer(None)
         return sub
@@ -123,50 +124,68 @@ class EventBus:
         sub.closed = True
         if sub in self._subs:
             self._subs.remove(sub)
-            self._update_unwanted()
+            self._update_audience()
 
     def add_listener(
-        self, listener: Callable[[Event], None], *, skip_statuses: Iterable[str] = ()
+        self,
+        listener: Callable[[Event], None],
+        *,
+        skip_kinds: Iterable[EventKind] = (),
+        skip_statuses: Iterable[str] = (),
     ) -> None:
         """A synchronous callback for every event. It must be fast and must not raise.
 
-        ``skip_statuses``: ``workload_status`` events of these statuses are not
-        delivered to it (progress output that does not show "Running"); when no one
-        wants a status, the engine does not even build its event.
+        ``skip_kinds`` and ``skip_statuses`` (of ``workload_status`` events) are not
+        delivered to it: progress output that never shows them. What nobody wants,
+        the engine does not even build (:meth:`wants`, :meth:`wants_status`).
         """
         self._listeners.append(listener)
-        self._skips.append(frozenset(skip_statuses))
-        self._update_unwanted()
+        self._skips.append((frozenset(skip_kinds), frozenset(skip_statuses)))
+        self._update_audience()
+
+    def wants(self, kind: EventKind) -> bool:
+        """Whether anyone receives events of ``kind``."""
+        return kind in self._wanted
 
     def wants_status(self, status: str) -> bool:
         """Whether anyone receives a ``workload_status`` event of ``status``."""
-        return (bool(self._subs) or bool(self._listeners)) and status not in self._unwanted
+        return EventKind.WORKLOAD_STATUS in self._wanted and status not in self._unwanted
 
-    def _update_unwanted(self) -> None:
-        if any(s.kinds is None or EventKind.WORKLOAD_STATUS in s.kinds for s in self._subs):
+    def _update_audience(self) -> None:
+        wanted: set[EventKind] = set()
+        for sub in self._subs:
+            wanted.update(EventKind if sub.kinds is None else sub.kinds)
+        status_subs = EventKind.WORKLOAD_STATUS in wanted
+        for kinds, _ in self._skips:
+            wanted.update(k for k in EventKind if k not in kinds)
+        self._wanted = frozenset(wanted)
+        skips = [
+            statuses for kinds, statuses in self._skips if EventKind.WORKLOAD_STATUS not in kinds
+        ]
+        if status_subs or not skips:
             self._unwanted = frozenset()
         else:
-            self._unwanted = frozenset.intersection(*self._skips) if self._skips else frozenset()
+            self._unwanted = frozenset.intersection(*skips)
 
     @property
     def has_audience(self) -> bool:
         return bool(self._subs or self._listeners)
 
     def emit(self, kind: EventKind, workload: str | None = None, **data: Any) -> None:
-        if self._subs or self._listeners:
+        if kind in self._wanted:
             self.publish(kind, workload, data)
 
     def publish(self, kind: EventKind, workload: str | None, data: dict[str, Any]) -> None:
         """:meth:`emit` with the payload as a dict the bus may keep (no keyword copy)."""
-        if not (self._subs or self._listeners):
+        if kind not in self._wanted:
             return
         if self._redact is not None and data:
             data = self._redact(data)
         self._seq += 1
         event = Event(kind, workload, data, time.time(), self._seq)
         status = data.get("status") if kind is EventKind.WORKLOAD_STATUS else None
-        for listener, skip in zip(self._listeners, self._skips, strict=True):
-            if skip and status in skip:
+        for listener, (kinds, statuses) in zip(self._listeners, self._skips, strict=True):
+            if (kinds and kind in kinds) or (statuses and status in statuses):
                 continue
             try:
                 listener(event)

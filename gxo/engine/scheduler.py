@@ -423,7 +423,7 @@ class Engine:
         status = RunStatus.COMPLETED
         stats_task: asyncio.Task[None] | None = None
         try:
-            if self.bus.has_audience:
+            if self.bus.wants(EventKind.RUN_STARTED):  # its edges and levels cost O(graph)
                 self.bus.emit(
                     EventKind.RUN_STARTED,
                     playbook=self.playbook.name,
@@ -457,7 +457,7 @@ class Engine:
             )
             self.run_context = run
             self._connect_streams()
-            if self._all_channels and self.bus.has_audience:
+            if self._all_channels and self.bus.wants(EventKind.STREAM_STATS):
                 stats_task = asyncio.create_task(self._stats_loop())
             await self._schedule(WorkloadRunner(run))
         except TemplateError as exc:  # playbook vars failed to render

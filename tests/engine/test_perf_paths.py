@@ -354,3 +354,47 @@ async def test_a_producer_waiting_for_room_ends_when_the_consumer_abandons() -> 
     await asyncio.wait_for(sender, 5)
     assert ch.sent == 2 and ch.discarded == 6  # 2 buffered, then 4 sent after it stopped
     assert writer.records_out == 6
+
+
+def test_skipped_kinds_are_not_delivered_and_wants_counts_everyone() -> None:
+    bus = EventBus()
+    assert not bus.wants(EventKind.RUN_STARTED) and not bus.has_audience
+    got: list[Any] = []
+    bus.add_listener(got.append, skip_kinds=(EventKind.RUN_STARTED,), skip_statuses=("Running",))
+    assert not bus.wants(EventKind.RUN_STARTED) and bus.wants(EventKind.LOG)
+    bus.emit(EventKind.RUN_STARTED, playbook="x")
+    bus.emit(EventKind.LOG, "w", line="l")
+    assert [e.kind for e in got] == [EventKind.LOG]
+    statuses = bus.subscribe(kinds={EventKind.WORKLOAD_STATUS})
+    assert bus.wants_status("Running")  # the subscriber reads every status
+    started = bus.subscribe(kinds={EventKind.RUN_STARTED})
+    assert bus.wants(EventKind.RUN_STARTED)
+    bus.emit(EventKind.RUN_STARTED, playbook="x")
+    assert started.get_nowait().data == {"playbook": "x"}
+    assert len(got) == 1
+    started.close()
+    statuses.close()
+    assert not bus.wants(EventKind.RUN_STARTED) and not bus.wants_status("Running")
+    bus.add_listener(got.append, skip_kinds=(EventKind.WORKLOAD_STATUS,))
+    assert not bus.wants_status("Running")  # the first skips it, the second all statuses
+    assert bus.wants_status("Failed")  # the first listener still wants it
+
+
+async def test_the_run_shape_is_not_computed_for_nobody(run_yaml: Any) -> None:
+    from gxo.engine.scheduler import Engine
+
+    def boom(self: Engine) -> dict[str, Any]:
+        raise AssertionError("RUN_STARTED built for nobody")
+
+    bus = EventBus()
+    bus.add_listener(lambda e: None, skip_kinds=(EventKind.RUN_STARTED,))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Engine, "_shape", boom)
+        result = await run_yaml(STATIC, bus=bus)
+    assert result.status == "Completed"
+    bus = EventBus()
+    sub = bus.subscribe(kinds={EventKind.RUN_STARTED})
+    await run_yaml(STATIC, bus=bus)
+    started = sub.get_nowait()
+    assert started.data["edges"] == [["first", "second", "order"]]
+    assert started.data["levels"] == [["first"], ["second"]]
