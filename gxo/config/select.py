@@ -51,6 +51,17 @@ class Selection:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # `--only "$SERVICES"` with SERVICES empty must not quietly run everything.
+        for option, raw in (
+            ("--only", self.only),
+            ("--skip", self.skip),
+            ("--tags", self.tags),
+            ("--skip-tags", self.skip_tags),
+            ("--from", [self.from_] if self.from_ is not None else []),
+        ):
+            if raw and not split_values(raw):
+                kind = "tag" if "tags" in option else "workload name"
+                raise UsageError(f"{option}: empty value: give a {kind}")
         self.only = split_values(self.only)
         self.skip = split_values(self.skip)
         self.tags = split_values(self.tags)

@@ -322,3 +322,38 @@ def test_a_condition_of_text_around_braces_is_a_load_error(tmp_path: Path) -> No
         "condition as one expression: bare, without braces, or inside one {{ }}"
     )
     assert "workload 'poll': retry.until '{{ result.v }} == 2' is text around {{ }}" in lines[1]
+
+
+# -- selection: an empty value -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", ""], "--only: empty value: give a workload name"),
+        (["--only", " , "], "--only: empty value: give a workload name"),
+        (["--skip", ""], "--skip: empty value: give a workload name"),
+        (["--from", " "], "--from: empty value: give a workload name"),
+        (["--tags", ","], "--tags: empty value: give a tag"),
+        (["--skip-tags", ""], "--skip-tags: empty value: give a tag"),
+    ],
+)
+def test_an_empty_selection_value_is_a_usage_error(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    # `gxo run --only "$SERVICES"` with SERVICES empty ran the whole playbook.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: sel
+        workloads:
+          - name: a
+            tags: [x]
+            process: {module: control:identity, params: {v: 1}}
+        """,
+    )
+    code, out, err = gxo("run", str(path), *args)
+    assert code == 2
+    assert err.strip() == f"error: {message}"
+    assert "Completed" not in out + err
