@@ -328,6 +328,9 @@ class WorkloadRunner:
                 if (
                     retry is None
                     or retry.until is None
+                    # gxo run --check: a prediction does not change between attempts
+                    # (nothing was done), so polling it would only wait.
+                    or (self.run.check and state.check_outcome == "predicted")
                     or self._until(w, retry.until, summary, local)
                 ):
                     return summary

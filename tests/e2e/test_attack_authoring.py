@@ -357,3 +357,38 @@ def test_an_empty_selection_value_is_a_usage_error(
     assert code == 2
     assert err.strip() == f"error: {message}"
     assert "Completed" not in out + err
+
+
+# -- --check and retry.until ---------------------------------------------------------------
+
+
+def test_check_mode_does_not_poll_a_prediction(tmp_path: Path) -> None:
+    # A predicted workload was retried `attempts` times with its delay (a prediction
+    # never changes), and an until reading the real response failed on the prediction.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: poll
+        workloads:
+          - name: write
+            process: {module: filesystem:write, params: {path: out.txt, content: x}}
+            retry: {attempts: 20, delay: 1s, until: "result.bytes_written == 99"}
+          - name: post
+            process: {module: http:request, params: {url: "http://127.0.0.1:9/x", method: POST}}
+            retry: {attempts: 20, delay: 1s, until: "result.json_body.state == 'ready'"}
+          - name: read_only
+            process: {module: control:identity, params: {v: 1}}
+            retry: {attempts: 2, delay: 1ms, until: "result.v == 2"}
+        """,
+    )
+    code, out, _ = gxo("run", str(path), "--check", "-q", "--report", "-")
+    report = report_of(out)["workloads"]
+    assert code == 1
+    for name in ("write", "post"):
+        assert report[name]["status"] == "Completed", report[name]
+        assert report[name]["attempts"] == 1
+    assert not (tmp_path / "out.txt").exists()
+    # A read-only module runs for real under --check: its until is polled as usual.
+    assert report["read_only"]["status"] == "Failed"
+    assert report["read_only"]["attempts"] == 2
