@@ -292,6 +292,11 @@ async def test_errors_logs_and_playbook_default(run_yaml, workspace: Path) -> No
         [
             _exec("logs", "echo to-the-log; echo oops >&2; exit 3", {"seccomp": "unconfined"}),
             _exec("inherits", "hostname", {}),
+            _exec(
+                "caps",
+                "grep CapEff /proc/self/status; id -u",
+                {"user": "0:0", "capabilities": {"drop": ["SYS_ADMIN", "NET_RAW"], "add": []}},
+            ),
         ],
         default={"namespaces": ["uts", "mount", "pid"]},
     )
@@ -302,6 +307,12 @@ async def test_errors_logs_and_playbook_default(run_yaml, workspace: Path) -> No
     lines = [line for _, _, line in logs.logs]
     assert "to-the-log" in lines and "oops" in lines
     assert _state(result, "inherits").summary["stdout"] == "gxo-sandbox"
+    caps = _state(result, "caps")
+    assert caps.status.value == "Completed", caps.error
+    eff, uid = caps.summary["stdout_lines"]
+    effective = int(eff.split()[1], 16)
+    assert not effective & (1 << 21) and not effective & (1 << 13)  # SYS_ADMIN, NET_RAW gone
+    assert effective & 1 and uid == "0"  # CHOWN kept
 
 
 async def test_templates_counters_and_upstream_failure(run_yaml, workspace: Path) -> None:

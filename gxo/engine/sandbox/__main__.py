@@ -45,6 +45,20 @@ def _fork() -> int:
     return pid
 
 
+def _coverage_dir() -> list[str]:
+    """Under coverage (the tests only: never imported otherwise) the folder of its data
+    files stays writable, so a read-only sandbox still reports what it ran."""
+    if "coverage" not in sys.modules:
+        return []
+    with contextlib.suppress(Exception):
+        import coverage
+
+        current = coverage.Coverage.current()
+        if current is not None:
+            return [os.path.dirname(os.path.abspath(current.config.data_file))]
+    return []
+
+
 def _exit(code: int) -> NoReturn:
     """``os._exit`` (no atexit, no buffers of the parent flushed twice); under coverage
     (the tests) the measurement is saved first."""
@@ -249,7 +263,7 @@ def _sandboxed(
         confine.mount_proc()
     if sc["read_only_root"]:
         writable = [os.path.realpath(os.path.join(workspace, p)) for p in sc["writable_paths"]]
-        confine.read_only_root(writable)
+        confine.read_only_root(writable + _coverage_dir())
     if sc["hidden_paths"]:
         confine.hide_paths(sc["hidden_paths"])
     if "uts" in namespaces:
