@@ -390,3 +390,17 @@ async def test_templates_counters_and_upstream_failure(run_yaml, workspace: Path
     assert big.status.value == "Failed"
     assert "File size limit exceeded" in big.summary["stderr"]
     assert (workspace / "big.bin").stat().st_size == 1024 * 1024
+
+
+async def test_check_mode_uses_the_modules_declarations(run_yaml, workspace: Path) -> None:
+    (workspace / "f.txt").write_text("hi")
+    sc = {"namespaces": ["uts", "mount"]}
+    read = {"module": "filesystem:read", "params": {"path": "f.txt"}}
+    text = _playbook(
+        [_exec("cmd", "hostname", sc), {"name": "read", "process": read, "security_context": sc}]
+    )
+    result = await run_yaml(text, workspace=workspace, check=True)
+    assert _state(result, "cmd").status.value == "Skipped"  # exec cannot predict: not run
+    read_state = _state(result, "read")  # safe: runs for real, sandboxed
+    assert read_state.status.value == "Completed", read_state.error
+    assert read_state.summary["content"] == "hi"

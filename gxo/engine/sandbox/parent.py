@@ -320,13 +320,30 @@ class Sandboxed:
     """Stands in for a module instance: ``perform`` runs the module in a sandbox.
 
     The engine validated ``params`` already (errors are reported without a child);
-    the child validates the rendered dict again on its side.
+    the child validates the rendered dict again on its side. Everything else (the
+    check-mode declarations of ``gxo run --check``: ``check_mode_for``, ``check``,
+    ``check_hint``, ``spec``) is the module's own, in the engine: a ``safe`` module
+    then performs for real, in the sandbox; a prediction (``check``) is read-only and
+    runs in the engine.
     """
 
     def __init__(self, module: str, rendered: Any, sc: SecurityContext) -> None:
         self.module = module
         self.rendered = rendered
         self.sc = sc
+        self._instance: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_instance":
+            raise AttributeError(name)
+        if self._instance is None:
+            from gxo.modules.base import REGISTRY
+
+            spec = REGISTRY.get(self.module)
+            if spec is None:
+                raise AttributeError(name)
+            self._instance = spec.instantiate()
+        return getattr(self._instance, name)
 
     async def perform(self, ctx: ModuleContext, params: Any) -> Any:
         return await perform_sandboxed(ctx, self.module, self.rendered, self.sc)
