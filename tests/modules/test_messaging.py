@@ -276,3 +276,78 @@ async def test_jetstream_more_than_server_default_pending(brokers: None) -> None
     r = await consume(url, max_messages=n, max_wait="10s")
     assert r.summary["received"] == n and r.summary["acked"] == n
     assert [rec["n"] for rec in r.records] == list(range(n))
+
+
+async def test_publish_options_headers_and_url_errors(brokers: None) -> None:
+    # headers: MQTT v5 user properties, AMQP headers, extra Redis fields
+    topic = f"t/{uid()}"
+    sub = f"mqtt://127.0.0.1:1883/{topic}?group=g{uid()}"
+    await consume(sub, max_messages=1, max_wait="0.2s")  # the session exists from now on
+    r = await run_module(
+        "messaging:publish",
+        {"url": f"mqtt://127.0.0.1:1883/{topic}?qos=2", "message": {"a": 1}, "headers": {"k": "v"}},
+    )
+    assert r.ok, r.error
+    got = await consume(sub, max_messages=1, max_wait="5s", envelope=True)
+    assert got.records[0]["data"] == {"a": 1}
+    queue = f"t-{uid()}"
+    amqp = f"amqp://guest:guest@127.0.0.1:5672/?queue={queue}"
+    r = await run_module("messaging:publish", {"url": amqp, "message": "x", "headers": {"k": "v"}})
+    assert r.ok, r.error
+    got = await consume(amqp, max_messages=1, max_wait="5s", envelope=True)
+    assert got.records[0]["headers"]["k"] == "v" and got.records[0]["data"] == "x"
+    r = await run_module(
+        "messaging:publish",
+        {"url": "amqp://127.0.0.1:5672/?exchange=amq.topic&routing_key=gxo.test", "message": 1},
+    )
+    assert r.ok and r.summary["published"] == 1, r.error
+    stream = f"t-{uid()}"
+    redis = f"redis://127.0.0.1:6379/0?stream={stream}"
+    r = await publish(f"{redis}&maxlen=2", [{"n": i} for i in range(5)], headers={"origin": "gxo"})
+    got = await consume(f"{redis}&start=all", max_messages=5, max_wait="2s", idle="0.2s")
+    # several fields: the entry as a mapping of text (maxlen trims approximately: XADD ~)
+    assert got.records[-1] == {"data": '{"n":4}', "origin": "gxo"}
+    # URL mistakes are named
+    for url, message in (
+        ("mqtt://127.0.0.1:1883/t?qos=5", "qos must be 0, 1 or 2"),
+        ("mqtt://127.0.0.1:1883/t?retain=maybe", "retain must be true or false"),
+        ("mqtt://127.0.0.1:1883", "needs a topic"),
+        ("redis://127.0.0.1:6379/x?stream=s", "database must be a number"),
+        ("amqp://127.0.0.1:5672/", "?queue=NAME or ?exchange=NAME"),
+        ("kafka://127.0.0.1:9092/", "kafka://HOST:PORT/TOPIC"),
+        ("nats://127.0.0.1:4222/a/b", "nats://HOST:PORT/SUBJECT"),
+        ("nats://127.0.0.1:4222/a.*", "wildcard"),
+        ("nats+jetstream://127.0.0.1:4222/S", "STREAM/SUBJECT"),
+        ("nats+jetstream://127.0.0.1:4222/S/a?create=perhaps", "create must be true or false"),
+    ):
+        r = await run_module("messaging:publish", {"url": url, "message": 1})
+        assert r.status == "Failed" and message in str(r.error), (url, r.error)
+    # a token in the URL (token@ or ?token=) is a secret too
+    r = await run_module(
+        "messaging:publish", {"url": "nats://s3cr3ttok@127.0.0.1:1/x", "message": 1}
+    )
+    assert r.status == "Failed" and "s3cr3ttok" not in str(r.error)
+    r = await run_module(
+        "messaging:consume", {"url": "redis://127.0.0.1:1/0?stream=s&token=tok9999"}
+    )
+    assert r.status == "Failed" and "tok9999" not in str(r.error)
+
+
+async def test_jetstream_durable_with_other_filter_is_refused(brokers: None) -> None:
+    import nats
+
+    stream, durable, p = f"T{uid()}", f"d{uid()}", f"p{uid()}"
+    nc = await nats.connect(f"nats://{NATS}")
+    try:
+        await nc.jetstream().add_stream(name=stream, subjects=[f"{p}.*"])
+    finally:
+        await nc.close()
+    await publish(f"nats+jetstream://{NATS}/{stream}/{p}.x", [{"n": 1}])
+    # the durable is bound to p.x; asking it for another subject is an error, not a silent read
+    ok = await consume(f"nats+jetstream://{NATS}/{stream}/{p}.x?durable={durable}", max_wait="1s")
+    assert ok.summary["received"] == 1
+    r = await run_module(
+        "messaging:consume",
+        {"url": f"nats+jetstream://{NATS}/{stream}/{p}.y?durable={durable}", "max_wait": "1s"},
+    )
+    assert r.status == "Failed" and "already exists with filter" in str(r.error)
