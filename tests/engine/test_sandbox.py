@@ -404,3 +404,23 @@ async def test_check_mode_uses_the_modules_declarations(run_yaml, workspace: Pat
     read_state = _state(result, "read")  # safe: runs for real, sandboxed
     assert read_state.status.value == "Completed", read_state.error
     assert read_state.summary["content"] == "hi"
+
+
+async def test_secrets_stay_redacted_across_the_boundary(
+    run_yaml, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SBX_TOKEN", "s3cr3t-t0ken-value")
+    workload = {
+        "name": "leak",
+        "process": {
+            "module": "exec",
+            "params": {"command": "sh", "args": ["-c", "echo {{ secret('SBX_TOKEN') }}; exit 5"]},
+        },
+        "security_context": {"namespaces": ["uts"]},
+    }
+    result = await _run(run_yaml, _playbook([workload]), workspace)
+    leak = _state(result, "leak")
+    assert leak.status.value == "Failed"
+    everything = json.dumps([leak.error, leak.summary, [line for _, _, line in leak.logs]])
+    assert "s3cr3t-t0ken-value" not in everything
+    assert "***" in leak.summary["stdout"] or "REDACTED" in leak.summary["stdout"].upper()
