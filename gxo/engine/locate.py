@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["failure_location"]
 
 _PARAM = re.compile(r"\bparam '([^']+)':")
-_WORKLOAD_FIELDS = ("when", "loop")  # rendered fields outside process.params
+_WORKLOAD_FIELDS = ("when", "loop", "retry")  # rendered fields outside process.params
 
 
 def failure_location(loaded: LoadedPlaybook, workload: str, error: str | None) -> Location:

@@ -392,3 +392,21 @@ def test_check_mode_does_not_poll_a_prediction(tmp_path: Path) -> None:
     # A read-only module runs for real under --check: its until is polled as usual.
     assert report["read_only"]["status"] == "Failed"
     assert report["read_only"]["attempts"] == 2
+
+
+def test_an_until_that_raises_names_the_until_line(tmp_path: Path) -> None:
+    # It named the line of process.params (the nearest position of "params.retry.until").
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: raises
+        workloads:
+          - name: poll
+            process: {module: control:identity, params: {v: 1}}
+            retry: {attempts: 3, delay: 1ms, until: "result.v > (1 / 0)"}
+        """,
+    )
+    code, _, err = gxo("run", str(path), "-q")
+    assert code == 1
+    assert "pb.gxo.yaml:6:38: param 'retry.until': ZeroDivisionError: division by zero" in err
