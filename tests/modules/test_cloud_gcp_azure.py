@@ -35,6 +35,8 @@ class Fake:
         self.gcs: dict[str, dict[str, bytes]] = {}
         self.blobs: dict[str, dict[str, tuple[bytes, str]]] = {}
         self.secrets: dict[str, str] = {}
+        self.instances: dict[str, dict[str, Any]] = {}
+        self.operations: dict[str, dict[str, Any]] = {}
         self.public_key: Any = None
         self.requests: list[str] = []
         self.lock = threading.Lock()
@@ -92,6 +94,8 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                     200, {"name": path[4:-7].replace("latest", "3"), "payload": {"data": data}}
                 )
             segments = path.split("/")
+            if path.startswith("/compute/v1/projects/"):
+                return self._compute(method, segments[7:], body)
             if path.startswith("/storage/v1/b/") and len(segments) >= 6:
                 bucket = fake.gcs.setdefault(segments[4], {})
                 if method == "GET" and len(segments) == 6:
@@ -124,6 +128,65 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                 fake.gcs.setdefault(segments[5], {})[query["name"]] = body
                 return self._send(200, {"name": query["name"], "size": str(len(body))})
             return self._send(404, {"error": {"message": f"no route {method} {path}"}})
+
+        def _operation(self, error: str | None = None) -> None:
+            with fake.lock:
+                name = f"op-{len(fake.operations) + 1}"
+                op: dict[str, Any] = {"name": name, "status": "RUNNING"}
+                if error:
+                    op["error"] = {"errors": [{"code": "RESOURCE_NOT_FOUND", "message": error}]}
+                fake.operations[name] = op
+            return self._send(200, op)
+
+        def _compute(self, method: str, rest: list[str], body: bytes) -> None:
+            # rest: [instances, NAME?, ACTION?] or [operations, NAME, wait]
+            if rest[:1] == ["operations"] and method == "POST":
+                op = fake.operations.get(rest[1])
+                if op is None:
+                    return self._send(404, {"error": {"message": "no such operation"}})
+                return self._send(200, {**op, "status": "DONE"})
+            name = rest[1] if len(rest) > 1 else None
+            action = rest[2] if len(rest) > 2 else None
+            if method == "POST" and name is None:
+                spec = json.loads(body)
+                image = spec["disks"][0]["initializeParams"]["sourceImage"]
+                if image == "bad-image":
+                    return self._operation(f"The resource '{image}' was not found")
+                n = len(fake.instances) + 1
+                nic = {"networkIP": f"10.0.0.{n}"}
+                if spec["networkInterfaces"][0].get("accessConfigs"):
+                    nic["accessConfigs"] = [{"natIP": f"34.1.2.{n}"}]
+                fake.instances[spec["name"]] = {
+                    "id": str(1000 + n),
+                    "name": spec["name"],
+                    "status": "RUNNING",
+                    "machineType": f"https://x/compute/v1/{spec['machineType']}",
+                    "networkInterfaces": [nic],
+                    "labels": spec.get("labels") or {},
+                    "labelFingerprint": "fp0",
+                }
+                return self._operation()
+            instance = fake.instances.get(name or "")
+            if instance is None:
+                return self._send(
+                    404, {"error": {"message": f"The resource '{name}' was not found"}}
+                )
+            if method == "GET" and action is None:
+                return self._send(200, instance)
+            if method == "DELETE" and action is None:
+                del fake.instances[name or ""]
+                return self._operation()
+            if method == "POST" and action in ("start", "stop"):
+                instance["status"] = "RUNNING" if action == "start" else "TERMINATED"
+                return self._operation()
+            if method == "POST" and action == "setLabels":
+                change = json.loads(body)
+                if change.get("labelFingerprint") != instance["labelFingerprint"]:
+                    return self._send(412, {"error": {"message": "Labels fingerprint invalid"}})
+                instance["labels"] = change["labels"]
+                instance["labelFingerprint"] = instance["labelFingerprint"] + "x"
+                return self._operation()
+            return self._send(400, {"error": {"message": "unsupported"}})
 
         def _token(self, body: bytes) -> None:
             from cryptography.hazmat.primitives import hashes
@@ -385,3 +448,70 @@ async def test_azure_blob_sync(fake: Fake, tmp_path: Path) -> None:
     assert r.status == "Failed" and "no Azure credentials" in str(r.error)
     r = await run_module("azure:blob_sync", {**params, "token": "t"}, workspace=tmp_path)
     assert r.status == "Failed" and "not both" in str(r.error)
+
+
+async def test_gce_instance_lifecycle(fake: Fake) -> None:
+    base = {
+        "project": "p1",
+        "zone": "europe-west1-b",
+        "name": "ci-runner",
+        "image": "projects/debian-cloud/global/images/family/debian-12",
+        "machine_type": "e2-small",
+        "labels": {"team": "ci"},
+        "token": TOKEN,
+        "base_url": fake.url,
+    }
+    r = await run_module("gcp:gce_instance", {**base, "state": "absent"})
+    assert r.ok and r.summary["changed"] is False and r.summary["status"] == "ABSENT"
+    r = await run_module("gcp:gce_instance", base)
+    assert r.ok, r.error
+    s = r.summary
+    assert s["actions"] == ["created"] and s["status"] == "RUNNING"
+    assert s["internal_ip"].startswith("10.0.0.") and s["external_ip"].startswith("34.1.2.")
+    assert s["machine_type"] == "e2-small" and s["labels"] == {"team": "ci"}
+    r = await run_module("gcp:gce_instance", base)
+    assert r.summary["changed"] is False
+    r = await run_module(
+        "gcp:gce_instance", {**base, "state": "stopped", "labels": {"env": "test"}}
+    )
+    assert r.summary["actions"] == ["labelled", "stopped"] and r.summary["status"] == "TERMINATED"
+    assert r.summary["labels"] == {"team": "ci", "env": "test"}
+    r = await run_module("gcp:gce_instance", {**base, "machine_type": "e2-large"})
+    assert r.summary["actions"] == ["started"] and r.summary["status"] == "RUNNING"
+    assert any("not changed" in line for _, line in r.logs)
+    r = await run_module("gcp:gce_instance", {**base, "state": "absent"})
+    assert r.summary["actions"] == ["deleted"] and "ci-runner" not in fake.instances
+    # errors: a failed operation, no image to create from, a refused token
+    r = await run_module("gcp:gce_instance", {**base, "image": "bad-image"})
+    assert r.status == "Failed" and "The resource 'bad-image' was not found" in str(r.error)
+    r = await run_module("gcp:gce_instance", {**base, "image": None})
+    assert r.status == "Failed" and "creating one needs image" in str(r.error)
+    r = await run_module("gcp:gce_instance", {**base, "token": "ya29.nope-token"})
+    assert r.status == "Failed" and "HTTP 401" in str(r.error)
+
+
+async def test_gce_instance_check_mode(fake: Fake) -> None:
+    params = {
+        "project": "p1",
+        "zone": "z",
+        "name": "planned",
+        "image": "img",
+        "state": "stopped",
+        "token": TOKEN,
+        "base_url": fake.url,
+    }
+    text = f"""
+    schemaVersion: "1.0.0"
+    name: gce
+    workloads:
+      - name: vm
+        process:
+          module: gcp:gce_instance
+          params: {json.dumps(params)}
+    """
+    import textwrap
+
+    result = await run_playbook_text(textwrap.dedent(text).lstrip(), check=True)
+    summary = result.states["vm"].summary
+    assert summary["actions"] == ["created", "stopped"] and summary["status"] == "TERMINATED"
+    assert "planned" not in fake.instances
