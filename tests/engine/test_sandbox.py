@@ -424,3 +424,41 @@ async def test_secrets_stay_redacted_across_the_boundary(
     everything = json.dumps([leak.error, leak.summary, [line for _, _, line in leak.logs]])
     assert "s3cr3t-t0ken-value" not in everything
     assert "***" in leak.summary["stdout"] or "REDACTED" in leak.summary["stdout"].upper()
+
+
+@pytest.fixture
+def probe_module() -> None:
+    """Registered per test (conftest removes modules registered by tests after each)."""
+    import importlib
+
+    from gxo.modules.base import REGISTRY
+
+    name = "tests.engine.sandbox_probe_module"
+    if name not in sys.modules:
+        importlib.import_module(name)
+    elif REGISTRY.get("tests:sandbox_probe") is None:
+        importlib.reload(sys.modules[name])
+
+
+async def test_a_registered_module_runs_sandboxed_with_the_context_api(
+    run_yaml, workspace: Path, probe_module: None
+) -> None:
+    workload = {
+        "name": "probe",
+        "process": {"module": "tests:sandbox_probe", "params": {"greeting": "hello"}},
+        "security_context": {"namespaces": ["uts", "pid", "mount"]},
+    }
+    text = _playbook([workload]).replace('"workloads"', '"vars": {"factor": 3}, "workloads"', 1)
+    result = await _run(run_yaml, text, workspace)
+    probe = _state(result, "probe")
+    assert probe.status.value == "Completed", probe.error
+    summary = probe.summary
+    assert (summary["pid"], summary["host"]) == (1, "gxo-sandbox")
+    assert (summary["rendered"], summary["truthy"], summary["state"]) == (6, True, 3)
+    assert "input_from(producer) is not available in a sandbox" in summary["refused"]
+    assert summary["workspace"] == str(workspace.resolve()) or summary["workspace"] == str(
+        workspace
+    )
+    assert summary["run_id"] == result.run_id
+    assert probe.counters == {"probes": 1}
+    assert "hello from gxo-sandbox" in [line for _, _, line in probe.logs]

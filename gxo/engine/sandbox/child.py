@@ -279,8 +279,24 @@ def prepare(init: dict[str, Any]) -> tuple[Any, Any, SandboxContext]:
     from gxo.modules.base import REGISTRY
 
     spec = REGISTRY.get(init["module"])
+    if spec is None and init.get("import"):  # registered in the engine, not built in
+        import importlib
+        import sys
+
+        sys.path[:0] = [p for p in init.get("sys_path", []) if p not in sys.path]
+        try:
+            importlib.import_module(init["import"])
+        except Exception as exc:
+            raise ModuleError(
+                f"module '{init['module']}' cannot be imported in the sandbox "
+                f"({init['import']}: {type(exc).__name__}: {exc})"
+            ) from None
+        spec = REGISTRY.get(init["module"])
     if spec is None:
-        raise ModuleError(f"unknown module '{init['module']}'")
+        raise ModuleError(
+            f"module '{init['module']}' is not available in the sandbox: its class is not "
+            f"importable by name (defined in {init.get('import') or 'an unknown place'})"
+        )
     try:
         params = spec.params_model.model_validate(init["params"])
     except ValidationError as exc:

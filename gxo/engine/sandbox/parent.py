@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 from gxo.config.security import SecurityContext, format_size, parse_size
@@ -145,6 +146,16 @@ def _context_snapshot(ctx: ModuleContext) -> dict[str, Any]:
     return out
 
 
+def _import_path(module: str) -> str | None:
+    """Where the sandbox imports a module the engine registered (not a built-in one)."""
+    from gxo.modules.base import REGISTRY
+
+    spec = REGISTRY.get(module)
+    if spec is None or spec.cls.__module__.startswith("gxo."):
+        return None
+    return str(spec.cls.__module__)
+
+
 def _secrets_in(ctx: ModuleContext, params: Any) -> list[str]:
     """The secret values the params carry: the child redacts them itself too."""
     secrets = ctx.run.secrets
@@ -171,6 +182,8 @@ async def perform_sandboxed(
         "namespaces": sc.effective_namespaces(),
         "cgroups": cgroups.procs,
         "module": module,
+        "import": _import_path(module),
+        "sys_path": [p for p in sys.path if p],
         "params": params,
         "workload": ctx.workload,
         "run_id": ctx.run_id,
