@@ -8,6 +8,7 @@ In-process through the CLI (typer's runner), as tests/e2e/test_select_cli.py doe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 from pathlib import Path
@@ -410,3 +411,40 @@ def test_an_until_that_raises_names_the_until_line(tmp_path: Path) -> None:
     code, _, err = gxo("run", str(path), "-q")
     assert code == 1
     assert "pb.gxo.yaml:6:38: param 'retry.until': ZeroDivisionError: division by zero" in err
+
+
+def test_check_mode_leaves_no_new_sqlite_file(tmp_path: Path) -> None:
+    # Connecting to predict the statements created an empty app.db: a check changed the disk.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: sqlite
+        workloads:
+          - name: create
+            process:
+              module: database:query
+              params: {url: "sqlite:///app.db", query: "CREATE TABLE t (x int)"}
+          - name: existing
+            process:
+              module: database:query
+              params: {url: "sqlite:///old.db", query: "INSERT INTO t VALUES (1)"}
+        """,
+    )
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as db:
+        db.execute("CREATE TABLE t (x int)")
+        db.commit()
+    before = (tmp_path / "old.db").read_bytes()
+    code, out, err = gxo("run", str(path), "--check", "-q", "--report", "-")
+    assert code == 0, err
+    report = report_of(out)["workloads"]
+    assert report["create"]["summary"]["changed"] is True
+    assert report["existing"]["summary"]["changed"] is True
+    assert not (tmp_path / "app.db").exists()
+    assert (tmp_path / "old.db").read_bytes() == before
+    # The real run creates it.
+    code, _, err = gxo("run", str(path), "-q")
+    assert code == 0, err
+    assert (tmp_path / "app.db").stat().st_size > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from pydantic import Field, model_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
+from gxo.errors import GxoError
 from gxo.modules.base import CheckMode, CheckUnsupported, Module, ModuleParams, StreamRole, register
 from gxo.modules.data._records import to_jsonable
 
@@ -217,7 +219,12 @@ class DatabaseQuery(Module):
         reason = self._refusal(params)
         if reason is not None:
             raise CheckUnsupported(f"database:query not run: {reason}")
-        summary = await self._run(ctx, params, rollback=True)
+        missing = await ctx.to_thread(_missing_sqlite_file, ctx, params.url)
+        try:
+            summary = await self._run(ctx, params, rollback=True)
+        finally:
+            if missing is not None:  # connecting created it: a check changes nothing
+                await ctx.to_thread(_remove_if_empty, missing)
         parts = summary.get("statements") or [summary]
         queries = _queries(params)
         summary["changed"] = any(
@@ -557,6 +564,26 @@ def _prepare_url(resolve_path: Callable[[str], Path], raw: str, *, confined: boo
         if db and db != ":memory:" and not db.startswith("file:"):
             url = url.set(database=str(resolve_path(db)))
     return url
+
+
+def _missing_sqlite_file(ctx: ModuleContext, url: str) -> Path | None:
+    """Blocking: the file of a SQLite URL when it does not exist yet (None otherwise)."""
+    match = _SQLITE_FILE.match(url)
+    db = match["db"] if match else ""
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    try:
+        path = ctx.resolve_path(db, param="url")
+    except GxoError:
+        return None  # the connection reports it
+    return None if os.path.lexists(path) else path
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Blocking: remove a SQLite file a rolled-back check created (still empty)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
 
 
 def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
