@@ -76,6 +76,7 @@ async def test_host_pids_are_invisible_and_outside_writes_fail(run_yaml, workspa
             _exec("pids", f"ls /proc | grep -c '^[0-9]'; kill -0 {os.getpid()}", sc),
             _exec("inside", "echo ok > out/ok.txt && cat out/ok.txt", sc),
             _exec("outside", f"echo x > {outside}", sc),
+            _exec("shm", "echo x > /dev/null && echo x > /dev/shm/gxo-sbx-test", sc),
             _exec("hidden", f"cat {workspace}/secret/key.txt", sc),
         ]
     )
@@ -92,6 +93,10 @@ async def test_host_pids_are_invisible_and_outside_writes_fail(run_yaml, workspa
     assert out.status.value == "Failed"
     assert "Read-only file system" in out.summary["stderr"]
     assert not outside.exists()
+    shm = _state(result, "shm")  # device nodes work, /dev/shm is read-only too
+    assert shm.status.value == "Failed"
+    assert "/dev/shm/gxo-sbx-test: Read-only file system" in shm.summary["stderr"]
+    assert not Path("/dev/shm/gxo-sbx-test").exists()
     hidden = _state(result, "hidden")
     assert hidden.status.value == "Failed"
     assert "No such file or directory" in hidden.summary["stderr"]

@@ -125,13 +125,14 @@ def _kept_flags(path: str) -> int:
 
 
 def read_only_root(writable: list[str]) -> None:
-    """Every mount read-only but /proc, /dev and the ``writable`` bind mounts."""
+    """Every mount read-only but /proc and the ``writable`` bind mounts (device nodes stay
+    usable: a read-only mount does not apply to them)."""
     points = _mount_points()
     for path in writable:
         _mount(path, path, None, MS_BIND | MS_REC, None, "writable_paths")
     keep = set(writable)
     for point in points:
-        if point in keep or point.startswith(("/proc", "/dev")) or not os.path.isdir(point):
+        if point in keep or point.startswith("/proc") or not os.path.lexists(point):
             continue
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _kept_flags(point)
         _mount(None, point, None, flags, None, "read_only_root")
