@@ -175,12 +175,10 @@ async def perform_sandboxed(
     for rel in sc.writable_paths:  # bind-mount sources must exist
         ctx.run.paths.resolve(rel, workload=ctx.workload, param="security_context.writable_paths")
         os.makedirs(os.path.join(ctx.workspace, rel), exist_ok=True)
-    cgroups = await asyncio.to_thread(_Cgroups, sc)
     resolver = ctx.run.paths
     init = {
         "sc": sc.model_dump(mode="json"),
         "namespaces": sc.effective_namespaces(),
-        "cgroups": cgroups.procs,
         "module": module,
         "import": _import_path(module),
         "sys_path": [p for p in sys.path if p],
@@ -200,8 +198,11 @@ async def perform_sandboxed(
         "context": _context_snapshot(ctx),
     }
     proc: SandboxProcess | None = None
+    cgroups: _Cgroups | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:
+        cgroups = await asyncio.to_thread(_Cgroups, sc)
+        init["cgroups"] = cgroups.procs
         proc = await spawn(module)
         return await _relay(ctx, proc, init, sc, cgroups, tasks)
     finally:
@@ -210,7 +211,8 @@ async def perform_sandboxed(
         if proc is not None:
             await _stop(proc)
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.to_thread(cgroups.remove)
+        if cgroups is not None:
+            await asyncio.to_thread(cgroups.remove)
 
 
 async def _stop(proc: SandboxProcess) -> None:
