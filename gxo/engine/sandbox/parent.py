@@ -278,7 +278,8 @@ async def _relay(
     else:
         stdin.write(b'{"t":"eof"}\n')
     tasks.append(asyncio.create_task(errors()))
-    await stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it says why on stdout
+        await stdin.drain()
     outcome: dict[str, Any] | None = None
     while line := await stdout.readline():
         message = json.loads(line)
