@@ -37,6 +37,8 @@ class Fake:
         self.secrets: dict[str, str] = {}
         self.instances: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
+        self.vms: dict[str, dict[str, Any]] = {}
+        self.polls: dict[str, int] = {}
         self.public_key: Any = None
         self.requests: list[str] = []
         self.lock = threading.Lock()
@@ -83,6 +85,20 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                 return self._token(body)
             if path.startswith("/acct/"):
                 return self._azure(method, unquote(path[len("/acct/") :]), parts.query, body)
+            if path.startswith("/login/") and method == "POST":
+                form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                if (
+                    form.get("client_secret") != "sp-secret-value"
+                    or form.get("grant_type") != "client_credentials"
+                ):
+                    return self._send(
+                        401,
+                        {
+                            "error": "invalid_client",
+                            "error_description": "AADSTS7000215: Invalid client secret provided.\nTrace ID: 1",
+                        },
+                    )
+                return self._send(200, {"access_token": TOKEN, "token_type": "Bearer"})
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return self._send(401, {"error": {"code": 401, "message": "Invalid Credentials"}})
             if path.startswith("/v1/projects/") and path.endswith(":access"):
@@ -94,6 +110,18 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                     200, {"name": path[4:-7].replace("latest", "3"), "payload": {"data": data}}
                 )
             segments = path.split("/")
+            if path.startswith("/subscriptions/"):
+                return self._arm(method, path, query, body)
+            if path.startswith("/asyncops/"):
+                n = fake.polls[path] = fake.polls.get(path, 0) + 1
+                failed = path.endswith("-fail")
+                if n < 2:
+                    return self._send(200, {"status": "InProgress"})
+                if failed:
+                    return self._send(
+                        200, {"status": "Failed", "error": {"message": "quota exceeded"}}
+                    )
+                return self._send(200, {"status": "Succeeded"})
             if path.startswith("/compute/v1/projects/"):
                 return self._compute(method, segments[7:], body)
             if path.startswith("/storage/v1/b/") and len(segments) >= 6:
@@ -128,6 +156,90 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                 fake.gcs.setdefault(segments[5], {})[query["name"]] = body
                 return self._send(200, {"name": query["name"], "size": str(len(body))})
             return self._send(404, {"error": {"message": f"no route {method} {path}"}})
+
+        def _async(self, status: int, body: Any = None, fail: bool = False) -> None:
+            n = len(fake.polls) + len(fake.vms) + 1
+            url = f"{fake.url}/asyncops/{n}-{time.monotonic_ns()}" + ("-fail" if fail else "")
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Azure-AsyncOperation", url)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _arm(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+            if query.get("api-version") is None:
+                return self._send(
+                    400,
+                    {
+                        "error": {
+                            "code": "MissingApiVersionParameter",
+                            "message": "api-version missing",
+                        }
+                    },
+                )
+            if "/Microsoft.Network/networkInterfaces/" in path:
+                pip = (
+                    path.split("/providers/")[0]
+                    + "/providers/Microsoft.Network/publicIPAddresses/pip1"
+                )
+                return self._send(
+                    200,
+                    {
+                        "properties": {
+                            "ipConfigurations": [
+                                {
+                                    "properties": {
+                                        "privateIPAddress": "10.1.0.4",
+                                        "publicIPAddress": {"id": pip},
+                                    }
+                                }
+                            ]
+                        }
+                    },
+                )
+            if "/Microsoft.Network/publicIPAddresses/" in path:
+                return self._send(200, {"properties": {"ipAddress": "20.5.6.7"}})
+            tail = path.split("/virtualMachines/", 1)[1]
+            name, _, action = tail.partition("/")
+            vm = fake.vms.get(name)
+            if method == "PUT" and not action:
+                spec = json.loads(body)
+                if spec["properties"]["hardwareProfile"]["vmSize"] == "Standard_Quota":
+                    return self._async(201, spec, fail=True)
+                fake.vms[name] = {
+                    "name": name,
+                    "location": spec["location"],
+                    "tags": spec.get("tags") or {},
+                    "properties": {**spec["properties"], "vmId": f"vm-{len(fake.vms) + 1}"},
+                    "power": "running",
+                }
+                return self._async(201, spec)
+            if vm is None:
+                return self._send(
+                    404, {"error": {"code": "ResourceNotFound", "message": f"VM {name} not found"}}
+                )
+            if method == "GET" and not action:
+                view = {
+                    "statuses": [
+                        {"code": "ProvisioningState/succeeded"},
+                        {"code": f"PowerState/{vm['power']}"},
+                    ]
+                }
+                out = {k: v for k, v in vm.items() if k != "power"}
+                out["properties"] = {**vm["properties"], "instanceView": view}
+                return self._send(200, out)
+            if method == "PATCH" and not action:
+                vm["tags"] = json.loads(body)["tags"]
+                return self._async(200, {})
+            if method == "POST" and action in ("start", "deallocate"):
+                vm["power"] = "running" if action == "start" else "deallocated"
+                return self._async(202)
+            if method == "DELETE" and not action:
+                del fake.vms[name]
+                return self._async(202)
+            return self._send(400, {"error": {"message": "unsupported"}})
 
         def _operation(self, error: str | None = None) -> None:
             with fake.lock:
@@ -259,6 +371,9 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:
             self._route("DELETE")
+
+        def do_PATCH(self) -> None:
+            self._route("PATCH")
 
     return Handler
 
@@ -515,3 +630,109 @@ async def test_gce_instance_check_mode(fake: Fake) -> None:
     summary = result.states["vm"].summary
     assert summary["actions"] == ["created", "stopped"] and summary["status"] == "TERMINATED"
     assert "planned" not in fake.instances
+
+
+AZ_NIC = "/subscriptions/s1/resourceGroups/ci/providers/Microsoft.Network/networkInterfaces/nic1"
+
+
+async def test_azure_vm_lifecycle(fake: Fake) -> None:
+    base = {
+        "subscription_id": "s1",
+        "resource_group": "ci",
+        "name": "runner-1",
+        "location": "westeurope",
+        "image": "Canonical:ubuntu:22_04-lts:latest",
+        "network_interface_id": AZ_NIC,
+        "ssh_public_key": "ssh-ed25519 AAAAC3Nza test@ci",
+        "tags": {"team": "ci"},
+        "base_url": fake.url,
+        "login_url": f"{fake.url}/login",
+        "tenant_id": "t1",
+        "client_id": "c1",
+        "client_secret": "sp-secret-value",
+    }
+    r = await run_module("azure:vm_instance", {**base, "state": "absent"})
+    assert r.ok and r.summary["changed"] is False and r.summary["power_state"] == "absent"
+    r = await run_module("azure:vm_instance", base)
+    assert r.ok, r.error
+    s = r.summary
+    assert s["actions"] == ["created"] and s["power_state"] == "running"
+    assert s["private_ip"] == "10.1.0.4" and s["public_ip"] == "20.5.6.7"
+    assert s["vm_size"] == "Standard_B1s" and s["tags"] == {"team": "ci"}
+    created = fake.vms["runner-1"]["properties"]
+    assert created["storageProfile"]["imageReference"]["sku"] == "22_04-lts"
+    assert created["osProfile"]["linuxConfiguration"]["disablePasswordAuthentication"] is True
+    r = await run_module("azure:vm_instance", base)
+    assert r.summary["changed"] is False
+    r = await run_module("azure:vm_instance", {**base, "state": "stopped", "tags": {"env": "t"}})
+    assert r.ok, r.error
+    assert r.summary["actions"] == ["tagged", "deallocated"]
+    assert r.summary["power_state"] == "deallocated" and r.summary["tags"] == {
+        "team": "ci",
+        "env": "t",
+    }
+    r = await run_module("azure:vm_instance", {**base, "vm_size": "Standard_D2s_v5"})
+    assert r.summary["actions"] == ["started"] and any("not changed" in line for _, line in r.logs)
+    r = await run_module("azure:vm_instance", {**base, "state": "absent"})
+    assert r.summary["actions"] == ["deleted"] and "runner-1" not in fake.vms
+
+
+async def test_azure_vm_errors_and_check(fake: Fake) -> None:
+    base = {
+        "subscription_id": "s1",
+        "resource_group": "ci",
+        "name": "runner-2",
+        "base_url": fake.url,
+        "token": TOKEN,
+    }
+    r = await run_module("azure:vm_instance", base)
+    assert r.status == "Failed"
+    assert (
+        "creating one needs location, image, network_interface_id, ssh_public_key or admin_password"
+        in str(r.error)
+    )
+    full = {
+        **base,
+        "location": "westeurope",
+        "image": "Canonical:ubuntu:22_04-lts:latest",
+        "network_interface_id": AZ_NIC,
+        "admin_password": "Adm1n-pa55word!",
+    }
+    r = await run_module("azure:vm_instance", {**full, "vm_size": "Standard_Quota"})
+    assert r.status == "Failed" and "cannot create VM 'runner-2': quota exceeded" in str(r.error)
+    r = await run_module("azure:vm_instance", {**full, "image": "ubuntu"})
+    assert r.status == "Failed" and "URN publisher:offer:sku:version" in str(r.error)
+    r = await run_module("azure:vm_instance", {**base, "token": "bad-token-123"})
+    assert (
+        r.status == "Failed" and "HTTP 401" in str(r.error) and "bad-token-123" not in str(r.error)
+    )
+    r = await run_module(
+        "azure:vm_instance",
+        {
+            **base,
+            "token": None,
+            "tenant_id": "t",
+            "client_id": "c",
+            "client_secret": "wrong-sp-secret",
+            "login_url": f"{fake.url}/login",
+        },
+    )
+    assert r.status == "Failed" and "AADSTS7000215" in str(r.error)
+    assert "wrong-sp-secret" not in str(r.error) and "Trace ID" not in str(r.error)
+    r = await run_module("azure:vm_instance", {**base, "client_id": "c"})
+    assert r.status == "Failed" and "tenant_id, client_id and client_secret" in str(r.error)
+    import textwrap
+
+    text = f"""
+    schemaVersion: "1.0.0"
+    name: az
+    workloads:
+      - name: vm
+        process:
+          module: azure:vm_instance
+          params: {json.dumps(full)}
+    """
+    result = await run_playbook_text(textwrap.dedent(text).lstrip(), check=True)
+    summary = result.states["vm"].summary
+    assert summary["actions"] == ["created"] and summary["power_state"] == "running"
+    assert "runner-2" not in fake.vms
