@@ -259,3 +259,21 @@ def test_the_sandbox_imports_no_front_end() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@linux
+def test_cgroup_v2_discovery(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_probes):
+    """A unified hierarchy: the controller must be available, the group writable and, for a
+    group holding processes, already enabled for its children."""
+    group = tmp_path / "system.slice" / "gxo.service"
+    group.mkdir(parents=True)
+    (group / "cgroup.controllers").write_text("cpu memory pids\n")
+    (group / "cgroup.subtree_control").write_text("memory\n")
+    monkeypatch.setattr(host, "_mounts", lambda: [(str(tmp_path), "cgroup2", ["rw"])])
+    monkeypatch.setattr(host, "_own_groups", lambda: {"": "/system.slice/gxo.service"})
+    memory = host.cgroup_controller("memory")
+    assert memory == host.CgroupController("memory", 2, str(group))
+    pids = host.cgroup_controller("pids")
+    assert isinstance(pids, str) and "not enabled for the child groups" in pids
+    hugetlb = host.cgroup_controller("hugetlb")
+    assert isinstance(hugetlb, str) and "has no hugetlb controller" in hugetlb

@@ -71,6 +71,14 @@ def _own_groups() -> dict[str, str]:
     return groups
 
 
+def _delegated(parent: str, name: str) -> bool:
+    try:
+        with open(os.path.join(parent, "cgroup.subtree_control")) as f:
+            return name in f.read().split()
+    except OSError:
+        return False
+
+
 @functools.cache
 def cgroup_controller(name: str) -> CgroupController | str:
     """The writable group for controller ``name``, or why there is none."""
@@ -94,6 +102,14 @@ def cgroup_controller(name: str) -> CgroupController | str:
                 continue
             if not os.access(parent, os.W_OK):
                 seen.append(f"{parent} is not writable")
+                continue
+            if groups[""] not in ("", "/") and not _delegated(parent, name):
+                # "no internal processes": a group holding processes (gxo's own) cannot
+                # enable a controller for its children; it must be enabled already.
+                seen.append(
+                    f"the {name} controller is not enabled for the child groups of {parent} "
+                    "(cgroup.subtree_control)"
+                )
                 continue
             return CgroupController(name, 2, parent)
     for point, fstype, options in mounts:
