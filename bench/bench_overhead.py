@@ -188,9 +188,11 @@ def engine_cpu(text: str, extra: dict | None = None) -> tuple[float, float]:
         console = err_console()
         console.file = devnull
         printer = ProgressPrinter(console, verbose=False, quiet=True, loaded=loaded)
-        try:
-            bus.add_listener(printer, skip_statuses=("Running",))  # as gxo run adds it
-        except TypeError:  # an older checkout (before/after comparisons)
+        try:  # as gxo run adds it
+            from gxo.runtime import PROGRESS_SKIP_KINDS
+
+            bus.add_listener(printer, skip_kinds=PROGRESS_SKIP_KINDS, skip_statuses=("Running",))
+        except ImportError:  # an older checkout (before/after comparisons)
             bus.add_listener(printer)
         engine = Engine(loaded, extra_vars=extra or {}, bus=bus)
         if len(loaded.playbook.workloads) >= FREEZE_FROM:
@@ -222,7 +224,9 @@ def in_child(what: str, repeat: int) -> tuple[float, float]:
 
 
 def child(what: str, repeat: int) -> None:
-    if what == "dag":
+    if what == "dag1":  # the first run of a fresh process, as in `gxo run` (no warm caches)
+        w, c = engine_cpu(dag_playbook(random_dag()))
+    elif what == "dag":
         text = dag_playbook(random_dag())
         w, c = best(lambda: engine_cpu(text), repeat)
     elif what == "bare":
@@ -272,10 +276,13 @@ def main() -> int:
         if "a" in only:
             _, _, dur = best(lambda: gxo_run(dag, tmp), rep)
             ew, ec = in_child("dag", rep)
+            first = [in_child("dag1", 1) for _ in range(rep)]
+            f1c = min(c for _, c in first)
             fw, fc = in_child("bare", rep)
             lines.append(
                 f"  (a) engine per workload: gxo run report {dur / NODES * 1e6:.1f} µs | in-process "
-                f"{ew / NODES * 1e6:.1f} µs wall, {ec / NODES * 1e6:.1f} µs CPU; bare asyncio "
+                f"{ew / NODES * 1e6:.1f} µs wall, {ec / NODES * 1e6:.1f} µs CPU "
+                f"(first run of a process: {f1c / NODES * 1e6:.1f} µs CPU); bare asyncio "
                 f"{fw / NODES * 1e6:.1f} µs wall, {fc / NODES * 1e6:.1f} µs CPU; ratio "
                 f"{dur / fw:.2f}x (report/floor wall), {ec / fc:.2f}x (CPU) (goal ≤ 3x)"
             )
