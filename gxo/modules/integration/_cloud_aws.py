@@ -37,6 +37,7 @@ class AwsParams(ModuleParams):
 
 
 _LOCK = threading.Lock()
+_SESSION: Any = None
 
 
 def make_aws_client(service: str, params: AwsParams) -> Any:
@@ -44,8 +45,17 @@ def make_aws_client(service: str, params: AwsParams) -> Any:
     import boto3.session
     from botocore.config import Config
 
+    global _SESSION
     with _LOCK:  # boto3 sessions are not thread-safe
-        session = boto3.session.Session(region_name=params.region)
+        if params.access_key is not None:
+            # Explicit keys: one shared session (its loaded service models make a client
+            # far cheaper to create); the AWS chain gets a fresh one, so that a changed
+            # environment or profile counts.
+            if _SESSION is None:
+                _SESSION = boto3.session.Session()
+            session = _SESSION
+        else:
+            session = boto3.session.Session(region_name=params.region)
         region = params.region or session.region_name or "us-east-1"
         config = Config(
             region_name=region,
