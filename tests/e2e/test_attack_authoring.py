@@ -448,3 +448,43 @@ def test_check_mode_leaves_no_new_sqlite_file(tmp_path: Path) -> None:
     code, _, err = gxo("run", str(path), "-q")
     assert code == 0, err
     assert (tmp_path / "app.db").stat().st_size > 0
+
+
+def test_check_mode_request_masks_credential_fields_of_the_body(tmp_path: Path) -> None:
+    # The predicted request showed {"password": "..."} in the summary and the report,
+    # where a real run never shows the body it sends.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: body
+        workloads:
+          - name: login
+            process:
+              module: http:request
+              params:
+                url: "http://127.0.0.1:9/login"
+                method: POST
+                json: {user: ops, password: LitBodyPw1, nested: [{api_token: LitBodyTok2, n: 1}]}
+          - name: form
+            process:
+              module: http:request
+              params:
+                url: "http://127.0.0.1:9/login"
+                method: PUT
+                form: {client_secret: LitBodySecret3, grant_type: client_credentials}
+        """,
+    )
+    code, out, err = gxo("run", str(path), "--check", "-v", "--report", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert "LitBody" not in out + err + (tmp_path / "r.json").read_text()
+    report = json.loads((tmp_path / "r.json").read_text())["workloads"]
+    assert report["login"]["summary"]["request"]["json"] == {
+        "user": "ops",
+        "password": "***",
+        "nested": [{"api_token": "***", "n": 1}],
+    }
+    assert report["form"]["summary"]["request"]["form"] == {
+        "client_secret": "***",
+        "grant_type": "client_credentials",
+    }

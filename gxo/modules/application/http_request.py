@@ -39,6 +39,19 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # sent for real under gxo 
 MASK = "***"
 # Header names whose values are never shown in a check-mode summary.
 _SENSITIVE_HEADER = ("authorization", "cookie", "token", "secret", "password", "key", "auth")
+_SENSITIVE_FIELD = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "access_key",
+    "credential",
+    "authorization",
+)
 EXCERPT = 300  # characters of the body quoted in an error message
 
 
@@ -286,9 +299,9 @@ class HttpRequest(Module):
         if params.body is not None:
             request["body"] = params.body
         elif params.json_data is not None:
-            request["json"] = params.json_data
+            request["json"] = _mask_fields(params.json_data, ctx.redact)
         elif params.form is not None:
-            request["form"] = params.form
+            request["form"] = _mask_fields(params.form, ctx.redact)
         ctx.log(f"check mode: {params.method} {url} not sent")
         return {"changed": True, "sent": False, "request": ctx.redact(request)}
 
@@ -333,6 +346,24 @@ class HttpRequest(Module):
             if params.paginate is not None:
                 summary["truncated"] = truncated
         return summary
+
+
+def _mask_fields(value: Any, redact: Any) -> Any:
+    """The check-mode request's json/form with literal credential-named fields masked
+    (``{"password": "..."}``): a real run never shows the body it sends. A secret()
+    there is left to the redaction, which shows it as ``[REDACTED]``."""
+    if isinstance(value, dict):
+        return {
+            k: MASK
+            if isinstance(k, str)
+            and any(w in k.lower() for w in _SENSITIVE_FIELD)
+            and redact(v) == v
+            else _mask_fields(v, redact)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_fields(v, redact) for v in value]
+    return value
 
 
 def _mask_url_password(ctx: ModuleContext, url: str) -> None:
