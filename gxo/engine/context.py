@@ -188,6 +188,8 @@ class RunContext:
         self.store: Store = store if store is not None else MemoryStore()
         self.templates = templates or TemplateEngine()
         self.secrets = self.templates.secrets
+        if self.paths.confined:  # secret('file://...') stays inside the roots too
+            self.secrets.confine_files(self.paths.contains, self.paths.describe_roots())
         # Where templates are rendered: params, when, loop (not the whole model: 10x faster).
         self.secrets.preload_names(
             [

@@ -276,10 +276,16 @@ class RunProviders:
         self._cache: dict[str, str | SecretError] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # A confined run (the daemon, gxo run --confine): file:// reads only the paths
+        # its path params may reach (gxo/engine/confine.py PathResolver.contains).
+        self.file_guard: Callable[[str], bool] | None = None
+        self.file_roots = ""
 
     def __call__(self, name: str) -> str | None:
         if "://" not in name:
             return self._env(name)
+        if self.file_guard is not None and name[:7].lower() == "file://":
+            self._guard_file(name)
         cached = self._cache.get(name)
         if cached is None:
             with self._lock:
@@ -295,3 +301,13 @@ class RunProviders:
         if isinstance(cached, SecretError):
             raise SecretError(str(cached))
         return cached
+
+    def _guard_file(self, name: str) -> None:
+        assert self.file_guard is not None
+        _, body, _, _ = _split(name)
+        if body.startswith("/") and not self.file_guard(body):
+            roots = f" ({self.file_roots})" if self.file_roots else ""
+            raise SecretError(
+                f"secret {name!r}: {body} is outside the directories this confined run "
+                f"may read{roots}"
+            )

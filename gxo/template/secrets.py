@@ -195,6 +195,14 @@ class SecretRegistry:
         self.add(value)
         return True
 
+    def confine_files(self, contains: Callable[[str], bool], roots: str = "") -> None:
+        """A confined run: ``secret('file://...')`` reads only paths ``contains`` accepts."""
+        from gxo.template.secret_providers import RunProviders
+
+        if isinstance(self._provider, RunProviders):
+            self._provider.file_guard = contains
+            self._provider.file_roots = roots
+
     def preload_names(self, value: Any) -> None:
         """Register the secrets that ``value`` (a playbook, workloads) names, before anything runs.
 
