@@ -86,12 +86,33 @@ def check_names(v: Validation) -> None:
             v.seen_names[w.name] = i
 
 
+# Names templates rely on: a var or register key of that name would hide them
+# (`vars: {secret: x}`, or an import's `ret` under the prefix `sec`).
+_RESERVED_NAMES = {
+    "secret": "the secret() function",
+    "now": "the now() function",
+    "_gxo": "the run's _gxo names",
+}
+
+
 def check_register_keys(v: Validation) -> None:
     variables = v.loaded.playbook.vars
+    for name in variables:
+        if name in _RESERVED_NAMES:
+            v.problem(
+                f"variable name '{name}' is reserved: it would hide {_RESERVED_NAMES[name]}",
+                ("vars", name),
+            )
     for i, w in v.workloads():
         key = w.register_key
         if not key:
             continue
+        if key in _RESERVED_NAMES:
+            v.problem(
+                f"register key '{key}' is reserved: it would hide {_RESERVED_NAMES[key]}",
+                ("workloads", i, "register"),
+                w.name,
+            )
         if key in v.seen_registers:
             v.problem(
                 f"register key '{key}' is already used by workload '{v.seen_registers[key]}'",

@@ -488,3 +488,46 @@ def test_check_mode_request_masks_credential_fields_of_the_body(tmp_path: Path) 
         "client_secret": "***",
         "grant_type": "client_credentials",
     }
+
+
+# -- reserved names --------------------------------------------------------------------------
+
+
+def test_a_var_or_register_key_hiding_secret_now_or_gxo_is_a_load_error(tmp_path: Path) -> None:
+    # `vars: {secret: ...}` made every secret('X') fail with "'int' object is not
+    # callable"; an import's var `o` under the prefix `_gx` became `_gxo`.
+    (tmp_path / "lib").mkdir()
+    write(
+        tmp_path / "lib",
+        """
+        vars: {o: 1, ok: 2}
+        workloads:
+          - name: x
+            process: {module: control:identity, params: {v: "{{ o + ok }}"}}
+        """,
+        "lib.gxo.yaml",
+    )
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: reserved
+        vars: {secret: 1}
+        imports: [{path: lib/lib.gxo.yaml, prefix: _gx}]
+        workloads:
+          - name: a
+            process: {module: control:identity, params: {v: 1}}
+            register: now
+        """,
+    )
+    code, _, err = gxo("validate", str(path))
+    assert code == 2
+    assert (
+        "pb.gxo.yaml:3:8: variable name 'secret' is reserved: it would hide the secret() function"
+        in err
+    )
+    assert (
+        "lib.gxo.yaml:1:8: variable name '_gxo' is reserved: it would hide the run's _gxo names"
+        in err
+    )
+    assert "workload 'a': register key 'now' is reserved: it would hide the now() function" in err
