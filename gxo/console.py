@@ -132,7 +132,9 @@ def _loud(event: Event) -> bool:
     return failed or bool(data.get("records_dropped"))
 
 
-_CANCELLED = "cancelled: the run was interrupted"  # the engine's error of a cancelled workload
+# The engine's error of a cancelled workload: "cancelled: the run was interrupted",
+# or the reason of Engine.cancel_workload ("cancelled by the user").
+_CANCELLED = "cancelled"
 
 
 def _cancelled(state: Any) -> bool:

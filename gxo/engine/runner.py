@@ -38,6 +38,16 @@ _NO_DEADLINE = contextlib.nullcontext()  # reusable; render_deadline(None) in on
 # Errors that another attempt cannot fix.
 _NOT_RETRYABLE = (TemplateError, ModuleParamsError)
 
+# A loop's iteration records (report ``iterations``, the TUI's table) carry each one's
+# item and rendered params, bounded so a loop of 10,000 items keeps a sane report: an
+# item is kept up to ITEM_MAX characters of JSON (else a cut text of it), an
+# iteration's params up to PARAMS_MAX characters, and a loop's params up to
+# PARAMS_BUDGET in all (failed iterations get a budget of their own); beyond, the
+# record says ``params_omitted`` and why.
+ITEM_MAX = 200
+PARAMS_MAX = 8 * 1024
+PARAMS_BUDGET = 256 * 1024
+
 
 _TERMINAL = frozenset(s for s in Status if s.terminal)
 _WORKLOAD_STATUS = EventKind.WORKLOAD_STATUS
@@ -104,6 +114,9 @@ class WorkloadRunner:
         # The run's concurrency limit (set by the scheduler); loop iterations beyond a
         # workload's first borrow from it. None: only loop_control.parallel applies.
         self.slots: asyncio.Semaphore | None = None
+        # Workloads cancelled alone (Engine.cancel_workload) -> their error; set by the
+        # scheduler. Any other cancellation is the run's interruption.
+        self.cancel_reasons: dict[str, str] = {}
         self._sleep = sleep
         self._rng = rng or _RNG
 
@@ -179,7 +192,7 @@ class WorkloadRunner:
             self._fail(state, exc, reader, writer)
         except asyncio.CancelledError:
             failed_stream = True
-            state.error = "cancelled: the run was interrupted"
+            state.error = self.cancel_reasons.get(w.name) or "cancelled: the run was interrupted"
             self._collect_counts(state, reader, writer)
             self.set_status(state, Status.FAILED)
             raise
@@ -250,6 +263,7 @@ class WorkloadRunner:
         state.iterations = [{"index": i, "status": Status.PENDING.value} for i in range(len(items))]
         semaphore = asyncio.Semaphore(parallel)
         slots = LoopSlots(self.slots)
+        budget = {"ok": PARAMS_BUDGET, "failed": PARAMS_BUDGET}  # params characters left
 
         async def iteration(index: int, item: Any) -> None:
             async with semaphore:
@@ -261,7 +275,9 @@ class WorkloadRunner:
 
         async def run_one(index: int, item: Any) -> None:
             record = state.iterations[index]
+            record["item"] = _shown_item(self.run.secrets.redact(item))
             local = {**base, loop_var: item, "loop_index": index}
+            started = time.monotonic()
             try:
                 if item_when is not None and not self._when(w, {**local, **item_when}):
                     results[index] = {"skipped": True, "reason": "when condition is false"}
@@ -279,6 +295,9 @@ class WorkloadRunner:
                 record["status"] = Status.FAILED.value
                 record["error"] = self.run.secrets.redact_str(_describe(fail.error))
                 errors.append((index, fail.error))
+            finally:  # also when cancelled: the record stays bounded
+                record["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+                _bound_params(record, budget)
             self.run.bus.emit(
                 EventKind.WORKLOAD_ITERATION, w.name, **self.run.secrets.redact(record)
             )
@@ -401,6 +420,8 @@ class WorkloadRunner:
         else:  # nothing to render: fresh containers, as a render returns
             rendered = copy_record(source)
         state.rendered_params = self.run.secrets.redact(rendered)
+        if iteration is not None:  # this iteration's own (bounded by _run_loop)
+            state.iterations[iteration]["params"] = state.rendered_params
         try:
             params = spec.params_model.model_validate(rendered)
         except ValidationError as exc:
@@ -457,6 +478,43 @@ class _UntilFalse(ModuleError):
     def __init__(self, until: str, attempt: int, summary: Any) -> None:
         super().__init__(f"until condition {until!r} is still false after {attempt} attempt(s)")
         self.summary = summary
+
+
+def _shown_item(item: Any) -> Any:
+    """A loop item as its iteration record shows it (already redacted): itself when
+    small, else the start of its JSON text, cut at ITEM_MAX characters."""
+    if item is None or isinstance(item, bool | int | float):
+        return item
+    if isinstance(item, str):
+        return item if len(item) <= ITEM_MAX else item[: ITEM_MAX - 1] + "…"
+    import json
+
+    text = json.dumps(item, default=str, ensure_ascii=False)
+    return item if len(text) <= ITEM_MAX else text[: ITEM_MAX - 1] + "…"
+
+
+def _bound_params(record: dict[str, Any], budget: dict[str, int]) -> None:
+    """Keep ``record["params"]`` within PARAMS_MAX and the loop's ``budget``; else say so."""
+    params = record.get("params")
+    if params is None:
+        return
+    kind = "failed" if record.get("status") == Status.FAILED.value else "ok"
+    if budget[kind] <= 0:  # spent: not even measured (the rest of a 10,000-item loop)
+        reason = "loop budget spent"
+    else:
+        import json
+
+        size = len(json.dumps(params, default=str, ensure_ascii=False))
+        if size > PARAMS_MAX:
+            reason = f"{size} chars > {PARAMS_MAX}"
+        elif size > budget[kind]:
+            budget[kind] = 0
+            reason = "loop budget spent"
+        else:
+            budget[kind] -= size
+            return
+    del record["params"]
+    record["params_omitted"] = reason
 
 
 def _reads_loop_names(w: Any) -> bool:

@@ -7,7 +7,8 @@ between them — a consumer never waits for a slot its own producer needs.
 
 ``cancel()`` (SIGINT/SIGTERM, quitting the TUI) cancels every running workload,
 waits for each to clean up (child processes are killed), and ends the run with
-status ``Interrupted``.
+status ``Interrupted``. ``cancel_workload(name)`` (``x`` in ``gxo ui``) cancels one
+workload the same way; the rest of the run goes on.
 """
 
 from __future__ import annotations
@@ -239,7 +240,12 @@ def _status_calls(when: Any) -> frozenset[str]:
 def _was_cancelled(state: WorkloadState) -> bool:
     if state.status == Status.FAILED:
         return (state.error or "").startswith("cancelled")
-    return state.status == Status.SKIPPED and state.reason in ("run interrupted",)
+    return state.status == Status.SKIPPED and (
+        state.reason == "run interrupted" or (state.reason or "").startswith(DEPENDENCY_CANCELLED)
+    )
+
+
+DEPENDENCY_CANCELLED = "dependency cancelled"  # skipped: a dependency was cancelled
 
 
 class RunStatus:
@@ -397,6 +403,10 @@ class Engine:
         self._pauses: dict[str, dict[str, Any]] = {}
         self._release_hooks: Callable[[str], None] | None = None
         self._failed_upstream: set[str] = set()  # skipped because something upstream failed
+        # cancel_workload(): workload -> its error ("cancelled by the user"); the runner
+        # reads it when the cancellation reaches the workload.
+        self._user_cancels: dict[str, str] = {}
+        self._members: dict[str, asyncio.Task[None]] = {}  # members of multi-member pipelines
         self._done: asyncio.Event | None = None
         self._all_channels: list[Channel] = []
         self._readers: dict[str, MergedReader] = {}
@@ -413,6 +423,36 @@ class Engine:
             task.cancel()
         if self._done is not None:
             self._done.set()
+
+    def cancel_workload(self, name: str, reason: str = "cancelled by the user") -> bool:
+        """Cancel one workload of the run: a running one's task is cancelled (its child
+        processes are killed, as on an interruption), a pending one never starts. It
+        ends ``Failed`` with the error ``reason`` (prefixed ``cancelled: `` unless it
+        starts with "cancelled"), which status functions and summaries count as
+        cancelled: its dependents are skipped ("dependency cancelled") unless their
+        ``when`` calls a status function (``cancelled()``, ``always()``), and
+        independent workloads go on. False when there is nothing to cancel (it ended
+        already, or the whole run is being interrupted); KeyError for an unknown name.
+        """
+        state = self.states[name]
+        if self._cancelled or state.status.terminal or name in self._user_cancels:
+            return False
+        if self.only is not None and name not in self.only:
+            return False  # not part of this run (kept from an earlier one)
+        error = reason if reason.startswith("cancelled") else f"cancelled: {reason}"
+        if state.status == Status.PENDING:
+            self._user_cancels[name] = error
+            state.error = error  # _run_member ends it when its turn comes, without running
+            set_status(self.bus, state, Status.FAILED)
+            return True
+        task = self._members.get(name) or next(
+            (t for t in self._tasks if t.get_name() == f"gxo:{name}"), None
+        )
+        if task is None or task.done():
+            return False
+        self._user_cancels[name] = error
+        task.cancel()
+        return True
 
     async def run(self) -> RunResult:
         started_wall = datetime.now(UTC)
@@ -591,6 +631,7 @@ class Engine:
         done = self._done = asyncio.Event()
         semaphore = asyncio.Semaphore(self.concurrency)
         runner.slots = semaphore  # loop iterations beyond the first borrow from it
+        runner.cancel_reasons = self._user_cancels
         if remaining == 0:
             return
 
@@ -645,6 +686,7 @@ class Engine:
                         members = [
                             asyncio.create_task(self._run_member(runner, m)) for m in pipe.members
                         ]
+                        self._members.update(zip(pipe.members, members, strict=True))
                         try:
                             await asyncio.gather(*members)
                         except BaseException:
@@ -652,6 +694,9 @@ class Engine:
                                 m.cancel()
                             await asyncio.gather(*members, return_exceptions=True)
                             raise
+                        finally:
+                            for member in pipe.members:
+                                self._members.pop(member, None)
             finally:
                 remaining -= 1
                 if remaining == 0:
@@ -689,6 +734,10 @@ class Engine:
             reader.abandon()
             writer.close()
             return
+        if name in self._user_cancels:  # cancelled while pending (cancel_workload)
+            reader.abandon()
+            writer.close(failed=True)
+            return
         if self.only is not None and name not in self.only:
             if not state.status.terminal:  # else: kept from an earlier run (prior_states)
                 runner.skip(state, "not selected")
@@ -699,7 +748,11 @@ class Engine:
             return
         calls = _status_calls(state.workload.when)
         if calls:  # the when decides, whatever its dependencies' outcome
-            await self._run_with_status(runner, state, reader, writer, calls)
+            try:
+                await self._run_with_status(runner, state, reader, writer, calls)
+            except asyncio.CancelledError:
+                if not self._cancelled_alone(name):
+                    raise
             return
         for dep in self.graph.upstream[name]:
             dep_state = self.states.get(dep)
@@ -713,13 +766,30 @@ class Engine:
                     return
                 continue
             if not dep_state.satisfies_dependents:
-                reason = f"dependency failed: '{dep}' is {dep_state.status.value}"
-                self._failed_upstream.add(name)
+                if _was_cancelled(dep_state):  # not a failure: failure() stays false below
+                    reason = f"{DEPENDENCY_CANCELLED}: '{dep}' was cancelled"
+                else:
+                    reason = f"dependency failed: '{dep}' is {dep_state.status.value}"
+                    self._failed_upstream.add(name)
                 runner.skip(state, reason, blocked=True)
                 reader.abandon()
                 writer.close(failed=True)
                 return
-        await runner.execute(state, reader, writer)
+        try:
+            await runner.execute(state, reader, writer)
+        except asyncio.CancelledError:
+            if not self._cancelled_alone(name):
+                raise
+
+    def _cancelled_alone(self, name: str) -> bool:
+        """In ``name``'s task, on a CancelledError: True when cancel_workload() cancelled
+        it alone (the task goes on: the run does), False to let the cancellation go up."""
+        if self._cancelled or name not in self._user_cancels:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     def _skipped_for_check(
         self, runner: WorkloadRunner, state: WorkloadState, reader: Any, writer: Any
