@@ -342,6 +342,12 @@ class GxoApp(App[int]):
             yield SystemCommand(
                 "Edit", "Open the selected workload in $EDITOR (e)", screen.action_edit
             )
+            if screen.check_action("cancel_workload", ()):
+                yield SystemCommand(
+                    "Cancel workload",
+                    "Cancel the selected workload; the rest of the run goes on (x)",
+                    screen.action_cancel_workload,
+                )
             yield SystemCommand("Keys", "Every key of the workbench (?)", screen.action_help)
             yield SystemCommand(
                 "Failed only",

@@ -39,6 +39,12 @@ class RunScreen(Screen[None]):
         Binding("R", "app.rerun_failed", "Re-run what did not complete", show=False),
         Binding("s", "run_from", "Run the selected workload and its dependents", show=False),
         Binding("e", "edit", "Open the selected workload's definition in $EDITOR", show=False),
+        Binding(
+            "x",
+            "cancel_workload",
+            "Cancel the selected workload (asks first if it is running)",
+            show=False,
+        ),
         Binding("f", "failed_only", "Failed", tooltip="Show failed workloads only (again: all)"),
         Binding("slash", "search_logs", "Search"),
         # The footer shows "1-4 Tabs"; the help overlay lists each (the tooltip).
@@ -155,6 +161,54 @@ class RunScreen(Screen[None]):
 
     def action_edit(self) -> None:
         self.app.action_edit(self.query_one(DagView).selected)  # type: ignore[attr-defined]
+
+    def _live(self) -> bool:
+        """A run of this UI (not a replay, not a daemon attached to)."""
+        from gxo.tui.session import RunSession
+
+        return isinstance(self.session, RunSession)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_workload":  # x: nothing to cancel in a replay or over a daemon
+            return self._live()
+        return True
+
+    def action_cancel_workload(self) -> None:
+        """``x``: cancel the selected workload; a running one after a confirmation, a
+        pending one at once (it will not start). The rest of the run goes on."""
+        from gxo.tui.screens.confirm_cancel import ConfirmCancelScreen
+
+        name = self.query_one(DagView).selected
+        if name is None or not self._live():
+            return
+        session = self.session
+        state = session.engine.states.get(name)
+        if state is None:
+            return
+        if not session.running or session.cancelling:
+            self.notify("No run in progress: nothing to cancel.", timeout=3)
+            return
+        if state.status.terminal:
+            self.notify(f"{name} has ended ({state.status.value}).", timeout=3)
+            return
+
+        def cancel(confirmed: bool | None = True) -> None:
+            if not confirmed:
+                return
+            if session.engine.cancel_workload(name):
+                pending = state.status.value != "Running" and state.started_at is None
+                self.notify(
+                    f"{name} cancelled: it will not run." if pending else f"Cancelling {name}…",
+                    timeout=3,
+                )
+            else:
+                self.notify(f"{name}: nothing left to cancel.", timeout=3)
+            self.sync()
+
+        if state.status.value == "Pending":
+            cancel()
+        else:  # running (or paused): its work is lost, so ask first
+            self.app.push_screen(ConfirmCancelScreen(name), cancel)
 
     def action_help(self) -> None:
         from gxo.tui.screens.help import HelpScreen

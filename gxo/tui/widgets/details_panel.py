@@ -198,6 +198,11 @@ def _iterations(iterations: list[dict[str, Any]], *, timings: bool) -> list[Rend
     if len(with_params) > MAX_ITERATION_PARAMS:
         more = len(with_params) - MAX_ITERATION_PARAMS
         parts.append(Text(f"… params of {more} more iterations in the report", style="dim"))
+    omitted = sum(1 for it in iterations if it.get("params_omitted"))
+    if omitted:  # the engine bounds a loop's params (gxo/engine/runner.py, PARAMS_BUDGET)
+        parts.append(
+            Text(f"params of {omitted} iterations not kept (size cap of the report)", style="dim")
+        )
     return parts
 
 
