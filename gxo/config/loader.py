@@ -172,6 +172,9 @@ def _collapse_unions(errors: list[Any]) -> list[Any]:
         if err.get("_union") is not None:
             expected = list(dict.fromkeys(err["_expected"]))
             err["msg"] = f"expected {' or '.join(expected)}, got {_type_of(err.get('input'))}"
+            if err["loc"][-1:] == ("when",) and isinstance(err.get("input"), list) and err["input"]:
+                # Ansible's list of conditions, all of which must hold.
+                err["msg"] += " (for several conditions, join them with 'and')"
     return out
 
 
@@ -188,6 +191,22 @@ def _type_of(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+# Keys Ansible and GitHub Actions users reach for -> GXO's (when that key is allowed there).
+_FOREIGN_KEYS = {
+    "if": "when",
+    "needs": "depends_on",
+    "until": "retry.until",
+    "retries": "retry.attempts",
+    "with_items": "loop",
+    "with_list": "loop",
+    "with_dict": "loop",
+    "continue-on-error": "ignore_errors",
+    "continue_on_error": "ignore_errors",
+    "timeout-minutes": "timeout",
+    "timeout_minutes": "timeout",
+}
+
+
 def _describe(
     err: Any, loc: Path_, model: type[BaseModel] | None, full_loc: Path_ | None = None
 ) -> str:
@@ -198,6 +217,9 @@ def _describe(
         key = loc[-1] if loc else "?"
         msg = f"unknown key '{key}'"
         allowed = _allowed_keys(model, full_loc[:-1])
+        known = _FOREIGN_KEYS.get(str(key))
+        if known and known.split(".")[0] in allowed:
+            return f"{msg} (GXO's name for it: '{known}')"
         if allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             msg += (

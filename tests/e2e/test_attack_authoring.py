@@ -531,3 +531,44 @@ def test_a_var_or_register_key_hiding_secret_now_or_gxo_is_a_load_error(tmp_path
         in err
     )
     assert "workload 'a': register key 'now' is reserved: it would hide the now() function" in err
+
+
+# -- Ansible / GitHub Actions spellings ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('if: "always()"', "unknown key 'if' (GXO's name for it: 'when')"),
+        ("needs: [b]", "unknown key 'needs' (GXO's name for it: 'depends_on')"),
+        ('until: "result.v == 1"', "unknown key 'until' (GXO's name for it: 'retry.until')"),
+        ("retries: 3", "unknown key 'retries' (GXO's name for it: 'retry.attempts')"),
+        ("with_items: [1, 2]", "unknown key 'with_items' (GXO's name for it: 'loop')"),
+        (
+            "continue-on-error: true",
+            "unknown key 'continue-on-error' (GXO's name for it: 'ignore_errors')",
+        ),
+        (
+            'when: ["v == 1", "w == 2"]',
+            "when: expected a string or a boolean, got a list "
+            "(for several conditions, join them with 'and')",
+        ),
+    ],
+)
+def test_foreign_spellings_name_the_gxo_key(tmp_path: Path, line: str, message: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        schemaVersion: "1.0.0"
+        name: foreign
+        workloads:
+          - name: a
+            {line}
+            process: {{module: control:identity, params: {{v: 1}}}}
+          - name: b
+            process: {{module: control:identity, params: {{v: 1}}}}
+        """,
+    )
+    code, _, err = gxo("validate", str(path))
+    assert code == 2
+    assert f"pb.gxo.yaml:5:5: workload 'a': {message}" in err, err
