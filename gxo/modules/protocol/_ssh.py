@@ -184,6 +184,8 @@ async def pooled(ctx: ModuleContext, params: ConnectParams) -> tuple[str, Any, b
             if not conn.is_closed():
                 if params.host_key is not None:
                     check_pinned(ctx, params, conn.get_server_host_key())
+                elif not params.insecure_skip_host_key_check:
+                    await check_known(ctx, params, conn)
                 ctx.log(f"reusing SSH connection {cid} to {target(params)}")
                 return cid, conn, True
             await manager.close(cid)  # the server went away: connect again
@@ -226,6 +228,29 @@ def check_pinned(ctx: ModuleContext, params: ConnectParams, key: Any) -> None:
     else:
         ok = key is not None and _public_key_line(pin) == key.export_public_key().split()[1]
     if not ok:
+        raise ctx.fail(_untrusted_message(params, offered))
+
+
+async def check_known(ctx: ModuleContext, params: ConnectParams, conn: Any) -> None:
+    """A reused connection must be trusted by this request's known_hosts too (the one
+    that opened it may have trusted the server through another file)."""
+    trust, _ = await _trust(ctx, params)
+    key = conn.get_server_host_key()
+    if isinstance(trust, tuple):  # no default known_hosts file: nothing is trusted
+        host_keys, ca_keys, revoked = trust
+    else:
+        peer = conn.get_extra_info("peername") or ("",)
+        host_keys, ca_keys, revoked, *_ = trust.match(params.host, str(peer[0]), params.port)
+    if key is None:
+        ok = False
+    elif hasattr(key, "signing_key"):  # a host certificate: signed by a trusted CA
+        ok = any(ca.public_data == key.signing_key.public_data for ca in ca_keys)
+    else:
+        ok = any(k.public_data == key.public_data for k in host_keys)
+    if key is not None and any(r.public_data == key.public_data for r in revoked):
+        ok = False
+    if not ok:
+        offered = key.get_fingerprint("sha256") if key is not None else "none"
         raise ctx.fail(_untrusted_message(params, offered))
 
 
