@@ -252,8 +252,13 @@ class WorkloadRunner:
         if isinstance(items, dict):  # Ansible's dict2items: one {key, value} item per entry
             items = [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, list | tuple):
+            shown = repr(items)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
             raise _FailNow(
-                ModuleError(f"loop must be a list, got {type(items).__name__}: {items!r}")
+                ModuleError(
+                    f"param 'loop': loop must be a list or a mapping, got "
+                    f"{type(items).__name__}: {shown}"
+                )
             )
         loop_var = w.loop_control.loop_var if w.loop_control else "item"
         parallel = w.loop_control.parallel if w.loop_control else 1

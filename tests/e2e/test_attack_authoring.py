@@ -572,3 +572,26 @@ def test_foreign_spellings_name_the_gxo_key(tmp_path: Path, line: str, message: 
     code, _, err = gxo("validate", str(path))
     assert code == 2
     assert f"pb.gxo.yaml:5:5: workload 'a': {message}" in err, err
+
+
+def test_a_loop_that_renders_to_no_list_names_the_loop_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: loops
+        vars: {s: abc, big: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+        workloads:
+          - name: a
+            loop: "{{ s }}"
+            process: {module: control:identity, params: {v: "{{ item }}"}}
+          - name: b
+            loop: "{{ big }}"
+            process: {module: control:identity, params: {v: "{{ item }}"}}
+        """,
+    )
+    code, _, err = gxo("run", str(path), "-q")
+    assert code == 1
+    assert "pb.gxo.yaml:6:5: param 'loop': loop must be a list or a mapping, got str: 'abc'" in err
+    assert "pb.gxo.yaml:9:5: param 'loop': loop must be a list or a mapping, got str: 'AAA" in err
+    assert "A" * 90 not in err
