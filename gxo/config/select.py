@@ -89,6 +89,8 @@ def _unknown(kind: str, option: str, wanted: Iterable[str], known: Collection[st
     lines = []
     for name in missing:
         close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+        if not close:  # an imported workload, under its import's prefix
+            close = sorted(k for k in known if k.endswith(f"_{name}"))[:3]
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         lines.append(f"{option}: unknown {kind} '{name}'{hint}")
     if not known:

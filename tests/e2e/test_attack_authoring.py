@@ -595,3 +595,30 @@ def test_a_loop_that_renders_to_no_list_names_the_loop_line(tmp_path: Path) -> N
     assert "pb.gxo.yaml:6:5: param 'loop': loop must be a list or a mapping, got str: 'abc'" in err
     assert "pb.gxo.yaml:9:5: param 'loop': loop must be a list or a mapping, got str: 'AAA" in err
     assert "A" * 90 not in err
+
+
+def test_selecting_an_imported_workload_by_its_own_name_suggests_the_prefixed_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "lib").mkdir()
+    write(
+        tmp_path / "lib",
+        """
+        workloads:
+          - name: migrate
+            process: {module: control:identity, params: {v: 1}}
+        """,
+        "lib.gxo.yaml",
+    )
+    workloads = "".join(
+        f"\n  - name: w{i}\n    process: {{module: control:identity, params: {{v: {i}}}}}"
+        for i in range(13)
+    )
+    path = tmp_path / "pb.gxo.yaml"
+    path.write_text(
+        'schemaVersion: "1.0.0"\nname: imp\nimports: [{path: lib/lib.gxo.yaml, prefix: db_}]\n'
+        "workloads:" + workloads + "\n"
+    )
+    code, _, err = gxo("run", str(path), "--only", "migrate")
+    assert code == 2
+    assert err.strip() == "error: --only: unknown workload 'migrate' (did you mean 'db_migrate'?)"
