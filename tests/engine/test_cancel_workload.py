@@ -287,3 +287,37 @@ async def test_summary_line_counts_user_cancels_as_cancelled(tmp_path: Path) -> 
     print_summary(console, result)
     text = console.export_text()
     assert "1 completed, 1 cancelled" in text and "failed" not in text
+
+
+async def test_cancel_a_running_hook_and_outside_a_partial_run(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    text = f"""
+        schemaVersion: "1.0.0"
+        name: hooks
+        workloads:
+          - name: first
+            process: {{ module: control:identity, params: {{}} }}
+          - name: hook
+            depends_on: [first]
+            when: "always()"
+            process:
+              module: exec
+              params: {{ command: sh, args: ["-c", "echo $$ > {pidfile}; exec sleep 30"] }}
+          - name: after
+            depends_on: [hook]
+            process: {{ module: control:identity, params: {{}} }}
+        """
+    engine = engine_for(text, only={"first", "hook", "after"})
+    task = asyncio.ensure_future(engine.run())
+    await wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    pid = int(pidfile.read_text())
+    assert engine.cancel_workload("hook") is True  # a status-function workload, running
+    result = await asyncio.wait_for(task, 10)
+    assert not alive(pid)
+    assert statuses(result) == {"first": "Completed", "hook": "Failed", "after": "Skipped"}
+    assert result.states["hook"].error == "cancelled by the user"
+
+    # A partial run (the REPL's :run, gxo ui's R / s): the others are not part of it.
+    partial = engine_for(text, only={"first"})
+    assert partial.cancel_workload("hook") is False
+    assert (await partial.run()).states["hook"].reason == "not selected"

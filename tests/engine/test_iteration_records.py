@@ -37,7 +37,8 @@ async def test_records_carry_item_duration_and_own_params(
               - {{ k: 1 }}
               - "{long_text}"
               - "{{{{ secret('GXO_TEST_ITER_TOKEN') }}}}"
-            loop_control: {{ parallel: 4 }}
+              - {{ long: "{"w" * 300}" }}
+            loop_control: {{ parallel: 5 }}
             process:
               module: control:identity
               params: {{ value: "{{{{ item }}}}", index: "{{{{ loop_index }}}}" }}
@@ -53,6 +54,7 @@ async def test_records_carry_item_duration_and_own_params(
     assert [r["item"] for r in records[:2]] == ["plain", {"k": 1}]
     assert records[2]["item"] == "y" * (runner.ITEM_MAX - 1) + "…"  # cut, said so
     assert records[3]["item"] == REDACTED  # a secret item is redacted
+    assert records[4]["item"] == '{"long": "' + "w" * (runner.ITEM_MAX - 11) + "…"
     for i, r in enumerate(records):
         assert r["status"] == "Completed" and r["duration_ms"] >= 0
         assert r["params"]["index"] == i  # each iteration's own, not the latest
