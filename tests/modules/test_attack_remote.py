@@ -20,7 +20,8 @@ def ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         yield server
 
 
-def step(ssh: SshServer, name: str, after: str | None, known_hosts: Path | str) -> str:
+def step(ssh: SshServer, name: str, after: str | None, known_hosts: Path | None) -> str:
+    trust = f'known_hosts: "{known_hosts}"' if known_hosts is not None else ""
     return f"""
   - name: {name}
     {f"depends_on: [{after}]" if after else ""}
@@ -32,7 +33,7 @@ def step(ssh: SshServer, name: str, after: str | None, known_hosts: Path | str) 
         port: {ssh.port}
         username: {USER}
         password: {PASSWORD}
-        known_hosts: "{known_hosts}"
+        {trust}
         command: echo {name}"""
 
 
@@ -47,7 +48,8 @@ async def test_a_pooled_connection_is_reused_only_where_known_hosts_trusts_the_s
             step(ssh, "first", None, ssh.known_hosts),
             step(ssh, "wrong", "first", ssh.wrong_known_hosts),
             step(ssh, "empty", "wrong", empty),
-            step(ssh, "again", "empty", ssh.known_hosts),
+            step(ssh, "default", "empty", None),
+            step(ssh, "again", "default", ssh.known_hosts),
         ]
     )
     accepted = ssh.accepted
@@ -60,6 +62,12 @@ async def test_a_pooled_connection_is_reused_only_where_known_hosts_trusts_the_s
             f"SSH host key verification failed for 127.0.0.1:{ssh.port}: the server's key "
             f"{ssh.fingerprint} is not in known_hosts {where}"
         )
+    # No known_hosts: ~/.ssh/known_hosts, which this HOME does not have.
+    assert states["default"].error == (
+        f"SSH host key verification failed for 127.0.0.1:{ssh.port}: the server's key "
+        f"{ssh.fingerprint} is not in ~/.ssh/known_hosts (no known_hosts or host_key given); "
+        "add it there, pin it with host_key, or set insecure_skip_host_key_check: true"
+    )
     # The trusted request still reuses the connection: one login in all.
     assert states["again"].summary["stdout"] == "again"
     assert states["again"].summary["connection_id"] == states["first"].summary["connection_id"]
