@@ -300,6 +300,12 @@ class WorkloadRunner:
                 record["status"] = Status.FAILED.value
                 record["error"] = self.run.secrets.redact_str(_describe(fail.error))
                 errors.append((index, fail.error))
+            except asyncio.CancelledError:  # the record must not stay Running
+                record["status"] = Status.FAILED.value
+                record["error"] = (
+                    self.cancel_reasons.get(w.name) or "cancelled: the run was interrupted"
+                )
+                raise
             finally:  # also when cancelled: the record stays bounded
                 record["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
                 _bound_params(record, budget)

@@ -260,6 +260,9 @@ async def test_cancel_a_loop_and_a_stream_member(tmp_path: Path) -> None:
     assert result.states["producer"].error == "cancelled by the user"
     assert result.states["looping"].error == "cancelled: enough"
     assert result.states["looping"].status.value == "Failed"
+    for record in result.states["looping"].iterations:  # none left "Running"
+        assert record["status"] == "Failed" and record["error"] == "cancelled: enough"
+        assert record["duration_ms"] > 0 and record["item"] in (1, 2, 3)
     assert result.states["consumer"].status.value == "Skipped"
     assert result.status == "Failed"
 
