@@ -140,3 +140,44 @@ async def test_a_password_in_the_object_storage_endpoint_url_is_masked(tmp_path:
     error = result.states["get"].error
     assert "cannot reach the endpoint" in error
     assert "LitEpPass9" not in error and "http://u:[REDACTED]@127.0.0.1:1/bkt1/x" in error
+
+
+ANSIBLE_PLAY = """
+- name: configure
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: write a file
+      ansible.builtin.copy:
+        dest: "{{ out }}"
+        content: "hello\\n"
+"""
+
+
+async def test_gxo_check_runs_an_ansible_playbook_in_its_check_mode(tmp_path: Path) -> None:
+    # ansible:playbook declared no check mode: `gxo run --check` skipped it (and its
+    # dependents), where Ansible users expect its own --check.
+    pytest.importorskip("ansible", reason="ansible-core (dev dependency)")
+    import sys
+
+    (tmp_path / "site.yml").write_text(ANSIBLE_PLAY)
+    out = tmp_path / "hello.txt"
+    params = (
+        "{playbook: site.yml, inventory: [localhost], connection: local, "
+        f"extra_vars: {{ansible_python_interpreter: {sys.executable}, out: {out}}}}}"
+    )
+    workloads = f"""
+    - name: configure
+      process: {{module: ansible:playbook, params: {params}}}
+      register: conf
+    - name: after
+      process: {{module: control:identity, params: {{changed: "{{{{ conf.changed }}}}"}}}}
+    """
+    result = await run(tmp_path, workloads, check=True, diff=True)
+    s = result.states
+    assert result.status == "Completed", {n: st.error for n, st in s.items()}
+    assert s["configure"].check_outcome == "predicted"
+    assert s["configure"].summary["check"] is True
+    assert s["configure"].summary["changed"] is True
+    assert s["after"].summary == {"changed": True}
+    assert not out.exists()

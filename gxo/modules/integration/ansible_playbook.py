@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration._cli import find_binary, run_cli
 
 PLUGINS = Path(__file__).resolve().parent / "_ansible_plugins"
@@ -37,7 +37,9 @@ class AnsiblePlaybook(Module):
     ``-i localhost,``). ``extra_vars`` are passed through a temporary JSON file
     (mode 0600, removed afterwards), never on the command line; so is
     ``vault_password``. ``check: true`` runs in check mode (``--check``), ``diff``
-    adds ``--diff``.
+    adds ``--diff``. Under ``gxo run --check`` the playbook runs in Ansible's own
+    check mode (``--check``; ``--diff`` too with ``gxo run --diff``): its tasks
+    report what they would change.
 
     Example:
         - name: configure
@@ -93,6 +95,15 @@ class AnsiblePlaybook(Module):
         "unreachable": "number of unreachable results",
     }
     path_params = ("playbook",)
+    check_mode = CheckMode.predict
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        return CheckMode.safe if params.check else CheckMode.predict
+
+    async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        """gxo run --check: ansible-playbook --check (and --diff with gxo run --diff)."""
+        update = {"check": True, "diff": params.diff or ctx.diff}
+        return await self.perform(ctx, params.model_copy(update=update))
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         binary = params.binary or find_binary(("ansible-playbook",))
