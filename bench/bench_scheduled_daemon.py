@@ -7,7 +7,10 @@ playbook of ``--workloads`` scheduled workloads (``control:identity``, ``@every 
 it is measured for ``--seconds`` (at least 10):
 
 * daemon CPU: user + system time of the daemon process (every thread) over the
-  window / wall time, in % of one core;
+  window / wall time, in % of one core; and CPU per fire (``cpu_ms_per_fire``: the
+  window's CPU over the fires it holds — it starts and ends half-way between two bursts,
+  the reconcilers' ``fires`` counters read just outside it). On a shared machine the
+  CPU per fire is the figure to compare: CPU % and lag follow what the machine gives;
 * fire lag: each instance's ``started_at`` in the run history minus its fire time. An
   ``@every`` schedule fires at ``anchor + k * 1s``; the daemon reports each workload's
   ``next_run`` (a fire time), so a run's fire time is the nearest ``next_run - k * 1s``
@@ -112,6 +115,28 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _count(rows: Any) -> int:
+    """Instances started so far, every workload (the reconcilers' ``fires``)."""
+    return sum(
+        int(json.loads(w.details_json).get("fires") or 0) for w in rows.workloads if w.details_json
+    )
+
+
+def _fires(stub: Any, n: int) -> tuple[int, float]:
+    """(fires so far, the next fire time of the first workload): read in a quiet moment."""
+    rows = stub.ListWorkloads(pb.ListWorkloadsRequest(playbook="sched"), timeout=60)
+    nxt = [_ts(w.next_run) for w in rows.workloads if w.next_run]
+    _to_phase(nxt[0], 0.3)  # the read may have straddled a burst: read again after one
+    rows = stub.ListWorkloads(pb.ListWorkloadsRequest(playbook="sched"), timeout=60)
+    return _count(rows), nxt[0]
+
+
+def _to_phase(fire: float, phase: float) -> None:
+    """Sleep until ``phase`` seconds after a fire instant (fires every 1 s from ``fire``)."""
+    now = time.time()
+    time.sleep((fire + phase - now) % 1.0)
+
+
 def measure(
     n: int,
     seconds: float,
@@ -139,15 +164,25 @@ def measure(
             apply_s = time.perf_counter() - t_apply
             print(f"applied {n} workloads in {apply_s:.1f}s", file=sys.stderr)
             time.sleep(warmup)
+            # The window starts and ends half-way between two bursts of fires (every
+            # schedule fires at the same instants): it holds whole bursts, and the fire
+            # counters read just outside it (in a quiet half second) count exactly them.
+            fires0 = _fires(stub, n)
+            _to_phase(fires0[1], 0.5)
             threads0 = thread_cpu(proc.pid)
             cpu0, wall0, t0 = cpu_seconds(proc.pid), time.perf_counter(), time.time()
-            time.sleep(seconds)
+            time.sleep(round(seconds))
             cpu1, wall1, t1 = cpu_seconds(proc.pid), time.perf_counter(), time.time()
             threads1 = thread_cpu(proc.pid)
             load = [round(x, 2) for x in os.getloadavg()]
             cpu_pct = (cpu1 - cpu0) / (wall1 - wall0) * 100
-            print(f"window done: daemon CPU {cpu_pct:.1f} %, load {load}", file=sys.stderr)
             rows = stub.ListWorkloads(pb.ListWorkloadsRequest(playbook="sched"), timeout=60)
+            fired = _count(rows) - fires0[0]
+            print(
+                f"window done: daemon CPU {cpu_pct:.1f} %, {fired} fires, "
+                f"{(cpu1 - cpu0) * 1000 / max(fired, 1):.3f} ms per fire, load {load}",
+                file=sys.stderr,
+            )
             next_run = {w.workload: _ts(w.next_run) for w in rows.workloads if w.next_run}
             details = [json.loads(w.details_json) for w in rows.workloads if w.details_json]
             # The history through the daemon (the state may be encrypted with its key).
@@ -183,6 +218,9 @@ def measure(
         "cpu_pct_by_thread": {
             k: round((threads1[k] - threads0[k]) / (wall1 - wall0) * 100, 1) for k in threads1
         },
+        "fires_in_window": fired,
+        "cpu_ms_per_fire": round((cpu1 - cpu0) * 1000 / max(fired, 1), 4),
+        "loop_ms_per_fire": round((threads1["loop"] - threads0["loop"]) * 1000 / max(fired, 1), 4),
         "sampled_workloads": len(runs),
         "fires_expected": int(len(runs) * seconds),
         "runs": len(lags),

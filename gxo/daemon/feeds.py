@@ -52,8 +52,9 @@ class Feed:
         if ring is None:
             ring = self._rings[key] = deque(maxlen=self.size)
         ring.append(entry)
-        for follower in list(self._followers):
-            follower.offer(entry)
+        if self._followers:  # most entries have no follower: no list built for them
+            for follower in list(self._followers):
+                follower.offer(entry)
 
     def recent(self, match: Callable[[Entry], bool], tail: int, key: Any = None) -> list[Entry]:
         if tail <= 0:

@@ -37,7 +37,7 @@ class FeedsMixin:
         entry = {
             "seq": self._seq,
             "time": event.time,
-            "kind": str(event.kind),
+            "kind": event.kind._value_,  # its text (str() goes through Enum.__str__)
             "playbook": playbook,
             "workload": event.workload or "",
             "run_id": run_id,

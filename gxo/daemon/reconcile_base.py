@@ -23,6 +23,8 @@ __all__ = [
     "InstanceOutcome",
     "Reconciler",
     "RunInstance",
+    "iso",
+    "iso_now",
     "outcome_from_result",
 ]
 
@@ -90,8 +92,40 @@ def outcome_from_result(
     )
 
 
+# Formatted instants, by millisecond since the epoch. Schedules fire on shared instants
+# and a burst of 1,000 fires formats the same few milliseconds over and over (each status
+# record, history row and next_run): each is formatted once (bounded: cleared when full).
+_ISO: dict[int, str] = {}
+_ISO_MAX = 4096
+_NOW: tuple[int, str] = (-1, "")  # the last iso_now(): (millisecond, text)
+
+
 def iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds") if dt is not None else None
+    """``dt`` in UTC, ISO 8601 to the millisecond (truncated), e.g.
+    ``2026-12-01T04:22:59.727+00:00``."""
+    if dt is None:
+        return None
+    # The exact microsecond count (a float timestamp holds it exactly), truncated to ms.
+    ms = round(dt.timestamp() * 1_000_000) // 1000
+    text = _ISO.get(ms)
+    if text is None:
+        if len(_ISO) >= _ISO_MAX:
+            _ISO.clear()
+        text = _ISO[ms] = dt.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text
+
+
+def iso_now() -> str:
+    """Now, as :func:`iso` formats it; formatted once per millisecond."""
+    global _NOW
+    ns = time.time_ns()
+    ms = ns // 1_000_000
+    last = _NOW  # one tuple: a reader in another thread sees a matching pair
+    if last[0] == ms:
+        return last[1]
+    text = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    last = _NOW = (ms, text.isoformat(timespec="milliseconds"))
+    return last[1]
 
 
 def utc_now() -> datetime:
@@ -143,9 +177,13 @@ class ReconcilerBase:
         return dict(self._status)
 
     def _set(self, **changes: Any) -> None:
-        if all(self._status.get(k) == v for k, v in changes.items()):
-            return
-        self._status.update(changes)
+        status = self._status
+        for key, value in changes.items():
+            if status.get(key) != value:
+                break
+        else:
+            return  # nothing changed
+        status.update(changes)
         if self.on_status is not None:
             try:
                 self.on_status(dict(self._status))

@@ -22,11 +22,13 @@ import logging
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gxo.daemon.instance_store import InstanceStore
+from gxo.daemon.reconcile_base import iso_now
 from gxo.daemon.writer import writer_of
 from gxo.engine.events import Event, EventBus, EventKind
 from gxo.engine.scheduler import Engine, RunResult
@@ -149,8 +151,8 @@ async def start_instance(
     instance = Instance(
         run_id, applied.name, list(workloads), engine, pending=set(workloads), owner=owner
     )
-    bus.add_listener(lambda event: _on_event(daemon, instance, event))
-    started = datetime.now(UTC).isoformat(timespec="milliseconds")
+    bus.add_listener(_listener(daemon, instance))
+    started = iso_now()
     for name in workloads:
         instance.last_write = writer.submit(
             daemon.state.start_run, applied.name, name, instance.row_id(name), started
@@ -162,6 +164,21 @@ async def start_instance(
     daemon.instances[run_id] = instance
     instance.task = asyncio.create_task(_run(daemon, instance), name=f"gxo-run:{run_id}")
     return instance
+
+
+def _listener(daemon: Daemon, instance: Instance) -> Callable[[Event], None]:
+    """The instance's event listener. It holds the instance weakly: the instance holds
+    its engine, which holds the bus and its listeners, and a strong reference back would
+    make every instance a reference cycle (its objects then wait for the cycle collector,
+    and at 1,000 instances a second that collector's passes are most of the cost)."""
+    ref = weakref.ref(instance)
+
+    def listener(event: Event) -> None:
+        target = ref()
+        if target is not None:  # else the instance is gone: nobody to tell
+            _on_event(daemon, target, event)
+
+    return listener
 
 
 def _on_event(daemon: Daemon, instance: Instance, event: Event) -> None:
@@ -229,7 +246,7 @@ def _finish(
     if name in instance.stopped:
         status, reason = "Stopped", "stopped by request"
     row = instance.row_id(name)
-    ended = datetime.now(UTC).isoformat(timespec="milliseconds")
+    ended = iso_now()
     instance.last_write = writer_of(daemon).submit(
         daemon.state.finish_run, row, status, ended, report, reason
     )

@@ -12,8 +12,12 @@ What holds:
 
 * **Order.** Writes are committed in the order they were submitted (one drain at a
   time, batches in FIFO order): a run's end never lands before its start, and a
-  workload's statuses land in order. Within a batch, earlier ``set_status`` writes of a
-  workload superseded by a later one are dropped (the status row is an upsert).
+  workload's statuses land in order. A ``set_status`` of a workload whose previous
+  status is still queued (not yet taken by a batch) updates that queued write in place
+  (one write, not two: the row is an upsert, only the latest record matters); it then
+  lands at the earlier write's place in the order, so with the lot it was queued in.
+  Within a batch, earlier ``set_status`` writes of a workload superseded by a later one
+  are dropped.
 * **Read your writes.** The daemon's own reads of the state go through
   ``Daemon._db``, which first waits for the writes queued before it (:meth:`flush`);
   :meth:`pending_status` serves a workload's status that is queued but not committed.
@@ -62,7 +66,7 @@ DRAIN_KEY = ("", "")  # the writer's entry in Daemon._status_writes (no workload
 
 
 class _Write:
-    __slots__ = ("args", "fn", "future", "status_key")
+    __slots__ = ("args", "fn", "future", "status_key", "taken")
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class _Write:
         self.args = args
         self.future = future
         self.status_key = status_key
+        self.taken = False  # in a batch being committed: no longer updated in place
 
 
 class StateWriter:
@@ -117,11 +122,21 @@ class StateWriter:
     def set_status(
         self, playbook: str, workload: str, record: dict[str, Any]
     ) -> asyncio.Future[Any]:
-        """Queue a workload's status row; :meth:`pending_status` serves it until committed."""
+        """Queue a workload's status row; :meth:`pending_status` serves it until committed.
+
+        A status of the workload still queued (not yet taken by a batch) is updated in
+        place instead: it carries the new record and its future is this one's."""
+        key = (playbook, workload)
+        entry = self._statuses.get(key)
+        if entry is not None and not entry[1].taken:
+            write = entry[1]
+            write.args = (playbook, workload, record)
+            self._statuses[key] = (record, write)
+            return write.future
         future = self.submit(self.state.set_status, playbook, workload, record)
         write = self._queue[-1]
-        write.status_key = (playbook, workload)
-        self._statuses[write.status_key] = (record, write)
+        write.status_key = key
+        self._statuses[key] = (record, write)
         return future
 
     def pending_status(self, playbook: str, workload: str) -> dict[str, Any] | None:
@@ -184,10 +199,11 @@ class StateWriter:
             self._drain = None  # cancelled with writes left: the next submit starts a drain
 
     def _coalesce(self, batch: list[_Write]) -> list[_Write]:
-        """Drop a ``set_status`` superseded by a later one of the same workload in ``batch``
-        (its future resolves with the later one's)."""
+        """Mark the batch's writes taken; drop a ``set_status`` superseded by a later one
+        of the same workload in ``batch`` (its future resolves with the later one's)."""
         latest: dict[tuple[str, str], _Write] = {}
         for write in batch:
+            write.taken = True
             if write.status_key is not None:
                 latest[write.status_key] = write
         if len(latest) == sum(1 for w in batch if w.status_key is not None):
