@@ -181,3 +181,17 @@ async def test_gxo_check_runs_an_ansible_playbook_in_its_check_mode(tmp_path: Pa
     assert s["configure"].summary["changed"] is True
     assert s["after"].summary == {"changed": True}
     assert not out.exists()
+
+
+def test_get_object_runs_under_check_unless_it_writes_dest() -> None:
+    # A read (the object as text in the summary) was skipped by gxo run --check.
+    from types import SimpleNamespace
+
+    from gxo.modules.base import REGISTRY, CheckMode
+
+    spec = REGISTRY.get("object_storage:get_object")
+    assert spec is not None
+    module = spec.instantiate()
+    assert module.check_mode_for(SimpleNamespace(dest=None)) is CheckMode.safe
+    assert module.check_mode_for(SimpleNamespace(dest="x")) is CheckMode.unsupported
+    assert module.check_hint == "it writes dest"
