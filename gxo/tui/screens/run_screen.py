@@ -42,7 +42,7 @@ class RunScreen(Screen[None]):
         Binding(
             "x",
             "cancel_workload",
-            "Cancel the selected workload (asks first if it is running)",
+            "Cancel the selected workload (asks if it runs)",
             show=False,
         ),
         Binding("f", "failed_only", "Failed", tooltip="Show failed workloads only (again: all)"),
