@@ -195,3 +195,67 @@ def test_get_object_runs_under_check_unless_it_writes_dest() -> None:
     assert module.check_mode_for(SimpleNamespace(dest=None)) is CheckMode.safe
     assert module.check_mode_for(SimpleNamespace(dest="x")) is CheckMode.unsupported
     assert module.check_hint == "it writes dest"
+
+
+async def test_gxo_check_plans_a_terraform_apply(tmp_path: Path) -> None:
+    # terraform:run declared no check mode: `gxo run --check` skipped even plan/output.
+    import json
+    import stat
+    import sys
+
+    support = Path(__file__).resolve().parents[1] / "support"
+    binary = tmp_path / "bin" / "terraform"
+    binary.parent.mkdir()
+    binary.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{support / "fake_terraform.py"}" "$@"\n'
+    )
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "main.fake.json").write_text(
+        json.dumps(
+            {
+                "variables": {"name": {"default": "x"}},
+                "resources": {"terraform_data.a": "hello ${var.name}"},
+                "outputs": {"greeting": {"value": "${terraform_data.a}"}},
+            }
+        )
+    )
+    base = f"binary: {binary}, dir: infra"
+    # init for real first (a check run does not init)
+    assert (
+        await run(
+            tmp_path,
+            f"- name: i\n  process: {{module: terraform:run, params: {{{base}, command: init}}}}",
+        )
+    ).status == "Completed"
+    result = await run(
+        tmp_path,
+        f"""
+        - name: init
+          process: {{module: terraform:run, params: {{{base}, command: init}}}}
+        - name: apply
+          process: {{module: terraform:run, params: {{{base}, command: apply, auto_approve: true}}}}
+          register: applied
+        - name: plan
+          process: {{module: terraform:run, params: {{{base}, command: plan}}}}
+        - name: no_approve
+          process: {{module: terraform:run, params: {{{base}, command: apply}}}}
+        - name: after
+          process: {{module: control:identity, params: {{changed: "{{{{ applied.changed }}}}"}}}}
+        """,
+        check=True,
+    )
+    s = result.states
+    assert s["init"].status.value == "Skipped"
+    assert s["init"].reason.startswith("check mode: module 'terraform:run' cannot predict")
+    assert s["apply"].summary["planned"] is True
+    assert s["apply"].summary["command"] == "apply"
+    assert s["apply"].summary["changes"] == {"add": 1, "change": 0, "destroy": 0, "import": 0}
+    assert s["after"].summary == {"changed": True}
+    assert s["plan"].check_outcome == "ran" and s["plan"].summary["changed"] is True
+    assert s["no_approve"].error.startswith("apply needs auto_approve: true")
+    assert (
+        not (infra / ".fake-tfstate.json").exists()
+        or "terraform_data.a" not in (infra / ".fake-tfstate.json").read_text()
+    )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import Module, ModuleParams, register
+from gxo.modules.base import CheckMode, Module, ModuleParams, register
 from gxo.modules.integration._cli import find_binary, run_cli
 from gxo.template.secrets import SecretStr
 
@@ -109,10 +109,29 @@ class TerraformRun(Module):
         "workspace": "the selected workspace",
         "changes": "plan/apply/destroy: {add, change, destroy, import} resource counts",
         "changed": "plan: changes are pending; apply/destroy: something changed",
+        "planned": "gxo run --check of apply: true (the changes are terraform plan's)",
         "outputs": "apply/output: the root module's outputs (name: value; sensitive ones redacted)",
         "diagnostics": "warning messages",
     }
     path_params = ("dir",)
+
+    check_mode = CheckMode.predict
+    check_hint = "init downloads providers and writes .terraform; destroy is not planned"
+
+    def check_mode_for(self, params: Params) -> CheckMode:
+        """gxo run --check: plan and output only read; apply is planned; init and
+        destroy are not run."""
+        if params.command in ("plan", "output"):
+            return CheckMode.safe
+        return CheckMode.predict if params.command == "apply" else CheckMode.unsupported
+
+    async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
+        """apply under gxo run --check: ``terraform plan`` says what it would change."""
+        if not params.auto_approve:  # the real run's error, not a prediction
+            return await self.perform(ctx, params)
+        ctx.log("check mode: terraform plan instead of apply")
+        out = await self.perform(ctx, params.model_copy(update={"command": "plan"}))
+        return {**out, "command": params.command, "planned": True}
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         binary = params.binary or find_binary(("terraform", "tofu"))
