@@ -502,8 +502,9 @@ class Engine:
             await self._schedule(WorkloadRunner(run))
         except TemplateError as exc:  # playbook vars failed to render
             status = RunStatus.FAILED
-            if exc.location is None and (exc.param_path or "").startswith("vars."):
-                exc.location = self.loaded.location(("vars", exc.param_path.split(".")[1]))
+            param = exc.param_path or ""
+            if exc.location is None and param.startswith("vars."):
+                exc.location = self.loaded.location(("vars", param.split(".")[1]))
             warnings.append(str(exc))
             self._finish_unstarted("run aborted: playbook vars failed to render")
         except asyncio.CancelledError:
