@@ -95,6 +95,13 @@ class _Upstream:
 _UPSTREAM: weakref.WeakKeyDictionary[Any, dict[str, _Upstream]] = weakref.WeakKeyDictionary()
 
 
+def _cached(daemon: Daemon, applied: Applied) -> _Upstream | None:
+    """The playbook's entry if read since its apply (the instance path: no coroutine)."""
+    cache: dict[str, _Upstream] | None = getattr(daemon, "_gxo_upstream", None)
+    entry = None if cache is None else cache.get(applied.name)
+    return entry if entry is not None and entry.applied is applied else None
+
+
 async def _upstream(daemon: Daemon, applied: Applied) -> _Upstream:
     cache: dict[str, _Upstream] | None = getattr(daemon, "_gxo_upstream", None)
     if cache is None:
@@ -119,8 +126,9 @@ async def start_instance(
 ) -> Instance:
     run_id = run_id or uuid.uuid4().hex[:12]
     writer = writer_of(daemon)
-    await writer.room()  # the state store is behind: wait rather than queue without bound
-    upstream = await _upstream(daemon, applied)
+    if writer.full:  # the state store is behind: wait rather than queue without bound
+        await writer.room()
+    upstream = _cached(daemon, applied) or await _upstream(daemon, applied)
     if upstream.snapshot is None:
         # Shallow: templates never mutate what they read, modules get copies
         # (ModuleContext.get_state), so instances share the values.
@@ -289,7 +297,7 @@ async def run_instance(
     from gxo.engine.instances import instance_workloads
 
     started = time.monotonic()
-    upstream = await _upstream(daemon, applied)
+    upstream = _cached(daemon, applied) or await _upstream(daemon, applied)
     names = upstream.members.get(root)
     if names is None:
         names = upstream.members[root] = instance_workloads(applied.loaded, root)

@@ -143,6 +143,11 @@ class StateWriter:
         entry = self._statuses.get((playbook, workload))
         return None if entry is None else dict(entry[0])
 
+    @property
+    def full(self) -> bool:
+        """Whether :meth:`room` would wait."""
+        return len(self._queue) >= QUEUE_MAX
+
     async def room(self) -> None:
         """Wait while :data:`QUEUE_MAX` writes are queued (back-pressure on instance starts)."""
         while len(self._queue) >= QUEUE_MAX:

@@ -152,3 +152,19 @@ def test_a_settled_daemon_heap_runs_full_collections_rarely() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert out == [str(gc.get_threshold()[0]), str(gc.get_threshold()[1]), "1000", "True"]
+
+
+async def test_full_says_when_an_instance_start_waits_for_room(
+    state: SqlState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gxo.daemon.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "QUEUE_MAX", 3)
+    writer = StateWriter(state)
+    assert not writer.full
+    for n in range(3):
+        writer.submit(state.start_run, "p", "w", f"f{n}", "2026-01-01T00:00:00.000+00:00")
+    assert writer.full
+    await asyncio.wait_for(writer.room(), 10)
+    assert not writer.full
+    await writer.flush()
