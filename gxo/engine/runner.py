@@ -430,7 +430,9 @@ class WorkloadRunner:
                 rendered = copy_record(rendered)
         else:  # nothing to render: fresh containers, as a render returns
             rendered = copy_record(source)
-        state.rendered_params = self.run.secrets.redact(rendered)
+        # Shown by the TUI and kept in loop iteration records (the report): literal
+        # credentials (auth.password: xyz) masked as well as secret() values.
+        state.rendered_params = mask_credentials(self.run.secrets.redact(rendered))
         if iteration is not None:  # this iteration's own (bounded by _run_loop)
             state.iterations[iteration]["params"] = state.rendered_params
         try:
@@ -502,6 +504,41 @@ def _shown_item(item: Any) -> Any:
 
     text = json.dumps(item, default=str, ensure_ascii=False)
     return item if len(text) <= ITEM_MAX else text[: ITEM_MAX - 1] + "…"
+
+
+# Param names whose literal values are credentials (a substring, case-insensitive).
+_CREDENTIAL_NAMES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "private_key",
+    "access_key",
+    "authorization",
+    "credential",
+)
+
+
+def mask_credentials(value: Any) -> Any:
+    """``value`` with the strings under credential-named keys replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: "***"
+            if isinstance(v, str)
+            and v
+            and "[REDACTED]" not in v  # a secret(): shown as such
+            and isinstance(k, str)
+            and any(w in k.lower() for w in _CREDENTIAL_NAMES)
+            else mask_credentials(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_credentials(v) for v in value]
+    return value
 
 
 def _bound_params(record: dict[str, Any], budget: dict[str, int]) -> None:

@@ -622,3 +622,31 @@ def test_selecting_an_imported_workload_by_its_own_name_suggests_the_prefixed_on
     code, _, err = gxo("run", str(path), "--only", "migrate")
     assert code == 2
     assert err.strip() == "error: --only: unknown workload 'migrate' (did you mean 'db_migrate'?)"
+
+
+def test_loop_iteration_params_in_the_report_mask_literal_credentials(tmp_path: Path) -> None:
+    # Each iteration record keeps its rendered params: a literal basic-auth password
+    # and an API key header were in the report, though nowhere else.
+    path = write(
+        tmp_path,
+        """
+        schemaVersion: "1.0.0"
+        name: iter
+        workloads:
+          - name: l
+            loop: [1, 2]
+            process:
+              module: http:request
+              params:
+                url: "http://127.0.0.1:9/{{ item }}"
+                auth: {type: basic, username: u, password: LitIterPw1}
+                headers: {X-Api-Key: LitIterKey2, Accept: text/plain}
+                timeout: 2s
+        """,
+    )
+    code, out, err = gxo("run", str(path), "-q", "--report", "-")
+    assert code == 1
+    assert "LitIter" not in out + err
+    params = report_of(out)["workloads"]["l"]["iterations"][0]["params"]
+    assert params["auth"] == {"type": "basic", "username": "u", "password": "***"}
+    assert params["headers"] == {"X-Api-Key": "***", "Accept": "text/plain"}
