@@ -119,6 +119,8 @@ class WorkloadRunner:
         self.cancel_reasons: dict[str, str] = {}
         self._sleep = sleep
         self._rng = rng or _RNG
+        # Workload name -> whether its params have credential-named keys to mask.
+        self._credential_keys: dict[str, bool] = {}
 
     def set_status(self, state: WorkloadState, status: Status, **data: Any) -> None:
         set_status(self.run.bus, state, status, **data)
@@ -432,7 +434,11 @@ class WorkloadRunner:
             rendered = copy_record(source)
         # Shown by the TUI and kept in loop iteration records (the report): literal
         # credentials (auth.password: xyz) masked as well as secret() values.
-        state.rendered_params = mask_credentials(self.run.secrets.redact(rendered))
+        redacted = self.run.secrets.redact(rendered)
+        masks = self._credential_keys.get(w.name)
+        if masks is None:  # decided once per workload, from its params' (literal) keys
+            masks = self._credential_keys[w.name] = _has_credential_keys(source)
+        state.rendered_params = mask_credentials(redacted) if masks else redacted
         if iteration is not None:  # this iteration's own (bounded by _run_loop)
             state.iterations[iteration]["params"] = state.rendered_params
         try:
@@ -521,6 +527,18 @@ _CREDENTIAL_NAMES = (
     "authorization",
     "credential",
 )
+
+
+def _has_credential_keys(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(
+            (isinstance(k, str) and any(w in k.lower() for w in _CREDENTIAL_NAMES))
+            or _has_credential_keys(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_has_credential_keys(v) for v in value)
+    return False
 
 
 def mask_credentials(value: Any) -> Any:
