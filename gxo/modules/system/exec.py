@@ -141,8 +141,8 @@ class Exec(Module):
         become_subreaper()  # orphans of the command come to us, not to init
         # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
         spawn_argv, preexec = parent_death_spawn(argv, str(cwd))
-        try:
-            proc = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *spawn_argv,
                 cwd=str(cwd),
                 env=tree.environment(env),
@@ -154,6 +154,9 @@ class Exec(Module):
                 start_new_session=True,  # own process group: a kill reaches grandchildren
                 preexec_fn=preexec,
             )
+        )
+        try:
+            proc = await _spawned(spawn, tree)
         except FileNotFoundError:
             raise ctx.fail(f"command not found: {params.command}") from None
         except PermissionError:
@@ -356,6 +359,26 @@ async def _cleanup(proc: asyncio.subprocess.Process, tree: ProcessTree) -> None:
         pipe = transport.get_pipe_transport(fd) if transport is not None else None
         if pipe is not None and not pipe.is_closing():
             pipe.close()  # held open by a process we could not stop
+
+
+async def _spawned(
+    spawn: asyncio.Future[asyncio.subprocess.Process], tree: ProcessTree
+) -> asyncio.subprocess.Process:
+    """The started process. Cancelled while it was starting (the fork already ran): wait
+    for the start to finish, stop the process and what it left behind, then re-raise the
+    cancel — never a child left running (or unreaped) by an early cancel."""
+    try:
+        return await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        try:
+            proc = await asyncio.wait_for(asyncio.shield(spawn), KILL_GRACE)
+        except BaseException:  # it failed to start (or hangs): nothing of ours runs
+            if spawn.done() and not spawn.cancelled():
+                spawn.exception()  # retrieved: no "exception never retrieved"
+            raise asyncio.CancelledError from None
+        tree.root = proc.pid
+        await _finish(asyncio.ensure_future(_cleanup(proc, tree)))
+        raise
 
 
 async def _finish(cleanup: asyncio.Future[None]) -> None:
