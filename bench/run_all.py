@@ -11,6 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = [
+    ("bench_overhead.py", []),  # issue 19's table: engine, hop, whole run, start-up
     ("bench_scheduler.py", []),
     ("bench_streams.py", []),
     ("bench_startup.py", []),

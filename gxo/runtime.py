@@ -17,7 +17,7 @@ from typing import Any
 from gxo.config.loader import load_playbook
 from gxo.console import ProgressPrinter, err_console, print_summary, print_warnings
 from gxo.engine.confine import Confinement, allowed_dirs, check_literal_paths
-from gxo.engine.events import EventBus
+from gxo.engine.events import EventBus, EventKind
 from gxo.engine.report import write_report
 from gxo.engine.scheduler import Engine, RunResult
 from gxo.errors import UsageError
@@ -25,6 +25,15 @@ from gxo.template.limits import clear_interrupt, interrupt_renders
 
 __all__ = ["freeze_loaded_objects", "run_headless", "run_with_signals"]
 
+
+# What the progress printer never shows: not delivered to it, and when nobody else
+# listens, not even built (RUN_STARTED's edges and levels cost O(graph), issue 19).
+PROGRESS_SKIP_KINDS = (
+    EventKind.RUN_STARTED,
+    EventKind.STREAM_STATS,
+    EventKind.WORKLOAD_ITERATION,
+    EventKind.WORKLOAD_SUMMARY,
+)
 
 FREEZE_FROM = 500  # workloads; below this the collect costs more than it saves
 
@@ -188,7 +197,8 @@ def run_headless(
     bus = EventBus()
     bus.add_listener(
         ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded),
-        skip_statuses=() if verbose else ("Running",),  # not shown: not even built
+        skip_kinds=PROGRESS_SKIP_KINDS,
+        skip_statuses=() if verbose else ("Running",),
     )
     engine = Engine(
         loaded,
