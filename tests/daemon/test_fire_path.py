@@ -151,7 +151,7 @@ def test_a_settled_daemon_heap_runs_full_collections_rarely() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
-    assert out == [str(gc.get_threshold()[0]), str(gc.get_threshold()[1]), "1000", "True"]
+    assert out == [str(gc.get_threshold()[0]), str(gc.get_threshold()[1]), "100", "True"]
 
 
 async def test_full_says_when_an_instance_start_waits_for_room(
