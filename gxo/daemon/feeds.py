@@ -80,12 +80,12 @@ class Feed:
             if follower is None:
                 return
             while True:
-                entry = await follower.queue.get()
-                if entry is _END:
+                item = await follower.queue.get()
+                if item is None:  # _END: the feed closed
                     return
-                if last_seq is not None and entry.get("seq", 0) <= last_seq:
+                if last_seq is not None and item.get("seq", 0) <= last_seq:
                     continue  # already sent from the backlog
-                yield entry
+                yield item
         finally:
             if follower is not None:
                 self._followers.discard(follower)
