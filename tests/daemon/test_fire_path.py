@@ -168,3 +168,37 @@ async def test_full_says_when_an_instance_start_waits_for_room(
     await asyncio.wait_for(writer.room(), 10)
     assert not writer.full
     await writer.flush()
+
+
+async def test_a_failed_instance_is_no_reference_cycle_either(tmp_path: Path) -> None:
+    failing = PLAYBOOK.replace(
+        "process: { module: control:identity, params: { n: 1 } }",
+        "process: { module: control:assert, params: { condition: false } }",
+    )
+    state = SqlState(f"sqlite:///{tmp_path / 'state.db'}", history_limit=50)
+    daemon = Daemon(state)
+    try:
+        await daemon.apply(failing, str(tmp_path / "fp.gxo.yaml"), {})
+        applied = daemon.playbooks["fp"]
+        await daemon.run_instance(applied, "tick", run_id="warm", reason="test", owned=True)
+        gc.collect()
+        gc.disable()
+        try:
+            outcome = await daemon.run_instance(
+                applied, "tick", run_id="r1", reason="test", owned=True
+            )
+            await asyncio.sleep(0)
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            leaked = [type(o).__qualname__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert outcome.status == "Failed" and outcome.error
+        assert leaked == []  # the module's exception does not hold its own traceback's frame
+        rows = await daemon.runs("fp/tick")
+        assert rows[0]["status"] == "Failed"
+    finally:
+        await daemon.shutdown(5)
+        state.close()
