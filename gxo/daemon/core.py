@@ -21,15 +21,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from gxo.config.loader import LoadedPlaybook, load_playbook
+from gxo.config.security import require_sandboxed
 from gxo.daemon import heap
 from gxo.daemon.feeds import Feed
 from gxo.daemon.observe import FeedsMixin
 from gxo.daemon.pauses import PauseBook
+from gxo.daemon.reconcile_base import iso_now
 from gxo.daemon.runs import Instance, run_instance, start_instance
 from gxo.daemon.selection import owners as instance_owners
 from gxo.daemon.selection import workload_checksum
@@ -82,7 +83,7 @@ ReconcilerFactory = Callable[["Daemon", "Applied", str], Reconciler]
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return iso_now()  # formatted once per millisecond (a burst of fires shares them)
 
 
 def default_member() -> str:
@@ -141,6 +142,7 @@ class Daemon(FeedsMixin):
         # serve() always passes ``workspaces``: each playbook confined to its own
         # (docs/confinement.md); without it (library use), the playbook file's folder.
         self.workspaces = workspaces
+        self.require_sandbox = False  # set by serve() from --require-sandbox
         self.state = state
         self.state_url = state_url
         self.socket = socket
@@ -215,6 +217,8 @@ class Daemon(FeedsMixin):
         persisted, its run_once workloads already run there): only the local side."""
         try:
             loaded = await asyncio.to_thread(_load, source, path, variables)
+            if self.require_sandbox:  # gxo daemon --require-sandbox (docs/sandbox.md)
+                require_sandboxed(loaded.playbook)
             if self.workspaces is not None:  # literal path params outside: refused here
                 confined = self.workspaces.confinement(loaded.playbook.name)
                 await asyncio.to_thread(check_literal_paths, loaded, confined.resolver())

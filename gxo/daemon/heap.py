@@ -22,6 +22,7 @@ __all__ = ["cancel", "enable", "request_settle", "settle"]
 log = logging.getLogger("gxo.daemon")
 
 SETTLE_DELAY = 1.0  # seconds after an apply: a burst of applies settles once
+FULL_EVERY = 100  # middle collections between full ones, once frozen (CPython: 10)
 _pending: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
 _ENABLED = [False]  # only a daemon process freezes its heap (not a test using Daemon in-process)
 
@@ -37,6 +38,15 @@ def settle() -> float:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    # A full collection runs when the objects promoted since the last one exceed a quarter
+    # of the long-lived ones: with those frozen, nearly every tenth middle collection was
+    # a full one, each walking every instance in flight (bench/RESULTS.md: 0.3 ms of CPU
+    # per fire at 1,000 fires a second). An instance is no reference cycle (runs.py, the
+    # engine; tests/daemon/test_fire_path.py), so the old generation holds no garbage
+    # that waits for a full pass: one every FULL_EVERY middle ones (≈ 4 s at 1,000 fires
+    # a second; 1,000 saved no more CPU) bounds what a module's own cycles may leave.
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_EVERY)
     took = (time.perf_counter() - started) * 1000
     log.debug("heap settled in %.1f ms (%d objects frozen)", took, gc.get_freeze_count())
     return took

@@ -26,6 +26,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from gxo.config.security import require_sandboxed
 from gxo.daemon.core import DAEMON_RESTARTED, STOPPED_BY_USER, _load, _reason, now_iso
 from gxo.errors import GxoError
 
@@ -75,6 +76,8 @@ async def restore(daemon: Daemon) -> None:
             loaded = await asyncio.to_thread(
                 _load, record.source, record.path, dict(record.variables or {})
             )
+            if daemon.require_sandbox:  # restarted with --require-sandbox (docs/sandbox.md)
+                require_sandboxed(loaded.playbook)
         except GxoError as exc:
             log.error("cannot restore playbook %s: %s", record.name, exc)
             continue

@@ -396,6 +396,7 @@ async def serve(socket_path: Path, options: DaemonOptions) -> int:
     daemon = Daemon(
         state, state_url=redact_url(url), socket=str(socket_path), workspaces=workspaces
     )
+    daemon.require_sandbox = options.require_sandbox  # docs/sandbox.md
     daemon.reconcilers.update(default_reconcilers())  # supervise, scheduled, event_driven
     if options.http:  # the webhook: sources' HTTP listener; Daemon.shutdown closes it
         from gxo.daemon.http_listener import start_listener

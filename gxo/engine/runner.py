@@ -374,6 +374,9 @@ class WorkloadRunner:
             except Exception as exc:  # every module failure goes through retry policy
                 error = exc
                 if isinstance(exc, _NOT_RETRYABLE) or attempt >= attempts or retry is None:
+                    # Its traceback holds this frame, which holds it: without this every
+                    # failed workload is a reference cycle (freed by the cycle collector).
+                    exc.__traceback__ = None
                     raise _FailNow(error) from None
             if retry is not None:  # attempts left: wait, then try again
                 delay = retry.delay_for(attempt - 1)

@@ -723,6 +723,9 @@ class Engine:
         await done.wait()
         await self._await_tasks()
         self._release_hooks = None
+        # launch and run_pipeline refer to each other (and to self): without this the
+        # whole run is cyclic garbage, left to the cycle collector (a daemon's cost).
+        launch = run_pipeline = release = None  # type: ignore[assignment]  # noqa: F811
         if self._cancelled:
             await self._after_interrupt(runner)
             self._mark_interrupted()
@@ -996,9 +999,15 @@ class Engine:
     def _outside_views(self) -> Mapping[str, dict[str, Any]]:
         # Built on first use: most instances never read ``_gxo.workloads`` of a workload
         # outside them, and building them all costs O(playbook) per instance.
-        return _Lazy(
-            lambda: outside_views(self.playbook, self.states, self.store, self.initial_results)
+        # Not through self: the engine holds this view, and a lambda on self would make
+        # every run a reference cycle.
+        playbook, states, store, initial = (
+            self.playbook,
+            self.states,
+            self.store,
+            self.initial_results,
         )
+        return _Lazy(lambda: outside_views(playbook, states, store, initial))
 
     def _plan(self) -> _Plan:
         """The pipelines of an instance run and their order (cached per graph and run)."""
