@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 GXO     = $(VENV)/bin/gxo
 STAMP   = $(VENV)/.installed
+# Test processes (pytest-xdist): most of the suite waits on daemons, servers and
+# subprocesses, so two workers halve the wall time even on a 2-core machine.
+JOBS   ?= 2
 
 .PHONY: run test test-fast lint format typecheck bench schema docs proto snapshots-update clean
 
@@ -17,7 +20,7 @@ run: $(STAMP)
 	$(GXO) run examples/quickstart.gxo.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider --cov=gxo --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --cov=gxo --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
 	$(PY) tools/coverage_gate.py .coverage.json
 
 test-fast: $(STAMP)

@@ -254,7 +254,7 @@ async def test_publish_check_mode_sends_nothing(brokers: None) -> None:
 
 
 async def test_kafka_roundtrip(require_service: Any) -> None:
-    from conftest import service_available
+    from tests.conftest import service_available
 
     if not service_available("127.0.0.1", 9092):
         pytest.skip("no Kafka broker on 127.0.0.1:9092 (Kafka tests run only where one exists)")

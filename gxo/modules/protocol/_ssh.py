@@ -531,6 +531,14 @@ async def run_remote(
             timed_out = True
             await _kill(process)
             completed = None
+        except (asyncssh.Error, OSError):
+            # The session ended underneath the command (a reset connection): no exit
+            # status. The connection closes with it; the caller names that.
+            completed = None
+            try:
+                await asyncio.wait_for(conn.wait_closed(), KILL_GRACE)
+            except (TimeoutError, asyncssh.Error, OSError):
+                pass
     except BaseException:
         await _kill(process)
         raise
