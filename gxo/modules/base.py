@@ -54,6 +54,7 @@ __all__ = [
     "Module",
     "ModuleParams",
     "ModuleSpec",
+    "ReadsUnlessDest",
     "StreamRole",
     "raw_template",
     "register",
@@ -103,6 +104,18 @@ class CheckMode(StrEnum):
     safe = "safe"  # read-only: perform runs for real
     predict = "predict"  # check(ctx, params) predicts perform's summary, changing nothing
     unsupported = "unsupported"  # cannot predict: not run; what needs its result is skipped
+
+
+class ReadsUnlessDest:
+    """Check mode of a module that only reads unless its ``dest`` param makes it write a
+    file: runs for real under ``gxo run --check`` without ``dest``, not run with it.
+    Listed before :class:`Module` in the bases."""
+
+    check_mode: ClassVar[CheckMode] = CheckMode.safe
+    check_hint: ClassVar[str] = "it writes dest"
+
+    def check_mode_for(self, params: Any) -> CheckMode:
+        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
 
 class CheckUnsupported(Exception):

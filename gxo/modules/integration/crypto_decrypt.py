@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, ModuleParams, register
+from gxo.modules.base import Module, ModuleParams, ReadsUnlessDest, register
 from gxo.modules.integration._crypto import register_secret
 from gxo.modules.integration._files import write_atomic
 from gxo.modules.integration.crypto_encrypt import NONCE, aes_key, oaep
@@ -18,7 +18,7 @@ from gxo.template.secrets import SecretStr
 
 
 @register("crypto:decrypt", layer="integration")
-class CryptoDecrypt(Module):
+class CryptoDecrypt(ReadsUnlessDest, Module):
     """Decrypt what ``crypto:encrypt`` produced; the plaintext is treated as a secret.
 
     ``ciphertext`` is the base64 text from ``crypto:encrypt``. The plaintext is
@@ -60,12 +60,6 @@ class CryptoDecrypt(Module):
         "changed": "with dest: false when the file already held this plaintext",
     }
     path_params = ("dest",)
-
-    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
-    check_hint = "it writes dest"
-
-    def check_mode_for(self, params: Any) -> CheckMode:
-        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         register_secret(ctx, params.key)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, ModuleParams, register
+from gxo.modules.base import Module, ModuleParams, ReadsUnlessDest, register
 from gxo.modules.integration._crypto import register_secret
 from gxo.modules.integration._files import write_atomic
 from gxo.template.secrets import SecretStr
@@ -20,7 +20,7 @@ CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
 @register("crypto:generate_key", layer="integration")
-class CryptoGenerateKey(Module):
+class CryptoGenerateKey(ReadsUnlessDest, Module):
     """Generate a key pair (``rsa``, ``ed25519``, ``ec``) or a symmetric ``aes`` key.
 
     The summary has ``public_key`` and ``private_key`` (``format: pem`` — PKCS#8 /
@@ -90,12 +90,6 @@ class CryptoGenerateKey(Module):
         "changed": "false when dest already held a key and was kept",
     }
     path_params = ("dest",)
-
-    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
-    check_hint = "it writes dest"
-
-    def check_mode_for(self, params: Any) -> CheckMode:
-        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         if params.passphrase:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, register
+from gxo.modules.base import Module, ReadsUnlessDest, register
 from gxo.modules.integration._files import atomic_target
 from gxo.modules.integration._s3 import (
     CHUNK,
@@ -24,7 +24,7 @@ DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 
 
 @register("object_storage:get_object", layer="integration")
-class ObjectStorageGetObject(Module):
+class ObjectStorageGetObject(ReadsUnlessDest, Module):
     """Download an S3 object into ``dest``, or return it as text in the summary.
 
     With ``dest`` the object is streamed to a temporary file beside it and renamed
@@ -63,11 +63,6 @@ class ObjectStorageGetObject(Module):
         "sha256": "SHA-256 (hex) of the downloaded bytes",
     }
     path_params = ("dest",)
-    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
-    check_hint = "it writes dest"
-
-    def check_mode_for(self, params: Any) -> CheckMode:
-        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         try:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, ModuleParams, register
+from gxo.modules.base import Module, ModuleParams, ReadsUnlessDest, register
 from gxo.modules.integration import _ansible_vault as vault
 from gxo.modules.integration._crypto import input_bytes, register_secret
 from gxo.modules.integration._files import write_atomic
@@ -16,7 +16,7 @@ from gxo.template.secrets import SecretStr
 
 
 @register("vault:decrypt", layer="integration")
-class VaultDecrypt(Module):
+class VaultDecrypt(ReadsUnlessDest, Module):
     """Decrypt ansible-vault data from ``content`` or the file ``src``.
 
     Reads what ``ansible-vault encrypt`` (or ``vault:encrypt``) wrote, formats 1.1
@@ -59,12 +59,6 @@ class VaultDecrypt(Module):
         "size": "plaintext size in bytes",
     }
     path_params = ("src", "dest")
-
-    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
-    check_hint = "it writes dest"
-
-    def check_mode_for(self, params: Any) -> CheckMode:
-        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         register_secret(ctx, params.password)

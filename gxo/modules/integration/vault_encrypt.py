@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, ModuleParams, register
+from gxo.modules.base import Module, ModuleParams, ReadsUnlessDest, register
 from gxo.modules.integration import _ansible_vault as vault
 from gxo.modules.integration._crypto import input_bytes, register_secret
 from gxo.modules.integration._files import write_atomic
@@ -16,7 +16,7 @@ from gxo.modules.system._fsutil import OctalMode
 
 
 @register("vault:encrypt", layer="integration")
-class VaultEncrypt(Module):
+class VaultEncrypt(ReadsUnlessDest, Module):
     """Encrypt ``content`` or the file ``src`` as ansible-vault data (format 1.1, or 1.2 with ``vault_id``).
 
     The output is exactly what ``ansible-vault encrypt`` writes (AES256: PBKDF2-SHA256,
@@ -62,12 +62,6 @@ class VaultEncrypt(Module):
         "vault_id": "the vault id (1.2)",
     }
     path_params = ("src", "dest")
-
-    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
-    check_hint = "it writes dest"
-
-    def check_mode_for(self, params: Any) -> CheckMode:
-        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         register_secret(ctx, params.password)

@@ -8,14 +8,14 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, register
+from gxo.modules.base import Module, ReadsUnlessDest, register
 from gxo.modules.integration._files import write_atomic
 from gxo.modules.integration._hcvault import KvParams, VaultApiError, kv_client
 from gxo.template.secrets import SecretStr
 
 
 @register("vault:read", layer="integration")
-class VaultRead(Module):
+class VaultRead(ReadsUnlessDest, Module):
     """Read the secret at ``mount``/``path`` from HashiCorp Vault's KV engine.
 
     Authenticates with ``token`` (default ``$VAULT_TOKEN``) or AppRole
@@ -61,12 +61,6 @@ class VaultRead(Module):
         "path": "the file written (with dest)",
     }
     path_params = ("dest", "ca_cert")
-
-    check_mode = CheckMode.safe  # unless it writes dest (gxo run --check)
-    check_hint = "it writes dest"
-
-    def check_mode_for(self, params: Any) -> CheckMode:
-        return CheckMode.safe if params.dest is None else CheckMode.unsupported
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
         client = await kv_client(ctx, params)
