@@ -50,7 +50,8 @@ def test_logs_with_a_search(
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_quit_dialog_80x24(snap_compare: Any, ui_playbook: Any, wait_until: Any) -> None:
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x48"])
+def test_quit_dialog(snap_compare: Any, ui_playbook: Any, wait_until: Any, size: Any) -> None:
     app = create_app(ui_playbook("midrun"), timings=False)
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -64,24 +65,7 @@ def test_quit_dialog_80x24(snap_compare: Any, ui_playbook: Any, wait_until: Any)
         _settle(app)
         await pilot.press("q")
 
-    assert snap_compare(app, terminal_size=SMALL, run_before=run_before)
-
-
-def test_quit_dialog_160x48(snap_compare: Any, ui_playbook: Any, wait_until: Any) -> None:
-    app = create_app(ui_playbook("midrun"), timings=False)
-
-    async def run_before(pilot: Pilot[Any]) -> None:
-        await wait_until(
-            lambda: (
-                app.session is not None
-                and app.session.model.workloads["build"].status == "Running"
-                and len(app.session.model.logs["build"]) == 2
-            )
-        )
-        _settle(app)
-        await pilot.press("q")
-
-    assert snap_compare(app, terminal_size=LARGE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x48"])
