@@ -102,7 +102,7 @@ class TestResumeTab:
               - name: approve
                 process:
                   module: control:wait_for_signal
-                  params: { prompt: "quick?", timeout: 1s, on_timeout: continue }
+                  params: { prompt: "quick?", timeout: 5s, on_timeout: continue }
               - name: after
                 depends_on: [approve]
                 process: { module: control:identity, params: { p: "{{ _gxo.resume_payload }}" } }
@@ -110,6 +110,7 @@ class TestResumeTab:
         )
         app = create_app(playbook, timings=True)
         async with app.run_test(size=SIZE) as pilot:
+            # (5 s: long enough for a loaded machine to see the pause before it times out)
             await wait_until(lambda: paused(app))
             # no await from here to reading the row: the timeout cannot fire in between
             assert isinstance(app.screen, RunScreen)
