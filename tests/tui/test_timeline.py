@@ -18,9 +18,9 @@ schemaVersion: "1.0.0"
 name: timed
 workloads:
   - name: slow
-    process: { module: exec, params: { command: sleep, args: ["0.4"] } }
-  - name: quick
-    process: { module: exec, params: { command: "true" } }
+    process: { module: exec, params: { command: sleep, args: ["0.6"] } }
+  - name: quick  # no process: a loaded machine cannot make it the slower branch
+    process: { module: control:identity, params: {} }
   - name: after_slow
     depends_on: [slow]
     process: { module: control:identity, params: {} }
