@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import Field
 
 from gxo.engine.context import ModuleContext
-from gxo.modules.protocol._ssh import UsingParams, start_sftp
+from gxo.modules.base import CheckMode, Module
+from gxo.modules.protocol._ssh import UsingParams, connection, start_sftp
 from gxo.modules.system._fsutil import OctalMode
 
 CHUNK = 256 * 1024
@@ -264,3 +265,35 @@ async def _get(ctx: ModuleContext, sftp: Any, src: str, dest: Path, mode: int) -
             os.unlink(tmp)
         raise
     return h.hexdigest(), size
+
+
+class Transfer(Module):
+    """``ssh:upload`` and ``ssh:download``: one SFTP copy (``transfer``: :func:`upload` or
+    :func:`download`), for real or, under ``gxo run --check``, only compared."""
+
+    Params = TransferParams
+    summary = SUMMARY
+    check_mode = CheckMode.predict
+    path_params = ("local", "private_key_file", "known_hosts")
+
+    @staticmethod
+    async def transfer(
+        ctx: ModuleContext, conn: Any, params: TransferParams, local: Path, *, dry: bool
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
+        return await self._copy(ctx, params, dry=False)
+
+    async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
+        """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
+        return await self._copy(ctx, params, dry=True)
+
+    async def _copy(
+        self, ctx: ModuleContext, params: TransferParams, *, dry: bool
+    ) -> dict[str, Any]:
+        local = ctx.resolve_path(params.local, param="local")
+        cid, conn, _ = await connection(ctx, params)
+        summary = await self.transfer(ctx, conn, params, local, dry=dry)
+        summary["connection_id"] = cid
+        return summary

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, register
-from gxo.modules.protocol._ssh import connection
-from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, download
+from gxo.modules.base import register
+from gxo.modules.protocol._ssh_sftp import Transfer, download
 
 
 @register("ssh:download", layer="protocol")
-class SshDownload(Module):
+class SshDownload(Transfer):
     """Copy a remote file to the local host over SFTP.
 
     ``remote`` is the path as the SFTP server sees it; ``local`` is relative to
@@ -37,22 +33,4 @@ class SshDownload(Module):
           register: log
     """
 
-    Params = TransferParams
-    summary = SUMMARY
-    check_mode = CheckMode.predict
-    path_params = ("local", "private_key_file", "known_hosts")
-
-    async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
-        local = ctx.resolve_path(params.local, param="local")
-        cid, conn, _ = await connection(ctx, params)
-        summary = await download(ctx, conn, params, local)
-        summary["connection_id"] = cid
-        return summary
-
-    async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
-        """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
-        local = ctx.resolve_path(params.local, param="local")
-        cid, conn, _ = await connection(ctx, params)
-        summary = await download(ctx, conn, params, local, dry=True)
-        summary["connection_id"] = cid
-        return summary
+    transfer = staticmethod(download)

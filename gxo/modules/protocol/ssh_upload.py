@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from gxo.engine.context import ModuleContext
-from gxo.modules.base import CheckMode, Module, register
-from gxo.modules.protocol._ssh import connection
-from gxo.modules.protocol._ssh_sftp import SUMMARY, TransferParams, upload
+from gxo.modules.base import register
+from gxo.modules.protocol._ssh_sftp import Transfer, upload
 
 
 @register("ssh:upload", layer="protocol")
-class SshUpload(Module):
+class SshUpload(Transfer):
     """Copy a local file to a remote host over SFTP.
 
     ``local`` is relative to the workspace; ``remote`` is the path as the SFTP
@@ -37,22 +33,4 @@ class SshUpload(Module):
               mode: "0644"
     """
 
-    Params = TransferParams
-    summary = SUMMARY
-    check_mode = CheckMode.predict
-    path_params = ("local", "private_key_file", "known_hosts")
-
-    async def perform(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
-        local = ctx.resolve_path(params.local, param="local")
-        cid, conn, _ = await connection(ctx, params)
-        summary = await upload(ctx, conn, params, local)
-        summary["connection_id"] = cid
-        return summary
-
-    async def check(self, ctx: ModuleContext, params: TransferParams) -> dict[str, Any]:
-        """Compare as ``perform`` does; write nothing (``changed``: whether it would)."""
-        local = ctx.resolve_path(params.local, param="local")
-        cid, conn, _ = await connection(ctx, params)
-        summary = await upload(ctx, conn, params, local, dry=True)
-        summary["connection_id"] = cid
-        return summary
+    transfer = staticmethod(upload)
