@@ -1,27 +1,36 @@
-"""gcp:gcs_sync, gcp_secretmanager:read and azure:blob_sync against a local HTTP server
-implementing the REST endpoints they use (no emulator of these services installs here):
+"""gcp:gcs_sync, gcp:gce_instance, gcp_secretmanager:read, azure:blob_sync and
+azure:vm_instance, each on its official client library (never mocked):
 
-- GCS JSON API: list objects (2 per page), media upload, delete;
-- Google OAuth2: the service-account JWT-bearer token exchange (the JWT's RS256
-  signature is verified with the key's public half);
-- Secret Manager: ``versions/V:access``;
-- Azure Blob: List Blobs (2 per page, XML), Put Blob, Delete Blob, with a SAS ``sig``.
+- Cloud Storage: gcp-storage-emulator (PyPI) on loopback;
+- Azure Blob: Azurite (npm) on loopback (``.ci/run`` installs it);
+- where no emulator exists, a local HTTP(S) stand-in on loopback implementing the REST
+  endpoints the libraries call: Google OAuth2's service-account token exchange (the JWT's
+  RS256 signature verified with the key's public half), Secret Manager
+  ``versions/V:access``, Compute Engine instances and zone operations, Microsoft Entra's
+  client-credentials token request and Azure Resource Manager virtual machines (with their
+  ``Azure-AsyncOperation`` polling), network interfaces and public IP addresses. The Azure
+  one speaks HTTPS (a trustme CA): azure-identity and the ARM bearer policy refuse plain
+  HTTP.
 """
 
+# ruff: noqa: F811
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import ssl
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support.cloud_emulators import Azurite, azurite, gcs_emulator  # noqa: F401
 
 from gxo.modules.testkit import run_module, run_playbook_text
 
@@ -42,11 +51,32 @@ class Fake:
         self.public_key: Any = None
         self.requests: list[str] = []
         self.lock = threading.Lock()
-        self.url = ""
+        self.url = ""  # the HTTP stand-in (Google)
+        self.https_url = ""  # the HTTPS stand-in (Azure)
+        self.ca_file = ""
 
 
 def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _verify_jwt(public_key: Any, jwt: str) -> dict[str, Any] | None:
+    """The claims of an unexpired RS256 JWT signed by ``public_key``, else None."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    try:
+        head, claims, sig = jwt.split(".")
+        public_key.verify(
+            _b64d(sig), f"{head}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256()
+        )
+        payload = json.loads(_b64d(claims))
+    except (ValueError, InvalidSignature):
+        return None
+    if not isinstance(payload, dict) or payload.get("exp", 0) <= time.time():
+        return None
+    return payload
 
 
 def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
@@ -56,7 +86,13 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def _send(self, status: int, body: Any = None, ctype: str = "application/json") -> None:
+        def _send(
+            self,
+            status: int,
+            body: Any = None,
+            ctype: str = "application/json",
+            retry_after: bool = False,
+        ) -> None:
             data = (
                 b""
                 if body is None
@@ -66,6 +102,8 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             )
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            if retry_after:
+                self.send_header("Retry-After", "0")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -73,6 +111,16 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
+
+        def _authorized(self) -> bool:
+            """The stand-in's token, or a JWT signed by the service-account key (what
+            google-auth sends the GAPIC clients: a self-signed JWT, as Google accepts)."""
+            header = self.headers.get("Authorization") or ""
+            if header == f"Bearer {TOKEN}":
+                return True
+            if not header.startswith("Bearer ") or fake.public_key is None:
+                return False
+            return _verify_jwt(fake.public_key, header[len("Bearer ") :]) is not None
 
         def _route(self, method: str) -> None:
             parts = urlsplit(self.path)
@@ -83,9 +131,7 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             path = parts.path
             if path == "/token" and method == "POST":
                 return self._token(body)
-            if path.startswith("/acct/"):
-                return self._azure(method, unquote(path[len("/acct/") :]), parts.query, body)
-            if path.startswith("/login/") and method == "POST":
+            if path.startswith("/login/") and path.endswith("/oauth2/v2.0/token"):
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
                 if (
                     form.get("client_secret") != "sp-secret-value"
@@ -98,13 +144,21 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                             "error_description": "AADSTS7000215: Invalid client secret provided.\nTrace ID: 1",
                         },
                     )
-                return self._send(200, {"access_token": TOKEN, "token_type": "Bearer"})
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                return self._send(401, {"error": {"code": 401, "message": "Invalid Credentials"}})
+                return self._send(
+                    200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3599}
+                )
+            if not self._authorized():
+                return self._send(
+                    401,
+                    {"error": {"code": 401, "message": "Invalid Credentials", "status": "UNAUTHENTICATED"}},
+                )
             if path.startswith("/v1/projects/") and path.endswith(":access"):
                 name = path.split("/")[5]
                 if name not in fake.secrets:
-                    return self._send(404, {"error": {"message": f"Secret [{name}] not found"}})
+                    return self._send(
+                        404,
+                        {"error": {"code": 404, "message": f"Secret [{name}] not found", "status": "NOT_FOUND"}},
+                    )
                 data = base64.b64encode(fake.secrets[name].encode()).decode()
                 return self._send(
                     200, {"name": path[4:-7].replace("latest", "3"), "payload": {"data": data}}
@@ -116,54 +170,26 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                 n = fake.polls[path] = fake.polls.get(path, 0) + 1
                 failed = path.endswith("-fail")
                 if n < 2:
-                    return self._send(200, {"status": "InProgress"})
+                    return self._send(200, {"status": "InProgress"}, retry_after=True)
                 if failed:
                     return self._send(
-                        200, {"status": "Failed", "error": {"message": "quota exceeded"}}
+                        200,
+                        {"status": "Failed", "error": {"code": "QuotaExceeded", "message": "quota exceeded"}},
                     )
                 return self._send(200, {"status": "Succeeded"})
             if path.startswith("/compute/v1/projects/"):
                 return self._compute(method, segments[7:], body)
-            if path.startswith("/storage/v1/b/") and len(segments) >= 6:
-                bucket = fake.gcs.setdefault(segments[4], {})
-                if method == "GET" and len(segments) == 6:
-                    names = sorted(n for n in bucket if n.startswith(query.get("prefix", "")))
-                    start = int(query.get("pageToken") or 0)
-                    page = names[start : start + 2]
-                    out: dict[str, Any] = {
-                        "items": [
-                            {
-                                "name": n,
-                                "size": str(len(bucket[n])),
-                                "md5Hash": base64.b64encode(
-                                    hashlib.md5(bucket[n]).digest()
-                                ).decode(),
-                            }
-                            for n in page
-                        ]
-                    }
-                    if start + 2 < len(names):
-                        out["nextPageToken"] = str(start + 2)
-                    return self._send(200, out)
-                if method == "DELETE" and len(segments) == 7:
-                    name = unquote(segments[6])
-                    if bucket.pop(name, None) is None:
-                        return self._send(404, {"error": {"message": "No such object"}})
-                    return self._send(204)
-            if path.startswith("/upload/storage/v1/b/") and method == "POST":
-                if query.get("uploadType") != "media":
-                    return self._send(400, {"error": {"message": "bad uploadType"}})
-                fake.gcs.setdefault(segments[5], {})[query["name"]] = body
-                return self._send(200, {"name": query["name"], "size": str(len(body))})
             return self._send(404, {"error": {"message": f"no route {method} {path}"}})
 
         def _async(self, status: int, body: Any = None, fail: bool = False) -> None:
             n = len(fake.polls) + len(fake.vms) + 1
-            url = f"{fake.url}/asyncops/{n}-{time.monotonic_ns()}" + ("-fail" if fail else "")
+            base = getattr(self.server, "base_url", fake.url)
+            url = f"{base}/asyncops/{n}-{time.monotonic_ns()}" + ("-fail" if fail else "")
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Azure-AsyncOperation", url)
+            self.send_header("Retry-After", "0")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -301,64 +327,20 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             return self._send(400, {"error": {"message": "unsupported"}})
 
         def _token(self, body: bytes) -> None:
-            from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.asymmetric import padding
-
             form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-            assertion = form.get("assertion", "")
-            try:
-                head, claims, sig = assertion.split(".")
-                fake.public_key.verify(
-                    _b64d(sig), f"{head}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256()
-                )
-                payload = json.loads(_b64d(claims))
-                assert payload["iss"] == EMAIL and payload["aud"] == f"{fake.url}/token"
-                assert payload["exp"] > time.time()
-                assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
-            except Exception:
+            payload = _verify_jwt(fake.public_key, form.get("assertion", ""))
+            if (
+                payload is None
+                or payload.get("iss") != EMAIL
+                or payload.get("aud") != "https://oauth2.googleapis.com/token"  # as Google's
+                or form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            ):
                 return self._send(
                     400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
                 )
             return self._send(
                 200, {"access_token": TOKEN, "expires_in": 3599, "token_type": "Bearer"}
             )
-
-        def _azure(self, method: str, path: str, raw_query: str, body: bytes) -> None:
-            query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
-            if f"sig={SIG}" not in raw_query.split("&"):
-                xml = b"<?xml version='1.0'?><Error><Code>AuthenticationFailed</Code><Message>Signature did not match</Message></Error>"
-                return self._send(403, xml, "application/xml")
-            container, _, blob = path.partition("/")
-            store = fake.blobs.setdefault(container, {})
-            if method == "GET" and not blob and query.get("comp") == "list":
-                names = sorted(n for n in store if n.startswith(query.get("prefix", "")))
-                start = int(query.get("marker") or 0)
-                items = "".join(
-                    f"<Blob><Name>{n.replace('&', '&amp;')}</Name><Properties><Content-Length>{len(store[n][0])}"
-                    f"</Content-Length><Content-MD5>{store[n][1]}</Content-MD5></Properties></Blob>"
-                    for n in names[start : start + 2]
-                )
-                marker = str(start + 2) if start + 2 < len(names) else ""
-                xml = f"<?xml version='1.0'?><EnumerationResults><Blobs>{items}</Blobs><NextMarker>{marker}</NextMarker></EnumerationResults>"
-                return self._send(200, xml.encode(), "application/xml")
-            if method == "PUT" and blob:
-                md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-                if (
-                    self.headers.get("Content-MD5") != md5
-                    or self.headers.get("x-ms-blob-type") != "BlockBlob"
-                ):
-                    return self._send(
-                        400, b"<Error><Code>Md5Mismatch</Code></Error>", "application/xml"
-                    )
-                store[blob] = (body, md5)
-                return self._send(201)
-            if method == "DELETE" and blob:
-                if store.pop(blob, None) is None:
-                    return self._send(
-                        404, b"<Error><Code>BlobNotFound</Code></Error>", "application/xml"
-                    )
-                return self._send(202)
-            return self._send(400, b"<Error><Code>Unsupported</Code></Error>", "application/xml")
 
         def do_GET(self) -> None:
             self._route("GET")
@@ -378,20 +360,38 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[Fake]:
-    state = Fake()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+def _serve(server: ThreadingHTTPServer) -> threading.Thread:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    return thread
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fake]:
+    import trustme
+
+    state = Fake()
+    handler = _handler(state)
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    secure = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    state.ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
+    ca.cert_pem.write_to_path(state.ca_file)
+    state.url = f"http://127.0.0.1:{plain.server_address[1]}"
+    state.https_url = f"https://127.0.0.1:{secure.server_address[1]}"
+    secure.base_url = state.https_url  # type: ignore[attr-defined]
+    threads = [_serve(plain), _serve(secure)]
     try:
         yield state
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        for server, thread in zip((plain, secure), threads, strict=True):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -428,44 +428,97 @@ def tree(root: Path) -> Path:
     return site
 
 
-async def test_gcs_sync(fake: Fake, service_account: Path, tmp_path: Path) -> None:
+def _gcs(endpoint: str) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
+
+
+def _gcs_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
+    client = _gcs(endpoint)
+    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket)}
+
+
+@pytest.fixture
+def no_gcp_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ambient GCP credentials: Application Default Credentials find none (no gcloud
+    config, no metadata-server probe off loopback: google-auth's NO_GCE_CHECK, which it
+    reads when imported, so set on the loaded module too)."""
+    import google.auth.compute_engine._metadata as metadata
+
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.setattr(metadata, "_NO_GCE_CHECK", True)
+
+
+async def test_gcs_sync(
+    gcs_emulator: str, fake: Fake, service_account: Path, tmp_path: Path, no_gcp_defaults: None
+) -> None:
     site = tree(tmp_path)
-    fake.gcs["web"] = {"v1/stale.txt": b"old", "v1/b.txt": b"bee", "other/x": b"x"}
+    client = _gcs(gcs_emulator)
+    bucket = client.create_bucket("web")
+    for name, data in {"v1/stale.txt": b"old", "v1/b.txt": b"bee", "other/x": b"x"}.items():
+        bucket.blob(name).upload_from_string(data)
     params = {
         "source": "site",
         "bucket": "web",
         "prefix": "v1/",
         "delete": True,
-        "base_url": fake.url,
+        "base_url": gcs_emulator,
+        # a service-account key: its token is exchanged at the stand-in's token endpoint
         "credentials_file": str(service_account),
     }
     dry = await run_module("gcp:gcs_sync", {**params, "dry_run": True}, workspace=tmp_path)
     assert dry.ok, dry.error
     assert dry.summary["uploaded_keys"] == ["v1/css/a.css", "v1/index.html"]
     assert dry.summary["unchanged"] == 1 and dry.summary["deleted_keys"] == ["v1/stale.txt"]
-    assert "v1/stale.txt" in fake.gcs["web"]
+    assert "v1/stale.txt" in _gcs_objects(gcs_emulator, "web")
     r = await run_module("gcp:gcs_sync", params, workspace=tmp_path)
     assert r.ok, r.error
     assert r.summary["uploaded"] == 2 and r.summary["deleted"] == 1 and r.summary["changed"]
-    assert sorted(fake.gcs["web"]) == ["other/x", "v1/b.txt", "v1/css/a.css", "v1/index.html"]
-    assert fake.gcs["web"]["v1/index.html"] == b"<h1>hi</h1>"
-    # with a plain token; nothing to do now (the listing spans two pages)
-    token_params = {**params, "credentials_file": None, "token": TOKEN}
-    again = await run_module("gcp:gcs_sync", token_params, workspace=tmp_path)
+    objects = _gcs_objects(gcs_emulator, "web")
+    assert sorted(objects) == ["other/x", "v1/b.txt", "v1/css/a.css", "v1/index.html"]
+    assert objects["v1/index.html"] == b"<h1>hi</h1>"
+    assert client.bucket("web").get_blob("v1/index.html").content_type == "text/html"
+    # anonymous (an emulator's way); nothing to do now
+    anon = {**params, "credentials_file": None, "anonymous": True}
+    again = await run_module("gcp:gcs_sync", anon, workspace=tmp_path)
+    assert again.ok, again.error
     assert again.summary["unchanged"] == 3 and again.summary["changed"] is False
     (site / "b.txt").write_text("BEE")  # same size, other content
-    r = await run_module("gcp:gcs_sync", token_params, workspace=tmp_path)
+    r = await run_module("gcp:gcs_sync", {**params, "token": TOKEN}, workspace=tmp_path)
     assert r.summary["uploaded_keys"] == ["v1/b.txt"]
-    # errors: refused token (not shown), no credentials, missing source
-    bad = await run_module(
-        "gcp:gcs_sync", {**token_params, "token": "ya29.wrong-tok"}, workspace=tmp_path
-    )
-    assert bad.status == "Failed" and "HTTP 401: Invalid Credentials" in str(bad.error)
-    assert "ya29.wrong-tok" not in str(bad.error)
+    assert _gcs_objects(gcs_emulator, "web")["v1/b.txt"] == b"BEE"
+    # errors: no such bucket, no credentials at all, missing source, unreachable service
+    r = await run_module("gcp:gcs_sync", {**anon, "bucket": "nobucket"}, workspace=tmp_path)
+    assert r.status == "Failed" and "cannot list gs://nobucket/v1/: HTTP 404" in str(r.error)
     r = await run_module("gcp:gcs_sync", {**params, "credentials_file": None}, workspace=tmp_path)
     assert r.status == "Failed" and "no GCP credentials" in str(r.error)
-    r = await run_module("gcp:gcs_sync", {**token_params, "source": "nope"}, workspace=tmp_path)
+    r = await run_module("gcp:gcs_sync", {**anon, "source": "nope"}, workspace=tmp_path)
     assert r.status == "Failed" and "does not exist" in str(r.error)
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    r = await run_module(
+        "gcp:gcs_sync",
+        {**params, "credentials_file": None, "token": "ya29.secret-tok", "base_url": closed}
+        | {"timeout": 1},
+        workspace=tmp_path,
+    )
+    assert r.status == "Failed" and "cannot list gs://web/v1/: ConnectionError" in str(r.error)
+    assert "Connection refused" in str(r.error) and "retried until the timeout" in str(r.error)
+    assert "ya29.secret-tok" not in str(r.error)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def test_gcp_secret_manager(fake: Fake, service_account: Path, tmp_path: Path) -> None:
@@ -519,25 +572,59 @@ async def test_gcp_secret_manager(fake: Fake, service_account: Path, tmp_path: P
     assert r.status == "Failed" and "not a service-account key" in str(r.error)
 
 
-async def test_azure_blob_sync(fake: Fake, tmp_path: Path) -> None:
+def _container_sas(az: Azurite, container: str, *, hours: int = 1) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        az.account,
+        container,
+        account_key=az.key,
+        permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=hours),
+    )
+
+
+async def _blobs(az: Azurite, container: str) -> dict[str, bytes]:
+    from azure.storage.blob.aio import ContainerClient
+
+    out = {}
+    credential = {"account_name": az.account, "account_key": az.key}
+    async with ContainerClient(az.url, container, credential=credential) as client:
+        async for blob in client.list_blobs():
+            out[blob.name] = await (await client.download_blob(blob.name)).readall()
+    return out
+
+
+async def test_azure_blob_sync(azurite: Azurite, tmp_path: Path) -> None:
+    from azure.storage.blob.aio import ContainerClient
+
     site = tree(tmp_path)
-    fake.blobs["web"] = {
-        "v1/stale.txt": (b"old", base64.b64encode(hashlib.md5(b"old").digest()).decode())
-    }
+    credential = {"account_name": azurite.account, "account_key": azurite.key}
+    async with ContainerClient(azurite.url, "web", credential=credential) as client:
+        await client.create_container()
+        await client.upload_blob("v1/stale.txt", b"old")
+        await client.upload_blob("other/x", b"x")
+    sas = _container_sas(azurite, "web")
     params = {
         "source": "site",
-        "account_url": f"{fake.url}/acct",
+        "account_url": azurite.url,
         "container": "web",
         "prefix": "v1/",
         "delete": True,
-        "sas_token": f"?sv=2021-08-06&ss=b&sig={SIG}",
+        "sas_token": f"?{sas}",
     }
     r = await run_module("azure:blob_sync", params, workspace=tmp_path)
     assert r.ok, r.error
     assert r.summary["uploaded"] == 3 and r.summary["deleted_keys"] == ["v1/stale.txt"]
-    assert sorted(fake.blobs["web"]) == ["v1/b.txt", "v1/css/a.css", "v1/index.html"]
+    blobs = await _blobs(azurite, "web")
+    assert sorted(blobs) == ["other/x", "v1/b.txt", "v1/css/a.css", "v1/index.html"]
+    assert blobs["v1/index.html"] == b"<h1>hi</h1>"
     again = await run_module("azure:blob_sync", params, workspace=tmp_path)
+    assert again.ok, again.error
     assert again.summary["unchanged"] == 3 and again.summary["changed"] is False
+    (site / "b.txt").write_text("BEE")  # same size, other content
     (site / "css" / "a.css").unlink()
     text = f"""
     schemaVersion: "1.0.0"
@@ -548,21 +635,31 @@ async def test_azure_blob_sync(fake: Fake, tmp_path: Path) -> None:
           module: azure:blob_sync
           params: {json.dumps(params)}
     """
-    import textwrap
-
     result = await run_playbook_text(textwrap.dedent(text).lstrip(), check=True, workspace=tmp_path)
-    assert result.states["sync"].summary["deleted_keys"] == ["v1/css/a.css"]
-    assert "v1/css/a.css" in fake.blobs["web"]  # --check changed nothing
+    summary = result.states["sync"].summary
+    assert summary["deleted_keys"] == ["v1/css/a.css"] and summary["uploaded_keys"] == ["v1/b.txt"]
+    assert "v1/css/a.css" in await _blobs(azurite, "web")  # --check changed nothing
+    r = await run_module("azure:blob_sync", params, workspace=tmp_path)
+    assert r.summary["uploaded_keys"] == ["v1/b.txt"] and r.summary["deleted"] == 1
+    assert (await _blobs(azurite, "web"))["v1/b.txt"] == b"BEE"
+    # a SAS signed with another key: refused, its signature never shown
+    forged = sas.replace("sig=", "sig=AAAA")
     bad = await run_module(
-        "azure:blob_sync", {**params, "sas_token": "sv=1&sig=wrongsig123"}, workspace=tmp_path
+        "azure:blob_sync", {**params, "sas_token": forged}, workspace=tmp_path
     )
     assert bad.status == "Failed"
-    assert "HTTP 403: AuthenticationFailed Signature did not match" in str(bad.error)
-    assert "wrongsig123" not in str(bad.error)
+    assert "cannot list" in str(bad.error) and "HTTP 403" in str(bad.error)
+    sig = forged.split("sig=")[1].split("&")[0]
+    assert sig not in str(bad.error) and forged not in str(bad.error)
     r = await run_module("azure:blob_sync", {**params, "sas_token": None}, workspace=tmp_path)
     assert r.status == "Failed" and "no Azure credentials" in str(r.error)
     r = await run_module("azure:blob_sync", {**params, "token": "t"}, workspace=tmp_path)
     assert r.status == "Failed" and "not both" in str(r.error)
+    r = await run_module(
+        "azure:blob_sync", {**params, "container": "nocontainer"}, workspace=tmp_path
+    )
+    assert r.status == "Failed" and "cannot list" in str(r.error), r.error
+    print(bad.error, r.error, sep="\n")
 
 
 async def test_gce_instance_lifecycle(fake: Fake) -> None:

@@ -1,8 +1,10 @@
-"""What ``gcp:gcs_sync`` and ``azure:blob_sync`` share: the local file walk, the plan
-(upload / delete / unchanged by size and MD5), and OAuth2 service-account tokens for GCP.
+"""What the GCP and Azure modules share: the local file walk and the plan of the ``*_sync``
+modules (upload / delete / unchanged by size and MD5), google-auth credentials for the
+``gcp:*`` modules, and one-line messages for the client libraries' errors.
 
-The services are spoken to over their REST APIs with httpx (no SDK). The leading
-underscore keeps the registry from importing this file as a module.
+The services are spoken to through their official client libraries (google-cloud-*,
+azure-*), imported lazily inside the functions that need them: importing this file costs
+none of them. The leading underscore keeps the registry from importing it as a module.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,109 +131,166 @@ class GcpAuthParams(ModuleParams):
     )
     credentials_file: str | None = Field(
         None,
-        description="Service-account JSON key (default: $GOOGLE_APPLICATION_CREDENTIALS)",
+        description=(
+            "Credentials JSON (service-account key, authorized user ...; default: "
+            "$GOOGLE_APPLICATION_CREDENTIALS, else Application Default Credentials)"
+        ),
+    )
+    anonymous: bool = Field(
+        False, description="Send no credentials (an emulator, e.g. for Cloud Storage)"
     )
 
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# Fields of a credentials file that are secrets (registered before anything can echo them).
+_SECRET_FIELDS = ("private_key", "client_secret", "refresh_token", "access_token")
 
 
-def _jwt(info: dict[str, Any], now: float) -> str:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = {"alg": "RS256", "typ": "JWT"}
-    if info.get("private_key_id"):
-        header["kid"] = info["private_key_id"]
-    claims = {
-        "iss": info["client_email"],
-        "scope": SCOPE,
-        "aud": info["token_uri"],
-        "iat": int(now),
-        "exp": int(now) + 3600,
-    }
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    key = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
-    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg, arg-type]
-    return f"{signing_input}.{b64(signature)}"
+# The credential types a credentials_file may hold (validated, as google-auth asks of
+# configurations from outside: no external-account executables run on a file's say-so).
+FILE_TYPES = ("service_account", "authorized_user")
 
 
-async def gcp_token(ctx: Any, params: GcpAuthParams, http: Any) -> str:
-    """An access token: given, from the environment, or exchanged for a signed JWT of a
-    service-account key (its ``token_uri``). Every credential is registered as a secret."""
+def _from_info(info: dict[str, Any]) -> Any:
+    if info.get("type") == "service_account":
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
+    import google.oauth2.credentials
+
+    return google.oauth2.credentials.Credentials.from_authorized_user_info(info, scopes=[SCOPE])
+
+
+def _default() -> Any:
+    import google.auth
+
+    credentials, _project = google.auth.default(scopes=[SCOPE])
+    return credentials
+
+
+def _refresh(credentials: Any, timeout: float) -> None:
+    import google.auth.transport.requests
+
+    request = google.auth.transport.requests.Request()
+    credentials.refresh(lambda *a, **kw: request(*a, **{"timeout": timeout, **kw}))
+
+
+async def gcp_credentials(ctx: Any, params: GcpAuthParams, timeout: float = 30.0) -> Any:
+    """google-auth credentials, refreshed (a refused key fails here, with the token
+    endpoint's reason): ``anonymous``; ``token`` / $GOOGLE_OAUTH_ACCESS_TOKEN;
+    ``credentials_file`` / $GOOGLE_APPLICATION_CREDENTIALS; else Application Default
+    Credentials (gcloud's, or the metadata server's on Google Cloud). Every token, key
+    and client secret met is registered as a secret of the run."""
+    from google.auth import exceptions
+
+    if params.anonymous:
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
     token = params.token or os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
     if token:
+        import google.oauth2.credentials
+
         ctx.run.secrets.add(token)
-        return token
+        return google.oauth2.credentials.Credentials(token)
     source = params.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    if not source:
-        raise ctx.fail(
-            "no GCP credentials: set token (or GOOGLE_OAUTH_ACCESS_TOKEN), or credentials_file "
-            "(or GOOGLE_APPLICATION_CREDENTIALS) to a service-account key"
-        )
-    path = ctx.resolve_path(source, param="credentials_file")
-    try:
-        info = json.loads(await ctx.to_thread(path.read_text, encoding="utf-8"))
-    except OSError as exc:
-        raise ctx.fail(f"cannot read credentials_file {path}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise ctx.fail(f"credentials_file {path} is not JSON") from None
-    if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ctx.fail(f"credentials_file {path} is not a service-account key")
-    missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
-    if missing:
-        raise ctx.fail(f"credentials_file {path} lacks {', '.join(missing)}")
-    ctx.run.secrets.add(info["private_key"])
-    try:
-        assertion = await ctx.to_thread(_jwt, info, time.time())
-    except (ValueError, TypeError) as exc:
-        raise ctx.fail(
-            f"credentials_file {path}: cannot sign with its private_key: {exc}"
-        ) from None
-    import httpx
-
-    try:
-        answer = await http.post(
-            info["token_uri"],
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "assertion": assertion,
-            },
-        )
-    except httpx.HTTPError as exc:
-        raise ctx.fail(f"cannot reach the token endpoint {info['token_uri']}: {exc}") from None
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
-    if answer.status_code != 200 or not body.get("access_token"):
-        detail = body.get("error_description") or body.get("error") or answer.text[:200]
-        raise ctx.fail(
-            f"service-account token exchange refused: HTTP {answer.status_code}: {detail}"
-        )
-    token = str(body["access_token"])
-    ctx.run.secrets.add(token)
-    return token
+    if source:
+        path = ctx.resolve_path(source, param="credentials_file")
+        try:
+            info = json.loads(await ctx.to_thread(path.read_text, encoding="utf-8"))
+        except OSError as exc:
+            raise ctx.fail(f"cannot read credentials_file {path}: {exc.strerror or exc}") from None
+        except ValueError:
+            raise ctx.fail(f"credentials_file {path} is not JSON") from None
+        if not isinstance(info, dict) or info.get("type") not in FILE_TYPES:
+            kind = info.get("type") if isinstance(info, dict) else None
+            raise ctx.fail(
+                f"credentials_file {path}: type {kind!r} is not one of {', '.join(FILE_TYPES)}"
+            )
+        for name in _SECRET_FIELDS:
+            if isinstance(info.get(name), str) and info[name]:
+                ctx.run.secrets.add(info[name])
+        try:
+            credentials = await ctx.to_thread(_from_info, info)
+        except (exceptions.GoogleAuthError, ValueError, TypeError, KeyError) as exc:
+            reason = ctx.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise ctx.fail(f"cannot load credentials_file {path}: {reason}") from None
+    else:
+        try:
+            credentials = await ctx.to_thread(_default)
+        except exceptions.DefaultCredentialsError:
+            raise ctx.fail(
+                "no GCP credentials: set token (or GOOGLE_OAUTH_ACCESS_TOKEN), or "
+                "credentials_file (or GOOGLE_APPLICATION_CREDENTIALS), or configure "
+                "Application Default Credentials (gcloud auth application-default login)"
+            ) from None
+    if not credentials.valid:
+        try:
+            await ctx.to_thread(_refresh, credentials, timeout)
+        except exceptions.GoogleAuthError as exc:
+            raise ctx.fail(f"GCP credentials refused: {ctx.redact(_auth_reason(exc))}") from None
+    if credentials.token:
+        ctx.run.secrets.add(credentials.token)
+    return credentials
 
 
-def api_error(what: str, answer: Any) -> str:
-    """A one-line message for a refused request (GCP JSON errors, Azure XML errors)."""
-    text = answer.text or ""
-    detail = ""
-    try:
-        body = answer.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            detail = str(error.get("message") or error.get("status") or "")
-        elif isinstance(error, str):
-            detail = error
-    except ValueError:
-        import re
+def _auth_reason(exc: BaseException) -> str:
+    # RefreshError(message, response-body): the message names the server's error.
+    first = exc.args[0] if exc.args else ""
+    return str(first or type(exc).__name__).splitlines()[0]
 
-        code = re.search(r"<Code>([^<]*)</Code>", text)
-        message = re.search(r"<Message>([^<\n]*)", text)
-        detail = " ".join(x.group(1) for x in (code, message) if x)
-    return f"{what}: HTTP {answer.status_code}" + (f": {detail}" if detail else "")
+
+def gcp_error(what: str, exc: BaseException) -> str:
+    """A one-line message for an error raised by a google-cloud client library call."""
+    from google.api_core import exceptions
+
+    if isinstance(exc, exceptions.RetryError) and exc.cause is not None:
+        return gcp_error(what, exc.cause) + " (retried until the timeout)"
+    if isinstance(exc, exceptions.GoogleAPICallError):
+        code = exc.code if isinstance(exc.code, int) else getattr(exc.code, "value", exc.code)
+        message = str(exc.message or "").splitlines()[0] if exc.message else ""
+        if isinstance(code, int) and code >= 100:
+            return f"{what}: HTTP {code}" + (f": {message}" if message else "")
+        return f"{what}: {type(exc).__name__}" + (f": {message}" if message else "")
+    return f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(
+        ": "
+    )
+
+
+def gcp_retry(timeout: float) -> Any:
+    """google-cloud-storage's default retry (transient errors, backing off), bounded by
+    ``timeout`` seconds in all instead of its 120."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    bounded = getattr(DEFAULT_RETRY, "with_timeout", None) or DEFAULT_RETRY.with_deadline
+    return bounded(timeout)
+
+
+def gcp_call_errors() -> tuple[type[BaseException], ...]:
+    """What a google-cloud call raises on a refused request, a lost connection or a
+    refused credential refresh (``requests`` transport)."""
+    import requests
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    return (api.GoogleAPIError, auth.GoogleAuthError, requests.RequestException)
+
+
+# -- Azure ----------------------------------------------------------------------------------
+
+
+def azure_error(what: str, exc: BaseException) -> str:
+    """A one-line message for an error raised by an azure-* client library call:
+    ``HTTP status: ErrorCode first line of the message``."""
+    from azure.core.exceptions import HttpResponseError
+
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        code = exc.error_code or (exc.error.code if exc.error is not None else None)
+        message = exc.error.message if exc.error is not None and exc.error.message else exc.message
+        line = str(message or exc.reason or "").strip().splitlines()
+        text = " ".join(x for x in (str(code) if code else "", line[0] if line else "") if x)
+        head = f"{what}: HTTP {status}" if status else f"{what}"
+        return head + (f": {text}" if text else "")
+    line = str(exc).strip().splitlines()
+    return f"{what}: {type(exc).__name__}" + (f": {line[0]}" if line else "")

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, register
-from gxo.modules.integration._cloud_sync import SYNC_SUMMARY, SyncParams, api_error, make_plan
-
-API_VERSION = "2021-08-06"
+from gxo.modules.integration._cloud_sync import SYNC_SUMMARY, SyncParams, azure_error, make_plan
 
 
 @register("azure:blob_sync", layer="integration")
 class AzureBlobSync(Module):
     """Upload the files of a local directory that differ from the blobs under a prefix.
 
-    Over the Blob service REST API with httpx (no SDK): List Blobs, Put Blob (block
-    blobs, with ``Content-MD5``) and Delete Blob. A file is unchanged when a blob of the
-    same size has the same ``Content-MD5``. ``delete: true`` removes blobs under the
-    prefix without a local file; ``dry_run`` (and ``--check``) changes nothing.
+    Through the official client library, azure-storage-blob (its asyncio client;
+    imported when the module runs): list the blobs under the prefix, upload block blobs
+    (with ``Content-MD5``, checked by the service) and delete. A file is unchanged when a
+    blob of the same size has the same ``Content-MD5``. ``delete: true`` removes blobs
+    under the prefix without a local file; ``dry_run`` (and ``--check``) changes nothing.
     Credentials: a ``sas_token`` (or ``$AZURE_STORAGE_SAS_TOKEN``) or an OAuth2 bearer
-    ``token`` (or ``$AZURE_STORAGE_TOKEN``), both secrets. The tests use a local HTTP
-    server implementing these three operations.
+    ``token`` (or ``$AZURE_STORAGE_TOKEN``; HTTPS only), both secrets. The tests run
+    against Azurite (the storage emulator, from npm) on loopback.
 
     Example:
         - name: publish
@@ -66,8 +66,6 @@ class AzureBlobSync(Module):
         return await self._sync(ctx, params, dry_run=params.dry_run)
 
     async def _sync(self, ctx: ModuleContext, params: Params, *, dry_run: bool) -> dict[str, Any]:
-        import httpx
-
         root = ctx.resolve_path(params.source, param="source")
         if not await ctx.to_thread(root.is_dir):
             what = "is a file" if await ctx.to_thread(root.exists) else "does not exist"
@@ -92,15 +90,23 @@ class AzureBlobSync(Module):
             if sig:
                 ctx.run.secrets.add(sig.group(1))
                 ctx.run.secrets.add(unquote(sig.group(1)))
-        headers = {"x-ms-version": API_VERSION}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         prefix = params.prefix.lstrip("/")
-        base = f"{params.account_url.rstrip('/')}/{quote(params.container, safe='')}"
         where = f"{params.account_url.rstrip('/')}/{params.container}/{prefix}"
-        async with httpx.AsyncClient(timeout=params.timeout, headers=headers) as http:
-            try:
-                remote = await _list(ctx, http, base, sas, prefix, where)
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob.aio import ContainerClient
+
+        credential: Any = sas if sas else _Token(token or "")
+        client = ContainerClient(
+            params.account_url.rstrip("/"),
+            params.container,
+            credential=credential,
+            connection_timeout=params.timeout,
+            read_timeout=params.timeout,
+        )
+        step = f"cannot list {where}"
+        try:
+            async with client:
+                remote = await _list(client, prefix)
                 plan = await ctx.to_thread(
                     make_plan,
                     root,
@@ -110,72 +116,75 @@ class AzureBlobSync(Module):
                     exclude_hidden=params.exclude_hidden,
                 )
                 if not dry_run:
-                    await _apply(ctx, http, base, sas, plan, where)
-            except httpx.HTTPError as exc:
-                reason = ctx.redact(f"{type(exc).__name__}: {exc}")
-                raise ctx.fail(f"cannot sync to {where}: {reason}") from None
+                    for key, path, md5, _size in plan.upload:
+                        step = f"cannot upload {key} to {where}"
+                        await _upload(ctx, client, key, path, md5)
+                    for key in plan.delete:
+                        step = f"cannot delete {key} from {where}"
+                        await _delete(client, key)
+        except (AzureError, ValueError, OSError) as exc:
+            raise ctx.fail(ctx.redact(azure_error(step, exc))) from None
         return plan.summary(dry_run, container=params.container, prefix=prefix)
 
 
-def _url(base: str, name: str | None, sas: str | None, query: str = "") -> str:
-    url = base if name is None else f"{base}/{quote(name)}"
-    parts = [p for p in (query, sas) if p]
-    return url + ("?" + "&".join(parts) if parts else "")
+class _Token:
+    """A fixed OAuth2 bearer token as an azure-core async TokenCredential."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> _Token:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
 
 
-def _tag(block: str, name: str) -> str | None:
-    found = re.search(rf"<{name}>([^<]*)</{name}>", block)
-    return found.group(1) if found else None
-
-
-async def _list(
-    ctx: ModuleContext, http: Any, base: str, sas: str | None, prefix: str, where: str
-) -> dict[str, tuple[int, str | None]]:
-    from html import unescape
-
+async def _list(client: Any, prefix: str) -> dict[str, tuple[int, str | None]]:
     remote: dict[str, tuple[int, str | None]] = {}
-    marker = ""
-    while True:
-        query = f"restype=container&comp=list&prefix={quote(prefix, safe='')}"
-        if marker:
-            query += f"&marker={quote(marker, safe='')}"
-        answer = await http.get(_url(base, None, sas, query))
-        if answer.status_code != 200:
-            raise ctx.fail(ctx.redact(api_error(f"cannot list {where}", answer)))
-        text = answer.text
-        for block in re.findall(r"<Blob>(.*?)</Blob>", text, re.S):
-            name = _tag(block, "Name")
-            if name is None:
-                continue
-            size = _tag(block, "Content-Length")
-            md5 = _tag(block, "Content-MD5") or None
-            remote[unescape(name)] = (int(size) if size else -1, md5)
-        marker = unescape(_tag(text, "NextMarker") or "")
-        if not marker:
-            return remote
+    async for blob in client.list_blobs(name_starts_with=prefix or None):
+        md5 = blob.content_settings.content_md5 if blob.content_settings else None
+        remote[blob.name] = (
+            int(blob.size if blob.size is not None else -1),
+            base64.b64encode(bytes(md5)).decode() if md5 else None,
+        )
+    return remote
 
 
-async def _apply(
-    ctx: ModuleContext, http: Any, base: str, sas: str | None, plan: Any, where: str
-) -> None:
+async def _upload(ctx: ModuleContext, client: Any, key: str, path: Any, md5: str) -> None:
     import mimetypes
 
-    for key, path, md5, _size in plan.upload:
-        data = await ctx.to_thread(path.read_bytes)
-        ctype = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        answer = await http.put(
-            _url(base, key, sas),
-            content=data,
-            headers={
-                "x-ms-blob-type": "BlockBlob",
-                "Content-MD5": md5,
-                "x-ms-blob-content-md5": md5,
-                "x-ms-blob-content-type": ctype,
-            },
-        )
-        if answer.status_code not in (200, 201):
-            raise ctx.fail(ctx.redact(api_error(f"cannot upload {key} to {where}", answer)))
-    for key in plan.delete:
-        answer = await http.delete(_url(base, key, sas))
-        if answer.status_code not in (200, 202, 404):
-            raise ctx.fail(ctx.redact(api_error(f"cannot delete {key} from {where}", answer)))
+    from azure.storage.blob import ContentSettings
+
+    data = await ctx.to_thread(path.read_bytes)
+    settings = ContentSettings(
+        content_type=mimetypes.guess_type(key)[0] or "application/octet-stream",
+        content_md5=bytearray(base64.b64decode(md5)),
+    )
+    await client.upload_blob(
+        key,
+        data,
+        blob_type="BlockBlob",
+        overwrite=True,
+        content_settings=settings,
+        validate_content=True,
+    )
+
+
+async def _delete(client: Any, key: str) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        await client.delete_blob(key)
+    except ResourceNotFoundError:
+        pass  # already gone: the goal holds

@@ -1,24 +1,20 @@
-"""``azure:vm_instance``: make one Azure virtual machine be in a state (ARM REST, httpx)."""
+"""``azure:vm_instance``: make one Azure virtual machine be in a state (azure-mgmt-compute)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import Field, model_validator
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, ModuleParams, register
-from gxo.modules.integration._cloud_sync import api_error
+from gxo.modules.integration._cloud_sync import azure_error
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
-API_VERSION = "2023-09-01"
-NETWORK_API_VERSION = "2023-09-01"
 
 
 class _Fail(Exception):
@@ -36,11 +32,18 @@ class AzureVmInstance(Module):
     ``tags`` are merged into an existing VM's tags; a different ``vm_size`` is reported,
     not changed. Long operations are followed through their ``Azure-AsyncOperation``
     URL (``wait_timeout``). Returns the VM id, power state and the private / public IP
-    of its first network interface. Over the Azure Resource Manager REST API with httpx
-    (no SDK); the tests use a local HTTP server implementing the endpoints used.
-    Credentials: ``token`` (or ``$AZURE_ACCESS_TOKEN``), or a service principal
-    (``tenant_id``, ``client_id``, ``client_secret``) exchanged at ``login_url``.
-    Under ``--check`` it only reads and lists ``actions``.
+    of its first network interface. Through the official client libraries,
+    azure-mgmt-compute and azure-mgmt-network (their asyncio clients; imported when the
+    module runs). Credentials: ``token`` (or ``$AZURE_ACCESS_TOKEN``), or a service
+    principal (``tenant_id``, ``client_id``, ``client_secret``; azure-identity, at
+    ``login_url``), else azure-identity's DefaultAzureCredential (environment, workload or
+    managed identity, Azure CLI ...). ``ca_file`` trusts a private CA (a proxy, a test
+    server). No Azure Resource Manager emulator exists: the tests run the client
+    libraries against a local HTTPS stand-in on loopback implementing the endpoints used
+    (virtualMachines get / createOrUpdate / update / start / deallocate / delete with
+    their ``Azure-AsyncOperation`` polling, networkInterfaces and publicIPAddresses get,
+    the service principal's token request). Under ``--check`` it only reads and lists
+    ``actions``.
 
     Example:
         - name: vm
@@ -85,6 +88,9 @@ class AzureVmInstance(Module):
         client_secret: str | None = Field(None, description="Service principal's secret")
         base_url: str = Field(DEFAULT_BASE_URL, description="ARM base URL (a test server in tests)")
         login_url: str = Field(DEFAULT_LOGIN_URL, description="Microsoft Entra login URL")
+        ca_file: str | None = Field(
+            None, description="PEM file of CA certificates to verify base_url and login_url"
+        )
         timeout: Duration = Field(30.0, description="Seconds per request")
         wait_timeout: Duration = Field(600.0, description="Seconds to wait for each operation")
 
@@ -107,6 +113,7 @@ class AzureVmInstance(Module):
         "actions": "what was (or would be) done: created, started, deallocated, deleted, tagged",
         "changed": "true when anything was (or would be) done",
     }
+    path_params = ("ca_file",)
     check_mode = CheckMode.predict
 
     async def check(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
@@ -116,103 +123,130 @@ class AzureVmInstance(Module):
         return await self._run(ctx, params, dry=False)
 
     async def _run(self, ctx: ModuleContext, params: Params, *, dry: bool) -> dict[str, Any]:
-        import httpx
+        from azure.core.exceptions import AzureError
 
         for value in (params.token, params.client_secret, params.admin_password):
             if value:
                 ctx.run.secrets.add(value)
-        async with httpx.AsyncClient(timeout=params.timeout) as http:
-            try:
-                token = await _token(ctx, http, params)
-                http.headers["Authorization"] = f"Bearer {token}"
-                return await _converge(ctx, _Arm(http, params), params, dry)
-            except _Fail as exc:
-                raise ctx.fail(ctx.redact(str(exc))) from None
-            except httpx.HTTPError as exc:
-                reason = ctx.redact(f"{type(exc).__name__}: {exc}")
-                raise ctx.fail(f"VM {params.name!r}: cannot reach Azure: {reason}") from None
+        verify: Any = True
+        if params.ca_file:
+            path = ctx.resolve_path(params.ca_file, param="ca_file")
+            if not await ctx.to_thread(path.is_file):
+                raise ctx.fail(f"param ca_file: {path} is not a file")
+            verify = str(path)
+        credential = _credential(ctx, params, verify)
+        arm = _Arm(credential, params, verify)
+        try:
+            return await _converge(ctx, arm, params, dry)
+        except _Fail as exc:
+            raise ctx.fail(ctx.redact(str(exc))) from None
+        except AzureError as exc:
+            reason = ctx.redact(azure_error(f"VM {params.name!r}", exc))
+            raise ctx.fail(reason) from None
+        finally:
+            await arm.close()
 
 
-async def _token(ctx: ModuleContext, http: Any, params: AzureVmInstance.Params) -> str:
+class _Token:
+    """A fixed bearer token as an azure-core async TokenCredential."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+
+def _credential(ctx: ModuleContext, params: AzureVmInstance.Params, verify: Any) -> Any:
     token = params.token or (None if params.client_secret else os.environ.get("AZURE_ACCESS_TOKEN"))
     if token:
         ctx.run.secrets.add(token)
-        return token
-    if not params.client_secret:
-        raise _Fail(
-            "no Azure credentials: set token (or AZURE_ACCESS_TOKEN), or tenant_id, "
-            "client_id and client_secret"
-        )
-    url = (
-        f"{params.login_url.rstrip('/')}/{quote(params.tenant_id or '', safe='')}/oauth2/v2.0/token"
-    )
-    answer = await http.post(
-        url,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": params.client_id,
-            "client_secret": params.client_secret,
-            "scope": f"{DEFAULT_BASE_URL}/.default",
-        },
-    )
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
-    if answer.status_code != 200 or not body.get("access_token"):
-        detail = body.get("error_description") or body.get("error") or f"HTTP {answer.status_code}"
-        raise _Fail(f"service principal login refused: {str(detail).splitlines()[0]}")
-    token = str(body["access_token"])
-    ctx.run.secrets.add(token)
-    return token
+        return _Token(token)
+    if params.client_secret:
+        from azure.identity.aio import ClientSecretCredential
+
+        try:
+            return ClientSecretCredential(
+                params.tenant_id or "",
+                params.client_id or "",
+                params.client_secret,
+                authority=params.login_url.rstrip("/"),
+                connection_verify=verify,
+            )
+        except ValueError as exc:  # an authority that is not https, a malformed tenant id
+            raise ctx.fail(f"service principal: {exc}") from None
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(connection_verify=verify)
+
+
+def _parts(resource_id: str) -> dict[str, str]:
+    from azure.mgmt.core.tools import parse_resource_id
+
+    return dict(parse_resource_id(resource_id))
 
 
 class _Arm:
-    def __init__(self, http: Any, params: AzureVmInstance.Params) -> None:
-        self.http = http
+    def __init__(self, credential: Any, params: AzureVmInstance.Params, verify: Any) -> None:
+        from azure.mgmt.compute.aio import ComputeManagementClient
+
+        self.credential = credential
         self.params = params
+        self.verify = verify
         self.base = params.base_url.rstrip("/")
-        s, g = quote(params.subscription_id, safe=""), quote(params.resource_group, safe="")
-        self.vm = (
-            f"{self.base}/subscriptions/{s}/resourceGroups/{g}/providers/"
-            f"Microsoft.Compute/virtualMachines/{quote(params.name, safe='')}"
+        self.compute = ComputeManagementClient(
+            credential, params.subscription_id, base_url=self.base, connection_verify=verify
         )
+        self.network: dict[str, Any] = {}
+        self.group = params.resource_group
+
+    async def close(self) -> None:
+        await self.compute.close()
+        for client in self.network.values():
+            await client.close()
+        await self.credential.close()
 
     async def get(self) -> dict[str, Any] | None:
-        answer = await self.http.get(
-            self.vm, params={"api-version": API_VERSION, "$expand": "instanceView"}
-        )
-        if answer.status_code == 404:
-            return None
-        if answer.status_code != 200:
-            raise _Fail(api_error(f"cannot read VM {self.params.name!r}", answer))
-        return dict(answer.json())
+        from azure.core.exceptions import ResourceNotFoundError
 
-    async def call(self, method: str, url: str, what: str, body: Any = None) -> None:
-        answer = await self.http.request(
-            method, url, params={"api-version": API_VERSION}, json=body
-        )
-        if answer.status_code not in (200, 201, 202, 204):
-            raise _Fail(api_error(f"cannot {what} VM {self.params.name!r}", answer))
-        poll = answer.headers.get("Azure-AsyncOperation")
-        deadline = time.monotonic() + self.params.wait_timeout
-        while poll:
-            state = await self.http.get(poll)
-            if state.status_code != 200:
-                raise _Fail(api_error(f"cannot follow the {what} operation", state))
-            status = str(state.json().get("status", ""))
-            if status == "Succeeded":
-                return
-            if status in ("Failed", "Canceled"):
-                error = state.json().get("error") or {}
-                raise _Fail(
-                    f"cannot {what} VM {self.params.name!r}: {error.get('message') or status}"
-                )
-            if time.monotonic() > deadline:
-                raise _Fail(
-                    f"VM {self.params.name!r}: {what} not done after {self.params.wait_timeout:g}s"
-                )
-            await asyncio.sleep(0.5 if "127.0.0.1" not in poll else 0.05)
+        try:
+            vm = await self.compute.virtual_machines.get(
+                self.group, self.params.name, expand="instanceView", timeout=self.params.timeout
+            )
+        except ResourceNotFoundError:
+            return None
+        except _errors() as exc:
+            raise _Fail(azure_error(f"cannot read VM {self.params.name!r}", exc)) from None
+        return dict(vm.as_dict())
+
+    async def call(self, what: str, method: str, *args: Any) -> None:
+        """Start a long-running operation and wait (``wait_timeout``) until it is done."""
+        begin = getattr(self.compute.virtual_machines, method)
+        try:
+            poller = await begin(self.group, self.params.name, *args, timeout=self.params.timeout)
+            await asyncio.wait_for(poller.result(), self.params.wait_timeout)
+        except TimeoutError:
+            raise _Fail(
+                f"VM {self.params.name!r}: {what} not done after {self.params.wait_timeout:g}s"
+            ) from None
+        except _errors() as exc:
+            raise _Fail(azure_error(f"cannot {what} VM {self.params.name!r}", exc)) from None
+
+    def _network(self, subscription: str) -> Any:
+        from azure.mgmt.network.aio import NetworkManagementClient
+
+        if subscription not in self.network:
+            self.network[subscription] = NetworkManagementClient(
+                self.credential, subscription, base_url=self.base, connection_verify=self.verify
+            )
+        return self.network[subscription]
 
     async def ips(self, vm: dict[str, Any]) -> tuple[str | None, str | None]:
         nics = ((vm.get("properties") or {}).get("networkProfile") or {}).get(
@@ -220,23 +254,33 @@ class _Arm:
         ) or []
         if not nics or not nics[0].get("id"):
             return None, None
-        nic = await self.http.get(
-            f"{self.base}{nics[0]['id']}", params={"api-version": NETWORK_API_VERSION}
-        )
-        if nic.status_code != 200:
-            return None, None
-        configs = (nic.json().get("properties") or {}).get("ipConfigurations") or [{}]
-        props = configs[0].get("properties") or {}
-        private = props.get("privateIPAddress")
-        public_id = (props.get("publicIPAddress") or {}).get("id")
-        public = None
-        if public_id:
-            pip = await self.http.get(
-                f"{self.base}{public_id}", params={"api-version": NETWORK_API_VERSION}
+        try:
+            ref = _parts(nics[0]["id"])
+            client = self._network(ref.get("subscription", self.params.subscription_id))
+            nic = await client.network_interfaces.get(
+                ref["resource_group"], ref["name"], timeout=self.params.timeout
             )
-            if pip.status_code == 200:
-                public = (pip.json().get("properties") or {}).get("ipAddress")
+            configs = nic.as_dict().get("properties", {}).get("ipConfigurations") or [{}]
+            props = configs[0].get("properties") or {}
+            private = props.get("privateIPAddress")
+            public_id = (props.get("publicIPAddress") or {}).get("id")
+            public = None
+            if public_id:
+                ref = _parts(public_id)
+                client = self._network(ref.get("subscription", self.params.subscription_id))
+                pip = await client.public_ip_addresses.get(
+                    ref["resource_group"], ref["name"], timeout=self.params.timeout
+                )
+                public = (pip.as_dict().get("properties") or {}).get("ipAddress")
+        except (*_errors(), KeyError, ValueError):
+            return None, None  # the addresses are informative: the VM's state is what counts
         return private, public
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from azure.core.exceptions import AzureError
+
+    return (AzureError,)
 
 
 def _power(vm: dict[str, Any]) -> str:
@@ -332,7 +376,7 @@ async def _converge(
             return await _result(None, None, actions)
         actions.append("deleted")
         if not dry:
-            await arm.call("DELETE", arm.vm, "delete")
+            await arm.call("delete", "begin_delete")
         return await _result(None, None, actions)
     if vm is None:
         body = _create_body(params)
@@ -344,9 +388,9 @@ async def _converge(
                 None, None, actions, "deallocated" if params.state == "stopped" else "running"
             )
             return {**out, "vm_size": params.vm_size, "tags": params.tags}
-        await arm.call("PUT", arm.vm, "create", body)
+        await arm.call("create", "begin_create_or_update", body)
         if params.state == "stopped":
-            await arm.call("POST", f"{arm.vm}/deallocate", "deallocate")
+            await arm.call("deallocate", "begin_deallocate")
         return await _result(arm, await arm.get(), actions)
     size = ((vm.get("properties") or {}).get("hardwareProfile") or {}).get("vmSize")
     if "vm_size" in params.model_fields_set and size != params.vm_size:
@@ -360,17 +404,17 @@ async def _converge(
     if wanted != have:
         actions.append("tagged")
         if not dry:
-            await arm.call("PATCH", arm.vm, "tag", {"tags": wanted})
+            await arm.call("tag", "begin_update", {"tags": wanted})
     power = _power(vm)
     if params.state == "running" and power not in ("running", "starting"):
         actions.append("started")
         if not dry:
-            await arm.call("POST", f"{arm.vm}/start", "start")
+            await arm.call("start", "begin_start")
         power = "running"
     elif params.state == "stopped" and power not in ("deallocated", "deallocating"):
         actions.append("deallocated")
         if not dry:
-            await arm.call("POST", f"{arm.vm}/deallocate", "deallocate")
+            await arm.call("deallocate", "begin_deallocate")
         power = "deallocated"
     if dry or not actions:
         out = await _result(arm, vm, actions, power)

@@ -1,18 +1,22 @@
-"""``gcp:gce_instance``: make one Compute Engine instance be in a state (REST, httpx)."""
+"""``gcp:gce_instance``: make one Compute Engine instance be in a state (google-cloud-compute)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import Field
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, register
-from gxo.modules.integration._cloud_sync import GcpAuthParams, api_error, gcp_token
+from gxo.modules.integration._cloud_sync import (
+    GcpAuthParams,
+    gcp_call_errors,
+    gcp_credentials,
+    gcp_error,
+)
 
 DEFAULT_BASE_URL = "https://compute.googleapis.com"
 # GCE's words for a stopped instance, and for one on its way there.
@@ -33,10 +37,13 @@ class GcpGceInstance(Module):
     ``machine_type``, ``network``, ``external_ip`` and ``labels``. Labels given are set
     on an existing instance too (others are kept); a different ``machine_type`` is
     reported, not changed. Each change waits for its zone operation (``wait_timeout``).
-    Returns the instance id, status and IPs. Over the Compute Engine REST API with httpx
-    (no SDK); the tests use a local HTTP server implementing the endpoints used
-    (instances get/insert/start/stop/delete/setLabels, zone operations wait). Credentials
-    as for ``gcp:gcs_sync``. Under ``--check`` it only reads and lists ``actions``.
+    Returns the instance id, status and IPs. Through the official client library,
+    google-cloud-compute (its REST transport; imported when the module runs, its blocking
+    calls in a worker thread). No Compute Engine emulator exists: the tests run the
+    client library against a local HTTP stand-in on loopback implementing the endpoints
+    used (instances get/insert/start/stop/delete/setLabels, zone operations wait).
+    Credentials as for ``gcp:gcs_sync``. Under ``--check`` it only reads and lists
+    ``actions``.
 
     Example:
         - name: runner
@@ -89,47 +96,110 @@ class GcpGceInstance(Module):
         return await self._run(ctx, params, dry=False)
 
     async def _run(self, ctx: ModuleContext, params: Params, *, dry: bool) -> dict[str, Any]:
-        import httpx
-
-        async with httpx.AsyncClient(timeout=params.timeout) as http:
-            token = await gcp_token(ctx, params, http)
-            http.headers["Authorization"] = f"Bearer {token}"
-            api = _Api(http, params)
-            try:
-                return await _converge(ctx, api, params, dry)
-            except _Fail as exc:
-                raise ctx.fail(str(exc)) from None
-            except httpx.HTTPError as exc:
-                raise ctx.fail(
-                    f"instance {params.name!r}: cannot reach {params.base_url}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
+        credentials = await gcp_credentials(ctx, params, params.timeout)
+        api = await ctx.to_thread(_Api, ctx, credentials, params)
+        try:
+            return await _converge(ctx, api, params, dry)
+        except _Fail as exc:
+            raise ctx.fail(ctx.redact(str(exc))) from None
+        finally:
+            await ctx.to_thread(api.close)
 
 
 class _Api:
-    def __init__(self, http: Any, params: GcpGceInstance.Params) -> None:
-        self.http = http
+    """The calls the module makes, each run in a worker thread (the library blocks)."""
+
+    def __init__(self, ctx: ModuleContext, credentials: Any, params: GcpGceInstance.Params) -> None:
+        from google.cloud import compute_v1
+
+        self.ctx = ctx
+        self.compute = compute_v1
         self.params = params
-        p, z = quote(params.project, safe=""), quote(params.zone, safe="")
-        self.zone_url = f"{params.base_url.rstrip('/')}/compute/v1/projects/{p}/zones/{z}"
-        self.url = f"{self.zone_url}/instances/{params.name}"
+        options = {"api_endpoint": params.base_url.rstrip("/")}
+        self.instances = compute_v1.InstancesClient(
+            credentials=credentials, client_options=options
+        )
+        self.operations = compute_v1.ZoneOperationsClient(
+            credentials=credentials, client_options=options
+        )
+        self.where = {"project": params.project, "zone": params.zone}
+        self.errors = gcp_call_errors()
+
+    def close(self) -> None:
+        self.instances.transport.close()
+        self.operations.transport.close()
+
+    async def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return await self.ctx.to_thread(fn, **kwargs, timeout=self.params.timeout)
+        except self.errors as exc:
+            raise _Fail(gcp_error(f"cannot {what} instance {self.params.name!r}", exc)) from None
+
+    def _dict(self, message: Any) -> dict[str, Any]:
+        return dict(
+            type(message).to_dict(
+                message, preserving_proto_field_name=False, use_integers_for_enums=False
+            )
+        )
 
     async def get(self) -> dict[str, Any] | None:
-        answer = await self.http.get(self.url)
-        if answer.status_code == 404:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            found = await self.ctx.to_thread(
+                self.instances.get,
+                **self.where,
+                instance=self.params.name,
+                timeout=self.params.timeout,
+            )
+        except NotFound:
             return None
-        if answer.status_code != 200:
-            raise _Fail(api_error(f"cannot read instance {self.params.name!r}", answer))
-        return dict(answer.json())
+        except self.errors as exc:
+            raise _Fail(gcp_error(f"cannot read instance {self.params.name!r}", exc)) from None
+        return self._dict(found)
 
-    async def call(self, method: str, url: str, what: str, body: Any = None) -> None:
-        answer = await self.http.request(method, url, json=body)
-        if answer.status_code not in (200, 201, 202, 204):
-            raise _Fail(api_error(f"cannot {what} instance {self.params.name!r}", answer))
-        operation = answer.json() if answer.content else {}
-        await self.wait(operation, what)
+    async def insert(self, body: dict[str, Any]) -> None:
+        import json
 
-    async def wait(self, operation: dict[str, Any], what: str) -> None:
+        resource = self.compute.Instance.from_json(json.dumps(body))
+        op = await self._call(
+            "create", self.instances.insert_unary, **self.where, instance_resource=resource
+        )
+        await self.wait(op, "create")
+
+    async def delete(self) -> None:
+        op = await self._call(
+            "delete", self.instances.delete_unary, **self.where, instance=self.params.name
+        )
+        await self.wait(op, "delete")
+
+    async def start(self) -> None:
+        op = await self._call(
+            "start", self.instances.start_unary, **self.where, instance=self.params.name
+        )
+        await self.wait(op, "start")
+
+    async def stop(self) -> None:
+        op = await self._call(
+            "stop", self.instances.stop_unary, **self.where, instance=self.params.name
+        )
+        await self.wait(op, "stop")
+
+    async def set_labels(self, labels: dict[str, str], fingerprint: str | None) -> None:
+        change = self.compute.InstancesSetLabelsRequest(
+            labels=labels, label_fingerprint=fingerprint or ""
+        )
+        op = await self._call(
+            "label",
+            self.instances.set_labels_unary,
+            **self.where,
+            instance=self.params.name,
+            instances_set_labels_request_resource=change,
+        )
+        await self.wait(op, "label")
+
+    async def wait(self, message: Any, what: str) -> None:
+        operation = self._dict(message)
         deadline = time.monotonic() + self.params.wait_timeout
         while operation.get("status") != "DONE":
             if time.monotonic() > deadline:
@@ -140,10 +210,16 @@ class _Api:
             name = operation.get("name")
             if not name:
                 return  # no operation to follow (a server that answered synchronously)
-            answer = await self.http.post(f"{self.zone_url}/operations/{name}/wait")
-            if answer.status_code != 200:
-                raise _Fail(api_error(f"cannot follow the {what} operation", answer))
-            operation = answer.json()
+            try:
+                answer = await self.ctx.to_thread(
+                    self.operations.wait,
+                    **self.where,
+                    operation=name,
+                    timeout=self.params.timeout,
+                )
+            except self.errors as exc:
+                raise _Fail(gcp_error(f"cannot follow the {what} operation", exc)) from None
+            operation = self._dict(answer)
             if operation.get("status") != "DONE":
                 await asyncio.sleep(0.5)
         errors = (operation.get("error") or {}).get("errors") or []
@@ -194,7 +270,7 @@ async def _converge(
             return _result(None, actions)
         actions.append("deleted")
         if not dry:
-            await api.call("DELETE", api.url, "delete")
+            await api.delete()
         return _result(None, actions)
     if instance is None:
         if params.image is None:
@@ -225,9 +301,9 @@ async def _converge(
             "networkInterfaces": [nic],
             "labels": params.labels,
         }
-        await api.call("POST", api.url.rsplit("/", 1)[0], "create", body)
+        await api.insert(body)
         if params.state == "stopped":
-            await api.call("POST", f"{api.url}/stop", "stop")
+            await api.stop()
         return _result(await api.get(), actions)
     if (
         "machine_type" in params.model_fields_set
@@ -243,21 +319,17 @@ async def _converge(
     if wanted != have:
         actions.append("labelled")
         if not dry:
-            change: dict[str, Any] = {
-                "labels": wanted,
-                "labelFingerprint": instance.get("labelFingerprint"),
-            }
-            await api.call("POST", f"{api.url}/setLabels", "label", change)
+            await api.set_labels(wanted, instance.get("labelFingerprint"))
     status = str(instance.get("status"))
     if params.state == "running" and (status in STOPPED or status in STOPPING):
         actions.append("started")
         if not dry:
-            await api.call("POST", f"{api.url}/start", "start")
+            await api.start()
         status = "RUNNING"
     elif params.state == "stopped" and status not in STOPPED:
         actions.append("stopped")
         if not dry:
-            await api.call("POST", f"{api.url}/stop", "stop")
+            await api.stop()
         status = "TERMINATED"
     if dry or not actions:
         result = _result(instance, actions, status)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import Field
 
@@ -13,27 +13,35 @@ from gxo.modules.integration._cloud_sync import (
     SYNC_SUMMARY,
     GcpAuthParams,
     SyncParams,
-    api_error,
-    gcp_token,
+    gcp_call_errors,
+    gcp_credentials,
+    gcp_error,
+    gcp_retry,
     make_plan,
 )
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com"
+# Listing, uploading and deleting need no project; the client wants one all the same
+# (without it, it would look one up through Application Default Credentials).
+_NO_PROJECT = "gxo-unused-project"
 
 
 @register("gcp:gcs_sync", layer="integration")
 class GcpGcsSync(Module):
     """Upload the files of a local directory that differ from the objects under a prefix.
 
-    Spoken over the Cloud Storage JSON API with httpx (no SDK): list
-    (``GET /storage/v1/b/BUCKET/o``), upload (``POST /upload/storage/v1/b/BUCKET/o?uploadType=media``)
-    and delete (``DELETE /storage/v1/b/BUCKET/o/NAME``). A file is unchanged when an
-    object of the same size has the same MD5 (``md5Hash``). ``delete: true`` removes
-    objects under the prefix without a local file; ``dry_run`` (and ``--check``) changes
-    nothing. Credentials: ``token``, ``GOOGLE_OAUTH_ACCESS_TOKEN``, or a service-account
-    key (``credentials_file`` / ``GOOGLE_APPLICATION_CREDENTIALS``) exchanged for a
-    token at its ``token_uri``. ``base_url`` points at an emulator or a test server;
-    the tests use a local HTTP server implementing these endpoints.
+    Through the official client library, google-cloud-storage (imported when the module
+    runs; its blocking calls run in a worker thread): list the objects under the prefix,
+    upload (with the file's MD5 checked by the service) and delete. A file is unchanged
+    when an object of the same size has the same MD5 (``md5Hash``). ``delete: true``
+    removes objects under the prefix without a local file; ``dry_run`` (and ``--check``)
+    changes nothing. Credentials (google-auth): ``token`` (or ``GOOGLE_OAUTH_ACCESS_TOKEN``),
+    ``credentials_file`` (or ``GOOGLE_APPLICATION_CREDENTIALS``: a service-account key, an
+    authorized user ...), else Application Default Credentials; ``anonymous: true`` sends
+    none (an emulator). ``base_url`` points the client at an emulator (the client also
+    honours ``STORAGE_EMULATOR_HOST``). The tests run against gcp-storage-emulator
+    (PyPI, pure Python) on loopback, with the service-account token exchange served by a
+    local HTTP stand-in.
 
     Example:
         - name: publish
@@ -57,73 +65,68 @@ class GcpGcsSync(Module):
         return await self._sync(ctx, params, dry_run=params.dry_run)
 
     async def _sync(self, ctx: ModuleContext, params: Params, *, dry_run: bool) -> dict[str, Any]:
-        import httpx
-
         root = ctx.resolve_path(params.source, param="source")
         if not await ctx.to_thread(root.is_dir):
             what = "is a file" if await ctx.to_thread(root.exists) else "does not exist"
             raise ctx.fail(f"param source: {root} {what} (expected a directory)")
         prefix = params.prefix.lstrip("/")
-        base = params.base_url.rstrip("/")
-        bucket = quote(params.bucket, safe="")
         where = f"gs://{params.bucket}/{prefix}"
-        async with httpx.AsyncClient(timeout=params.timeout) as http:
-            token = await gcp_token(ctx, params, http)
-            http.headers["Authorization"] = f"Bearer {token}"
-            try:
-                remote = await _list(ctx, http, f"{base}/storage/v1/b/{bucket}/o", prefix, where)
-                plan = await ctx.to_thread(
-                    make_plan,
-                    root,
-                    prefix,
-                    remote,
-                    delete=params.delete,
-                    exclude_hidden=params.exclude_hidden,
-                )
-                if not dry_run:
-                    await _apply(ctx, http, base, bucket, plan, where)
-            except httpx.HTTPError as exc:
-                raise ctx.fail(f"cannot sync to {where}: {type(exc).__name__}: {exc}") from None
+        credentials = await gcp_credentials(ctx, params, params.timeout)
+        errors = gcp_call_errors()
+        step = f"cannot list {where}"
+        try:
+            bucket = await ctx.to_thread(_bucket, credentials, params)
+            remote = await ctx.to_thread(_list, bucket, prefix, params.timeout)
+            plan = await ctx.to_thread(
+                make_plan,
+                root,
+                prefix,
+                remote,
+                delete=params.delete,
+                exclude_hidden=params.exclude_hidden,
+            )
+            if not dry_run:
+                for key, path, md5, _size in plan.upload:
+                    step = f"cannot upload {key} to {where}"
+                    await ctx.to_thread(_upload, bucket, key, path, md5, params.timeout)
+                for key in plan.delete:
+                    step = f"cannot delete {key} from {where}"
+                    await ctx.to_thread(_delete, bucket, key, params.timeout)
+        except errors as exc:
+            raise ctx.fail(ctx.redact(gcp_error(step, exc))) from None
         return plan.summary(dry_run, bucket=params.bucket, prefix=prefix)
 
 
-async def _list(
-    ctx: ModuleContext, http: Any, url: str, prefix: str, where: str
-) -> dict[str, tuple[int, str | None]]:
+def _bucket(credentials: Any, params: GcpGcsSync.Params) -> Any:
+    from google.cloud import storage
+
+    options = {"api_endpoint": params.base_url.rstrip("/")}
+    client = storage.Client(project=_NO_PROJECT, credentials=credentials, client_options=options)
+    return client.bucket(params.bucket)
+
+
+def _list(bucket: Any, prefix: str, timeout: float) -> dict[str, tuple[int, str | None]]:
     remote: dict[str, tuple[int, str | None]] = {}
-    page: str | None = None
-    while True:
-        query = {"prefix": prefix, "fields": "items(name,size,md5Hash),nextPageToken"}
-        if page:
-            query["pageToken"] = page
-        answer = await http.get(url, params=query)
-        if answer.status_code != 200:
-            raise ctx.fail(api_error(f"cannot list {where}", answer))
-        body = answer.json()
-        for item in body.get("items", []) or []:
-            remote[item["name"]] = (int(item.get("size", -1)), item.get("md5Hash"))
-        page = body.get("nextPageToken")
-        if not page:
-            return remote
+    for blob in bucket.list_blobs(prefix=prefix, timeout=timeout, retry=gcp_retry(timeout)):
+        remote[blob.name] = (int(blob.size if blob.size is not None else -1), blob.md5_hash)
+    return remote
 
 
-async def _apply(
-    ctx: ModuleContext, http: Any, base: str, bucket: str, plan: Any, where: str
-) -> None:
+def _upload(bucket: Any, key: str, path: Path, md5: str, timeout: float) -> None:
     import mimetypes
 
-    for key, path, _md5, _size in plan.upload:
-        data = await ctx.to_thread(path.read_bytes)
-        ctype = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        answer = await http.post(
-            f"{base}/upload/storage/v1/b/{bucket}/o",
-            params={"uploadType": "media", "name": key},
-            content=data,
-            headers={"Content-Type": ctype},
-        )
-        if answer.status_code not in (200, 201):
-            raise ctx.fail(api_error(f"cannot upload {key} to {where}", answer))
-    for key in plan.delete:
-        answer = await http.delete(f"{base}/storage/v1/b/{bucket}/o/{quote(key, safe='')}")
-        if answer.status_code not in (200, 204, 404):
-            raise ctx.fail(api_error(f"cannot delete {key} from {where}", answer))
+    blob = bucket.blob(key)
+    blob.md5_hash = md5  # sent with the upload: the service refuses a body that differs
+    ctype = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    blob.upload_from_filename(
+        str(path), content_type=ctype, timeout=timeout, retry=gcp_retry(timeout)
+    )
+
+
+def _delete(bucket: Any, key: str, timeout: float) -> None:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        bucket.blob(key).delete(timeout=timeout, retry=gcp_retry(timeout))
+    except NotFound:
+        pass  # already gone: the goal holds

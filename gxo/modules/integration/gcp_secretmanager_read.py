@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import Field
 
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, register
-from gxo.modules.integration._cloud_sync import GcpAuthParams, api_error, gcp_token
+from gxo.modules.integration._cloud_sync import (
+    GcpAuthParams,
+    gcp_call_errors,
+    gcp_credentials,
+    gcp_error,
+)
 from gxo.template.secrets import SecretStr
 
 DEFAULT_BASE_URL = "https://secretmanager.googleapis.com"
@@ -22,12 +25,14 @@ DEFAULT_BASE_URL = "https://secretmanager.googleapis.com"
 class GcpSecretManagerRead(Module):
     """Read a secret version (``latest`` by default) from Google Secret Manager.
 
-    Over the REST API with httpx (``GET /v1/projects/P/secrets/S/versions/V:access``).
-    ``value`` is the payload as text; when it is a JSON object, ``key`` picks a field.
-    The value is registered as a secret of the run: redacted in every output, including
-    what later workloads read from the registered result. Credentials as for
-    ``gcp:gcs_sync``. The tests use a local HTTP server implementing this endpoint and
-    a service-account token exchange (no Secret Manager emulator exists).
+    Through the official client library, google-cloud-secret-manager, over its REST
+    transport (``GET /v1/projects/P/secrets/S/versions/V:access``; imported when the
+    module runs, its blocking call in a worker thread). ``value`` is the payload as text;
+    when it is a JSON object, ``key`` picks a field. The value is registered as a secret
+    of the run: redacted in every output, including what later workloads read from the
+    registered result. Credentials as for ``gcp:gcs_sync``. No Secret Manager emulator
+    exists: the tests run the client library against a local HTTP stand-in on loopback
+    implementing this endpoint and the service-account token exchange.
 
     Example:
         - name: db
@@ -52,28 +57,18 @@ class GcpSecretManagerRead(Module):
     check_mode = CheckMode.safe
 
     async def perform(self, ctx: ModuleContext, params: Params) -> dict[str, Any]:
-        import httpx
-
-        resource = (
-            f"projects/{quote(params.project, safe='')}/secrets/{quote(params.name, safe='')}"
-            f"/versions/{quote(params.version, safe='')}"
-        )
-        url = f"{params.base_url.rstrip('/')}/v1/{resource}:access"
-        async with httpx.AsyncClient(timeout=params.timeout) as http:
-            token = await gcp_token(ctx, params, http)
-            try:
-                answer = await http.get(url, headers={"Authorization": f"Bearer {token}"})
-            except httpx.HTTPError as exc:
-                raise ctx.fail(
-                    f"cannot reach Secret Manager: {type(exc).__name__}: {exc}"
-                ) from None
-        if answer.status_code != 200:
-            raise ctx.fail(api_error(f"cannot read secret {resource}", answer))
+        resource = f"projects/{params.project}/secrets/{params.name}/versions/{params.version}"
+        if any("/" in v for v in (params.project, params.name, params.version)):
+            raise ctx.fail(f"project, name and version may not contain '/': {resource}")
+        credentials = await gcp_credentials(ctx, params, params.timeout)
         try:
-            body = answer.json()
-            text = base64.b64decode(body["payload"]["data"]).decode("utf-8")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise ctx.fail(f"unexpected answer for {resource} (no text payload)") from None
+            answer = await ctx.to_thread(_access, credentials, params, resource)
+        except gcp_call_errors() as exc:
+            raise ctx.fail(ctx.redact(gcp_error(f"cannot read secret {resource}", exc))) from None
+        try:
+            text = bytes(answer.payload.data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ctx.fail(f"secret {resource} is not text (UTF-8)") from None
         ctx.run.secrets.add(text)
         value = text
         if params.key is not None:
@@ -91,4 +86,18 @@ class GcpSecretManagerRead(Module):
             from gxo.modules.integration._crypto import register_secret
 
             register_secret(ctx, value, data=True)
-        return {"name": body.get("name", resource), "value": SecretStr(value)}
+        return {"name": answer.name or resource, "value": SecretStr(value)}
+
+
+def _access(credentials: Any, params: GcpSecretManagerRead.Params, resource: str) -> Any:
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient(
+        credentials=credentials,
+        transport="rest",
+        client_options={"api_endpoint": params.base_url.rstrip("/")},
+    )
+    try:
+        return client.access_secret_version(name=resource, timeout=params.timeout)
+    finally:
+        client.transport.close()
