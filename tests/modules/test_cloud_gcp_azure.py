@@ -103,7 +103,7 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             if retry_after:
-                self.send_header("Retry-After", "0")
+                self.send_header("Retry-After", "0")  # 0: the client polls every poll_interval
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -189,7 +189,7 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Azure-AsyncOperation", url)
-            self.send_header("Retry-After", "0")
+            self.send_header("Retry-After", "0")  # 0: the client polls every poll_interval
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -569,7 +569,21 @@ async def test_gcp_secret_manager(fake: Fake, service_account: Path, tmp_path: P
         "gcp_secretmanager:read",
         {**base, "name": "db", "credentials_file": str(tmp_path / "user.json")},
     )
-    assert r.status == "Failed" and "not a service-account key" in str(r.error)
+    assert r.status == "Failed" and "cannot load credentials_file" in str(r.error)
+    (tmp_path / "ext.json").write_text(json.dumps({"type": "external_account"}))
+    r = await run_module(
+        "gcp_secretmanager:read",
+        {**base, "name": "db", "credentials_file": str(tmp_path / "ext.json")},
+    )
+    assert r.status == "Failed" and "type 'external_account' is not one of" in str(r.error)
+    # a plain token the service refuses: HTTP 401, the token never shown
+    r = await run_module(
+        "gcp_secretmanager:read",
+        {**base, "name": "db", "credentials_file": None, "token": "ya29.refused-tok"},
+    )
+    assert r.status == "Failed" and "HTTP 401: the access token was refused" in str(r.error)
+    assert "ya29.refused-tok" not in str(r.error)
+    assert any(req.endswith("/secrets/db/versions/latest:access") for req in fake.requests)
 
 
 def _container_sas(az: Azurite, container: str, *, hours: int = 1) -> str:
@@ -648,7 +662,7 @@ async def test_azure_blob_sync(azurite: Azurite, tmp_path: Path) -> None:
         "azure:blob_sync", {**params, "sas_token": forged}, workspace=tmp_path
     )
     assert bad.status == "Failed"
-    assert "cannot list" in str(bad.error) and "HTTP 403" in str(bad.error)
+    assert "cannot list" in str(bad.error) and "HTTP 403: AuthorizationFailure" in str(bad.error)
     sig = forged.split("sig=")[1].split("&")[0]
     assert sig not in str(bad.error) and forged not in str(bad.error)
     r = await run_module("azure:blob_sync", {**params, "sas_token": None}, workspace=tmp_path)
@@ -659,7 +673,6 @@ async def test_azure_blob_sync(azurite: Azurite, tmp_path: Path) -> None:
         "azure:blob_sync", {**params, "container": "nocontainer"}, workspace=tmp_path
     )
     assert r.status == "Failed" and "cannot list" in str(r.error), r.error
-    print(bad.error, r.error, sep="\n")
 
 
 async def test_gce_instance_lifecycle(fake: Fake) -> None:
@@ -742,8 +755,10 @@ async def test_azure_vm_lifecycle(fake: Fake) -> None:
         "network_interface_id": AZ_NIC,
         "ssh_public_key": "ssh-ed25519 AAAAC3Nza test@ci",
         "tags": {"team": "ci"},
-        "base_url": fake.url,
-        "login_url": f"{fake.url}/login",
+        "base_url": fake.https_url,
+        "login_url": f"{fake.https_url}/login",
+        "ca_file": fake.ca_file,
+        "poll_interval": 0.05,
         "tenant_id": "t1",
         "client_id": "c1",
         "client_secret": "sp-secret-value",
@@ -779,7 +794,9 @@ async def test_azure_vm_errors_and_check(fake: Fake) -> None:
         "subscription_id": "s1",
         "resource_group": "ci",
         "name": "runner-2",
-        "base_url": fake.url,
+        "base_url": fake.https_url,
+        "ca_file": fake.ca_file,
+        "poll_interval": 0.05,
         "token": TOKEN,
     }
     r = await run_module("azure:vm_instance", base)
@@ -796,7 +813,9 @@ async def test_azure_vm_errors_and_check(fake: Fake) -> None:
         "admin_password": "Adm1n-pa55word!",
     }
     r = await run_module("azure:vm_instance", {**full, "vm_size": "Standard_Quota"})
-    assert r.status == "Failed" and "cannot create VM 'runner-2': quota exceeded" in str(r.error)
+    assert r.status == "Failed" and "cannot create VM 'runner-2': QuotaExceeded quota exceeded" in str(
+        r.error
+    )
     r = await run_module("azure:vm_instance", {**full, "image": "ubuntu"})
     assert r.status == "Failed" and "URN publisher:offer:sku:version" in str(r.error)
     r = await run_module("azure:vm_instance", {**base, "token": "bad-token-123"})
@@ -811,7 +830,7 @@ async def test_azure_vm_errors_and_check(fake: Fake) -> None:
             "tenant_id": "t",
             "client_id": "c",
             "client_secret": "wrong-sp-secret",
-            "login_url": f"{fake.url}/login",
+            "login_url": f"{fake.https_url}/login",
         },
     )
     assert r.status == "Failed" and "AADSTS7000215" in str(r.error)

@@ -189,10 +189,8 @@ async def gcp_credentials(ctx: Any, params: GcpAuthParams, timeout: float = 30.0
         return AnonymousCredentials()
     token = params.token or os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
     if token:
-        import google.oauth2.credentials
-
         ctx.run.secrets.add(token)
-        return google.oauth2.credentials.Credentials(token)
+        return _bare_token(token)
     source = params.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     if source:
         path = ctx.resolve_path(source, param="credentials_file")
@@ -234,6 +232,22 @@ async def gcp_credentials(ctx: Any, params: GcpAuthParams, timeout: float = 30.0
     return credentials
 
 
+def _bare_token(token: str) -> Any:
+    """Credentials of a bare access token. The client libraries ask for a refresh when
+    the service answers 401; a bare token has none: say so (not google-auth's list of
+    the fields a refresh would need)."""
+    import google.oauth2.credentials
+    from google.auth import exceptions
+
+    class BareToken(google.oauth2.credentials.Credentials):  # type: ignore[misc]
+        def refresh(self, request: Any) -> None:
+            raise exceptions.RefreshError(
+                "HTTP 401: the access token was refused (a bare token cannot be renewed)"
+            )
+
+    return BareToken(token)
+
+
 def _auth_reason(exc: BaseException) -> str:
     # RefreshError(message, response-body): the message names the server's error.
     first = exc.args[0] if exc.args else ""
@@ -248,7 +262,11 @@ def gcp_error(what: str, exc: BaseException) -> str:
         return gcp_error(what, exc.cause) + " (retried until the timeout)"
     if isinstance(exc, exceptions.GoogleAPICallError):
         code = exc.code if isinstance(exc.code, int) else getattr(exc.code, "value", exc.code)
+        import re
+
         message = str(exc.message or "").splitlines()[0] if exc.message else ""
+        # REST transports prefix the request ("GET http://...: "): the caller names it.
+        message = re.sub(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ", "", message)
         if isinstance(code, int) and code >= 100:
             return f"{what}: HTTP {code}" + (f": {message}" if message else "")
         return f"{what}: {type(exc).__name__}" + (f": {message}" if message else "")
@@ -286,11 +304,14 @@ def azure_error(what: str, exc: BaseException) -> str:
 
     if isinstance(exc, HttpResponseError):
         status = exc.status_code
-        code = exc.error_code or (exc.error.code if exc.error is not None else None)
-        message = exc.error.message if exc.error is not None and exc.error.message else exc.message
+        error = getattr(exc, "error", None)  # an ODataV4Format: ARM's {"error": {...}}
+        code = getattr(exc, "error_code", None) or (error.code if error is not None else None)
+        code = getattr(code, "value", code)  # azure-storage's StorageErrorCode enum
+        message = error.message if error is not None and error.message else exc.message
         line = str(message or exc.reason or "").strip().splitlines()
         text = " ".join(x for x in (str(code) if code else "", line[0] if line else "") if x)
-        head = f"{what}: HTTP {status}" if status else f"{what}"
+        # A long-running operation that failed is reported on a 200 of its status URL.
+        head = f"{what}: HTTP {status}" if status and status >= 400 else what
         return head + (f": {text}" if text else "")
     line = str(exc).strip().splitlines()
     return f"{what}: {type(exc).__name__}" + (f": {line[0]}" if line else "")

@@ -93,6 +93,11 @@ class AzureVmInstance(Module):
         )
         timeout: Duration = Field(30.0, description="Seconds per request")
         wait_timeout: Duration = Field(600.0, description="Seconds to wait for each operation")
+        poll_interval: Duration = Field(
+            5.0,
+            gt=0,
+            description="Seconds between polls of an operation when Azure names no Retry-After",
+        )
 
         @model_validator(mode="after")
         def _credentials(self) -> AzureVmInstance.Params:
@@ -202,10 +207,18 @@ class _Arm:
         self.verify = verify
         self.base = params.base_url.rstrip("/")
         self.compute = ComputeManagementClient(
-            credential, params.subscription_id, base_url=self.base, connection_verify=verify
+            credential, params.subscription_id, base_url=self.base, **self.transport()
         )
         self.network: dict[str, Any] = {}
         self.group = params.resource_group
+
+    def transport(self) -> dict[str, Any]:
+        """Per-request timeouts and the CA bundle, for azure-core's aiohttp transport."""
+        return {
+            "connection_verify": self.verify,
+            "connection_timeout": self.params.timeout,
+            "read_timeout": self.params.timeout,
+        }
 
     async def close(self) -> None:
         await self.compute.close()
@@ -218,7 +231,7 @@ class _Arm:
 
         try:
             vm = await self.compute.virtual_machines.get(
-                self.group, self.params.name, expand="instanceView", timeout=self.params.timeout
+                self.group, self.params.name, expand="instanceView"
             )
         except ResourceNotFoundError:
             return None
@@ -230,7 +243,9 @@ class _Arm:
         """Start a long-running operation and wait (``wait_timeout``) until it is done."""
         begin = getattr(self.compute.virtual_machines, method)
         try:
-            poller = await begin(self.group, self.params.name, *args, timeout=self.params.timeout)
+            poller = await begin(
+                self.group, self.params.name, *args, polling_interval=self.params.poll_interval
+            )
             await asyncio.wait_for(poller.result(), self.params.wait_timeout)
         except TimeoutError:
             raise _Fail(
@@ -244,7 +259,7 @@ class _Arm:
 
         if subscription not in self.network:
             self.network[subscription] = NetworkManagementClient(
-                self.credential, subscription, base_url=self.base, connection_verify=self.verify
+                self.credential, subscription, base_url=self.base, **self.transport()
             )
         return self.network[subscription]
 
@@ -258,7 +273,7 @@ class _Arm:
             ref = _parts(nics[0]["id"])
             client = self._network(ref.get("subscription", self.params.subscription_id))
             nic = await client.network_interfaces.get(
-                ref["resource_group"], ref["name"], timeout=self.params.timeout
+                ref["resource_group"], ref["name"]
             )
             configs = nic.as_dict().get("properties", {}).get("ipConfigurations") or [{}]
             props = configs[0].get("properties") or {}
@@ -269,7 +284,7 @@ class _Arm:
                 ref = _parts(public_id)
                 client = self._network(ref.get("subscription", self.params.subscription_id))
                 pip = await client.public_ip_addresses.get(
-                    ref["resource_group"], ref["name"], timeout=self.params.timeout
+                    ref["resource_group"], ref["name"]
                 )
                 public = (pip.as_dict().get("properties") or {}).get("ipAddress")
         except (*_errors(), KeyError, ValueError):
