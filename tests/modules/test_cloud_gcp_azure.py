@@ -17,7 +17,6 @@ azure:vm_instance, each on its official client library (never mocked):
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import ssl
 import textwrap
@@ -150,14 +149,26 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             if not self._authorized():
                 return self._send(
                     401,
-                    {"error": {"code": 401, "message": "Invalid Credentials", "status": "UNAUTHENTICATED"}},
+                    {
+                        "error": {
+                            "code": 401,
+                            "message": "Invalid Credentials",
+                            "status": "UNAUTHENTICATED",
+                        }
+                    },
                 )
             if path.startswith("/v1/projects/") and path.endswith(":access"):
                 name = path.split("/")[5]
                 if name not in fake.secrets:
                     return self._send(
                         404,
-                        {"error": {"code": 404, "message": f"Secret [{name}] not found", "status": "NOT_FOUND"}},
+                        {
+                            "error": {
+                                "code": 404,
+                                "message": f"Secret [{name}] not found",
+                                "status": "NOT_FOUND",
+                            }
+                        },
                     )
                 data = base64.b64encode(fake.secrets[name].encode()).decode()
                 return self._send(
@@ -174,7 +185,10 @@ def _handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
                 if failed:
                     return self._send(
                         200,
-                        {"status": "Failed", "error": {"code": "QuotaExceeded", "message": "quota exceeded"}},
+                        {
+                            "status": "Failed",
+                            "error": {"code": "QuotaExceeded", "message": "quota exceeded"},
+                        },
                     )
                 return self._send(200, {"status": "Succeeded"})
             if path.startswith("/compute/v1/projects/"):
@@ -433,7 +447,9 @@ def _gcs(endpoint: str) -> Any:
     from google.cloud import storage
 
     return storage.Client(
-        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+        project="test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": endpoint},
     )
 
 
@@ -499,6 +515,8 @@ async def test_gcs_sync(
     assert r.status == "Failed" and "cannot list gs://nobucket/v1/: HTTP 404" in str(r.error)
     r = await run_module("gcp:gcs_sync", {**params, "credentials_file": None}, workspace=tmp_path)
     assert r.status == "Failed" and "no GCP credentials" in str(r.error)
+    r = await run_module("gcp:gcs_sync", {**anon, "token": TOKEN}, workspace=tmp_path)
+    assert r.status == "Failed" and "anonymous sends no credentials" in str(r.error)
     r = await run_module("gcp:gcs_sync", {**anon, "source": "nope"}, workspace=tmp_path)
     assert r.status == "Failed" and "does not exist" in str(r.error)
     closed = f"http://127.0.0.1:{_closed_port()}"
@@ -658,15 +676,21 @@ async def test_azure_blob_sync(azurite: Azurite, tmp_path: Path) -> None:
     assert (await _blobs(azurite, "web"))["v1/b.txt"] == b"BEE"
     # a SAS signed with another key: refused, its signature never shown
     forged = sas.replace("sig=", "sig=AAAA")
-    bad = await run_module(
-        "azure:blob_sync", {**params, "sas_token": forged}, workspace=tmp_path
-    )
+    bad = await run_module("azure:blob_sync", {**params, "sas_token": forged}, workspace=tmp_path)
     assert bad.status == "Failed"
     assert "cannot list" in str(bad.error) and "HTTP 403: AuthorizationFailure" in str(bad.error)
     sig = forged.split("sig=")[1].split("&")[0]
     assert sig not in str(bad.error) and forged not in str(bad.error)
     r = await run_module("azure:blob_sync", {**params, "sas_token": None}, workspace=tmp_path)
     assert r.status == "Failed" and "no Azure credentials" in str(r.error)
+    # a bearer token: azure-storage-blob sends one over HTTPS only
+    r = await run_module(
+        "azure:blob_sync",
+        {**params, "sas_token": None, "token": "bearer-tok-123"},
+        workspace=tmp_path,
+    )
+    assert r.status == "Failed" and "HTTPS" in str(r.error), r.error
+    assert "bearer-tok-123" not in str(r.error)
     r = await run_module("azure:blob_sync", {**params, "token": "t"}, workspace=tmp_path)
     assert r.status == "Failed" and "not both" in str(r.error)
     r = await run_module(
@@ -813,8 +837,9 @@ async def test_azure_vm_errors_and_check(fake: Fake) -> None:
         "admin_password": "Adm1n-pa55word!",
     }
     r = await run_module("azure:vm_instance", {**full, "vm_size": "Standard_Quota"})
-    assert r.status == "Failed" and "cannot create VM 'runner-2': QuotaExceeded quota exceeded" in str(
-        r.error
+    assert (
+        r.status == "Failed"
+        and "cannot create VM 'runner-2': QuotaExceeded quota exceeded" in str(r.error)
     )
     r = await run_module("azure:vm_instance", {**full, "image": "ubuntu"})
     assert r.status == "Failed" and "URN publisher:offer:sku:version" in str(r.error)

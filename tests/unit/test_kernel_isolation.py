@@ -32,6 +32,12 @@ HEAVY = (
     "redis",
     "aio_pika",
     "aiomqtt",
+    # gcp:* and azure:* client libraries (imported when such a workload runs)
+    "google.cloud",
+    "google.auth",
+    "google.api_core",
+    "azure",
+    "aiohttp",
 )
 
 _IMPORT_KERNEL = """

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gxo.config.durations import Duration
 from gxo.modules.base import ModuleParams
@@ -140,6 +140,12 @@ class GcpAuthParams(ModuleParams):
         False, description="Send no credentials (an emulator, e.g. for Cloud Storage)"
     )
 
+    @model_validator(mode="after")
+    def _anonymous_alone(self) -> GcpAuthParams:
+        if self.anonymous and (self.token is not None or self.credentials_file is not None):
+            raise ValueError("anonymous sends no credentials: give no token or credentials_file")
+        return self
+
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # Fields of a credentials file that are secrets (registered before anything can echo them).
@@ -175,7 +181,7 @@ def _refresh(credentials: Any, timeout: float) -> None:
     credentials.refresh(lambda *a, **kw: request(*a, **{"timeout": timeout, **kw}))
 
 
-async def gcp_credentials(ctx: Any, params: GcpAuthParams, timeout: float = 30.0) -> Any:
+async def gcp_credentials(ctx: Any, params: GcpAuthParams, refresh_timeout: float = 30.0) -> Any:
     """google-auth credentials, refreshed (a refused key fails here, with the token
     endpoint's reason): ``anonymous``; ``token`` / $GOOGLE_OAUTH_ACCESS_TOKEN;
     ``credentials_file`` / $GOOGLE_APPLICATION_CREDENTIALS; else Application Default
@@ -224,7 +230,7 @@ async def gcp_credentials(ctx: Any, params: GcpAuthParams, timeout: float = 30.0
             ) from None
     if not credentials.valid:
         try:
-            await ctx.to_thread(_refresh, credentials, timeout)
+            await ctx.to_thread(_refresh, credentials, refresh_timeout)
         except exceptions.GoogleAuthError as exc:
             raise ctx.fail(f"GCP credentials refused: {ctx.redact(_auth_reason(exc))}") from None
     if credentials.token:

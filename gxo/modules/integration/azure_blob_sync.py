@@ -21,7 +21,8 @@ class AzureBlobSync(Module):
 
     Through the official client library, azure-storage-blob (its asyncio client;
     imported when the module runs): list the blobs under the prefix, upload block blobs
-    (with ``Content-MD5``, checked by the service) and delete. A file is unchanged when a
+    (with ``Content-MD5``, checked by the service) and delete; a transient failure is
+    retried 3 times within about 10 s. A file is unchanged when a
     blob of the same size has the same ``Content-MD5``. ``delete: true`` removes blobs
     under the prefix without a local file; ``dry_run`` (and ``--check``) changes nothing.
     Credentials: a ``sas_token`` (or ``$AZURE_STORAGE_SAS_TOKEN``) or an OAuth2 bearer
@@ -96,15 +97,20 @@ class AzureBlobSync(Module):
         from azure.storage.blob.aio import ContainerClient
 
         credential: Any = sas if sas else _Token(token or "")
-        client = ContainerClient(
-            params.account_url.rstrip("/"),
-            params.container,
-            credential=credential,
-            connection_timeout=params.timeout,
-            read_timeout=params.timeout,
-        )
         step = f"cannot list {where}"
         try:
+            client = ContainerClient(
+                params.account_url.rstrip("/"),
+                params.container,
+                credential=credential,
+                connection_timeout=params.timeout,
+                read_timeout=params.timeout,
+                # transient failures: 3 retries after ~1, 3 and 5 s (the library's
+                # default waits 15 s and more between them)
+                retry_total=3,
+                initial_backoff=1,
+                increment_base=2,
+            )
             async with client:
                 remote = await _list(client, prefix)
                 plan = await ctx.to_thread(

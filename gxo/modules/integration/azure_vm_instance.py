@@ -140,7 +140,11 @@ class AzureVmInstance(Module):
                 raise ctx.fail(f"param ca_file: {path} is not a file")
             verify = str(path)
         credential = _credential(ctx, params, verify)
-        arm = _Arm(credential, params, verify)
+        try:
+            arm = _Arm(credential, params, verify)
+        except (AzureError, ValueError) as exc:
+            await credential.close()
+            raise ctx.fail(ctx.redact(azure_error(f"VM {params.name!r}", exc))) from None
         try:
             return await _converge(ctx, arm, params, dry)
         except _Fail as exc:
@@ -218,6 +222,7 @@ class _Arm:
             "connection_verify": self.verify,
             "connection_timeout": self.params.timeout,
             "read_timeout": self.params.timeout,
+            "retry_total": 3,  # transient failures (the library's default: 10)
         }
 
     async def close(self) -> None:
@@ -246,7 +251,8 @@ class _Arm:
             poller = await begin(
                 self.group, self.params.name, *args, polling_interval=self.params.poll_interval
             )
-            await asyncio.wait_for(poller.result(), self.params.wait_timeout)
+            async with asyncio.timeout(self.params.wait_timeout):
+                await poller.result()
         except TimeoutError:
             raise _Fail(
                 f"VM {self.params.name!r}: {what} not done after {self.params.wait_timeout:g}s"
@@ -272,9 +278,7 @@ class _Arm:
         try:
             ref = _parts(nics[0]["id"])
             client = self._network(ref.get("subscription", self.params.subscription_id))
-            nic = await client.network_interfaces.get(
-                ref["resource_group"], ref["name"]
-            )
+            nic = await client.network_interfaces.get(ref["resource_group"], ref["name"])
             configs = nic.as_dict().get("properties", {}).get("ipConfigurations") or [{}]
             props = configs[0].get("properties") or {}
             private = props.get("privateIPAddress")
@@ -283,9 +287,7 @@ class _Arm:
             if public_id:
                 ref = _parts(public_id)
                 client = self._network(ref.get("subscription", self.params.subscription_id))
-                pip = await client.public_ip_addresses.get(
-                    ref["resource_group"], ref["name"]
-                )
+                pip = await client.public_ip_addresses.get(ref["resource_group"], ref["name"])
                 public = (pip.as_dict().get("properties") or {}).get("ipAddress")
         except (*_errors(), KeyError, ValueError):
             return None, None  # the addresses are informative: the VM's state is what counts

@@ -116,9 +116,7 @@ class _Api:
         self.compute = compute_v1
         self.params = params
         options = {"api_endpoint": params.base_url.rstrip("/")}
-        self.instances = compute_v1.InstancesClient(
-            credentials=credentials, client_options=options
-        )
+        self.instances = compute_v1.InstancesClient(credentials=credentials, client_options=options)
         self.operations = compute_v1.ZoneOperationsClient(
             credentials=credentials, client_options=options
         )
