@@ -121,6 +121,34 @@ SYNC_SUMMARY = {
 }
 
 
+async def load_libraries(ctx: Any, package: str, *names: str) -> None:
+    """Import client libraries in a worker thread: some take seconds (google-cloud-compute
+    loads ~70 MB of generated code), and an import on the event loop would block it. A
+    missing library (an install without the dependencies) is a clear error."""
+    import importlib
+
+    def load() -> None:
+        for name in names:
+            importlib.import_module(name)
+
+    try:
+        await ctx.to_thread(load)
+    except ImportError as exc:
+        raise ctx.fail(f"{exc.name or package} is not installed (pip install {package})") from None
+
+
+GOOGLE_AUTH = (
+    "requests",
+    "google.auth",
+    "google.auth.exceptions",
+    "google.auth.credentials",
+    "google.auth.transport.requests",
+    "google.oauth2.credentials",
+    "google.oauth2.service_account",
+    "google.api_core.exceptions",
+)
+
+
 # -- GCP credentials ------------------------------------------------------------------------
 
 
@@ -187,6 +215,7 @@ async def gcp_credentials(ctx: Any, params: GcpAuthParams, refresh_timeout: floa
     ``credentials_file`` / $GOOGLE_APPLICATION_CREDENTIALS; else Application Default
     Credentials (gcloud's, or the metadata server's on Google Cloud). Every token, key
     and client secret met is registered as a secret of the run."""
+    await load_libraries(ctx, "google-auth", *GOOGLE_AUTH)
     from google.auth import exceptions
 
     if params.anonymous:

@@ -12,7 +12,13 @@ from pydantic import Field, model_validator
 
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, register
-from gxo.modules.integration._cloud_sync import SYNC_SUMMARY, SyncParams, azure_error, make_plan
+from gxo.modules.integration._cloud_sync import (
+    SYNC_SUMMARY,
+    SyncParams,
+    azure_error,
+    load_libraries,
+    make_plan,
+)
 
 
 @register("azure:blob_sync", layer="integration")
@@ -67,6 +73,14 @@ class AzureBlobSync(Module):
         return await self._sync(ctx, params, dry_run=params.dry_run)
 
     async def _sync(self, ctx: ModuleContext, params: Params, *, dry_run: bool) -> dict[str, Any]:
+        await load_libraries(
+            ctx,
+            "azure-storage-blob[aio]",
+            "aiohttp",
+            "azure.core.exceptions",
+            "azure.storage.blob",
+            "azure.storage.blob.aio",
+        )
         root = ctx.resolve_path(params.source, param="source")
         if not await ctx.to_thread(root.is_dir):
             what = "is a file" if await ctx.to_thread(root.exists) else "does not exist"

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, ModuleParams, register
-from gxo.modules.integration._cloud_sync import azure_error
+from gxo.modules.integration._cloud_sync import azure_error, load_libraries
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
@@ -128,6 +128,16 @@ class AzureVmInstance(Module):
         return await self._run(ctx, params, dry=False)
 
     async def _run(self, ctx: ModuleContext, params: Params, *, dry: bool) -> dict[str, Any]:
+        await load_libraries(
+            ctx,
+            "azure-mgmt-compute azure-mgmt-network azure-identity aiohttp",
+            "aiohttp",
+            "azure.core.exceptions",
+            "azure.identity.aio",
+            "azure.mgmt.core.tools",
+            "azure.mgmt.compute.aio",
+            "azure.mgmt.network.aio",
+        )
         from azure.core.exceptions import AzureError
 
         for value in (params.token, params.client_secret, params.admin_password):

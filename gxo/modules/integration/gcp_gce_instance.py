@@ -16,6 +16,7 @@ from gxo.modules.integration._cloud_sync import (
     gcp_call_errors,
     gcp_credentials,
     gcp_error,
+    load_libraries,
 )
 
 DEFAULT_BASE_URL = "https://compute.googleapis.com"
@@ -96,6 +97,7 @@ class GcpGceInstance(Module):
         return await self._run(ctx, params, dry=False)
 
     async def _run(self, ctx: ModuleContext, params: Params, *, dry: bool) -> dict[str, Any]:
+        await load_libraries(ctx, "google-cloud-compute", "google.cloud.compute_v1")
         credentials = await gcp_credentials(ctx, params, params.timeout)
         api = await ctx.to_thread(_Api, ctx, credentials, params)
         try:

@@ -17,6 +17,7 @@ from gxo.modules.integration._cloud_sync import (
     gcp_credentials,
     gcp_error,
     gcp_retry,
+    load_libraries,
     make_plan,
 )
 
@@ -71,6 +72,7 @@ class GcpGcsSync(Module):
             raise ctx.fail(f"param source: {root} {what} (expected a directory)")
         prefix = params.prefix.lstrip("/")
         where = f"gs://{params.bucket}/{prefix}"
+        await load_libraries(ctx, "google-cloud-storage", "google.cloud.storage")
         credentials = await gcp_credentials(ctx, params, params.timeout)
         errors = gcp_call_errors()
         step = f"cannot list {where}"

@@ -15,6 +15,7 @@ from gxo.modules.integration._cloud_sync import (
     gcp_call_errors,
     gcp_credentials,
     gcp_error,
+    load_libraries,
 )
 from gxo.template.secrets import SecretStr
 
@@ -60,6 +61,7 @@ class GcpSecretManagerRead(Module):
         resource = f"projects/{params.project}/secrets/{params.name}/versions/{params.version}"
         if any("/" in v for v in (params.project, params.name, params.version)):
             raise ctx.fail(f"project, name and version may not contain '/': {resource}")
+        await load_libraries(ctx, "google-cloud-secret-manager", "google.cloud.secretmanager")
         credentials = await gcp_credentials(ctx, params, params.timeout)
         try:
             answer = await ctx.to_thread(_access, credentials, params, resource)
