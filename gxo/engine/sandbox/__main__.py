@@ -1,15 +1,17 @@
-"""``python -m gxo.engine.sandbox``: the sandbox child (started by :mod:`.parent`).
+"""``python -m gxo.engine.sandbox --zygote FD``: the sandbox processes (see :mod:`.zygote`).
 
-stdin/stdout carry the JSON-lines protocol (they are moved to private descriptors at
-once; stdout then goes to stderr, which the engine logs). The first line is the
-setup: the security_context, module, params, workspace.
-
-This process (the *keeper*) joins the workload's cgroups, unshares the namespaces
-and forks the *sandboxed* process, pid 1 of the new pid namespace, which sets up
-mounts, hostname, loopback, rlimits, user, capabilities, no_new_privs and seccomp,
-and only then imports and runs the module (:mod:`.child`). The keeper waits and
-exits with its status (128 + signal when killed). Any setup failure is reported as
-an ``error`` message and nothing of the module runs: fail closed.
+The zygote imports everything once and keeps, for each recently used set of
+namespaces, one sandbox *pre-forked* and waiting (a warm pool of one per set, refilled
+right after it is handed out; never used for two workloads): a *keeper* that has
+unshared the namespaces, and its child, the *sandboxed* process (pid 1 of the new pid
+namespace), which has mounted its /proc, set the hostname, brought ``lo`` up and made
+its event loop. A workload's request hands both the engine's pipes (SCM_RIGHTS); the
+sandboxed process reads the setup line (the security_context, module, params,
+workspace), joins the workload's cgroups, sets up the rest (read-only root, writable
+and hidden paths, user namespace, rlimits, user, capabilities, no_new_privs, seccomp)
+and only then imports and runs the module (:mod:`.child`). The keeper waits for it and
+reports its exit status (128 + signal when killed). Any setup failure is reported as an
+``error`` message and nothing of the module runs: fail closed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from typing import Any, NoReturn
 
@@ -94,51 +97,69 @@ def _fail(fd: int, message: str) -> None:
     _exit(70)
 
 
-def keeper() -> None:
-    """One sandbox: fds 0/1/2 are the engine's pipes (protocol in, protocol out, stderr)."""
-    proto_in, proto_out = os.dup(0), os.dup(1)
+def _stdio(err: int) -> None:
+    """fd 0 is /dev/null, fds 1 and 2 the engine's stderr pipe (logged there)."""
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
-    os.dup2(2, 1)
+    os.dup2(err, 1)
+    os.dup2(err, 2)
     os.close(devnull)
-    line, rest = _read_line(proto_in)
-    init = json.loads(line)
-    os.environ.clear()  # the engine's environment now, not the zygote's at its start
-    os.environ.update(init.get("env", {}))
+    os.close(err)
+
+
+def _receive(sock: socket.socket, count: int) -> list[int]:
+    """Wait for the workload: the engine's pipe ends; [] when the zygote is gone."""
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 64, count)
+    except OSError:
+        fds = []
+    sock.close()
+    if len(fds) != count:
+        for fd in fds:
+            os.close(fd)
+        return []
+    return fds
+
+
+def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket) -> None:
+    """A pre-forked sandbox: unshares ``namespaces``, forks the sandboxed process, then
+    waits for a workload (the engine's stdout and stderr pipes on ``own``), waits for
+    the sandboxed process and reports its exit status."""
     from gxo.engine.sandbox import confine
 
-    namespaces: list[str] = init["namespaces"]
+    problem = None
     try:
-        for procs in init.get("cgroups", []):
-            with open(procs, "w") as f:
-                f.write(str(os.getpid()))
         confine.unshare([n for n in namespaces if n != "user"])
     except confine.SandboxSetupError as exc:
-        _fail(proto_out, str(exc))
-    except OSError as exc:
-        _fail(proto_out, f"limits: cannot join the cgroup: {exc}")
-    # The host's /proc, held open: the sandboxed process mounts its own over it (the
-    # mount namespace is shared) before the keeper writes its uid map.
-    host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY) if "user" in namespaces else -1
-    sync = os.pipe() if "user" in namespaces else None
-    back = os.pipe() if "user" in namespaces else None
-    pid = _fork()
-    if pid == 0:
-        if host_proc >= 0:  # the host's /proc stays out of the sandbox
-            os.close(host_proc)
-        try:
-            _sandboxed(init, rest, proto_in, proto_out, sync, back)
-        except confine.SandboxSetupError as exc:
-            _fail(proto_out, str(exc))
-        except BaseException as exc:  # never return into the keeper's code
-            _send(proto_out, {"t": "error", "kind": "SandboxError", "message": f"{exc!r}"})
-            _exit(70)
+        problem = str(exc)
+    pid, host_proc, sync, back = 0, -1, None, None
+    if problem is None:
+        # The host's /proc, held open: the sandboxed process mounts its own over it (the
+        # mount namespace is shared) before the keeper writes its uid map.
+        host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY) if "user" in namespaces else -1
+        sync = os.pipe() if "user" in namespaces else None
+        back = os.pipe() if "user" in namespaces else None
+        pid = _fork()
+        if pid == 0:
+            own.close()
+            if host_proc >= 0:  # the host's /proc stays out of the sandbox
+                os.close(host_proc)
+            try:
+                _waiting(namespaces, child_sock, sync, back)
+            finally:
+                _exit(70)  # never return into the keeper's code
+        # The engine stops a sandbox with SIGTERM to this keeper: SIGKILL to the pid
+        # namespace's init, whose exit the kernel completes only once every process in
+        # the namespace is gone; then the keeper reports and exits, closing the pipe.
+        signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    child_sock.close()
+    fds = _receive(own, 2)
+    if not fds:  # the zygote ended or dropped this sandbox: its process dies with us
         _exit(0)
-    os.close(proto_in)
-    # The engine stops a sandbox with SIGTERM to this keeper: SIGKILL to the pid
-    # namespace's init, whose exit the kernel completes only once every process in
-    # the namespace is gone; then the keeper reports and exits, closing the pipe.
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    proto_out, err = fds
+    _stdio(err)
+    if problem is not None:
+        _fail(proto_out, problem)
     if sync is not None and back is not None:
         os.close(sync[1])
         os.close(back[0])
@@ -157,6 +178,62 @@ def keeper() -> None:
         _send(proto_out, {"t": "exit", "code": code})
     finally:
         _exit(code)
+
+
+def _waiting(
+    namespaces: list[str],
+    sock: socket.socket,
+    sync: tuple[int, int] | None,
+    back: tuple[int, int] | None,
+) -> None:
+    """The sandboxed process: what every workload of these namespaces needs is set up
+    before one comes; then the workload's own setup (:func:`_sandboxed`) and module."""
+    from gxo.engine.sandbox import child, confine
+
+    confine.set_pdeathsig(signal.SIGKILL)
+    problem = None
+    try:
+        if "mount" in namespaces:
+            confine.private_mounts()
+        if "pid" in namespaces:
+            confine.mount_proc()
+        if "uts" in namespaces:
+            socket.sethostname("gxo-sandbox")
+        if "net" in namespaces:
+            confine.loopback_up()
+    except confine.SandboxSetupError as exc:
+        problem = str(exc)
+    except OSError as exc:
+        problem = f"namespaces: {exc}"
+    loop = child.new_loop()
+    child.warm(loop)
+    fds = _receive(sock, 3)
+    if not fds:
+        _exit(0)
+    proto_in, proto_out, err = fds
+    _stdio(err)
+    if problem is not None:
+        _fail(proto_out, problem)
+    try:
+        line, rest = _read_line(proto_in)
+        init = json.loads(line)
+        if init["namespaces"] != namespaces:  # never a sandbox made for other namespaces
+            _fail(proto_out, f"namespaces: this sandbox has {namespaces}, not {init['namespaces']}")
+        os.environ.clear()  # the engine's environment, not the zygote's at its start
+        os.environ.update(init.get("env", {}))
+        try:
+            for procs in init.get("cgroups", []):
+                with open(procs, "w") as f:
+                    f.write("0")  # this process (and so all it starts) joins the group
+        except OSError as exc:
+            _fail(proto_out, f"limits: cannot join the cgroup: {exc}")
+        _sandboxed(init, rest, proto_in, proto_out, sync, back, loop)
+    except confine.SandboxSetupError as exc:
+        _fail(proto_out, str(exc))
+    except BaseException as exc:
+        _send(proto_out, {"t": "error", "kind": "SandboxError", "message": f"{exc!r}"})
+        _exit(70)
+    _exit(0)
 
 
 def _warm_up() -> None:
@@ -185,21 +262,107 @@ def _reap() -> None:
             pass
 
 
+POOL_SETS = 4  # sets of namespaces with a sandbox kept waiting (the most recently used)
+IDLE_NICE = 19  # a waiting sandbox's nice value: its set-up yields to running workloads
+CAP_SYS_NICE = 23
+_nice: int | None = None  # the priority sandboxes run at; None: not changed (no CAP_SYS_NICE)
+
+
+def _background_fork() -> int:
+    """``_fork`` with the child at IDLE_NICE from its start (the zygote keeps its own)."""
+    if _nice is None:
+        return _fork()
+    os.setpriority(os.PRIO_PROCESS, 0, IDLE_NICE)
+    try:
+        return _fork()
+    finally:
+        if os.getpid() == _zygote_pid:
+            os.setpriority(os.PRIO_PROCESS, 0, _nice)
+
+
+_zygote_pid = 0
+
+
+class _Warm:
+    """A pre-forked sandbox waiting for a workload: its keeper's pid and the zygote's
+    ends of the sockets to the keeper and to the sandboxed process."""
+
+    def __init__(self, namespaces: list[str], others: list[int]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        child_ours, child_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = _background_fork()
+        if pid == 0:
+            for fd in (*others, ours.detach(), child_ours.detach()):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            confine.set_pdeathsig(signal.SIGKILL)  # the engine gone, the zygote goes, then this
+            if os.getppid() == 1:
+                _exit(70)
+            with contextlib.suppress(OSError):  # its own group: the engine kills it whole
+                os.setpgid(0, 0)
+            try:
+                keeper(namespaces, theirs, child_theirs)
+            finally:
+                _exit(70)
+        with contextlib.suppress(OSError):  # before the engine has the pid: no race
+            os.setpgid(pid, pid)
+        theirs.close()
+        child_theirs.close()
+        self.pid, self.sock, self.child_sock = pid, ours, child_ours
+
+    def fds(self) -> list[int]:
+        return [self.sock.fileno(), self.child_sock.fileno()]
+
+    def hand(self, fds: list[int]) -> None:
+        """The workload's pipes (engine's stdin, stdout, stderr ends) to the sandbox,
+        which runs at the engine's priority from now on (its whole process group)."""
+        if _nice is not None:
+            os.setpriority(os.PRIO_PGRP, self.pid, _nice)
+        socket.send_fds(self.sock, [b"go"], fds[1:])
+        with contextlib.suppress(OSError):  # no sandboxed process: the keeper says why
+            socket.send_fds(self.child_sock, [b"go"], fds)
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.child_sock.close()
+
+    def drop(self) -> None:
+        """Not used: the keeper and its sandboxed process end (never reused)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+confine: Any = None  # gxo.engine.sandbox.confine, imported by the zygote
+
+
 def zygote(control: int) -> None:
-    """Forks a keeper per request, with everything heavy imported once (docs/sandbox.md).
+    """Hands out pre-forked sandboxes, with everything heavy imported once (docs/sandbox.md).
 
     ``control``: a SOCK_SEQPACKET socket to the engine. A request carries the three
-    pipe ends (SCM_RIGHTS) and the module to preload; the reply is the keeper's pid.
-    EOF on the socket (the engine closed it or died) ends the zygote.
+    pipe ends (SCM_RIGHTS), the module to preload and the namespaces; the reply is the
+    keeper's pid. EOF on the socket (the engine closed it or died) ends the zygote and
+    the sandboxes still waiting.
     """
-    import socket
-
+    global confine, _nice, _zygote_pid
     ctl = socket.socket(fileno=control)
-    from gxo.engine.sandbox import child, confine  # noqa: F401  (jinja2, pydantic, gxo)
+    from gxo.engine.sandbox import child  # noqa: F401  (jinja2, pydantic, gxo)
+    from gxo.engine.sandbox import confine as _confine
     from gxo.modules.base import REGISTRY
 
+    confine = _confine
+    from gxo.engine.sandbox.host import has_cap
+
+    _zygote_pid = os.getpid()
+    if has_cap(CAP_SYS_NICE):  # it can give a waiting sandbox its priority back
+        _nice = os.getpriority(os.PRIO_PROCESS, 0)
     with contextlib.suppress(ImportError):
         import pyseccomp  # noqa: F401
+
+        confine.precompile_seccomp()  # once: each sandbox loads the BPF program
     for name in PREIMPORT:  # what modules import lazily: each fork would pay it again
         with contextlib.suppress(ImportError):
             __import__(name)
@@ -207,40 +370,46 @@ def zygote(control: int) -> None:
     import gc
 
     gc.freeze()  # what is imported now stays shared with the forks (no GC writes to it)
-    while True:
-        _reap()  # finished keepers (their CPU time then counts in the zygote's children)
-        try:
-            data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)
-        except OSError:
-            _exit(0)
-        if not data:
-            _reap()
-            _exit(0)
-        request = json.loads(data)
-        spec = REGISTRY.get(request.get("module", ""))
-        if spec is not None:
-            with contextlib.suppress(Exception):  # the sandbox reports a bad module itself
-                spec.params_model  # noqa: B018  (imports the module: forks start warm)
-        pid = _fork()
-        if pid == 0:
-            ctl.close()
-            confine.set_pdeathsig(signal.SIGKILL)  # the engine gone, the zygote goes, then this
-            if os.getppid() == 1:
-                _exit(70)
-            with contextlib.suppress(OSError):  # its own group: the engine kills it whole
-                os.setpgid(0, 0)
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
+    pool: dict[tuple[str, ...], _Warm] = {}  # oldest first
+
+    def others() -> list[int]:
+        return [ctl.fileno()] + [fd for warm in pool.values() for fd in warm.fds()]
+
+    try:
+        while True:
+            _reap()  # finished keepers (their CPU time then counts in the zygote's children)
             try:
-                keeper()
+                data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)
+            except OSError:
+                return
+            if not data:
+                return
+            request = json.loads(data)
+            spec = REGISTRY.get(request.get("module", ""))
+            if spec is not None:
+                with contextlib.suppress(Exception):  # the sandbox reports a bad module itself
+                    spec.params_model  # noqa: B018  (imports the module: forks start warm)
+            namespaces = list(request.get("namespaces", []))
+            key = tuple(namespaces)
+            warm = pool.pop(key, None) or _Warm(namespaces, others())
+            try:
+                warm.hand(fds)
+            except OSError:  # its keeper died meanwhile: a fresh one
+                warm.drop()
+                warm = _Warm(namespaces, others())
+                warm.hand(fds)
             finally:
-                _exit(70)
-        with contextlib.suppress(OSError):  # before the engine has the pid: no race
-            os.setpgid(pid, pid)
-        for fd in fds:
-            os.close(fd)
-        ctl.send(json.dumps({"pid": pid}).encode())
+                for fd in fds:  # closed before the next fork: only the sandbox holds them
+                    os.close(fd)
+            ctl.send(json.dumps({"pid": warm.pid}).encode())
+            pool[key] = _Warm(namespaces, others())  # the next one, while this one runs
+            while len(pool) > POOL_SETS:
+                pool.pop(next(iter(pool))).drop()
+    finally:
+        for warm in pool.values():
+            warm.drop()
+        _reap()
+        _exit(0)
 
 
 def _sandboxed(
@@ -250,28 +419,18 @@ def _sandboxed(
     proto_out: int,
     sync: tuple[int, int] | None,
     back: tuple[int, int] | None,
+    loop: Any,
 ) -> None:
-    from gxo.engine.sandbox import confine
+    """The workload's own setup, in the sandboxed process (its namespaces' is done)."""
+    from gxo.engine.sandbox import child, confine
 
-    confine.set_pdeathsig(signal.SIGKILL)
     sc = init["sc"]
-    namespaces = init["namespaces"]
     workspace = init["workspace"]
-    if "mount" in namespaces:
-        confine.private_mounts()
-    if "pid" in namespaces:
-        confine.mount_proc()
     if sc["read_only_root"]:
         writable = [os.path.realpath(os.path.join(workspace, p)) for p in sc["writable_paths"]]
         confine.read_only_root(writable + _coverage_dir())
     if sc["hidden_paths"]:
         confine.hide_paths(sc["hidden_paths"])
-    if "uts" in namespaces:
-        import socket
-
-        socket.sethostname("gxo-sandbox")
-    if "net" in namespaces:
-        confine.loopback_up()
     if sync is not None and back is not None:
         os.close(sync[0])
         os.close(back[1])
@@ -285,8 +444,6 @@ def _sandboxed(
     if sc.get("limits"):
         confine.apply_rlimits(sc["limits"])
     os.chdir(workspace)
-    from gxo.engine.sandbox import child
-
     try:  # imports the module while every file is readable
         runner = child.prepare(init)
     except Exception as exc:
@@ -312,13 +469,12 @@ def _sandboxed(
     if nnp:
         confine.no_new_privs()
         confine.apply_seccomp(sc["seccomp"])
-    code = child.run(runner, rest, proto_in, proto_out)
+    code = child.run(runner, rest, proto_in, proto_out, loop)
     sys.stdout.flush()
     _exit(code)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--zygote"]:
-        zygote(int(sys.argv[2]))
-    else:
-        keeper()
+    if sys.argv[1:2] != ["--zygote"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m gxo.engine.sandbox --zygote FD (started by the engine)")
+    zygote(int(sys.argv[2]))

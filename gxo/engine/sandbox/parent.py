@@ -203,7 +203,7 @@ async def perform_sandboxed(
     try:
         cgroups = await asyncio.to_thread(_Cgroups, sc)
         init["cgroups"] = cgroups.procs
-        proc = await spawn(module)
+        proc = await spawn(module, init["namespaces"])
         return await _relay(ctx, proc, init, sc, cgroups, tasks)
     finally:
         for task in tasks:

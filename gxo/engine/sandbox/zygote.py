@@ -2,10 +2,11 @@
 
 Starting ``python -m gxo.engine.sandbox`` for each workload costs an interpreter and
 the imports of pydantic, jinja2 and the module: 0.3-0.5 s. So the engine starts it
-once, as a *zygote* (``--zygote``): it imports all that and then forks one keeper per
-sandboxed workload (a few ms). The zygote is single-threaded (fork-safe), holds no
-state of any run, and exits when the engine closes its control socket or dies.
-Each keeper gets the engine's environment in its setup line.
+once, as a *zygote* (``--zygote``): it imports all that and then forks the sandboxes,
+keeping one pre-forked and waiting per recently used set of namespaces (handed out to
+one workload only, then replaced), so a workload's start costs no fork. The zygote is
+single-threaded (fork-safe), holds no state of any run, and exits when the engine closes
+its control socket or dies. Each sandbox gets the engine's environment in its setup line.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def _shutdown() -> None:
 atexit.register(_shutdown)
 
 
-def _request(module: str, fds: tuple[int, int, int]) -> int:
-    """Ask the zygote for a keeper on ``fds``; its pid. Restarts a dead zygote once."""
-    message = json.dumps({"module": module}).encode()
+def _request(module: str, namespaces: list[str], fds: tuple[int, int, int]) -> int:
+    """Ask the zygote for a sandbox on ``fds``; its keeper's pid. Restarts a dead zygote once."""
+    message = json.dumps({"module": module, "namespaces": namespaces}).encode()
     with _lock:
         for attempt in (1, 2):
             if "ctl" not in _zygote:
@@ -128,14 +129,15 @@ class SandboxProcess:
             self.returncode = 128 + signal.SIGKILL
 
 
-async def spawn(module: str, limit: int = 1 << 26) -> SandboxProcess:
-    """A new keeper (from the zygote) with pipes for the protocol and its stderr."""
+async def spawn(module: str, namespaces: list[str], limit: int = 1 << 26) -> SandboxProcess:
+    """A new sandbox (from the zygote) in ``namespaces``, with pipes for the protocol and
+    its stderr."""
     loop = asyncio.get_running_loop()
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        pid = await asyncio.to_thread(_request, module, (in_r, out_w, err_w))
+        pid = await asyncio.to_thread(_request, module, namespaces, (in_r, out_w, err_w))
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)
