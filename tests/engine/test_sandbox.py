@@ -467,3 +467,47 @@ async def test_a_registered_module_runs_sandboxed_with_the_context_api(
     assert summary["run_id"] == result.run_id
     assert probe.counters == {"probes": 1}
     assert "hello from gxo-sandbox" in [line for _, _, line in probe.logs]
+
+
+async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes(
+    run_yaml, workspace: Path
+) -> None:
+    """``exec`` with a pid namespace: the command is started by the sandbox's init (pid
+    1) and runs at the engine's priority, whether its sandbox was made for it (the first
+    of a set of namespaces) or was waiting at low priority (the next ones, from the
+    zygote's pool, more sets than it keeps); its status (a signal: negative), stdin and
+    a missing command come back as without a sandbox; nothing it left behind survives."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    probe = "echo $$; cut -d' ' -f19 /proc/self/stat; cut -d' ' -f19 /proc/$PPID/stat"
+    sets = [{}, {"namespaces": ["uts"]}, {"namespaces": ["ipc", "mount", "pid"]}]
+    sets += [{"network": "none"}, {"namespaces": ["mount", "pid"]}]
+    workloads = []
+    for i, sc in enumerate(sets * 2):
+        workloads.append(_exec(f"p{i}", probe, sc, **({"depends_on": [f"p{i - 1}"]} if i else {})))
+    marker = "sleep 42.5"
+    workloads += [
+        _exec("term", f"{marker} & kill -TERM $$", {}, depends_on=[f"p{len(workloads) - 1}"]),
+        {
+            "name": "stdin",
+            "process": {"module": "exec", "params": {"command": "cat", "stdin": "fed\n"}},
+            "security_context": {},
+        },
+        {
+            "name": "missing",
+            "process": {"module": "exec", "params": {"command": "/no/such/command"}},
+            "security_context": {},
+        },
+    ]
+    result = await _run(run_yaml, _playbook(workloads), workspace)
+    for i in range(len(sets) * 2):
+        state = _state(result, f"p{i}")
+        assert state.status.value == "Completed", (i, state.error)
+        pid, own, parent = state.summary["stdout_lines"]
+        unshared = "pid" in (sets[i % len(sets)].get("namespaces") or ["pid"])
+        assert pid == "2" or not unshared, (i, pid)
+        assert (int(own), int(parent)) == (nice, nice), i
+    term = _state(result, "term")
+    assert term.status.value == "Failed" and "exited with code -15" in term.error
+    assert not _leftover(marker)
+    assert _state(result, "stdin").summary["stdout"] == "fed"
+    assert _state(result, "missing").error == "command not found: /no/such/command"

@@ -107,17 +107,24 @@ def _stdio(err: int) -> None:
     os.close(err)
 
 
-def _receive(sock: socket.socket, count: int) -> list[int]:
-    """Wait for the workload: the engine's pipe ends; [] when the zygote is gone."""
+def _receive(sock: socket.socket, *counts: int) -> list[int]:
+    """Wait for the workload: the engine's pipe ends (close-on-exec here), as many as
+    one of ``counts``; [] when the zygote is gone. From then on this process runs at
+    the engine's priority (it waited at IDLE_NICE)."""
     try:
-        _, fds, _, _ = socket.recv_fds(sock, 64, count)
+        data, fds, _, _ = socket.recv_fds(sock, 64, max(counts))
     except OSError:
-        fds = []
+        data, fds = b"", []
     sock.close()
-    if len(fds) != count:
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    if len(fds) not in counts or not data:
         for fd in fds:
             os.close(fd)
         return []
+    nice = json.loads(data).get("nice")
+    if nice is not None:  # raised back by the zygote too; a fork may have missed that
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     return fds
 
 
@@ -175,7 +182,8 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
     _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     try:
-        _send(proto_out, {"t": "exit", "code": code})
+        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        _send(proto_out, {"t": "exit", "code": code, "signal": signum})
     finally:
         _exit(code)
 
@@ -207,10 +215,11 @@ def _waiting(
         problem = f"namespaces: {exc}"
     loop = child.new_loop()
     child.warm(loop)
-    fds = _receive(sock, 3)
+    fds = _receive(sock, 3, 5)
     if not fds:
         _exit(0)
-    proto_in, proto_out, err = fds
+    proto_in, proto_out, err = fds[:3]
+    command = fds[3:]  # a command to exec: its stdout and stdin (see .command)
     _stdio(err)
     if problem is not None:
         _fail(proto_out, problem)
@@ -227,7 +236,9 @@ def _waiting(
                     f.write("0")  # this process (and so all it starts) joins the group
         except OSError as exc:
             _fail(proto_out, f"limits: cannot join the cgroup: {exc}")
-        _sandboxed(init, rest, proto_in, proto_out, sync, back, loop)
+        if bool(command) != ("exec" in init):  # never a module where a command was meant
+            _fail(proto_out, "the request and the setup line disagree (command or module)")
+        _sandboxed(init, rest, proto_in, proto_out, sync, back, loop, command)
     except confine.SandboxSetupError as exc:
         _fail(proto_out, str(exc))
     except BaseException as exc:
@@ -314,13 +325,16 @@ class _Warm:
         return [self.sock.fileno(), self.child_sock.fileno()]
 
     def hand(self, fds: list[int]) -> None:
-        """The workload's pipes (engine's stdin, stdout, stderr ends) to the sandbox,
-        which runs at the engine's priority from now on (its whole process group)."""
+        """The workload's pipes to the sandbox, which runs at the engine's priority from
+        now on (its whole process group). ``fds``: the sandbox's ends of the setup,
+        protocol (or status) and stderr pipes; for a command to exec, also its stdout
+        and stdin and the keeper's report (:mod:`.command`)."""
         if _nice is not None:
             os.setpriority(os.PRIO_PGRP, self.pid, _nice)
-        socket.send_fds(self.sock, [b"go"], fds[1:])
+        go = json.dumps({"nice": _nice}).encode()
+        socket.send_fds(self.sock, [go], [fds[5], fds[2]] if len(fds) == 6 else fds[1:])
         with contextlib.suppress(OSError):  # no sandboxed process: the keeper says why
-            socket.send_fds(self.child_sock, [b"go"], fds)
+            socket.send_fds(self.child_sock, [go], fds[:5])
         self.close()
 
     def close(self) -> None:
@@ -379,7 +393,7 @@ def zygote(control: int) -> None:
         while True:
             _reap()  # finished keepers (their CPU time then counts in the zygote's children)
             try:
-                data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 3)
+                data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 6)
             except OSError:
                 return
             if not data:
@@ -420,8 +434,10 @@ def _sandboxed(
     sync: tuple[int, int] | None,
     back: tuple[int, int] | None,
     loop: Any,
+    command: list[int],
 ) -> None:
-    """The workload's own setup, in the sandboxed process (its namespaces' is done)."""
+    """The workload's own setup, in the sandboxed process (its namespaces' is done);
+    then the module, or the ``exec`` of a command (``command``: its stdout and stdin)."""
     from gxo.engine.sandbox import child, confine
 
     sc = init["sc"]
@@ -444,6 +460,9 @@ def _sandboxed(
     if sc.get("limits"):
         confine.apply_rlimits(sc["limits"])
     os.chdir(workspace)
+    if command:
+        _confine(sc)
+        _run_command(init["exec"], command, proto_out)
     try:  # imports the module while every file is readable
         runner = child.prepare(init)
     except Exception as exc:
@@ -455,6 +474,16 @@ def _sandboxed(
             __import__(name)
         if sc["seccomp"] != "unconfined":
             import pyseccomp  # noqa: F401  (imports ctypes.util)
+    _confine(sc)
+    code = child.run(runner, rest, proto_in, proto_out, loop)
+    sys.stdout.flush()
+    _exit(code)
+
+
+def _confine(sc: dict[str, Any]) -> None:
+    """Capabilities, user, no_new_privs and the seccomp filter: the last steps."""
+    from gxo.engine.sandbox import confine
+
     nnp = sc["no_new_privileges"]
     if not nnp:  # a filter needs no_new_privs or CAP_SYS_ADMIN: load it while we have it
         confine.apply_seccomp(sc["seccomp"], no_new_privs=False)
@@ -469,9 +498,45 @@ def _sandboxed(
     if nnp:
         confine.no_new_privs()
         confine.apply_seccomp(sc["seccomp"])
-    code = child.run(runner, rest, proto_in, proto_out, loop)
-    sys.stdout.flush()
-    _exit(code)
+
+
+def _run_command(spec: dict[str, Any], fds: list[int], status: int) -> NoReturn:
+    """Start the command (``posix_spawn``: no copy of this process) with the engine's
+    pipes as stdout and stdin (stderr already is), in a session of its own, and stay
+    the namespace's init: reap what is orphaned until the command exits, report its
+    status on ``status``, exit. The kernel then ends whatever of it is left."""
+    out, stdin = fds
+    try:
+        os.chdir(spec["cwd"])
+        actions = [(os.POSIX_SPAWN_DUP2, out, 1)]
+        if spec["stdin"]:
+            actions.append((os.POSIX_SPAWN_DUP2, stdin, 0))
+        argv = spec["argv"]
+        pid = os.posix_spawn(
+            argv[0],
+            argv,
+            spec["env"],
+            file_actions=actions,
+            setsid=True,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # as subprocess: the defaults
+        )
+    except OSError as exc:
+        message = {"t": "error", "kind": "ExecError", "errno": exc.errno or 0}
+        _send(status, {**message, "message": exc.strerror or str(exc)})
+        _exit(127)
+    os.close(out)
+    os.close(stdin)
+    _send(status, {"t": "started"})
+    while True:
+        try:
+            done, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:  # cannot happen while the command runs
+            _exit(70)
+        if done == pid:
+            break
+    code = os.waitstatus_to_exitcode(wait_status)
+    _send(status, {"t": "exit", "code": code})
+    _exit(0)
 
 
 if __name__ == "__main__":

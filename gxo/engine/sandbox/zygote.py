@@ -64,8 +64,10 @@ def _shutdown() -> None:
 atexit.register(_shutdown)
 
 
-def _request(module: str, namespaces: list[str], fds: tuple[int, int, int]) -> int:
-    """Ask the zygote for a sandbox on ``fds``; its keeper's pid. Restarts a dead zygote once."""
+def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> int:
+    """Ask the zygote for a sandbox on ``fds`` (the sandbox's ends of the protocol and
+    stderr pipes; for a command it execs, also its stdout, stdin and the keeper's
+    report); its keeper's pid. Restarts a dead zygote once. Blocking."""
     message = json.dumps({"module": module, "namespaces": namespaces}).encode()
     with _lock:
         for attempt in (1, 2):
@@ -137,7 +139,7 @@ async def spawn(module: str, namespaces: list[str], limit: int = 1 << 26) -> San
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        pid = await asyncio.to_thread(_request, module, namespaces, (in_r, out_w, err_w))
+        pid = await asyncio.to_thread(request_sandbox, module, namespaces, [in_r, out_w, err_w])
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)

@@ -139,22 +139,30 @@ class Exec(Module):
 
         tree = ProcessTree()
         become_subreaper()  # orphans of the command come to us, not to init
-        # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
-        spawn_argv, preexec = parent_death_spawn(argv, str(cwd))
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *spawn_argv,
-                cwd=str(cwd),
-                env=tree.environment(env),
-                stdin=asyncio.subprocess.PIPE
-                if params.stdin is not None
-                else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # own process group: a kill reaches grandchildren
-                preexec_fn=preexec,
+        sandboxed = getattr(ctx, "spawn_command", None)
+        if (
+            sandboxed is not None
+        ):  # security_context: a sandbox execs it (engine/sandbox/command.py)
+            spawn = asyncio.ensure_future(
+                sandboxed(argv, str(cwd), tree.environment(env), params.stdin is not None)
             )
-        )
+        else:
+            # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
+            spawn_argv, preexec = parent_death_spawn(argv, str(cwd))
+            spawn = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    *spawn_argv,
+                    cwd=str(cwd),
+                    env=tree.environment(env),
+                    stdin=asyncio.subprocess.PIPE
+                    if params.stdin is not None
+                    else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # own process group: a kill reaches grandchildren
+                    preexec_fn=preexec,
+                )
+            )
         try:
             proc = await _spawned(spawn, tree)
         except FileNotFoundError:

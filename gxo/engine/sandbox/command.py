@@ -1,0 +1,173 @@
+"""``exec`` in a sandbox with a pid namespace: only the command runs sandboxed.
+
+The ``exec`` module then runs in the engine, as without a sandbox (output captured and
+logged line by line, secrets redacted, exit codes, timeouts, leftovers), and only the
+command runs in the sandbox: the sandboxed process (pid 1 of the namespace) sets
+everything up as for any module (:mod:`.__main__`), then starts the command with
+``posix_spawn`` and waits for it, reaping orphans as an init does. No event loop, no
+module and no JSON relay in the sandbox; the command's stdin, stdout and stderr are
+pipes to the engine. When it exits, the init reports its status and exits, and the
+kernel ends every process left in the namespace: nothing it started outlives it.
+
+:func:`spawn_command` returns a :class:`SandboxedCommand`, the part of
+:class:`asyncio.subprocess.Process` the ``exec`` module uses: its ``pid`` is the
+keeper's (its process group holds the sandbox: ``killpg`` stops it all), ``wait()``
+returns when the command's status is known and the keeper exited, the namespace empty.
+A setup failure (a mount, a filter) or a command that cannot be started is raised by
+:func:`spawn_command`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from typing import Any
+
+from gxo.engine.sandbox.zygote import request_sandbox
+from gxo.errors import ModuleError, ModuleParamsError
+
+__all__ = ["SandboxedCommand", "spawn_command"]
+
+STOP_GRACE = 2.0  # seconds for the keeper to empty the sandbox before SIGKILL to all
+
+
+class SandboxedCommand:
+    """A command running as pid 1 of a sandbox (see the module's docstring)."""
+
+    def __init__(
+        self,
+        pid: int,
+        stdin: asyncio.StreamWriter | None,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        status: asyncio.StreamReader,
+        exit: asyncio.StreamReader,
+    ) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._status = status
+        self._exit = exit
+        self._waiter: asyncio.Future[int] | None = None
+
+    async def wait(self) -> int:
+        if self._waiter is None:
+            self._waiter = asyncio.ensure_future(self._read_status())
+        return await asyncio.shield(self._waiter)
+
+    async def _read_status(self) -> int:
+        """The command's status (from the sandbox's init), then the keeper's report read
+        to EOF: the keeper gone, the namespace is empty. Killed before it said: -9."""
+        code: int | None = None
+        for reader in (self._status, self._exit):
+            with contextlib.suppress(Exception):
+                for line in (await reader.read()).splitlines():
+                    message = json.loads(line)
+                    if message.get("t") == "exit" and code is None and reader is self._status:
+                        code = message["code"]
+            _close(reader)
+        self.returncode = -signal.SIGKILL if code is None else code
+        return self.returncode
+
+    async def close(self) -> None:
+        """Make sure the sandbox is gone (SIGTERM to the keeper, then SIGKILL to its
+        whole group) and its status read; close our pipe ends."""
+        waiter = asyncio.ensure_future(self.wait())
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), STOP_GRACE)
+            except (TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await waiter
+        if self.stdin is not None:
+            self.stdin.close()
+        for reader in (self.stdout, self.stderr, self._status, self._exit):
+            _close(reader)
+
+
+def _close(reader: asyncio.StreamReader) -> None:
+    transport = getattr(reader, "_transport", None)
+    if transport is not None:
+        transport.close()
+
+
+async def _reader(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=1 << 26, loop=loop)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0)
+    )
+    return reader
+
+
+async def _writer(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamWriter:
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(fd, "wb", 0)
+    )
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+def _raise(message: dict[str, Any]) -> None:
+    """The sandbox's report of why the command did not start."""
+    kind, text = message.get("kind"), str(message.get("message", ""))
+    if kind == "ExecError":  # exec maps it: command not found, permission denied ...
+        raise OSError(int(message.get("errno", 0)), text)
+    if kind == "SandboxSetupError":
+        raise ModuleParamsError(f"sandbox: security_context.{text}")
+    if kind == "ConfinementError":
+        raise ModuleParamsError(text)
+    raise ModuleError(f"sandbox: {text}")
+
+
+async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -> SandboxedCommand:
+    """Start ``init["exec"]`` (argv, cwd, env, stdin) in a sandbox set up as ``init`` asks.
+
+    The command is appended to ``started`` as soon as its sandbox exists, so the caller
+    can stop it whatever happens next.
+    """
+    loop = asyncio.get_running_loop()
+    pipes = [os.pipe() for _ in range(6)]  # setup, status, stderr, stdout, stdin, exit
+    ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][0], pipes[5][1]]
+    ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0], pipes[4][1], pipes[5][0]]
+    try:
+        pid = await asyncio.to_thread(request_sandbox, "exec", init["namespaces"], ends)
+    except BaseException:
+        for fd in (*ends, *ours):
+            os.close(fd)
+        raise
+    for fd in ends:
+        os.close(fd)
+    setup_w, status_r, err_r, out_r, in_w, exit_r = ours
+    stdin: asyncio.StreamWriter | None = None
+    if not init["exec"]["stdin"]:
+        os.close(in_w)  # the command's stdin is /dev/null
+    command = SandboxedCommand(
+        pid,
+        None,
+        await _reader(loop, out_r),
+        await _reader(loop, err_r),
+        await _reader(loop, status_r),
+        await _reader(loop, exit_r),
+    )
+    started.append(command)
+    if init["exec"]["stdin"]:
+        stdin = await _writer(loop, in_w)
+        command.stdin = stdin
+    setup = await _writer(loop, setup_w)
+    setup.write((json.dumps(init, separators=(",", ":"), default=str) + "\n").encode())
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it says why
+        await setup.drain()
+    setup.close()
+    first = await command._status.readline()  # started, or why not (or EOF: killed)
+    message = json.loads(first) if first.strip() else {"t": "error", "message": "killed"}
+    if message.get("t") != "started":
+        _raise(message)
+    return command
