@@ -26,7 +26,7 @@ import os
 import signal
 from typing import Any
 
-from gxo.engine.sandbox.zygote import request_sandbox
+from gxo.engine.sandbox.zygote import prewrite, request_sandbox
 from gxo.errors import ModuleError, ModuleParamsError
 
 __all__ = ["SandboxedCommand", "spawn_command"]
@@ -51,6 +51,7 @@ class SandboxedCommand:
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
+        self.contained = True  # its pid namespace ends with it: no leftovers to look for
         self._status = status
         self._exit = exit
         self._waiter: asyncio.Future[int] | None = None
@@ -137,6 +138,8 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
     pipes = [os.pipe() for _ in range(6)]  # setup, status, stderr, stdout, stdin, exit
     ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][0], pipes[5][1]]
     ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0], pipes[4][1], pipes[5][0]]
+    line = (json.dumps(init, separators=(",", ":"), default=str) + "\n").encode()
+    rest = prewrite(pipes[0][1], line)
     try:
         pid = await asyncio.to_thread(request_sandbox, "exec", init["namespaces"], ends)
     except BaseException:
@@ -162,7 +165,7 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
         stdin = await _writer(loop, in_w)
         command.stdin = stdin
     setup = await _writer(loop, setup_w)
-    setup.write((json.dumps(init, separators=(",", ":"), default=str) + "\n").encode())
+    setup.write(rest)
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it says why
         await setup.drain()
     setup.close()

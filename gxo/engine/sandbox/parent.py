@@ -122,6 +122,13 @@ class _Cgroups:
         self.dirs = []
 
 
+async def _cgroups(sc: SecurityContext) -> _Cgroups:
+    """The workload's cgroups (file system work: in a thread, unless there is none)."""
+    if sc.limits is None or (sc.limits.memory is None and sc.limits.pids is None):
+        return _Cgroups(sc)
+    return await asyncio.to_thread(_Cgroups, sc)
+
+
 def _write(path: str, name: str, value: str) -> None:
     with open(os.path.join(path, name), "w") as f:
         f.write(value)
@@ -207,10 +214,11 @@ async def perform_sandboxed(
     cgroups: _Cgroups | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:
-        cgroups = await asyncio.to_thread(_Cgroups, sc)
+        cgroups = await _cgroups(sc)
         init["cgroups"] = cgroups.procs
-        proc = await spawn(module, init["namespaces"])
-        return await _relay(ctx, proc, init, sc, cgroups, tasks)
+        setup = (json.dumps(init, separators=(",", ":"), default=str) + "\n").encode()
+        proc = await spawn(module, init["namespaces"], setup)
+        return await _relay(ctx, proc, sc, cgroups, tasks)
     finally:
         for task in tasks:
             task.cancel()
@@ -255,7 +263,7 @@ async def _perform_exec(
         return await spawn_command(init, started)
 
     try:
-        cgroups = await asyncio.to_thread(_Cgroups, sc)
+        cgroups = await _cgroups(sc)
         spec = REGISTRY.get("exec")
         assert spec is not None
         instance = spec.instantiate()
@@ -290,13 +298,11 @@ async def _stop(proc: SandboxProcess) -> None:
 async def _relay(
     ctx: ModuleContext,
     proc: SandboxProcess,
-    init: dict[str, Any],
     sc: SecurityContext,
     cgroups: _Cgroups,
     tasks: list[asyncio.Task[Any]],
 ) -> Any:
     stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-    stdin.write((json.dumps(init, default=str) + "\n").encode())
     credit = WINDOW
     credit_event = asyncio.Event()
     upstream: list[BaseException] = []

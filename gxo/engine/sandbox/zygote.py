@@ -90,6 +90,20 @@ def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> int:
     raise OSError("the sandbox zygote did not answer")
 
 
+PIPE_ROOM = 1 << 16  # what an empty pipe takes without blocking (Linux's default size)
+
+
+def prewrite(fd: int, data: bytes) -> bytes:
+    """Write the setup line into the sandbox's empty pipe before asking for the sandbox
+    (it reads it at once when it wakes up); what does not fit is returned, for later."""
+    if len(data) > PIPE_ROOM:
+        return data
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+    return b""
+
+
 class SandboxProcess:
     """One sandbox's keeper: its pid and the engine's ends of its three pipes."""
 
@@ -131,13 +145,16 @@ class SandboxProcess:
             self.returncode = 128 + signal.SIGKILL
 
 
-async def spawn(module: str, namespaces: list[str], limit: int = 1 << 26) -> SandboxProcess:
+async def spawn(
+    module: str, namespaces: list[str], setup: bytes, limit: int = 1 << 26
+) -> SandboxProcess:
     """A new sandbox (from the zygote) in ``namespaces``, with pipes for the protocol and
-    its stderr."""
+    its stderr; ``setup`` (the setup line) is written to it."""
     loop = asyncio.get_running_loop()
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    setup = prewrite(in_w, setup)
     try:
         pid = await asyncio.to_thread(request_sandbox, module, namespaces, [in_r, out_w, err_w])
     except BaseException:
@@ -158,4 +175,5 @@ async def spawn(module: str, namespaces: list[str], limit: int = 1 << 26) -> San
         lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(in_w, "wb", 0)
     )
     stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+    stdin.write(setup)  # what did not fit in the pipe beforehand
     return SandboxProcess(pid, stdin, stdout, stderr)

@@ -172,12 +172,16 @@ class Exec(Module):
         except OSError as exc:
             raise ctx.fail(f"cannot start {params.command}: {exc.strerror}") from None
         tree.root = proc.pid
-        watcher = asyncio.create_task(tree.watch())
+        # A sandbox's pid namespace holds all the command started: the kernel ends it with
+        # the namespace, so there is nothing to look for (engine/sandbox/command.py).
+        contained = getattr(proc, "contained", False)
+        watcher = asyncio.create_task(tree.watch()) if not contained else None
         outputs = (_Output(ctx, "stdout"), _Output(ctx, "stderr"))
         try:
             code = await _communicate(proc, outputs, params.stdin, tree)
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await _finish(asyncio.ensure_future(_cleanup(proc, tree)))
         stdout, stderr = outputs[0].text(), outputs[1].text()
         summary = {
@@ -361,7 +365,8 @@ async def _feed(proc: asyncio.subprocess.Process, stdin: str | None) -> None:
 async def _cleanup(proc: asyncio.subprocess.Process, tree: ProcessTree) -> None:
     """Stop the command if it still runs, then whatever it left behind; close its pipes."""
     await _terminate(proc)
-    await tree.stop_leftovers(KILL_GRACE)
+    if not getattr(proc, "contained", False):
+        await tree.stop_leftovers(KILL_GRACE)
     transport = getattr(proc, "_transport", None)
     for fd in (0, 1, 2):
         pipe = transport.get_pipe_transport(fd) if transport is not None else None
