@@ -1,13 +1,16 @@
-"""``exec`` in a sandbox with a pid namespace: only the command runs sandboxed.
+"""``exec`` in a sandbox: only the command runs sandboxed.
 
 The ``exec`` module then runs in the engine, as without a sandbox (output captured and
 logged line by line, secrets redacted, exit codes, timeouts, leftovers), and only the
-command runs in the sandbox: the sandboxed process (pid 1 of the namespace) sets
-everything up as for any module (:mod:`.__main__`), then starts the command with
-``posix_spawn`` and waits for it, reaping orphans as an init does. No event loop, no
-module and no JSON relay in the sandbox; the command's stdin, stdout and stderr are
-pipes to the engine. When it exits, the init reports its status and exits, and the
-kernel ends every process left in the namespace: nothing it started outlives it.
+command runs in the sandbox: the sandboxed process (pid 1 of the pid namespace, if
+there is one: the sandbox's *init*) sets everything up as for any module
+(:mod:`.__main__`), then starts the command with ``posix_spawn`` and waits for it,
+reaping orphans as an init does. No event loop, no module and no JSON relay in the
+sandbox; the command's stdin, stdout and stderr are pipes to the engine. When it exits,
+the init reports its status and exits. With a pid namespace the kernel then ends every
+process left in it (nothing the command started outlives it); without one, ``exec``
+finds and stops the command's leftovers as it does outside a sandbox (they are
+re-parented to the engine, a child subreaper).
 
 :func:`spawn_command` returns a :class:`SandboxedCommand`, the part of
 :class:`asyncio.subprocess.Process` the ``exec`` module uses: its ``pid`` is the
@@ -45,13 +48,14 @@ class SandboxedCommand:
         stderr: asyncio.StreamReader,
         status: asyncio.StreamReader,
         exit: asyncio.StreamReader,
+        contained: bool,
     ) -> None:
         self.pid = pid
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
-        self.contained = True  # its pid namespace ends with it: no leftovers to look for
+        self.contained = contained  # a pid namespace ends with it: no leftovers to look for
         self._status = status
         self._exit = exit
         self._waiter: asyncio.Future[int] | None = None
@@ -159,6 +163,7 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
         await _reader(loop, err_r),
         await _reader(loop, status_r),
         await _reader(loop, exit_r),
+        "pid" in init["namespaces"],
     )
     started.append(command)
     if init["exec"]["stdin"]:

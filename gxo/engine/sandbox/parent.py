@@ -175,8 +175,8 @@ async def perform_sandboxed(
 ) -> Any:
     """Run ``module`` with ``params`` (the rendered, unredacted dict) in a sandbox.
 
-    ``exec`` (``validated``: its params model) with a pid namespace runs in the engine
-    and only its command in the sandbox (:mod:`.command`)."""
+    ``exec`` (``validated``: its params model) runs in the engine and only its command
+    in the sandbox (:mod:`.command`)."""
     if module in NOT_SANDBOXABLE:
         raise ModuleError(
             f"module '{module}' acts on the engine and cannot run in a sandbox (security_context)"
@@ -186,7 +186,7 @@ async def perform_sandboxed(
         ctx.run.paths.resolve(rel, workload=ctx.workload, param="security_context.writable_paths")
         os.makedirs(os.path.join(ctx.workspace, rel), exist_ok=True)
     namespaces = sc.effective_namespaces()
-    if module == "exec" and "pid" in namespaces and validated is not None:
+    if module == "exec" and validated is not None:
         return await _perform_exec(ctx, validated, sc, namespaces)
     resolver = ctx.run.paths
     init = {
@@ -243,7 +243,7 @@ class _CommandContext:
 async def _perform_exec(
     ctx: ModuleContext, params: Any, sc: SecurityContext, namespaces: list[str]
 ) -> Any:
-    """``exec`` in the engine, its command sandboxed (pid 1 of the namespace)."""
+    """``exec`` in the engine, its command sandboxed (started by the sandbox's init)."""
     from gxo.engine.sandbox.command import SandboxedCommand, spawn_command
     from gxo.modules.base import REGISTRY
 
