@@ -479,7 +479,8 @@ async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes
     a missing command come back as without a sandbox; nothing it left behind survives
     (with a pid namespace the kernel ends it, without one exec does)."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
-    probe = "echo $$; cut -d' ' -f19 /proc/self/stat; cut -d' ' -f19 /proc/$PPID/stat"
+    probe = "echo $$; cut -d' ' -f19 /proc/self/stat; cut -d' ' -f19 /proc/$PPID/stat; "
+    probe += "ls /proc/self/fd | tr '\\n' ' '"  # 0, 1, 2 and ls's own: no pipe of GXO's
     sets = [{}, {"namespaces": ["uts"]}, {"namespaces": ["ipc", "mount", "pid"]}]
     sets += [{"network": "none"}, {"namespaces": ["mount", "pid"]}]
     workloads = []
@@ -505,7 +506,8 @@ async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes
     for i in range(len(sets) * 2):
         state = _state(result, f"p{i}")
         assert state.status.value == "Completed", (i, state.error)
-        pid, own, parent = state.summary["stdout_lines"]
+        pid, own, parent, fds = state.summary["stdout_lines"]
+        assert fds.split() == ["0", "1", "2", "3"], (i, fds)
         unshared = "pid" in (sets[i % len(sets)].get("namespaces") or ["pid"])
         assert pid == "2" or not unshared, (i, pid)
         assert (int(own), int(parent)) == (nice, nice), i

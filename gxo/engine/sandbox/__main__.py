@@ -405,12 +405,13 @@ def zygote(control: int) -> None:
                     spec.params_model  # noqa: B018  (imports the module: forks start warm)
             namespaces = list(request.get("namespaces", []))
             key = tuple(namespaces)
-            warm = pool.pop(key, None) or _Warm(namespaces, others())
+            # A sandbox forked now must not inherit the request's pipes (nor the others').
+            warm = pool.pop(key, None) or _Warm(namespaces, others() + fds)
             try:
                 warm.hand(fds)
             except OSError:  # its keeper died meanwhile: a fresh one
                 warm.drop()
-                warm = _Warm(namespaces, others())
+                warm = _Warm(namespaces, others() + fds)
                 warm.hand(fds)
             finally:
                 for fd in fds:  # closed before the next fork: only the sandbox holds them
