@@ -129,9 +129,9 @@ def _receive(sock: socket.socket, *counts: int) -> list[int]:
 
 
 def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket) -> None:
-    """A pre-forked sandbox: unshares ``namespaces``, forks the sandboxed process, then
-    waits for a workload (the engine's stdout and stderr pipes on ``own``), waits for
-    the sandboxed process and reports its exit status."""
+    """A pre-forked sandbox: unshares ``namespaces``, forks the sandboxed process, waits
+    for it and reports its exit status on the pipe the workload's request gave it (on
+    ``own``: the engine's stdout and stderr pipes, or a command's report pipe)."""
     from gxo.engine.sandbox import confine
 
     problem = None
@@ -160,11 +160,16 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
         # the namespace is gone; then the keeper reports and exits, closing the pipe.
         signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
     child_sock.close()
-    fds = _receive(own, 2)
+    status = None
+    if problem is None and sync is None:
+        # Nothing to do before the sandboxed process ends: the workload's pipes are taken
+        # afterwards (they wait on the socket), so handing a sandbox out wakes one process.
+        _, status = os.waitpid(pid, 0)
+    fds = _receive(own, 1, 2)
     if not fds:  # the zygote ended or dropped this sandbox: its process dies with us
         _exit(0)
-    proto_out, err = fds
-    _stdio(err)
+    proto_out = fds[0]  # for a command (.command): its report pipe only, no stderr
+    _stdio(fds[1] if len(fds) == 2 else os.open(os.devnull, os.O_RDWR))
     if problem is not None:
         _fail(proto_out, problem)
     if sync is not None and back is not None:
@@ -179,7 +184,8 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
                     os.close(fd)
             os.write(back[1], b"k")
         os.close(host_proc)
-    _, status = os.waitpid(pid, 0)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     try:
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
@@ -332,7 +338,7 @@ class _Warm:
         if _nice is not None:
             os.setpriority(os.PRIO_PGRP, self.pid, _nice)
         go = json.dumps({"nice": _nice}).encode()
-        socket.send_fds(self.sock, [go], [fds[5], fds[2]] if len(fds) == 6 else fds[1:])
+        socket.send_fds(self.sock, [go], [fds[5]] if len(fds) == 6 else fds[1:])
         with contextlib.suppress(OSError):  # no sandboxed process: the keeper says why
             socket.send_fds(self.child_sock, [go], fds[:5])
         self.close()

@@ -15,7 +15,7 @@ re-parented to the engine, a child subreaper).
 :func:`spawn_command` returns a :class:`SandboxedCommand`, the part of
 :class:`asyncio.subprocess.Process` the ``exec`` module uses: its ``pid`` is the
 keeper's (its process group holds the sandbox: ``killpg`` stops it all), ``wait()``
-returns when the command's status is known and the keeper exited, the namespace empty.
+returns when the command's status is known and the keeper saw the sandbox end (empty).
 A setup failure (a mount, a filter) or a command that cannot be started is raised by
 :func:`spawn_command`.
 """
@@ -66,16 +66,21 @@ class SandboxedCommand:
         return await asyncio.shield(self._waiter)
 
     async def _read_status(self) -> int:
-        """The command's status (from the sandbox's init), then the keeper's report read
-        to EOF: the keeper gone, the namespace is empty. Killed before it said: -9."""
+        """The command's status (from the sandbox's init, which then exits), then the
+        keeper's report: it saw the init end, so the sandbox is empty (the keeper
+        itself exits right after). Killed before it said: -9."""
         code: int | None = None
-        for reader in (self._status, self._exit):
-            with contextlib.suppress(Exception):
-                for line in (await reader.read()).splitlines():
-                    message = json.loads(line)
-                    if message.get("t") == "exit" and code is None and reader is self._status:
-                        code = message["code"]
-            _close(reader)
+        with contextlib.suppress(Exception):
+            for line in (await self._status.read()).splitlines():
+                message = json.loads(line)
+                if message.get("t") == "exit" and code is None:
+                    code = message["code"]
+        _close(self._status)
+        with contextlib.suppress(Exception):
+            while line := await self._exit.readline():
+                if json.loads(line).get("t") == "exit":
+                    break
+        _close(self._exit)
         self.returncode = -signal.SIGKILL if code is None else code
         return self.returncode
 
