@@ -107,9 +107,9 @@ def _stdio(err: int) -> None:
     os.close(err)
 
 
-def _receive(sock: socket.socket, *counts: int) -> list[int]:
+def _receive(sock: socket.socket, *counts: int) -> list[int] | None:
     """Wait for the workload: the engine's pipe ends (close-on-exec here), as many as
-    one of ``counts``; [] when the zygote is gone. From then on this process runs at
+    one of ``counts``; None when the zygote is gone. From then on this process runs at
     the engine's priority (it waited at IDLE_NICE)."""
     try:
         data, fds, _, _ = socket.recv_fds(sock, 64, max(counts))
@@ -121,7 +121,7 @@ def _receive(sock: socket.socket, *counts: int) -> list[int]:
     if len(fds) not in counts or not data:
         for fd in fds:
             os.close(fd)
-        return []
+        return None
     nice = json.loads(data).get("nice")
     if nice is not None:  # raised back by the zygote too; a fork may have missed that
         os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -166,9 +166,11 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
         # afterwards (they wait on the socket), so handing a sandbox out wakes one process.
         _, status = os.waitpid(pid, 0)
     fds = _receive(own, 1, 2)
-    if not fds:  # the zygote ended or dropped this sandbox: its process dies with us
+    if fds is None:  # the zygote ended or dropped this sandbox: its process dies with us
         _exit(0)
-    proto_out = fds[0]  # for a command (.command): its report pipe only, no stderr
+    # A module's: the engine's stdout and stderr. A command's (.command): its status
+    # pipe only, to say why it could not start (the engine watches this process's end).
+    proto_out, command = fds[0], len(fds) == 1
     _stdio(fds[1] if len(fds) == 2 else os.open(os.devnull, os.O_RDWR))
     if problem is not None:
         _fail(proto_out, problem)
@@ -187,6 +189,8 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
     if status is None:
         _, status = os.waitpid(pid, 0)
     code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if command:
+        _exit(code)
     try:
         signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
         _send(proto_out, {"t": "exit", "code": code, "signal": signum})
@@ -194,35 +198,52 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
         _exit(code)
 
 
+def _direct(namespaces: list[str], sock: socket.socket) -> None:
+    """A command's sandbox without a keeper: this process is the sandbox's init (pid 1
+    of the new pid namespace, into which the zygote forked it), unshares the other
+    namespaces itself and waits for a workload. SIGTERM (the engine stopping it) ends
+    it, and with it the namespace."""
+    from gxo.engine.sandbox import confine
+
+    signal.signal(signal.SIGTERM, lambda *_: _exit(128 + signal.SIGTERM))
+    problem = None
+    try:
+        confine.unshare([n for n in namespaces if n not in ("pid", "user")])
+    except confine.SandboxSetupError as exc:
+        problem = str(exc)
+    _waiting(namespaces, sock, None, None, problem)
+
+
 def _waiting(
     namespaces: list[str],
     sock: socket.socket,
     sync: tuple[int, int] | None,
     back: tuple[int, int] | None,
+    problem: str | None = None,
 ) -> None:
     """The sandboxed process: what every workload of these namespaces needs is set up
     before one comes; then the workload's own setup (:func:`_sandboxed`) and module."""
     from gxo.engine.sandbox import child, confine
 
     confine.set_pdeathsig(signal.SIGKILL)
-    problem = None
-    try:
-        if "mount" in namespaces:
-            confine.private_mounts()
-        if "pid" in namespaces:
-            confine.mount_proc()
-        if "uts" in namespaces:
-            socket.sethostname("gxo-sandbox")
-        if "net" in namespaces:
-            confine.loopback_up()
-    except confine.SandboxSetupError as exc:
-        problem = str(exc)
-    except OSError as exc:
-        problem = f"namespaces: {exc}"
+    if problem is None:  # else reported (and nothing run) once a workload comes
+        try:
+            if "mount" in namespaces:
+                confine.private_mounts()
+            if "pid" in namespaces:
+                confine.mount_proc()
+            if "uts" in namespaces:
+                socket.sethostname("gxo-sandbox")
+            if "net" in namespaces:
+                confine.loopback_up()
+        except confine.SandboxSetupError as exc:
+            problem = str(exc)
+        except OSError as exc:
+            problem = f"namespaces: {exc}"
     loop = child.new_loop()
     child.warm(loop)
     fds = _receive(sock, 3, 5)
-    if not fds:
+    if fds is None:
         _exit(0)
     proto_in, proto_out, err = fds[:3]
     command = fds[3:]  # a command to exec: its stdout and stdin (see .command)
@@ -301,15 +322,31 @@ _zygote_pid = 0
 
 
 class _Warm:
-    """A pre-forked sandbox waiting for a workload: its keeper's pid and the zygote's
-    ends of the sockets to the keeper and to the sandboxed process."""
+    """A pre-forked sandbox waiting for a workload: the pid of its first process and
+    the zygote's ends of the sockets to it and to the sandboxed process.
 
-    def __init__(self, namespaces: list[str], others: list[int]) -> None:
+    ``direct`` (a command's sandbox without a user namespace, :mod:`.command`): no
+    keeper; the zygote forks the sandbox's init itself, into a new pid namespace
+    (``unshare`` of the pid namespace for its next child, then ``setns`` back to its
+    own), and gives the engine a pidfd of it: its end is the sandbox's end."""
+
+    def __init__(self, namespaces: list[str], others: list[int], direct: bool) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         child_ours, child_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = _background_fork()
+        unshared = False
+        if direct and "pid" in namespaces:
+            try:
+                confine.unshare(["pid"])
+                unshared = True
+            except confine.SandboxSetupError:
+                direct = False  # a keeper then tries, and reports why it cannot
+        try:
+            pid = _background_fork()
+        finally:
+            if unshared and os.getpid() == _zygote_pid:
+                confine.setns(_own_pid_ns, "pid")  # the next forks stay in ours
         if pid == 0:
-            for fd in (*others, ours.detach(), child_ours.detach()):
+            for fd in (*others, _own_pid_ns, ours.detach(), child_ours.detach()):
                 with contextlib.suppress(OSError):
                     os.close(fd)
             confine.set_pdeathsig(signal.SIGKILL)  # the engine gone, the zygote goes, then this
@@ -318,45 +355,54 @@ class _Warm:
             with contextlib.suppress(OSError):  # its own group: the engine kills it whole
                 os.setpgid(0, 0)
             try:
-                keeper(namespaces, theirs, child_theirs)
+                if direct:
+                    child_theirs.close()
+                    _direct(namespaces, theirs)
+                else:
+                    keeper(namespaces, theirs, child_theirs)
             finally:
                 _exit(70)
         with contextlib.suppress(OSError):  # before the engine has the pid: no race
             os.setpgid(pid, pid)
         theirs.close()
         child_theirs.close()
-        self.pid, self.sock, self.child_sock = pid, ours, child_ours
+        self.pid, self.sock, self.child_sock, self.direct = pid, ours, child_ours, direct
+        self.pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else -1
 
     def fds(self) -> list[int]:
-        return [self.sock.fileno(), self.child_sock.fileno()]
+        return [self.sock.fileno(), self.child_sock.fileno(), self.pidfd]
 
     def hand(self, fds: list[int]) -> None:
         """The workload's pipes to the sandbox, which runs at the engine's priority from
         now on (its whole process group). ``fds``: the sandbox's ends of the setup,
-        protocol (or status) and stderr pipes; for a command to exec, also its stdout
-        and stdin and the keeper's report (:mod:`.command`)."""
+        protocol and stderr pipes; for a command (:mod:`.command`) of its setup,
+        status, stderr, stdout and stdin pipes."""
         if _nice is not None:
             os.setpriority(os.PRIO_PGRP, self.pid, _nice)
         go = json.dumps({"nice": _nice}).encode()
-        socket.send_fds(self.sock, [go], [fds[5]] if len(fds) == 6 else fds[1:])
-        with contextlib.suppress(OSError):  # no sandboxed process: the keeper says why
-            socket.send_fds(self.child_sock, [go], fds[:5])
-        self.close()
-
-    def close(self) -> None:
+        if self.direct:
+            socket.send_fds(self.sock, [go], fds)
+        else:
+            socket.send_fds(self.sock, [go], [fds[1]] if len(fds) == 5 else fds[1:])
+            with contextlib.suppress(OSError):  # no sandboxed process: the keeper says why
+                socket.send_fds(self.child_sock, [go], fds)
         self.sock.close()
         self.child_sock.close()
 
     def drop(self) -> None:
         """Not used: the keeper and its sandboxed process end (never reused)."""
-        self.close()
+        self.sock.close()
+        self.child_sock.close()
         with contextlib.suppress(OSError):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
 
 
 confine: Any = None  # gxo.engine.sandbox.confine, imported by the zygote
+_own_pid_ns = -1  # the zygote's pid namespace, open (for setns after an unshare)
 
 
 def zygote(control: int) -> None:
@@ -367,7 +413,7 @@ def zygote(control: int) -> None:
     keeper's pid. EOF on the socket (the engine closed it or died) ends the zygote and
     the sandboxes still waiting.
     """
-    global confine, _nice, _zygote_pid
+    global confine, _nice, _zygote_pid, _own_pid_ns
     ctl = socket.socket(fileno=control)
     from gxo.engine.sandbox import child  # noqa: F401  (jinja2, pydantic, gxo)
     from gxo.engine.sandbox import confine as _confine
@@ -377,6 +423,7 @@ def zygote(control: int) -> None:
     from gxo.engine.sandbox.host import has_cap
 
     _zygote_pid = os.getpid()
+    _own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     if has_cap(CAP_SYS_NICE):  # it can give a waiting sandbox its priority back
         _nice = os.getpriority(os.PRIO_PROCESS, 0)
     with contextlib.suppress(ImportError):
@@ -390,7 +437,7 @@ def zygote(control: int) -> None:
     import gc
 
     gc.freeze()  # what is imported now stays shared with the forks (no GC writes to it)
-    pool: dict[tuple[str, ...], _Warm] = {}  # oldest first
+    pool: dict[tuple[tuple[str, ...], bool], _Warm] = {}  # oldest first
 
     def others() -> list[int]:
         return [ctl.fileno()] + [fd for warm in pool.values() for fd in warm.fds()]
@@ -410,20 +457,30 @@ def zygote(control: int) -> None:
                 with contextlib.suppress(Exception):  # the sandbox reports a bad module itself
                     spec.params_model  # noqa: B018  (imports the module: forks start warm)
             namespaces = list(request.get("namespaces", []))
-            key = tuple(namespaces)
+            command = len(fds) == 5  # a command's sandbox (.command), else a module's
+            direct = command and "user" not in namespaces  # no keeper (_Warm)
+            key = (tuple(namespaces), direct)
             # A sandbox forked now must not inherit the request's pipes (nor the others').
-            warm = pool.pop(key, None) or _Warm(namespaces, others() + fds)
+            warm = pool.pop(key, None) or _Warm(namespaces, others() + fds, direct)
             try:
                 warm.hand(fds)
-            except OSError:  # its keeper died meanwhile: a fresh one
+            except OSError:  # it died meanwhile: a fresh one
                 warm.drop()
-                warm = _Warm(namespaces, others() + fds)
+                warm = _Warm(namespaces, others() + fds, direct)
                 warm.hand(fds)
             finally:
                 for fd in fds:  # closed before the next fork: only the sandbox holds them
                     os.close(fd)
-            ctl.send(json.dumps({"pid": warm.pid}).encode())
-            pool[key] = _Warm(namespaces, others())  # the next one, while this one runs
+            reply = json.dumps({"pid": warm.pid}).encode()
+            try:  # a command's engine side watches the sandbox's end through a pidfd
+                if command and warm.pidfd >= 0:
+                    socket.send_fds(ctl, [reply], [warm.pidfd])
+                else:
+                    ctl.send(reply)
+            finally:
+                if warm.pidfd >= 0:
+                    os.close(warm.pidfd)
+            pool[key] = _Warm(namespaces, others(), direct)  # the next one, meanwhile
             while len(pool) > POOL_SETS:
                 pool.pop(next(iter(pool))).drop()
     finally:

@@ -12,10 +12,15 @@ process left in it (nothing the command started outlives it); without one, ``exe
 finds and stops the command's leftovers as it does outside a sandbox (they are
 re-parented to the engine, a child subreaper).
 
+No keeper either (but with a user namespace, whose uid map a process outside must
+write): the zygote forks the init itself, into a new pid namespace, and hands the
+engine a pidfd of it.
+
 :func:`spawn_command` returns a :class:`SandboxedCommand`, the part of
 :class:`asyncio.subprocess.Process` the ``exec`` module uses: its ``pid`` is the
-keeper's (its process group holds the sandbox: ``killpg`` stops it all), ``wait()``
-returns when the command's status is known and the keeper saw the sandbox end (empty).
+sandbox's first process (the init, or the keeper), whose SIGTERM ends the sandbox;
+``wait()`` returns when the command's status is known and that process ended (the
+init of a pid namespace ends only once every process in it is gone).
 A setup failure (a mount, a filter) or a command that cannot be started is raised by
 :func:`spawn_command`.
 """
@@ -47,7 +52,7 @@ class SandboxedCommand:
         stdout: asyncio.StreamReader,
         stderr: asyncio.StreamReader,
         status: asyncio.StreamReader,
-        exit: asyncio.StreamReader,
+        pidfd: int,
         contained: bool,
     ) -> None:
         self.pid = pid
@@ -57,7 +62,7 @@ class SandboxedCommand:
         self.returncode: int | None = None
         self.contained = contained  # a pid namespace ends with it: no leftovers to look for
         self._status = status
-        self._exit = exit
+        self._pidfd = pidfd
         self._waiter: asyncio.Future[int] | None = None
 
     async def wait(self) -> int:
@@ -67,8 +72,9 @@ class SandboxedCommand:
 
     async def _read_status(self) -> int:
         """The command's status (from the sandbox's init, which then exits), then the
-        keeper's report: it saw the init end, so the sandbox is empty (the keeper
-        itself exits right after). Killed before it said: -9."""
+        end of the sandbox's first process (its pidfd): the init (a pid namespace's
+        ends only once every process in it is gone) or the keeper (which waited for
+        the init). Killed before it said: -9."""
         code: int | None = None
         with contextlib.suppress(Exception):
             for line in (await self._status.read()).splitlines():
@@ -76,32 +82,54 @@ class SandboxedCommand:
                 if message.get("t") == "exit" and code is None:
                     code = message["code"]
         _close(self._status)
-        with contextlib.suppress(Exception):
-            while line := await self._exit.readline():
-                if json.loads(line).get("t") == "exit":
-                    break
-        _close(self._exit)
+        await self._ended()
         self.returncode = -signal.SIGKILL if code is None else code
         return self.returncode
+
+    async def _ended(self) -> None:
+        if self._pidfd < 0:
+            return
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(self._pidfd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(self._pidfd)
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+            if self._pidfd >= 0:
+                signal.pidfd_send_signal(self._pidfd, signum)
+            else:
+                os.kill(self.pid, signum)
 
     async def close(self) -> None:
         """Make sure the sandbox is gone (SIGTERM to the keeper, then SIGKILL to its
         whole group) and its status read; close our pipe ends."""
         waiter = asyncio.ensure_future(self.wait())
         if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGTERM)
+            self._signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), STOP_GRACE)
             except (TimeoutError, asyncio.CancelledError):
+                self._signal(signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await waiter
         if self.stdin is not None:
             self.stdin.close()
-        for reader in (self.stdout, self.stderr, self._status, self._exit):
+        for reader in (self.stdout, self.stderr, self._status):
             _close(reader)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
 
 def _close(reader: asyncio.StreamReader) -> None:
@@ -144,20 +172,20 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
     can stop it whatever happens next.
     """
     loop = asyncio.get_running_loop()
-    pipes = [os.pipe() for _ in range(6)]  # setup, status, stderr, stdout, stdin, exit
-    ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][0], pipes[5][1]]
-    ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0], pipes[4][1], pipes[5][0]]
+    pipes = [os.pipe() for _ in range(5)]  # setup, status, stderr, stdout, stdin
+    ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][0]]
+    ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0], pipes[4][1]]
     line = (json.dumps(init, separators=(",", ":"), default=str) + "\n").encode()
     rest = prewrite(pipes[0][1], line)
     try:
-        pid = await asyncio.to_thread(request_sandbox, "exec", init["namespaces"], ends)
+        pid, pidfd = await asyncio.to_thread(request_sandbox, "exec", init["namespaces"], ends)
     except BaseException:
         for fd in (*ends, *ours):
             os.close(fd)
         raise
     for fd in ends:
         os.close(fd)
-    setup_w, status_r, err_r, out_r, in_w, exit_r = ours
+    setup_w, status_r, err_r, out_r, in_w = ours
     stdin: asyncio.StreamWriter | None = None
     if not init["exec"]["stdin"]:
         os.close(in_w)  # the command's stdin is /dev/null
@@ -167,7 +195,7 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
         await _reader(loop, out_r),
         await _reader(loop, err_r),
         await _reader(loop, status_r),
-        await _reader(loop, exit_r),
+        pidfd,
         "pid" in init["namespaces"],
     )
     started.append(command)

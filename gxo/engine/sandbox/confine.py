@@ -77,6 +77,11 @@ def unshare(names: list[str], field: str = "namespaces") -> None:
         _check(_libc.unshare(flags), f"{field}: unshare({', '.join(names)})")
 
 
+def setns(fd: int, name: str) -> None:
+    """Join the namespace open on ``fd`` (for ``pid``: the one of our next children)."""
+    _check(_libc.setns(fd, CLONE[name]), f"namespaces: setns({name})")
+
+
 def set_pdeathsig(signum: int) -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
 

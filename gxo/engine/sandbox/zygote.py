@@ -64,10 +64,11 @@ def _shutdown() -> None:
 atexit.register(_shutdown)
 
 
-def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> int:
-    """Ask the zygote for a sandbox on ``fds`` (the sandbox's ends of the protocol and
-    stderr pipes; for a command it execs, also its stdout, stdin and the keeper's
-    report); its keeper's pid. Restarts a dead zygote once. Blocking."""
+def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    """Ask the zygote for a sandbox on ``fds`` (the sandbox's ends of the setup,
+    protocol and stderr pipes; for a command: setup, status, stderr, stdout, stdin);
+    the pid of its first process (its process group's) and, for a command, a pidfd of
+    that process (else -1). Restarts a dead zygote once. Blocking."""
     message = json.dumps({"module": module, "namespaces": namespaces}).encode()
     with _lock:
         for attempt in (1, 2):
@@ -76,9 +77,11 @@ def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> int:
             ctl: socket.socket = _zygote["ctl"]
             try:
                 socket.send_fds(ctl, [message], list(fds))
-                reply = ctl.recv(4096)
+                reply, got, _, _ = socket.recv_fds(ctl, 4096, 1)
                 if reply:
-                    return int(json.loads(reply)["pid"])
+                    for fd in got[1:]:
+                        os.close(fd)
+                    return int(json.loads(reply)["pid"]), got[0] if got else -1
             except OSError:
                 if attempt == 2:
                     raise
@@ -156,7 +159,11 @@ async def spawn(
     err_r, err_w = os.pipe()
     setup = prewrite(in_w, setup)
     try:
-        pid = await asyncio.to_thread(request_sandbox, module, namespaces, [in_r, out_w, err_w])
+        pid, pidfd = await asyncio.to_thread(
+            request_sandbox, module, namespaces, [in_r, out_w, err_w]
+        )
+        if pidfd >= 0:  # a module's sandbox: its keeper reports the end
+            os.close(pidfd)
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)
