@@ -211,7 +211,7 @@ def _direct(namespaces: list[str], sock: socket.socket) -> None:
         confine.unshare([n for n in namespaces if n not in ("pid", "user")])
     except confine.SandboxSetupError as exc:
         problem = str(exc)
-    _waiting(namespaces, sock, None, None, problem)
+    _waiting(namespaces, sock, None, None, problem, for_module=False)
 
 
 def _waiting(
@@ -220,9 +220,11 @@ def _waiting(
     sync: tuple[int, int] | None,
     back: tuple[int, int] | None,
     problem: str | None = None,
+    for_module: bool = True,
 ) -> None:
     """The sandboxed process: what every workload of these namespaces needs is set up
-    before one comes; then the workload's own setup (:func:`_sandboxed`) and module."""
+    before one comes (for a module: its event loop too); then the workload's own setup
+    (:func:`_sandboxed`) and module or command."""
     from gxo.engine.sandbox import child, confine
 
     confine.set_pdeathsig(signal.SIGKILL)
@@ -240,8 +242,10 @@ def _waiting(
             problem = str(exc)
         except OSError as exc:
             problem = f"namespaces: {exc}"
-    loop = child.new_loop()
-    child.warm(loop)
+    loop = None
+    if for_module:
+        loop = child.new_loop()
+        child.warm(loop)
     fds = _receive(sock, 3, 5)
     if fds is None:
         _exit(0)
