@@ -139,12 +139,14 @@ class Exec(Module):
 
         tree = ProcessTree()
         become_subreaper()  # orphans of the command come to us, not to init
+        # security_context: a sandbox starts it (gxo/engine/sandbox/command.py)
         sandboxed = getattr(ctx, "spawn_command", None)
-        if (
-            sandboxed is not None
-        ):  # security_context: a sandbox execs it (engine/sandbox/command.py)
+        if sandboxed is not None:
+            # Opted in (daemon): through setpriv, it dies with the sandbox's init, which dies
+            # with GXO (without setpriv, a pid namespace's end still takes it along).
+            spawn_argv, _ = parent_death_spawn(argv, str(cwd))
             spawn = asyncio.ensure_future(
-                sandboxed(argv, str(cwd), tree.environment(env), params.stdin is not None)
+                sandboxed(spawn_argv, str(cwd), tree.environment(env), params.stdin is not None)
             )
         else:
             # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
