@@ -517,3 +517,30 @@ async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes
     assert _state(result, "left").status.value == "Completed" and not _leftover(other)
     assert _state(result, "stdin").summary["stdout"] == "fed"
     assert _state(result, "missing").error == "command not found: /no/such/command"
+
+
+async def test_a_sandbox_asked_for_by_a_cancelled_workload_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled while the zygote makes the sandbox (its setup line may already be in
+    its pipe): the sandbox's process group is killed before the cancel goes on."""
+    import asyncio
+    import subprocess
+    import time
+
+    from gxo.engine.sandbox import zygote
+
+    made: list[subprocess.Popen[bytes]] = []
+
+    def slow_request(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+        time.sleep(0.2)  # the zygote forking while the workload is cancelled
+        made.append(subprocess.Popen(["sleep", "44.5"], start_new_session=True))
+        return made[0].pid, -1
+
+    monkeypatch.setattr(zygote, "request_sandbox", slow_request)
+    task = asyncio.create_task(zygote.ask("exec", [], []))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert made and made[0].wait(timeout=5) == -9

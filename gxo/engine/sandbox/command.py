@@ -34,7 +34,7 @@ import os
 import signal
 from typing import Any
 
-from gxo.engine.sandbox.zygote import prewrite, request_sandbox
+from gxo.engine.sandbox.zygote import ask, prewrite
 from gxo.errors import ModuleError, ModuleParamsError
 
 __all__ = ["SandboxedCommand", "spawn_command"]
@@ -178,7 +178,7 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
     line = (json.dumps(init, separators=(",", ":"), default=str) + "\n").encode()
     rest = prewrite(pipes[0][1], line)
     try:
-        pid, pidfd = await asyncio.to_thread(request_sandbox, "exec", init["namespaces"], ends)
+        pid, pidfd = await ask("exec", init["namespaces"], ends)
     except BaseException:
         for fd in (*ends, *ours):
             os.close(fd)

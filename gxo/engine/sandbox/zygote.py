@@ -93,6 +93,25 @@ def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> tuple
     raise OSError("the sandbox zygote did not answer")
 
 
+async def ask(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    """:func:`request_sandbox` in a thread. Cancelled meanwhile, the sandbox it made
+    (which may have its setup line already) is killed, its whole process group, before
+    the cancel goes on: a sandbox nobody waits for never runs a workload."""
+    request = asyncio.ensure_future(asyncio.to_thread(request_sandbox, module, namespaces, fds))
+    try:
+        return await asyncio.shield(request)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            pid, pidfd = await request
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            if pidfd >= 0:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                os.close(pidfd)
+        raise
+
+
 PIPE_ROOM = 1 << 16  # what an empty pipe takes without blocking (Linux's default size)
 
 
@@ -159,9 +178,7 @@ async def spawn(
     err_r, err_w = os.pipe()
     setup = prewrite(in_w, setup)
     try:
-        pid, pidfd = await asyncio.to_thread(
-            request_sandbox, module, namespaces, [in_r, out_w, err_w]
-        )
+        pid, pidfd = await ask(module, namespaces, [in_r, out_w, err_w])
         if pidfd >= 0:  # a module's sandbox: its keeper reports the end
             os.close(pidfd)
     except BaseException:
