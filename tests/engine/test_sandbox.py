@@ -532,12 +532,15 @@ async def test_a_sandbox_asked_for_by_a_cancelled_workload_is_killed(
 
     made: list[subprocess.Popen[bytes]] = []
 
-    def slow_request(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    def make() -> tuple[int, int]:
         time.sleep(0.2)  # the zygote forking while the workload is cancelled
         made.append(subprocess.Popen(["sleep", "44.5"], start_new_session=True))
         return made[0].pid, -1
 
-    monkeypatch.setattr(zygote, "request_sandbox", slow_request)
+    async def slow_request(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+        return await asyncio.to_thread(make)
+
+    monkeypatch.setattr(zygote, "_request", slow_request)
     task = asyncio.create_task(zygote.ask("exec", [], []))
     await asyncio.sleep(0.05)
     task.cancel()

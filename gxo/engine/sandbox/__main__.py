@@ -298,6 +298,23 @@ def _warm_up() -> None:
             thread.join(1.0)
 
 
+def _reap_all(grace: float = 1.0) -> None:
+    """Reap what is left (the dropped sandboxes' processes, killed), for up to ``grace``
+    seconds; what still runs then (a workload's, the engine gone) dies with us."""
+    import time
+
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
+
 def _reap() -> None:
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
@@ -427,6 +444,8 @@ def zygote(control: int) -> None:
     from gxo.engine.sandbox.host import has_cap
 
     _zygote_pid = os.getpid()
+    # A waiting sandbox dropped (its keeper killed) leaves its process to us, to reap.
+    confine.become_subreaper()
     _own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     if has_cap(CAP_SYS_NICE):  # it can give a waiting sandbox its priority back
         _nice = os.getpriority(os.PRIO_PROCESS, 0)
@@ -490,7 +509,7 @@ def zygote(control: int) -> None:
     finally:
         for warm in pool.values():
             warm.drop()
-        _reap()
+        _reap_all()
         _exit(0)
 
 

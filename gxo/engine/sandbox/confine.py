@@ -51,7 +51,7 @@ _ST_TO_MS: tuple[tuple[int, int], ...] = (
     (2048, MS_NODIRATIME),
     (4096, MS_RELATIME),
 )
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 24, 36, 38
 CAP_LAST = 40
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -80,6 +80,11 @@ def unshare(names: list[str], field: str = "namespaces") -> None:
 def setns(fd: int, name: str) -> None:
     """Join the namespace open on ``fd`` (for ``pid``: the one of our next children)."""
     _check(_libc.setns(fd, CLONE[name]), f"namespaces: setns({name})")
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants come to this process (to be reaped), not to the host's init."""
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def set_pdeathsig(signum: int) -> None:

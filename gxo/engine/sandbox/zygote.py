@@ -97,7 +97,7 @@ async def ask(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, 
     """:func:`request_sandbox` in a thread. Cancelled meanwhile, the sandbox it made
     (which may have its setup line already) is killed, its whole process group, before
     the cancel goes on: a sandbox nobody waits for never runs a workload."""
-    request = asyncio.ensure_future(asyncio.to_thread(request_sandbox, module, namespaces, fds))
+    request = asyncio.ensure_future(_request(module, namespaces, fds))
     try:
         return await asyncio.shield(request)
     except asyncio.CancelledError:
@@ -110,6 +110,40 @@ async def ask(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, 
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 os.close(pidfd)
         raise
+
+
+async def _request(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    """:func:`request_sandbox` on the event loop when the zygote runs and nobody else
+    asks (no thread hop: the reply is awaited as the socket turns readable); else, or
+    on any trouble (a dead zygote to restart), in a thread."""
+    if "ctl" in _zygote and _lock.acquire(blocking=False):
+        try:
+            ctl = _zygote.get("ctl")
+            if ctl is not None:
+                message = json.dumps({"module": module, "namespaces": namespaces}).encode()
+                socket.send_fds(ctl, [message], fds)  # a datagram: queued at once
+                loop = asyncio.get_running_loop()
+                readable: asyncio.Future[None] = loop.create_future()
+
+                def ready() -> None:
+                    if not readable.done():
+                        readable.set_result(None)
+
+                loop.add_reader(ctl.fileno(), ready)
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(ctl.fileno())
+                reply, got, _, _ = socket.recv_fds(ctl, 4096, 1)
+                if reply:
+                    for fd in got[1:]:
+                        os.close(fd)
+                    return int(json.loads(reply)["pid"]), got[0] if got else -1
+        except OSError:
+            pass
+        finally:
+            _lock.release()
+    return await asyncio.to_thread(request_sandbox, module, namespaces, fds)
 
 
 PIPE_ROOM = 1 << 16  # what an empty pipe takes without blocking (Linux's default size)
