@@ -477,7 +477,7 @@ async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes
     of a set of namespaces) or was waiting at low priority (the next ones, from the
     zygote's pool, more sets than it keeps); its status (a signal: negative), stdin and
     a missing command come back as without a sandbox; nothing it left behind survives
-    (with a pid namespace the kernel ends it, without one exec does)."""
+    (with a pid namespace the kernel ends it, without one the init, their subreaper)."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
     probe = "echo $$; cut -d' ' -f19 /proc/self/stat; cut -d' ' -f19 /proc/$PPID/stat; "
     probe += "ls /proc/self/fd | tr '\\n' ' '"  # 0, 1, 2 and ls's own: no pipe of GXO's
@@ -486,11 +486,11 @@ async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes
     workloads = []
     for i, sc in enumerate(sets * 2):
         workloads.append(_exec(f"p{i}", probe, sc, **({"depends_on": [f"p{i - 1}"]} if i else {})))
-    marker, other = "sleep 42.5", "sleep 43.5"
-    minimal = {"namespaces": [], "seccomp": "unconfined"}  # no pid namespace: exec finds it
+    marker, other, escaped = "sleep 42.5", "sleep 43.5", "sleep 45.5"
+    minimal = {"namespaces": [], "seccomp": "unconfined"}  # no pid namespace: the init kills
     workloads += [
         _exec("term", f"{marker} & kill -TERM $$", {}, depends_on=[f"p{len(workloads) - 1}"]),
-        _exec("left", f"{other} >/dev/null 2>&1 & echo $!", minimal),
+        _exec("left", f"{other} >/dev/null 2>&1 & (setsid {escaped} >/dev/null 2>&1 &)", minimal),
         {
             "name": "stdin",
             "process": {"module": "exec", "params": {"command": "cat", "stdin": "fed\n"}},
@@ -514,7 +514,8 @@ async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes
     term = _state(result, "term")
     assert term.status.value == "Failed" and "exited with code -15" in term.error
     assert not _leftover(marker)
-    assert _state(result, "left").status.value == "Completed" and not _leftover(other)
+    assert _state(result, "left").status.value == "Completed"
+    assert not _leftover(other) and not _leftover(escaped)  # a double fork, a new session
     assert _state(result, "stdin").summary["stdout"] == "fed"
     assert _state(result, "missing").error == "command not found: /no/such/command"
 

@@ -549,7 +549,7 @@ def _sandboxed(
     os.chdir(workspace)
     if command:
         _confine(sc)
-        _run_command(init["exec"], command, proto_out)
+        _run_command(init["exec"], command, proto_out, "pid" in init["namespaces"])
     try:  # imports the module while every file is readable
         runner = child.prepare(init)
     except Exception as exc:
@@ -587,12 +587,23 @@ def _confine(sc: dict[str, Any]) -> None:
         confine.apply_seccomp(sc["seccomp"])
 
 
-def _run_command(spec: dict[str, Any], fds: list[int], status: int) -> NoReturn:
+def _run_command(
+    spec: dict[str, Any], fds: list[int], status: int, pid_namespace: bool
+) -> NoReturn:
     """Start the command (``posix_spawn``: no copy of this process) with the engine's
     pipes as stdout and stdin (stderr already is), in a session of its own, and stay
-    the namespace's init: reap what is orphaned until the command exits, report its
-    status on ``status``, exit. The kernel then ends whatever of it is left."""
+    the sandbox's init: reap what is orphaned until the command exits, report its
+    status on ``status``, exit. With a pid namespace the kernel then ends whatever of it
+    is left; without one, this process is a child subreaper (every orphaned descendant
+    comes to it, wherever it moved: ``setsid``, a double fork) and kills what is left
+    before it exits, as the kernel would (when ``/proc`` lists its children)."""
+    from gxo.engine.sandbox import confine
+
     out, stdin = fds
+    own = f"/proc/self/task/{os.getpid()}/children"
+    contained = pid_namespace or os.path.exists(own)
+    if not pid_namespace and contained:
+        confine.become_subreaper()
     try:
         os.chdir(spec["cwd"])
         actions = [(os.POSIX_SPAWN_DUP2, out, 1)]
@@ -613,7 +624,7 @@ def _run_command(spec: dict[str, Any], fds: list[int], status: int) -> NoReturn:
         _exit(127)
     os.close(out)
     os.close(stdin)
-    _send(status, {"t": "started"})
+    _send(status, {"t": "started", "contained": contained})
     while True:
         try:
             done, wait_status = os.waitpid(-1, 0)
@@ -623,7 +634,30 @@ def _run_command(spec: dict[str, Any], fds: list[int], status: int) -> NoReturn:
             break
     code = os.waitstatus_to_exitcode(wait_status)
     _send(status, {"t": "exit", "code": code})
+    if not pid_namespace and contained:
+        _kill_descendants(own)
     _exit(0)
+
+
+def _kill_descendants(own: str) -> None:
+    """SIGKILL our children and reap them until none is left (theirs come to us as they
+    die: we are their subreaper). ``own``: the /proc file listing our children."""
+    for _ in range(10_000):
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        try:
+            with open(own) as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            return
+        if not children:
+            return
+        for child in children:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(-1, 0)
 
 
 if __name__ == "__main__":

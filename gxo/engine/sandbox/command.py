@@ -8,9 +8,10 @@ there is one: the sandbox's *init*) sets everything up as for any module
 reaping orphans as an init does. No event loop, no module and no JSON relay in the
 sandbox; the command's stdin, stdout and stderr are pipes to the engine. When it exits,
 the init reports its status and exits. With a pid namespace the kernel then ends every
-process left in it (nothing the command started outlives it); without one, ``exec``
-finds and stops the command's leftovers as it does outside a sandbox (they are
-re-parented to the engine, a child subreaper).
+process left in it (nothing the command started outlives it); without one, the init is
+a child subreaper (every orphaned descendant comes to it) and kills what is left before
+it exits (where /proc cannot list its children: ``exec`` finds and stops them as it
+does outside a sandbox).
 
 No keeper either (but with a user namespace, whose uid map a process outside must
 write): the zygote forks the init itself, into a new pid namespace, and hands the
@@ -211,4 +212,7 @@ async def spawn_command(init: dict[str, Any], started: list[SandboxedCommand]) -
     message = json.loads(first) if first.strip() else {"t": "error", "message": "killed"}
     if message.get("t") != "started":
         _raise(message)
+    # Without a pid namespace too, when the init could make itself the subreaper of all
+    # the command starts (and kill what is left): nothing for exec to look for.
+    command.contained = bool(message.get("contained", command.contained))
     return command
