@@ -12,6 +12,11 @@ and hidden paths, user namespace, rlimits, user, capabilities, no_new_privs, sec
 and only then imports and runs the module (:mod:`.child`). The keeper waits for it and
 reports its exit status (128 + signal when killed). Any setup failure is reported as an
 ``error`` message and nothing of the module runs: fail closed.
+
+For ``exec``'s command (:mod:`.command`) the sandboxed process makes no event loop and,
+but with a user namespace, has no keeper: the zygote forks it into a new pid namespace
+itself (:class:`_Warm`); once set up it starts the command and waits for it
+(:func:`_run_command`).
 """
 
 from __future__ import annotations
