@@ -4,12 +4,14 @@ Runs one engine per playbook of N sequential workloads (``depends_on`` chains th
 so the figures are per workload, not hidden by concurrency) and reports the median
 and p95 workload duration of each variant; the zygote is warmed up first (the first
 sandbox of a process starts it once). Wall time suffers from a busy machine (every
-sandbox is three processes to schedule), so the CPU time per workload is measured too:
+sandbox is more processes to schedule), so the CPU time per workload is measured too:
 this process and all its descendants (the zygote, keepers, sandboxes, commands; the
-zygote's own start-up measured apart and subtracted). Variants:
+zygote's own start-up measured apart and subtracted; the sandboxes forked ahead for
+the next workloads count too). ``perf stat -e task-clock`` over the whole process tree
+gives the same figure without relying on every process being waited for. Variants:
 
 - ``plain``: no security_context;
-- ``minimal``: ``namespaces: []``, seccomp unconfined (the keeper fork and the relay);
+- ``minimal``: ``namespaces: []``, seccomp unconfined (the sandbox's own process only);
 - ``default``: the defaults (mount, pid, ipc, uts namespaces; default seccomp; no_new_privs);
 - ``full``: default + read_only_root + network none + memory/pids cgroup limits + drop ALL.
 

@@ -467,3 +467,84 @@ async def test_a_registered_module_runs_sandboxed_with_the_context_api(
     assert summary["run_id"] == result.run_id
     assert probe.counters == {"probes": 1}
     assert "hello from gxo-sandbox" in [line for _, _, line in probe.logs]
+
+
+async def test_a_sandboxed_command_its_status_priority_and_the_waiting_sandboxes(
+    run_yaml, workspace: Path
+) -> None:
+    """``exec`` with a pid namespace: the command is started by the sandbox's init (pid
+    1) and runs at the engine's priority, whether its sandbox was made for it (the first
+    of a set of namespaces) or was waiting at low priority (the next ones, from the
+    zygote's pool, more sets than it keeps); its status (a signal: negative), stdin and
+    a missing command come back as without a sandbox; nothing it left behind survives
+    (with a pid namespace the kernel ends it, without one the init, their subreaper)."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    probe = "echo $$; cut -d' ' -f19 /proc/self/stat; cut -d' ' -f19 /proc/$PPID/stat; "
+    probe += "ls /proc/self/fd | tr '\\n' ' '"  # 0, 1, 2 and ls's own: no pipe of GXO's
+    sets = [{}, {"namespaces": ["uts"]}, {"namespaces": ["ipc", "mount", "pid"]}]
+    sets += [{"network": "none"}, {"namespaces": ["mount", "pid"]}]
+    workloads = []
+    for i, sc in enumerate(sets * 2):
+        workloads.append(_exec(f"p{i}", probe, sc, **({"depends_on": [f"p{i - 1}"]} if i else {})))
+    marker, other, escaped = "sleep 42.5", "sleep 43.5", "sleep 45.5"
+    minimal = {"namespaces": [], "seccomp": "unconfined"}  # no pid namespace: the init kills
+    workloads += [
+        _exec("term", f"{marker} & kill -TERM $$", {}, depends_on=[f"p{len(workloads) - 1}"]),
+        _exec("left", f"{other} >/dev/null 2>&1 & (setsid {escaped} >/dev/null 2>&1 &)", minimal),
+        {
+            "name": "stdin",
+            "process": {"module": "exec", "params": {"command": "cat", "stdin": "fed\n"}},
+            "security_context": {},
+        },
+        {
+            "name": "missing",
+            "process": {"module": "exec", "params": {"command": "/no/such/command"}},
+            "security_context": {},
+        },
+    ]
+    result = await _run(run_yaml, _playbook(workloads), workspace)
+    for i in range(len(sets) * 2):
+        state = _state(result, f"p{i}")
+        assert state.status.value == "Completed", (i, state.error)
+        pid, own, parent, fds = state.summary["stdout_lines"]
+        assert fds.split() == ["0", "1", "2", "3"], (i, fds)
+        unshared = "pid" in (sets[i % len(sets)].get("namespaces") or ["pid"])
+        assert pid == "2" or not unshared, (i, pid)
+        assert (int(own), int(parent)) == (nice, nice), i
+    term = _state(result, "term")
+    assert term.status.value == "Failed" and "exited with code -15" in term.error
+    assert not _leftover(marker)
+    assert _state(result, "left").status.value == "Completed"
+    assert not _leftover(other) and not _leftover(escaped)  # a double fork, a new session
+    assert _state(result, "stdin").summary["stdout"] == "fed"
+    assert _state(result, "missing").error == "command not found: /no/such/command"
+
+
+async def test_a_sandbox_asked_for_by_a_cancelled_workload_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled while the zygote makes the sandbox (its setup line may already be in
+    its pipe): the sandbox's process group is killed before the cancel goes on."""
+    import asyncio
+    import subprocess
+    import time
+
+    from gxo.engine.sandbox import zygote
+
+    made: list[subprocess.Popen[bytes]] = []
+
+    def make() -> tuple[int, int]:
+        time.sleep(0.2)  # the zygote forking while the workload is cancelled
+        made.append(subprocess.Popen(["sleep", "44.5"], start_new_session=True))
+        return made[0].pid, -1
+
+    async def slow_request(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+        return await asyncio.to_thread(make)
+
+    monkeypatch.setattr(zygote, "_request", slow_request)
+    task = asyncio.create_task(zygote.ask("exec", [], []))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert made and made[0].wait(timeout=5) == -9

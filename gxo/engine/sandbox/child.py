@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections import ChainMap, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -304,15 +305,64 @@ def prepare(init: dict[str, Any]) -> tuple[Any, Any, SandboxContext]:
     return spec.instantiate(), params, SandboxContext(init)
 
 
-def run(prepared: tuple[Any, Any, SandboxContext], rest: bytes, fd_in: int, fd_out: int) -> int:
-    """Serve the module; the caller exits the process right after.
+def run(
+    prepared: tuple[Any, Any, SandboxContext],
+    rest: bytes,
+    fd_in: int,
+    fd_out: int,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> int:
+    """Serve the module (on ``loop``, made beforehand, or a new one); the caller exits
+    the process right after.
 
     No event-loop teardown (cancelling leftovers, joining the thread pool): the result is
     sent, and the sandbox ends with the workload; the kernel ends what is left in it.
     """
+    loop = loop or new_loop()
+    return loop.run_until_complete(_serve(prepared, rest, fd_in, fd_out))
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """This process's event loop; subprocesses are watched through a pidfd where the
+    default (before Python 3.12) starts a thread blocked in ``waitpid`` for each. No
+    thread is started: a filter (seccomp) or a user switch applies to every thread."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    return loop.run_until_complete(_serve(prepared, rest, fd_in, fd_out))
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:  # a kernel older than 5.3: the default watcher
+            return loop
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
+    return loop
+
+
+def warm(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the protocol's code paths once on a pipe of our own (JSON lines through
+    asyncio's pipe transports): the pages they touch are copied (copy-on-write from the
+    zygote) now, while the sandbox waits for a workload, not once the workload started."""
+
+    async def roundtrip() -> None:
+        r, w = os.pipe()
+        reader = asyncio.StreamReader(loop=loop)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(r, "rb", 0)
+        )
+        wt, wp = await loop.connect_write_pipe(
+            lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(w, "wb", 0)
+        )
+        writer = asyncio.StreamWriter(wt, wp, None, loop)
+        task = asyncio.create_task(reader.readline())
+        writer.write((json.dumps({"t": "done", "summary": {}}, default=str) + "\n").encode())
+        await writer.drain()
+        json.loads(await task)
+        writer.close()
+        transport.close()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(roundtrip())
 
 
 async def _serve(

@@ -51,7 +51,7 @@ _ST_TO_MS: tuple[tuple[int, int], ...] = (
     (2048, MS_NODIRATIME),
     (4096, MS_RELATIME),
 )
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 24, 36, 38
 CAP_LAST = 40
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -75,6 +75,16 @@ def unshare(names: list[str], field: str = "namespaces") -> None:
         flags |= CLONE[name]
     if flags:
         _check(_libc.unshare(flags), f"{field}: unshare({', '.join(names)})")
+
+
+def setns(fd: int, name: str) -> None:
+    """Join the namespace open on ``fd`` (for ``pid``: the one of our next children)."""
+    _check(_libc.setns(fd, CLONE[name]), f"namespaces: setns({name})")
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants come to this process (to be reaped), not to the host's init."""
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def set_pdeathsig(signum: int) -> None:
@@ -262,6 +272,9 @@ def apply_capabilities(drop: list[str], add: list[str]) -> None:
 
 def no_new_privs() -> None:
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privileges: prctl")
+
+
+no_new_privs_ = no_new_privs  # apply_seccomp's parameter of that name hides the function
 
 
 # Denied by the default profile (EPERM): what a workload never needs and an escape does.
@@ -497,34 +510,89 @@ STRICT_ALLOW = [
 ]
 
 
-def apply_seccomp(profile: str, no_new_privs: bool = True) -> None:
-    if profile == "unconfined":
-        return
+def _build_filter(profile: str) -> Any:
+    """The libseccomp filter of ``profile`` (``default`` or ``strict``), not loaded."""
     import errno
 
     import pyseccomp as seccomp
 
+    if profile == "strict":
+        f = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))
+        for name in STRICT_ALLOW:
+            _add(seccomp, f, seccomp.ALLOW, name)
+        new_ns = sum(CLONE.values())
+        f.add_rule(seccomp.ALLOW, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, new_ns, 0))
+        f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    else:
+        f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        for name in DEFAULT_DENY:
+            _add(seccomp, f, seccomp.ERRNO(errno.EPERM), name)
+        # clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc
+        # fall back to clone, whose CLONE_NEW* flags (a new namespace) are refused.
+        f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+        for flag in ("user", "mount", "pid", "net"):
+            f.add_rule(
+                seccomp.ERRNO(errno.EPERM),
+                "clone",
+                seccomp.Arg(0, seccomp.MASKED_EQ, CLONE[flag], CLONE[flag]),
+            )
+    return f
+
+
+# profile -> its BPF program, compiled once by the zygote (forks inherit it): building
+# a filter with libseccomp costs 0.6 ms (strict: 2 ms) in every sandbox otherwise.
+_PROGRAMS: dict[str, bytes] = {}
+
+
+def precompile_seccomp(profiles: tuple[str, ...] = ("default", "strict")) -> None:
+    """Compile the filters of ``profiles`` to BPF now; :func:`apply_seccomp` loads them."""
+    import tempfile
+
+    for profile in profiles:
+        try:
+            f = _build_filter(profile)
+            with tempfile.TemporaryFile() as out:
+                f.export_bpf(out)
+                out.seek(0)
+                program = out.read()
+        except (ImportError, OSError, RuntimeError, ValueError):
+            continue  # apply_seccomp builds it with libseccomp (and reports a failure)
+        if program and len(program) % 8 == 0:
+            _PROGRAMS[profile] = program
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+def _load_program(program: bytes) -> None:
+    """Install a BPF program as this thread's seccomp filter (the kernel needs
+    no_new_privs or CAP_SYS_ADMIN, as libseccomp's ``seccomp_load``)."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    _check(
+        _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0),
+        "seccomp: prctl(PR_SET_SECCOMP)",
+    )
+
+
+def apply_seccomp(profile: str, no_new_privs: bool = True) -> None:
+    """Load the filter of ``profile``; with ``no_new_privs`` the flag is set first."""
+    if profile == "unconfined":
+        return
+    program = _PROGRAMS.get(profile)
+    if program is not None:
+        if no_new_privs:
+            no_new_privs_()
+        _load_program(program)
+        return
+    import pyseccomp as seccomp
+
     try:
-        if profile == "strict":
-            f = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))
-            for name in STRICT_ALLOW:
-                _add(seccomp, f, seccomp.ALLOW, name)
-            new_ns = sum(CLONE.values())
-            f.add_rule(seccomp.ALLOW, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, new_ns, 0))
-            f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-        else:
-            f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-            for name in DEFAULT_DENY:
-                _add(seccomp, f, seccomp.ERRNO(errno.EPERM), name)
-            # clone3 passes its flags in memory a filter cannot read: ENOSYS makes libc
-            # fall back to clone, whose CLONE_NEW* flags (a new namespace) are refused.
-            f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-            for flag in ("user", "mount", "pid", "net"):
-                f.add_rule(
-                    seccomp.ERRNO(errno.EPERM),
-                    "clone",
-                    seccomp.Arg(0, seccomp.MASKED_EQ, CLONE[flag], CLONE[flag]),
-                )
+        f = _build_filter(profile)
         # libseccomp sets no_new_privs itself unless told not to (no_new_privileges: false)
         f.set_attr(seccomp.Attr.CTL_NNP, 1 if no_new_privs else 0)
         f.load()

@@ -122,6 +122,13 @@ class _Cgroups:
         self.dirs = []
 
 
+async def _cgroups(sc: SecurityContext) -> _Cgroups:
+    """The workload's cgroups (file system work: in a thread, unless there is none)."""
+    if sc.limits is None or (sc.limits.memory is None and sc.limits.pids is None):
+        return _Cgroups(sc)
+    return await asyncio.to_thread(_Cgroups, sc)
+
+
 def _write(path: str, name: str, value: str) -> None:
     with open(os.path.join(path, name), "w") as f:
         f.write(value)
@@ -164,9 +171,12 @@ def _secrets_in(ctx: ModuleContext, params: Any) -> list[str]:
 
 
 async def perform_sandboxed(
-    ctx: ModuleContext, module: str, params: Any, sc: SecurityContext
+    ctx: ModuleContext, module: str, params: Any, sc: SecurityContext, validated: Any = None
 ) -> Any:
-    """Run ``module`` with ``params`` (the rendered, unredacted dict) in a sandbox."""
+    """Run ``module`` with ``params`` (the rendered, unredacted dict) in a sandbox.
+
+    ``exec`` (``validated``: its params model) runs in the engine and only its command
+    in the sandbox (:mod:`.command`)."""
     if module in NOT_SANDBOXABLE:
         raise ModuleError(
             f"module '{module}' acts on the engine and cannot run in a sandbox (security_context)"
@@ -175,6 +185,9 @@ async def perform_sandboxed(
     for rel in sc.writable_paths:  # bind-mount sources must exist
         ctx.run.paths.resolve(rel, workload=ctx.workload, param="security_context.writable_paths")
         os.makedirs(os.path.join(ctx.workspace, rel), exist_ok=True)
+    namespaces = sc.effective_namespaces()
+    if module == "exec" and validated is not None:
+        return await _perform_exec(ctx, validated, sc, namespaces)
     resolver = ctx.run.paths
     init = {
         "sc": sc.model_dump(mode="json"),
@@ -201,16 +214,71 @@ async def perform_sandboxed(
     cgroups: _Cgroups | None = None
     tasks: list[asyncio.Task[Any]] = []
     try:
-        cgroups = await asyncio.to_thread(_Cgroups, sc)
+        cgroups = await _cgroups(sc)
         init["cgroups"] = cgroups.procs
-        proc = await spawn(module)
-        return await _relay(ctx, proc, init, sc, cgroups, tasks)
+        setup = (json.dumps(init, separators=(",", ":"), default=str) + "\n").encode()
+        proc = await spawn(module, init["namespaces"], setup)
+        return await _relay(ctx, proc, sc, cgroups, tasks)
     finally:
         for task in tasks:
             task.cancel()
         if proc is not None:
             await _stop(proc)
         await asyncio.gather(*tasks, return_exceptions=True)
+        if cgroups is not None:
+            await asyncio.to_thread(cgroups.remove)
+
+
+class _CommandContext:
+    """The workload's context, plus the sandbox that execs ``exec``'s command."""
+
+    def __init__(self, ctx: ModuleContext, spawn_command: Any) -> None:
+        self._ctx = ctx
+        self.spawn_command = spawn_command
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+async def _perform_exec(
+    ctx: ModuleContext, params: Any, sc: SecurityContext, namespaces: list[str]
+) -> Any:
+    """``exec`` in the engine, its command sandboxed (started by the sandbox's init)."""
+    from gxo.engine.sandbox.command import SandboxedCommand, spawn_command
+    from gxo.modules.base import REGISTRY
+
+    started: list[SandboxedCommand] = []
+    cgroups: _Cgroups | None = None
+
+    async def spawn(argv: list[str], cwd: str, env: dict[str, str], stdin: bool) -> Any:
+        assert cgroups is not None
+        init = {
+            "sc": sc.model_dump(mode="json"),
+            "namespaces": namespaces,
+            "workspace": str(ctx.workspace),
+            "env": dict(os.environ),
+            "cgroups": cgroups.procs,
+            "exec": {"argv": argv, "cwd": cwd, "env": env, "stdin": stdin},
+        }
+        return await spawn_command(init, started)
+
+    try:
+        cgroups = await _cgroups(sc)
+        spec = REGISTRY.get("exec")
+        assert spec is not None
+        instance = spec.instantiate()
+        try:
+            return await instance.perform(_CommandContext(ctx, spawn), params)  # type: ignore[arg-type]
+        except ModuleError:
+            if cgroups.oom_killed():
+                assert sc.limits is not None and sc.limits.memory is not None
+                raise ModuleError(
+                    f"memory limit {format_size(sc.limits.memory)} exceeded"
+                ) from None
+            raise
+    finally:
+        for command in started:
+            await command.close()
         if cgroups is not None:
             await asyncio.to_thread(cgroups.remove)
 
@@ -230,13 +298,11 @@ async def _stop(proc: SandboxProcess) -> None:
 async def _relay(
     ctx: ModuleContext,
     proc: SandboxProcess,
-    init: dict[str, Any],
     sc: SecurityContext,
     cgroups: _Cgroups,
     tasks: list[asyncio.Task[Any]],
 ) -> Any:
     stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-    stdin.write((json.dumps(init, default=str) + "\n").encode())
     credit = WINDOW
     credit_event = asyncio.Event()
     upstream: list[BaseException] = []
@@ -362,4 +428,4 @@ class Sandboxed:
         return getattr(self._instance, name)
 
     async def perform(self, ctx: ModuleContext, params: Any) -> Any:
-        return await perform_sandboxed(ctx, self.module, self.rendered, self.sc)
+        return await perform_sandboxed(ctx, self.module, self.rendered, self.sc, params)

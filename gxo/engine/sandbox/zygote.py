@@ -2,10 +2,11 @@
 
 Starting ``python -m gxo.engine.sandbox`` for each workload costs an interpreter and
 the imports of pydantic, jinja2 and the module: 0.3-0.5 s. So the engine starts it
-once, as a *zygote* (``--zygote``): it imports all that and then forks one keeper per
-sandboxed workload (a few ms). The zygote is single-threaded (fork-safe), holds no
-state of any run, and exits when the engine closes its control socket or dies.
-Each keeper gets the engine's environment in its setup line.
+once, as a *zygote* (``--zygote``): it imports all that and then forks the sandboxes,
+keeping one pre-forked and waiting per recently used set of namespaces (handed out to
+one workload only, then replaced), so a workload's start costs no fork. The zygote is
+single-threaded (fork-safe), holds no state of any run, and exits when the engine closes
+its control socket or dies. Each sandbox gets the engine's environment in its setup line.
 """
 
 from __future__ import annotations
@@ -63,9 +64,12 @@ def _shutdown() -> None:
 atexit.register(_shutdown)
 
 
-def _request(module: str, fds: tuple[int, int, int]) -> int:
-    """Ask the zygote for a keeper on ``fds``; its pid. Restarts a dead zygote once."""
-    message = json.dumps({"module": module}).encode()
+def request_sandbox(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    """Ask the zygote for a sandbox on ``fds`` (the sandbox's ends of the setup,
+    protocol and stderr pipes; for a command: setup, status, stderr, stdout, stdin);
+    the pid of its first process (its process group's) and, for a command, a pidfd of
+    that process (else -1). Restarts a dead zygote once. Blocking."""
+    message = json.dumps({"module": module, "namespaces": namespaces}).encode()
     with _lock:
         for attempt in (1, 2):
             if "ctl" not in _zygote:
@@ -73,9 +77,11 @@ def _request(module: str, fds: tuple[int, int, int]) -> int:
             ctl: socket.socket = _zygote["ctl"]
             try:
                 socket.send_fds(ctl, [message], list(fds))
-                reply = ctl.recv(4096)
+                reply, got, _, _ = socket.recv_fds(ctl, 4096, 1)
                 if reply:
-                    return int(json.loads(reply)["pid"])
+                    for fd in got[1:]:
+                        os.close(fd)
+                    return int(json.loads(reply)["pid"]), got[0] if got else -1
             except OSError:
                 if attempt == 2:
                     raise
@@ -85,6 +91,73 @@ def _request(module: str, fds: tuple[int, int, int]) -> int:
             proc.kill()
             proc.wait()
     raise OSError("the sandbox zygote did not answer")
+
+
+async def ask(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    """:func:`request_sandbox` in a thread. Cancelled meanwhile, the sandbox it made
+    (which may have its setup line already) is killed, its whole process group, before
+    the cancel goes on: a sandbox nobody waits for never runs a workload."""
+    request = asyncio.ensure_future(_request(module, namespaces, fds))
+    try:
+        return await asyncio.shield(request)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            pid, pidfd = await request
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            if pidfd >= 0:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                os.close(pidfd)
+        raise
+
+
+async def _request(module: str, namespaces: list[str], fds: list[int]) -> tuple[int, int]:
+    """:func:`request_sandbox` on the event loop when the zygote runs and nobody else
+    asks (no thread hop: the reply is awaited as the socket turns readable); else, or
+    on any trouble (a dead zygote to restart), in a thread."""
+    if "ctl" in _zygote and _lock.acquire(blocking=False):
+        try:
+            ctl = _zygote.get("ctl")
+            if ctl is not None:
+                message = json.dumps({"module": module, "namespaces": namespaces}).encode()
+                socket.send_fds(ctl, [message], fds)  # a datagram: queued at once
+                loop = asyncio.get_running_loop()
+                readable: asyncio.Future[None] = loop.create_future()
+
+                def ready() -> None:
+                    if not readable.done():
+                        readable.set_result(None)
+
+                loop.add_reader(ctl.fileno(), ready)
+                try:
+                    await readable
+                finally:
+                    loop.remove_reader(ctl.fileno())
+                reply, got, _, _ = socket.recv_fds(ctl, 4096, 1)
+                if reply:
+                    for fd in got[1:]:
+                        os.close(fd)
+                    return int(json.loads(reply)["pid"]), got[0] if got else -1
+        except OSError:
+            pass
+        finally:
+            _lock.release()
+    return await asyncio.to_thread(request_sandbox, module, namespaces, fds)
+
+
+PIPE_ROOM = 1 << 16  # what an empty pipe takes without blocking (Linux's default size)
+
+
+def prewrite(fd: int, data: bytes) -> bytes:
+    """Write the setup line into the sandbox's empty pipe before asking for the sandbox
+    (it reads it at once when it wakes up); what does not fit is returned, for later."""
+    if len(data) > PIPE_ROOM:
+        return data
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+    return b""
 
 
 class SandboxProcess:
@@ -128,14 +201,20 @@ class SandboxProcess:
             self.returncode = 128 + signal.SIGKILL
 
 
-async def spawn(module: str, limit: int = 1 << 26) -> SandboxProcess:
-    """A new keeper (from the zygote) with pipes for the protocol and its stderr."""
+async def spawn(
+    module: str, namespaces: list[str], setup: bytes, limit: int = 1 << 26
+) -> SandboxProcess:
+    """A new sandbox (from the zygote) in ``namespaces``, with pipes for the protocol and
+    its stderr; ``setup`` (the setup line) is written to it."""
     loop = asyncio.get_running_loop()
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    setup = prewrite(in_w, setup)
     try:
-        pid = await asyncio.to_thread(_request, module, (in_r, out_w, err_w))
+        pid, pidfd = await ask(module, namespaces, [in_r, out_w, err_w])
+        if pidfd >= 0:  # a module's sandbox: its keeper reports the end
+            os.close(pidfd)
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -154,4 +233,5 @@ async def spawn(module: str, limit: int = 1 << 26) -> SandboxProcess:
         lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(in_w, "wb", 0)
     )
     stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+    stdin.write(setup)  # what did not fit in the pipe beforehand
     return SandboxProcess(pid, stdin, stdout, stderr)

@@ -139,22 +139,32 @@ class Exec(Module):
 
         tree = ProcessTree()
         become_subreaper()  # orphans of the command come to us, not to init
-        # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
-        spawn_argv, preexec = parent_death_spawn(argv, str(cwd))
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *spawn_argv,
-                cwd=str(cwd),
-                env=tree.environment(env),
-                stdin=asyncio.subprocess.PIPE
-                if params.stdin is not None
-                else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # own process group: a kill reaches grandchildren
-                preexec_fn=preexec,
+        # security_context: a sandbox starts it (gxo/engine/sandbox/command.py)
+        sandboxed = getattr(ctx, "spawn_command", None)
+        if sandboxed is not None:
+            # Opted in (daemon): through setpriv, it dies with the sandbox's init, which dies
+            # with GXO (without setpriv, a pid namespace's end still takes it along).
+            spawn_argv, _ = parent_death_spawn(argv, str(cwd))
+            spawn = asyncio.ensure_future(
+                sandboxed(spawn_argv, str(cwd), tree.environment(env), params.stdin is not None)
             )
-        )
+        else:
+            # Unchanged unless the daemon opted in: then the command dies with GXO, even on SIGKILL.
+            spawn_argv, preexec = parent_death_spawn(argv, str(cwd))
+            spawn = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    *spawn_argv,
+                    cwd=str(cwd),
+                    env=tree.environment(env),
+                    stdin=asyncio.subprocess.PIPE
+                    if params.stdin is not None
+                    else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # own process group: a kill reaches grandchildren
+                    preexec_fn=preexec,
+                )
+            )
         try:
             proc = await _spawned(spawn, tree)
         except FileNotFoundError:
@@ -164,12 +174,16 @@ class Exec(Module):
         except OSError as exc:
             raise ctx.fail(f"cannot start {params.command}: {exc.strerror}") from None
         tree.root = proc.pid
-        watcher = asyncio.create_task(tree.watch())
+        # A sandbox's pid namespace holds all the command started: the kernel ends it with
+        # the namespace, so there is nothing to look for (engine/sandbox/command.py).
+        contained = getattr(proc, "contained", False)
+        watcher = asyncio.create_task(tree.watch()) if not contained else None
         outputs = (_Output(ctx, "stdout"), _Output(ctx, "stderr"))
         try:
             code = await _communicate(proc, outputs, params.stdin, tree)
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await _finish(asyncio.ensure_future(_cleanup(proc, tree)))
         stdout, stderr = outputs[0].text(), outputs[1].text()
         summary = {
@@ -353,7 +367,8 @@ async def _feed(proc: asyncio.subprocess.Process, stdin: str | None) -> None:
 async def _cleanup(proc: asyncio.subprocess.Process, tree: ProcessTree) -> None:
     """Stop the command if it still runs, then whatever it left behind; close its pipes."""
     await _terminate(proc)
-    await tree.stop_leftovers(KILL_GRACE)
+    if not getattr(proc, "contained", False):
+        await tree.stop_leftovers(KILL_GRACE)
     transport = getattr(proc, "_transport", None)
     for fd in (0, 1, 2):
         pipe = transport.get_pipe_transport(fd) if transport is not None else None
