@@ -13,6 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
+from gxo.entry import check_report as _check_report
+from gxo.entry import report_failure, run_command
+from gxo.entry import third_party as _third_party
+from gxo.entry import variables as _variables
 from gxo.errors import GxoError, UsageError
 
 
@@ -54,6 +58,33 @@ def _polish_help() -> None:
 
 
 _polish_help()
+
+
+def _no_adapter_for_absent_options() -> None:
+    """An option the command line does not give needs no coercion (issue 19: start-up).
+
+    Typer builds a pydantic ``TypeAdapter`` for every parameter as it processes it,
+    given or not, only for its ``coerce`` to return ``None`` (``()`` for a repeatable
+    one) when the value is absent: 20 adapters, ~10 M instructions of each ``gxo run``.
+    An absent value of an optional parameter without a callback gets that result
+    directly; a given value, a required parameter or one with a callback goes the
+    usual way (same values, same errors)."""
+    from typer.core import _TyperParameter
+
+    if getattr(_TyperParameter, "_gxo_lazy_coercion", False):
+        return
+    process_value = _TyperParameter.process_value
+
+    def absent_is_absent(self: _TyperParameter, ctx: Any, value: Any) -> Any:
+        if value is None and not self.required and self.callback is None:
+            return () if (self.multiple or self.nargs == -1) else None
+        return process_value(self, ctx, value)
+
+    _TyperParameter.process_value = absent_is_absent  # type: ignore[method-assign]
+    _TyperParameter._gxo_lazy_coercion = True  # type: ignore[attr-defined]
+
+
+_no_adapter_for_absent_options()
 
 app = typer.Typer(
     name="gxo",
@@ -126,72 +157,8 @@ UserConfigOpt = Annotated[
 ]
 
 
-def _third_party(
-    modules_dir: list[Path] | None,
-    trusted_key: list[str] | None,
-    verification: str | None,
-    config: Path | None,
-    *,
-    daemon: bool = False,
-) -> None:
-    """Install the third-party module policy (flags over the user config); the modules
-    themselves load when first needed (docs/module-signing.md)."""
-    from gxo.modules.base import REGISTRY
-
-    def policy() -> Any:
-        from gxo.console import err_console, print_warnings
-        from gxo.modules.thirdparty import resolve_policy
-        from gxo.userconfig import load_user_config
-
-        resolved = resolve_policy(
-            config=load_user_config(config),
-            modules_dirs=modules_dir or (),
-            trusted_keys=trusted_key or (),
-            mode=verification,
-            daemon=daemon,
-        )
-        resolved.warn = lambda message: print_warnings(err_console(), [message])
-        return resolved
-
-    configured = modules_dir or trusted_key or verification or config or daemon
-    if configured or Path("~/.gxo/config.yaml").expanduser().exists():
-        from gxo.modules.thirdparty import install
-
-        install(policy())  # bad flags or config: a usage error now, not when first needed
-    else:  # only entry points: `gxo run` of built-ins pays nothing for them
-
-        def load() -> None:
-            from gxo.modules.thirdparty import load_all
-
-            load_all(policy())
-
-        REGISTRY.use_third_party(load)
-
-
 def _fail(exc: GxoError) -> None:
-    from gxo.console import err_console, print_error, print_warnings
-
-    console = err_console()
-    print_warnings(console, exc.warnings)
-    print_error(console, str(exc))
-    raise typer.Exit(exc.exit_code)
-
-
-def _check_report(report: Path | None) -> None:
-    """A report path that cannot be written is a usage error before the run, not a
-    traceback after it."""
-    if report is not None:
-        from gxo.engine.report import report_target
-
-        report_target(report)
-
-
-def _variables(extra: list[str] | None, vars_file: Path | None) -> dict:
-    from gxo.config.variables import load_vars_file, parse_extra_vars
-
-    merged = load_vars_file(vars_file) if vars_file else {}
-    merged.update(parse_extra_vars(extra))
-    return merged
+    raise typer.Exit(report_failure(exc))
 
 
 @app.command()
@@ -308,34 +275,38 @@ def run(
     config: UserConfigOpt = None,
 ) -> None:
     """Run a playbook headless. Exit 0 success, 1 a workload failed, 2 invalid, 130 interrupted."""
-    from gxo.config.select import Selection
-    from gxo.runtime import run_headless
-
-    try:
-        _third_party(modules_dir, trusted_key, module_verification, config)
-        _check_report(report)
-        code = run_headless(
+    # The body is gxo.entry.run_command, which `gxo run` of the common forms reaches
+    # without Typer (issue 19: start-up).
+    raise typer.Exit(
+        run_command(
             playbook,
-            variables=_variables(extra_vars, vars_file),
+            extra_vars=extra_vars,
+            vars_file=vars_file,
             report=report,
             concurrency=concurrency,
             workspace=workspace,
-            confine=confine or bool(allow_path),
-            allow_paths=allow_path or (),
+            confine=confine,
+            allow_path=allow_path,
             verbose=verbose,
             quiet=quiet,
             resume_payload_file=resume_payload_file,
             state=state,
             state_key_file=state_key_file,
             state_key_cmd=state_key_cmd,
-            selection=Selection(only or (), skip or (), from_, tags or (), skip_tags or ()),
+            only=only,
+            skip=skip,
+            from_=from_,
+            tags=tags,
+            skip_tags=skip_tags,
             check=check,
             diff=diff,
             keep_runs=keep_runs,
+            modules_dir=modules_dir,
+            trusted_key=trusted_key,
+            module_verification=module_verification,
+            config=config,
         )
-    except GxoError as exc:
-        _fail(exc)
-    raise typer.Exit(code)
+    )
 
 
 # `gxo validate` of this many workloads or more ends with os._exit (see validate).

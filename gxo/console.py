@@ -6,16 +6,17 @@ shows, from the same events.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.markup import escape
 
 from gxo.engine.events import Event, EventKind
 from gxo.engine.locate import failure_location
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from gxo.config.loader import LoadedPlaybook
     from gxo.engine.scheduler import RunResult
     from gxo.template.secrets import SecretRegistry
@@ -38,7 +39,129 @@ _STYLE = {
 
 
 def err_console() -> Console:
+    """stderr's console: rich's, or a :class:`PlainConsole` where rich would print plain
+    text anyway (stderr not a terminal, no ``FORCE_COLOR``/``TTY_COMPATIBLE``)."""
+    if _plain_stderr():
+        return PlainConsole()  # type: ignore[return-value]
+    return _rich_err_console()
+
+
+def _rich_err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _plain_stderr() -> bool:
+    """Whether rich's ``Console(stderr=True)`` would decide "not a terminal" (its
+    ``is_terminal``: Jupyter, ``TTY_COMPATIBLE``, ``FORCE_COLOR``, then isatty)."""
+    import builtins
+
+    if hasattr(builtins, "get_ipython") or "TTY_COMPATIBLE" in os.environ:
+        return False
+    if "FORCE_COLOR" in os.environ:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return isatty is not None and not isatty()
+    except ValueError:  # closed: rich says "not a terminal" too, and fails on write
+        return False
+
+
+# rich.markup's grammar: a tag is "[" + a letter, "#", "/" or "@" ... "]", an odd number
+# of backslashes before it makes it text. rich.markup.escape, the same without importing
+# rich (issue 19: start-up).
+_TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")
+_ESCAPE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+# What rich would still change in a plain line: an emoji code (":name:"), a tab
+# (expanded to its column), a control code it strips (BEL, BS, VT, FF, CR).
+_NOT_PLAIN = re.compile(r":\S*?:|[\t\x07\x08\x0b\x0c\r]")
+
+
+def escape(markup: str) -> str:
+    """rich.markup.escape: ``markup`` as text, not tags."""
+
+    def escape_backslashes(match: re.Match[str]) -> str:
+        backslashes, text = match.groups()
+        return f"{backslashes}{backslashes}\\{text}"
+
+    markup = _ESCAPE.sub(escape_backslashes, markup)
+    if markup.endswith("\\") and not markup.endswith("\\\\"):
+        return markup + "\\"
+    return markup
+
+
+def plain_text(markup: str) -> str | None:
+    """The text rich prints for ``markup`` on a console without colour, or None where
+    this would not be exactly rich's (an emoji code, a tab, a control code, a closing
+    tag rich would refuse): rich prints those."""
+    if "[" not in markup:
+        return None if _NOT_PLAIN.search(markup) else markup
+    parts: list[str] = []  # rich's text pieces, each with "\[" read as "["
+    position = 0
+    open_tags: list[str] = []
+    for match in _TAG.finditer(markup):
+        full, escapes, tag = match.groups()
+        start, end = match.span()
+        if start > position:
+            parts.append(markup[position:start].replace("\\[", "["))
+        position = end
+        if escapes:
+            backslashes, escaped = divmod(len(escapes), 2)
+            parts.append("\\" * backslashes)
+            if escaped:
+                parts.append(full[len(escapes) :].replace("\\[", "["))
+                continue
+        name = tag.partition("=")[0]
+        if name.startswith("/"):
+            closing = name[1:].strip()
+            if closing:
+                if closing not in open_tags:
+                    return None
+                del open_tags[len(open_tags) - 1 - open_tags[::-1].index(closing)]
+            elif not open_tags:
+                return None
+            else:
+                open_tags.pop()
+        elif name.startswith("@"):
+            return None  # a handler tag: rich's business
+        else:
+            open_tags.append(name.strip())
+    parts.append(markup[position:].replace("\\[", "["))
+    text = "".join(parts)
+    return None if _NOT_PLAIN.search(text) else text
+
+
+class PlainConsole:
+    """``Console(stderr=True, highlight=False, soft_wrap=True)`` where rich would print
+    plain text: the same bytes, without importing rich (~85 M instructions of a
+    ``gxo run``, issue 19). A line this cannot render exactly as rich does, and any
+    other use, goes to a rich console made then."""
+
+    is_terminal = False
+
+    def __init__(self) -> None:
+        self._rich: Console | None = None
+
+    def _console(self) -> Console:
+        if self._rich is None:
+            self._rich = _rich_err_console()
+        return self._rich
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if len(objects) == 1 and not kwargs and isinstance(objects[0], str):
+            text = plain_text(objects[0])
+            if text is not None:
+                try:
+                    sys.stderr.write(text + "\n")
+                    sys.stderr.flush()
+                    return
+                except UnicodeEncodeError:
+                    pass  # rich words this error
+        self._console().print(*objects, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._console(), name)
 
 
 def print_error(console: Console, message: str) -> None:

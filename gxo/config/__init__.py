@@ -1,7 +1,11 @@
 """Configuration: playbook models, loading, validation, schema and legacy migration."""
 
-from gxo.config.loader import LoadedPlaybook, load_playbook
-from gxo.config.models import (
+from gxo.config._plugins import skip_empty_plugin_scan
+
+skip_empty_plugin_scan()  # before the first model is built
+
+from gxo.config.loader import LoadedPlaybook, load_playbook  # noqa: E402
+from gxo.config.models import (  # noqa: E402
     ChannelPolicy,
     LifecyclePolicy,
     LoopControl,

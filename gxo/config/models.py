@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gxo.config.durations import Duration
-from gxo.config.security import SecurityContext, merge
+from gxo.config.security import SecurityContext, merge, new_list
 
 __all__ = [
     "NAME_PATTERN",
@@ -342,9 +342,11 @@ class Workload(_Model):
         False, description="A failure does not fail the run or block dependents"
     )
     stream_inputs: list[WorkloadName] = Field(
-        default_factory=list, description="Producers to consume"
+        default_factory=new_list, description="Producers to consume"
     )
-    depends_on: list[WorkloadName] = Field(default_factory=list, description="Explicit ordering")
+    depends_on: list[WorkloadName] = Field(
+        default_factory=new_list, description="Explicit ordering"
+    )
     state_policy: StatePolicy | None = Field(
         None, description="Overrides the playbook's state policy"
     )
@@ -352,7 +354,7 @@ class Workload(_Model):
         None, description="Sandbox the module (docs/sandbox.md); overrides the playbook's"
     )
     tags: list[Annotated[str, Field(pattern=TAG_PATTERN)]] = Field(
-        default_factory=list,
+        default_factory=new_list,
         description="Labels for selecting workloads: gxo run --tags / --skip-tags",
     )
 
@@ -405,7 +407,7 @@ class Playbook(_Model):
     channel_policy: ChannelPolicy = Field(default_factory=ChannelPolicy, description="Stream links")
     workloads: list[Workload] = Field(..., min_length=1, description="The workloads")
     imports: list[Import | str] = Field(
-        default_factory=list,
+        default_factory=new_list,
         description="Other playbook files whose workloads join this one: "
         "{path, vars, prefix} (or just the path)",
     )
