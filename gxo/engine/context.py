@@ -41,12 +41,19 @@ class Status(StrEnum):
     RESTARTING = "Restarting"
     STOPPED = "Stopped"
 
+    # Hashed as the str it equals (Enum hashes the member's name, in Python): a status
+    # in a set or as a dict key costs a C call, and equal values hash alike.
+    __hash__ = str.__hash__
+
     @property
     def terminal(self) -> bool:
         return self in _TERMINAL
 
 
 _TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.STOPPED})
+# Members as module globals: ``Status.X`` costs a metaclass attribute lookup (~10x a
+# global) and the engine reads them several times per workload.
+_COMPLETED, _FAILED, _SKIPPED = Status.COMPLETED, Status.FAILED, Status.SKIPPED
 
 
 @dataclass(repr=False)
@@ -103,11 +110,12 @@ class WorkloadState:
     @property
     def satisfies_dependents(self) -> bool:
         """Whether workloads that depend on this one may run."""
-        if self.status == Status.COMPLETED:
+        status = self.status
+        if status is _COMPLETED:
             return True
-        if self.status == Status.SKIPPED:
+        if status is _SKIPPED:
             return not self.blocked
-        if self.status == Status.FAILED:
+        if status is _FAILED:
             return self.workload.ignore_errors
         return False
 

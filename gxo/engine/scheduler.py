@@ -146,6 +146,17 @@ class _Plan:
         return cls(order, deps, dependents)
 
 
+class _RunSlots(asyncio.Semaphore):
+    """The run's concurrency limit: a pipeline takes a slot, loop iterations borrow."""
+
+    def try_acquire(self) -> bool:
+        """``acquire()`` without a coroutine, when it would not wait: True if taken."""
+        if self.locked():  # no slot, or others wait for one: acquire() would wait
+            return False
+        self._value -= 1  # what acquire() does when the semaphore is not locked
+        return True
+
+
 class _Lazy(Mapping[str, Any]):
     """A mapping computed on first use."""
 
@@ -630,7 +641,7 @@ class Engine:
         waiting = dict(deps)
         remaining = len(order)
         done = self._done = asyncio.Event()
-        semaphore = asyncio.Semaphore(self.concurrency)
+        semaphore = _RunSlots(self.concurrency)
         runner.slots = semaphore  # loop iterations beyond the first borrow from it
         runner.cancel_reasons = self._user_cancels
         if remaining == 0:
@@ -672,50 +683,45 @@ class Engine:
                     queued.append(pipe)
                     return
                 active += 1
-            task = asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.add(asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}"))
 
         async def run_pipeline(pipe: Pipeline) -> None:
             nonlocal remaining, active
-            slot = contextlib.nullcontext() if pipe.index in slot_free else semaphore
             try:
-                async with slot:
-                    if len(pipe.members) == 1:
-                        await self._run_member(runner, pipe.members[0])
-                    else:
-                        members = [
-                            asyncio.create_task(self._run_member(runner, m)) for m in pipe.members
-                        ]
-                        self._members.update(zip(pipe.members, members, strict=True))
-                        try:
-                            await asyncio.gather(*members)
-                        except BaseException:
-                            for m in members:
-                                m.cancel()
-                            await asyncio.gather(*members, return_exceptions=True)
-                            raise
-                        finally:
-                            for member in pipe.members:
-                                self._members.pop(member, None)
-            finally:
-                remaining -= 1
-                if remaining == 0:
-                    done.set()
-                if pipe.index not in slot_free:
-                    active -= 1
-                    if not self._cancelled:  # the freed slot goes to the longest waiting
-                        while queued and active < self.concurrency:
-                            launch(queued.popleft())
-            if self._cancelled:
-                return
-            for dep_index in dependents[pipe.index]:
-                if (pipe.index, dep_index) in early:
-                    release((pipe.index, dep_index))
-                    continue
-                waiting[dep_index] -= 1
-                if waiting[dep_index] == 0:
-                    launch(pipelines[dep_index])
+                try:
+                    # The slot, taken without a coroutine when one is free (`async with`
+                    # costs three); loop iterations borrow from the same semaphore.
+                    slot = pipe.index not in slot_free
+                    if slot and not semaphore.try_acquire():
+                        await semaphore.acquire()
+                    try:
+                        if len(pipe.members) == 1:
+                            await self._run_member(runner, pipe.members[0])
+                        else:
+                            await self._run_members(runner, pipe.members)
+                    finally:
+                        if slot:
+                            semaphore.release()
+                finally:
+                    remaining -= 1
+                    if remaining == 0:
+                        done.set()
+                    if pipe.index not in slot_free:
+                        active -= 1
+                        if not self._cancelled:  # the freed slot goes to the longest waiting
+                            while queued and active < self.concurrency:
+                                launch(queued.popleft())
+                if self._cancelled:
+                    return
+                for dep_index in dependents[pipe.index]:
+                    if (pipe.index, dep_index) in early:
+                        release((pipe.index, dep_index))
+                        continue
+                    waiting[dep_index] -= 1
+                    if waiting[dep_index] == 0:
+                        launch(pipelines[dep_index])
+            finally:  # the task leaves self._tasks as it ends (no done callback)
+                self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
         for pipe in order:
             if waiting[pipe.index] == 0:
@@ -729,6 +735,21 @@ class Engine:
         if self._cancelled:
             await self._after_interrupt(runner)
             self._mark_interrupted()
+
+    async def _run_members(self, runner: WorkloadRunner, names: list[str]) -> None:
+        """The members of a pipeline joined by streams, each in its own task, together."""
+        members = [asyncio.create_task(self._run_member(runner, m)) for m in names]
+        self._members.update(zip(names, members, strict=True))
+        try:
+            await asyncio.gather(*members)
+        except BaseException:
+            for m in members:
+                m.cancel()
+            await asyncio.gather(*members, return_exceptions=True)
+            raise
+        finally:
+            for member in names:
+                self._members.pop(member, None)
 
     async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
         state = self.states.get(name)
@@ -1027,7 +1048,10 @@ class Engine:
 
     async def _await_tasks(self) -> None:
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            tasks = list(self._tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # A pipeline's task leaves the set itself, unless cancelled before it ran.
+            self._tasks.difference_update(tasks)
 
     def _mark_interrupted(self) -> None:
         for state in self.states.values():
