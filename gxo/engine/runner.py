@@ -489,7 +489,7 @@ class WorkloadRunner:
         if iteration is not None:  # this iteration's own (bounded by _run_loop)
             state.iterations[iteration]["params"] = state.rendered_params
         try:
-            params = spec.params_model.model_validate(rendered)
+            params = spec.validate_params(rendered)
         except ValidationError as exc:
             raise ModuleParamsError(
                 _params_message(spec, exc, rendered, self.run.secrets), workload=w.name

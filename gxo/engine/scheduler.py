@@ -771,7 +771,8 @@ class Engine:
             return
         if self.check and self._skipped_for_check(runner, state, reader, writer):
             return
-        calls = _status_calls(state.workload.when)
+        when = state.workload.when
+        calls = _status_calls(when) if when is not None else None
         if calls:  # the when decides, whatever its dependencies' outcome
             try:
                 await self._run_with_status(runner, state, reader, writer, calls)
