@@ -151,7 +151,9 @@ class _RunSlots(asyncio.Semaphore):
 
     def try_acquire(self) -> bool:
         """``acquire()`` without a coroutine, when it would not wait: True if taken."""
-        if self.locked():  # no slot, or others wait for one: acquire() would wait
+        # locked() without its generator: no slot, or waiters (even cancelled ones,
+        # which acquire() then sorts out) -> False.
+        if self._value <= 0 or self._waiters:
             return False
         self._value -= 1  # what acquire() does when the semaphore is not locked
         return True
@@ -674,7 +676,12 @@ class Engine:
         # ~10 % of the engine's time per workload). FIFO, as the semaphore's waiters
         # were; the semaphore still enforces the limit (loop iterations borrow from it).
         queued: deque[Pipeline] = deque()
+        running: dict[int, asyncio.Task[None]] = {}  # pipeline index -> its task
         active = 0  # started pipelines that take a slot and have not finished
+        # While a pipeline's task hands its slot and dependents on: the last pipeline
+        # it makes ready, which that task runs next (after a loop step, as a new task
+        # would start) instead of a new task for it; the others get tasks, in order.
+        handoff: list[Pipeline] | None = None
 
         def launch(pipe: Pipeline) -> None:
             nonlocal active
@@ -683,45 +690,70 @@ class Engine:
                     queued.append(pipe)
                     return
                 active += 1
-            self._tasks.add(asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}"))
+            if handoff is not None:
+                if handoff:  # an earlier one: started first, as before
+                    start(handoff.pop())
+                handoff.append(pipe)
+                return
+            start(pipe)
+
+        def start(pipe: Pipeline) -> None:
+            task = asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}")
+            self._tasks.add(task)
+            running[pipe.index] = task
 
         async def run_pipeline(pipe: Pipeline) -> None:
-            nonlocal remaining, active
+            nonlocal remaining, active, handoff
             try:
-                try:
-                    # The slot, taken without a coroutine when one is free (`async with`
-                    # costs three); loop iterations borrow from the same semaphore.
-                    slot = pipe.index not in slot_free
-                    if slot and not semaphore.try_acquire():
-                        await semaphore.acquire()
+                while True:
+                    ended = False
                     try:
-                        if len(pipe.members) == 1:
-                            await self._run_member(runner, pipe.members[0])
-                        else:
-                            await self._run_members(runner, pipe.members)
+                        # The slot, taken without a coroutine when one is free (`async
+                        # with` costs three); loop iterations borrow from the same semaphore.
+                        slot = pipe.index not in slot_free
+                        if slot and not semaphore.try_acquire():
+                            await semaphore.acquire()
+                        try:
+                            if len(pipe.members) == 1:
+                                await self._run_member(runner, pipe.members[0])
+                            else:
+                                await self._run_members(runner, pipe.members)
+                        finally:
+                            if slot:
+                                semaphore.release()
+                        ended = True
                     finally:
-                        if slot:
-                            semaphore.release()
-                finally:
-                    remaining -= 1
-                    if remaining == 0:
-                        done.set()
-                    if pipe.index not in slot_free:
-                        active -= 1
-                        if not self._cancelled:  # the freed slot goes to the longest waiting
-                            while queued and active < self.concurrency:
-                                launch(queued.popleft())
-                if self._cancelled:
-                    return
-                for dep_index in dependents[pipe.index]:
-                    if (pipe.index, dep_index) in early:
-                        release((pipe.index, dep_index))
-                        continue
-                    waiting[dep_index] -= 1
-                    if waiting[dep_index] == 0:
-                        launch(pipelines[dep_index])
+                        remaining -= 1
+                        if remaining == 0:
+                            done.set()
+                        if ended and not self._cancelled:
+                            handoff = []
+                        if pipe.index not in slot_free:
+                            active -= 1
+                            if not self._cancelled:  # the freed slot goes to the longest waiting
+                                while queued and active < self.concurrency:
+                                    launch(queued.popleft())
+                    if self._cancelled:
+                        handoff = None
+                        return
+                    for dep_index in dependents[pipe.index]:
+                        if (pipe.index, dep_index) in early:
+                            release((pipe.index, dep_index))
+                            continue
+                        waiting[dep_index] -= 1
+                        if waiting[dep_index] == 0:
+                            launch(pipelines[dep_index])
+                    following, handoff = handoff, None
+                    if not following:
+                        return
+                    task = running.pop(pipe.index)
+                    pipe = following[0]
+                    running[pipe.index] = task
+                    task.set_name(f"gxo:{pipe.members[0]}")  # cancel_workload finds it so
+                    await asyncio.sleep(0)  # as a new task would: after those started before
             finally:  # the task leaves self._tasks as it ends (no done callback)
-                self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+                handoff = None  # in case the hand-over itself raised
+                self._tasks.discard(running.pop(pipe.index))
 
         for pipe in order:
             if waiting[pipe.index] == 0:
@@ -731,7 +763,7 @@ class Engine:
         self._release_hooks = None
         # launch and run_pipeline refer to each other (and to self): without this the
         # whole run is cyclic garbage, left to the cycle collector (a daemon's cost).
-        launch = run_pipeline = release = None  # type: ignore[assignment]  # noqa: F811
+        launch = start = run_pipeline = release = None  # type: ignore[assignment]  # noqa: F811
         if self._cancelled:
             await self._after_interrupt(runner)
             self._mark_interrupted()
