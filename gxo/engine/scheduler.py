@@ -258,6 +258,7 @@ def _was_cancelled(state: WorkloadState) -> bool:
     )
 
 
+_FAILED = Status.FAILED  # a global: ``Status.X`` costs ~10x more (read per workload)
 DEPENDENCY_CANCELLED = "dependency cancelled"  # skipped: a dependency was cancelled
 
 
@@ -537,7 +538,7 @@ class Engine:
                 shutil.rmtree(temp_dir, ignore_errors=True)
         if self._cancelled:
             status = RunStatus.INTERRUPTED
-        elif any(s.status == Status.FAILED and not s.ignored for s in self.states.values()):
+        elif any(s.status == _FAILED and not s.ignored for s in self.states.values()):
             status = RunStatus.FAILED
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         self.bus.emit(
@@ -714,10 +715,21 @@ class Engine:
                         if slot and not semaphore.try_acquire():
                             await semaphore.acquire()
                         try:
-                            if len(pipe.members) == 1:
-                                await self._run_member(runner, pipe.members[0])
-                            else:
+                            if len(pipe.members) > 1:
                                 await self._run_members(runner, pipe.members)
+                            elif (member := self._member(runner, pipe.members[0])) is not None:
+                                # _run_member, inlined: one coroutine level less
+                                state, reader, writer, calls = member
+                                try:
+                                    if calls:
+                                        await self._run_with_status(
+                                            runner, state, reader, writer, calls
+                                        )
+                                    else:
+                                        await runner.execute(state, reader, writer)
+                                except asyncio.CancelledError:
+                                    if not self._cancelled_alone(pipe.members[0]):
+                                        raise
                         finally:
                             if slot:
                                 semaphore.release()
@@ -784,34 +796,48 @@ class Engine:
                 self._members.pop(member, None)
 
     async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
+        member = self._member(runner, name)
+        if member is None:
+            return
+        state, reader, writer, calls = member
+        try:
+            if calls:
+                await self._run_with_status(runner, state, reader, writer, calls)
+            else:
+                await runner.execute(state, reader, writer)
+        except asyncio.CancelledError:
+            if not self._cancelled_alone(name):
+                raise
+
+    def _member(
+        self, runner: WorkloadRunner, name: str
+    ) -> tuple[WorkloadState, MergedReader, StreamWriter, frozenset[str] | None] | None:
+        """What ``name`` runs with: its state, input, output and the status functions its
+        ``when`` calls (then its ``when`` decides, whatever its dependencies' outcome).
+        None when it ended here without running (or is outside the run)."""
         state = self.states.get(name)
         reader = self._readers.get(name) or MergedReader(name)
         writer = self._writers.get(name) or StreamWriter(name)
         if state is None:  # outside an instance run: nothing to run, report or announce
             reader.abandon()
             writer.close()
-            return
+            return None
         if name in self._user_cancels:  # cancelled while pending (cancel_workload)
             reader.abandon()
             writer.close(failed=True)
-            return
+            return None
         if self.only is not None and name not in self.only:
             if not state.status.terminal:  # else: kept from an earlier run (prior_states)
                 runner.skip(state, "not selected")
             reader.abandon()
             writer.close()
-            return
+            return None
         if self.check and self._skipped_for_check(runner, state, reader, writer):
-            return
+            return None
         when = state.workload.when
         calls = _status_calls(when) if when is not None else None
-        if calls:  # the when decides, whatever its dependencies' outcome
-            try:
-                await self._run_with_status(runner, state, reader, writer, calls)
-            except asyncio.CancelledError:
-                if not self._cancelled_alone(name):
-                    raise
-            return
+        if calls:
+            return state, reader, writer, calls
         for dep in self.graph.upstream[name]:
             dep_state = self.states.get(dep)
             if dep_state is None:
@@ -821,7 +847,7 @@ class Engine:
                     set_status(self.bus, state, Status.FAILED)
                     reader.abandon()
                     writer.close(failed=not state.workload.ignore_errors)
-                    return
+                    return None
                 continue
             if not dep_state.satisfies_dependents:
                 if _was_cancelled(dep_state):  # not a failure: failure() stays false below
@@ -832,12 +858,8 @@ class Engine:
                 runner.skip(state, reason, blocked=True)
                 reader.abandon()
                 writer.close(failed=True)
-                return
-        try:
-            await runner.execute(state, reader, writer)
-        except asyncio.CancelledError:
-            if not self._cancelled_alone(name):
-                raise
+                return None
+        return state, reader, writer, None
 
     def _cancelled_alone(self, name: str) -> bool:
         """In ``name``'s task, on a CancelledError: True when cancel_workload() cancelled
