@@ -164,7 +164,8 @@ class WorkloadRunner:
                 and not self._when(w, {**base, **(when_names or {})})
             ):
                 raise _Skip("when condition is false", blocked=blocked_if_false)
-            self.set_status(state, _RUNNING)
+            bus = self.run.bus
+            set_status(bus, state, _RUNNING)
             if w.loop is not None:
                 item_when = (when_names or {}) if per_item else None
                 await self._run_loop(state, spec, reader, writer, base, item_when, blocked_if_false)
@@ -181,7 +182,9 @@ class WorkloadRunner:
                 except Exception as exc:  # as _run_attempts: the workload fails with it
                     exc.__traceback__ = None  # see _run_attempts: no reference cycle
                     raise _FailNow(exc) from None
-                state.summary = self.run.register(w.register_key, {} if summary is None else summary)
+                state.summary = self.run.register(
+                    w.register_key, {} if summary is None else summary
+                )
             else:
                 summary = await self._run_attempts(state, spec, reader, writer, base, None)
                 state.summary = self.run.register(w.register_key, summary)
@@ -190,7 +193,7 @@ class WorkloadRunner:
             if writer.connected:
                 await writer.wait_drained()
             self._collect_counts(state, reader, writer)
-            self.set_status(state, _COMPLETED)
+            set_status(bus, state, _COMPLETED)
         except _Skip as skip:
             failed_stream = skip.blocked
             self._collect_counts(state, reader, writer)

@@ -603,7 +603,10 @@ class Engine:
         """One channel per stream link; readers and writers for the workloads that have links."""
         policy = self.playbook.channel_policy
         by_consumer: dict[str, list[Channel]] = {}
-        by_producer: dict[str, list[Channel]] = {n: [] for n in self.states}
+        # Every workload may get taps; else only producers with links (not O(playbook)).
+        by_producer: dict[str, list[Channel]] = (
+            {n: [] for n in self.states} if self.stream_taps is not None else {}
+        )
         stream_deps = self.graph.stream_deps
         links = (
             ((c, stream_deps[c]) for c in self.states if stream_deps.get(c))
@@ -619,7 +622,7 @@ class Engine:
                     continue
                 ch = Channel(producer, consumer, policy.buffer_size, policy.overflow_strategy)
                 by_consumer.setdefault(consumer, []).append(ch)
-                by_producer[producer].append(ch)
+                by_producer.setdefault(producer, []).append(ch)
                 self._all_channels.append(ch)
         if self.stream_taps is not None:
             for name, chans in by_producer.items():
@@ -633,15 +636,16 @@ class Engine:
 
     async def _schedule(self, runner: WorkloadRunner) -> None:
         pipelines = self.graph.pipelines
-        dependents: Mapping[int, Collection[int]]
+        dependents: Mapping[int, Collection[int]] | list[set[int]]
+        waiting: dict[int, int] | list[int]  # by pipeline index
         if self.scoped:  # an instance: only its own pipelines, not the whole playbook's
             plan = self._plan()
-            order, deps, dependents = plan.order, plan.deps, plan.dependents
-        else:
+            order, dependents = plan.order, plan.dependents
+            waiting = dict(plan.deps)
+        else:  # every pipeline: lists (a pipeline's index is its position)
             order = pipelines
-            deps = {p.index: len(p.deps) for p in pipelines}
-            dependents = {p.index: p.dependents for p in pipelines}
-        waiting = dict(deps)
+            waiting = [len(p.deps) for p in pipelines]
+            dependents = [p.dependents for p in pipelines]
         remaining = len(order)
         done = self._done = asyncio.Event()
         semaphore = _RunSlots(self.concurrency)
