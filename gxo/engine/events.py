@@ -110,6 +110,10 @@ class EventBus:
         self._listeners: list[Callable[[Event], None]] = []
         # Per listener: the event kinds and workload statuses it does not want.
         self._skips: list[tuple[frozenset[EventKind], frozenset[str]]] = []
+        # (listener, its skipped kinds, its skipped statuses): what publish() walks
+        self._entries: list[
+            tuple[Callable[[Event], None], frozenset[EventKind], frozenset[str]]
+        ] = []
         self._wanted: frozenset[EventKind] = frozenset()  # kinds someone receives
         self._unwanted: frozenset[str] = frozenset()  # statuses nobody receives
         self._status_wanted = False  # whether anyone receives workload_status events
@@ -149,6 +153,7 @@ class EventBus:
         """
         self._listeners.append(listener)
         self._skips.append((frozenset(skip_kinds), frozenset(skip_statuses)))
+        self._entries.append((listener, *self._skips[-1]))
         self._update_audience()
 
     def wants(self, kind: EventKind) -> bool:
@@ -193,7 +198,7 @@ class EventBus:
         self._seq += 1
         event = Event(kind, workload, data, time.time(), self._seq)
         status = data.get("status") if kind is _WORKLOAD_STATUS else None
-        for listener, (kinds, statuses) in zip(self._listeners, self._skips, strict=True):
+        for listener, kinds, statuses in self._entries:
             if (kinds and kind in kinds) or (statuses and status in statuses):
                 continue
             try:

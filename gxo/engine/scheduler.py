@@ -20,10 +20,11 @@ import os
 import shutil
 import tempfile
 import time
+import types
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +145,12 @@ class _Plan:
             for u in sorted(ups):
                 dependents[u].append(p.index)
         return cls(order, deps, dependents)
+
+
+@types.coroutine
+def _next_step() -> Generator[None, None, None]:
+    """Resume in the loop's next step: ``asyncio.sleep(0)`` without its coroutine."""
+    yield
 
 
 class _RunSlots(asyncio.Semaphore):
@@ -766,7 +773,7 @@ class Engine:
                     pipe = following[0]
                     running[pipe.index] = task
                     task.set_name(f"gxo:{pipe.members[0]}")  # cancel_workload finds it so
-                    await asyncio.sleep(0)  # as a new task would: after those started before
+                    await _next_step()  # as a new task would: after those started before
             finally:  # the task leaves self._tasks as it ends (no done callback)
                 handoff = None  # in case the hand-over itself raised
                 self._tasks.discard(running.pop(pipe.index))
