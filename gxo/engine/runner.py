@@ -567,6 +567,8 @@ _CREDENTIAL_NAMES = (
 
 
 def _has_credential_keys(value: Any) -> bool:
+    if not value:  # {} (many workloads), None, ""
+        return False
     if isinstance(value, dict):
         return any(
             (isinstance(k, str) and any(w in k.lower() for w in _CREDENTIAL_NAMES))

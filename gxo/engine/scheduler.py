@@ -239,11 +239,14 @@ _HOOKS: weakref.WeakKeyDictionary[WorkloadGraph, dict[str, list[str]]] = weakref
 
 def _all_pause_hooks(graph: WorkloadGraph, workloads: list[Any]) -> dict[str, list[str]]:
     """Every ``paused()`` hook of a playbook, by the ``control:wait_for_signal`` it waits for."""
+    candidates = [w for w in workloads if w.when is not None and "paused" in _status_calls(w.when)]
+    if not candidates:  # most playbooks: no O(playbook) map of modules
+        return {}
     modules = {w.name: w.process.module for w in workloads}
     of = graph.pipeline_of
     hooks: dict[str, list[str]] = {}
-    for w in workloads:
-        if "paused" not in _status_calls(w.when) or len(graph.pipelines[of[w.name]].members) != 1:
+    for w in candidates:
+        if len(graph.pipelines[of[w.name]].members) != 1:
             continue
         for dep in graph.upstream[w.name]:
             if modules.get(dep) == WAIT_FOR_SIGNAL and of[dep] != of[w.name]:
