@@ -110,13 +110,14 @@ class EventBus:
         self._listeners: list[Callable[[Event], None]] = []
         # Per listener: the event kinds and workload statuses it does not want.
         self._skips: list[tuple[frozenset[EventKind], frozenset[str]]] = []
-        # (listener, its skipped kinds, its skipped statuses): what publish() walks
+        # (listener, skipped kinds, skipped statuses, keep_dropped): what publish() walks
         self._entries: list[
-            tuple[Callable[[Event], None], frozenset[EventKind], frozenset[str]]
+            tuple[Callable[[Event], None], frozenset[EventKind], frozenset[str], bool]
         ] = []
         self._wanted: frozenset[EventKind] = frozenset()  # kinds someone receives
         self._unwanted: frozenset[str] = frozenset()  # statuses nobody receives
         self._status_wanted = False  # whether anyone receives workload_status events
+        self._keeps_dropped = False  # a listener gets lost-record events of any status
         self._redact = redact
         self._seq = 0
         self.closed = False
@@ -144,25 +145,35 @@ class EventBus:
         *,
         skip_kinds: Iterable[EventKind] = (),
         skip_statuses: Iterable[str] = (),
+        keep_dropped: bool = False,
     ) -> None:
         """A synchronous callback for every event. It must be fast and must not raise.
 
         ``skip_kinds`` and ``skip_statuses`` (of ``workload_status`` events) are not
         delivered to it: progress output that never shows them. What nobody wants,
         the engine does not even build (:meth:`wants`, :meth:`wants_status`).
+        ``keep_dropped``: a ``workload_status`` event that reports lost records
+        (``records_dropped``) is delivered whatever its status (``gxo run -q`` shows
+        only failures and lost records).
         """
         self._listeners.append(listener)
         self._skips.append((frozenset(skip_kinds), frozenset(skip_statuses)))
-        self._entries.append((listener, *self._skips[-1]))
+        self._entries.append((listener, *self._skips[-1], keep_dropped))
+        self._keeps_dropped = self._keeps_dropped or (
+            keep_dropped and EventKind.WORKLOAD_STATUS not in self._skips[-1][0]
+        )
         self._update_audience()
 
     def wants(self, kind: EventKind) -> bool:
         """Whether anyone receives events of ``kind``."""
         return kind in self._wanted
 
-    def wants_status(self, status: str) -> bool:
-        """Whether anyone receives a ``workload_status`` event of ``status``."""
-        return self._status_wanted and status not in self._unwanted
+    def wants_status(self, status: str, dropped: int = 0) -> bool:
+        """Whether anyone receives a ``workload_status`` event of ``status`` (reporting
+        ``dropped`` lost records)."""
+        return self._status_wanted and (
+            status not in self._unwanted or bool(dropped and self._keeps_dropped)
+        )
 
     def _update_audience(self) -> None:
         wanted: set[EventKind] = set()
@@ -198,8 +209,12 @@ class EventBus:
         self._seq += 1
         event = Event(kind, workload, data, time.time(), self._seq)
         status = data.get("status") if kind is _WORKLOAD_STATUS else None
-        for listener, kinds, statuses in self._entries:
-            if (kinds and kind in kinds) or (statuses and status in statuses):
+        for listener, kinds, statuses, keep_dropped in self._entries:
+            if (kinds and kind in kinds) or (
+                statuses
+                and status in statuses
+                and not (keep_dropped and data.get("records_dropped"))
+            ):
                 continue
             try:
                 listener(event)

@@ -64,7 +64,8 @@ def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any)
     elif status is _RUNNING and state.started_at is None:
         state.started_at = time.monotonic()
     value = status._value_  # not .value: an enum descriptor call
-    if not bus.wants_status(value):  # nobody listens, or not to this status
+    # Nobody listens, or not to this status (unless it reports lost records).
+    if not bus.wants_status(value, state.records_dropped if terminal else 0):
         return
     # Two of these per workload: one dict, built in its final key order.
     payload = {

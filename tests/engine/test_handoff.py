@@ -138,3 +138,31 @@ def test_statuses_and_event_kinds_hash_as_the_str_they_equal() -> None:
     assert {Status.COMPLETED: 1}["Completed"] == 1
     assert "workload_status" in {EventKind.WORKLOAD_STATUS}
     assert hash(Status.FAILED) == hash("Failed")
+
+
+def test_quiet_progress_gets_failures_and_lost_records_only() -> None:
+    from gxo.runtime import progress_filters
+
+    bus = EventBus()
+    got: list[tuple[str | None, str]] = []
+    bus.add_listener(
+        lambda e: got.append((e.workload, e.data["status"])),
+        **progress_filters(verbose=False, quiet=True),
+    )
+    # What the quiet printer never shows is not even built...
+    assert not bus.wants_status("Completed") and not bus.wants_status("Running")
+    assert not bus.wants(EventKind.RUN_STARTED) and not bus.wants(EventKind.WARNING)
+    # ...except a status that reports lost records, and failures.
+    assert bus.wants_status("Completed", 3) and bus.wants_status("Failed")
+    status = EventKind.WORKLOAD_STATUS
+    bus.publish(status, "a", {"status": "Completed"})
+    bus.publish(status, "b", {"status": "Completed", "records_dropped": 3})
+    bus.publish(status, "c", {"status": "Failed"})
+    bus.publish(status, "d", {"status": "Skipped", "records_dropped": 1})
+    assert got == [("b", "Completed"), ("c", "Failed"), ("d", "Skipped")]
+    # Another listener that takes every status: the quiet one still gets only its own.
+    every: list[str | None] = []
+    bus.add_listener(lambda e: every.append(e.workload))
+    assert bus.wants_status("Completed")
+    bus.publish(status, "e", {"status": "Completed"})
+    assert every == ["e"] and got[-1] == ("d", "Skipped")
