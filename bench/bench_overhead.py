@@ -188,12 +188,19 @@ def engine_cpu(text: str, extra: dict | None = None) -> tuple[float, float]:
         console = err_console()
         console.file = devnull
         printer = ProgressPrinter(console, verbose=False, quiet=True, loaded=loaded)
-        try:  # as gxo run adds it
-            from gxo.runtime import PROGRESS_SKIP_KINDS
+        try:  # as gxo run -q adds it
+            from gxo.runtime import progress_filters
 
-            bus.add_listener(printer, skip_kinds=PROGRESS_SKIP_KINDS, skip_statuses=("Running",))
+            bus.add_listener(printer, **progress_filters(verbose=False, quiet=True))
         except ImportError:  # an older checkout (before/after comparisons)
-            bus.add_listener(printer)
+            try:
+                from gxo.runtime import PROGRESS_SKIP_KINDS
+
+                bus.add_listener(
+                    printer, skip_kinds=PROGRESS_SKIP_KINDS, skip_statuses=("Running",)
+                )
+            except ImportError:
+                bus.add_listener(printer)
         engine = Engine(loaded, extra_vars=extra or {}, bus=bus)
         if len(loaded.playbook.workloads) >= FREEZE_FROM:
             freeze_loaded_objects()

@@ -17,6 +17,7 @@ from typing import Any
 from gxo.config.loader import load_playbook
 from gxo.console import ProgressPrinter, err_console, print_summary, print_warnings
 from gxo.engine.confine import Confinement, allowed_dirs, check_literal_paths
+from gxo.engine.context import Status
 from gxo.engine.events import EventBus, EventKind
 from gxo.engine.report import write_report
 from gxo.engine.scheduler import Engine, RunResult
@@ -34,6 +35,23 @@ PROGRESS_SKIP_KINDS = (
     EventKind.WORKLOAD_ITERATION,
     EventKind.WORKLOAD_SUMMARY,
 )
+
+# Under -q the printer shows only failures and lost records (console._loud).
+_QUIET_SKIP_KINDS = tuple(k for k in EventKind if k is not EventKind.WORKLOAD_STATUS)
+_QUIET_SKIP_STATUSES = tuple(s.value for s in Status if s is not Status.FAILED)
+
+
+def progress_filters(*, verbose: bool, quiet: bool) -> dict[str, Any]:
+    """``EventBus.add_listener`` options for the progress printer: what it never shows
+    is not delivered to it (and, when nobody else listens, not even built)."""
+    if quiet:  # a failure, or any workload_status event that reports lost records
+        return {
+            "skip_kinds": _QUIET_SKIP_KINDS,
+            "skip_statuses": _QUIET_SKIP_STATUSES,
+            "keep_dropped": True,
+        }
+    return {"skip_kinds": PROGRESS_SKIP_KINDS, "skip_statuses": () if verbose else ("Running",)}
+
 
 FREEZE_FROM = 500  # workloads; below this the collect costs more than it saves
 
@@ -197,8 +215,7 @@ def run_headless(
     bus = EventBus()
     bus.add_listener(
         ProgressPrinter(console, verbose=verbose, quiet=quiet, loaded=loaded),
-        skip_kinds=PROGRESS_SKIP_KINDS,
-        skip_statuses=() if verbose else ("Running",),
+        **progress_filters(verbose=verbose, quiet=quiet),
     )
     engine = Engine(
         loaded,

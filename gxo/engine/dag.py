@@ -314,7 +314,13 @@ class WorkloadGraph:
     @functools.cached_property
     def upstream(self) -> dict[str, tuple[str, ...]]:
         """Per workload, the workloads it waits for (state and order), sorted."""
-        return {n: tuple(sorted(self.state_deps[n] | self.order_deps[n])) for n in self.names}
+        state, order = self.state_deps, self.order_deps
+        out: dict[str, tuple[str, ...]] = {}
+        for n in self.names:  # one union only where both kinds are there (first run: O(n))
+            s, o = state[n], order[n]
+            both = s | o if s and o else s or o
+            out[n] = tuple(sorted(both)) if both else ()
+        return out
 
     def describe(self) -> list[str]:
         """Human summary: edges by kind, levels, pipelines and the critical path."""

@@ -32,6 +32,13 @@ class EventKind(StrEnum):
     STREAM_STATS = "stream_stats"  # data: links: [{producer, consumer, sent, delivered, depth, capacity, dropped}]
     WARNING = "warning"  # data: message
 
+    # Hashed as the str it equals (Enum hashes the member's name, in Python): the bus
+    # looks kinds up in sets on every event.
+    __hash__ = str.__hash__
+
+
+_WORKLOAD_STATUS = EventKind.WORKLOAD_STATUS  # a global: ``EventKind.X`` costs ~10x more
+
 
 # Not frozen: a frozen dataclass's __init__ costs ~4x a plain one (object.__setattr__
 # per field), and the engine builds two events per workload. Treat events as
@@ -103,8 +110,14 @@ class EventBus:
         self._listeners: list[Callable[[Event], None]] = []
         # Per listener: the event kinds and workload statuses it does not want.
         self._skips: list[tuple[frozenset[EventKind], frozenset[str]]] = []
+        # (listener, skipped kinds, skipped statuses, keep_dropped): what publish() walks
+        self._entries: list[
+            tuple[Callable[[Event], None], frozenset[EventKind], frozenset[str], bool]
+        ] = []
         self._wanted: frozenset[EventKind] = frozenset()  # kinds someone receives
         self._unwanted: frozenset[str] = frozenset()  # statuses nobody receives
+        self._status_wanted = False  # whether anyone receives workload_status events
+        self._keeps_dropped = False  # a listener gets lost-record events of any status
         self._redact = redact
         self._seq = 0
         self.closed = False
@@ -132,24 +145,35 @@ class EventBus:
         *,
         skip_kinds: Iterable[EventKind] = (),
         skip_statuses: Iterable[str] = (),
+        keep_dropped: bool = False,
     ) -> None:
         """A synchronous callback for every event. It must be fast and must not raise.
 
         ``skip_kinds`` and ``skip_statuses`` (of ``workload_status`` events) are not
         delivered to it: progress output that never shows them. What nobody wants,
         the engine does not even build (:meth:`wants`, :meth:`wants_status`).
+        ``keep_dropped``: a ``workload_status`` event that reports lost records
+        (``records_dropped``) is delivered whatever its status (``gxo run -q`` shows
+        only failures and lost records).
         """
         self._listeners.append(listener)
         self._skips.append((frozenset(skip_kinds), frozenset(skip_statuses)))
+        self._entries.append((listener, *self._skips[-1], keep_dropped))
+        self._keeps_dropped = self._keeps_dropped or (
+            keep_dropped and EventKind.WORKLOAD_STATUS not in self._skips[-1][0]
+        )
         self._update_audience()
 
     def wants(self, kind: EventKind) -> bool:
         """Whether anyone receives events of ``kind``."""
         return kind in self._wanted
 
-    def wants_status(self, status: str) -> bool:
-        """Whether anyone receives a ``workload_status`` event of ``status``."""
-        return EventKind.WORKLOAD_STATUS in self._wanted and status not in self._unwanted
+    def wants_status(self, status: str, dropped: int = 0) -> bool:
+        """Whether anyone receives a ``workload_status`` event of ``status`` (reporting
+        ``dropped`` lost records)."""
+        return self._status_wanted and (
+            status not in self._unwanted or bool(dropped and self._keeps_dropped)
+        )
 
     def _update_audience(self) -> None:
         wanted: set[EventKind] = set()
@@ -159,6 +183,7 @@ class EventBus:
         for kinds, _ in self._skips:
             wanted.update(k for k in EventKind if k not in kinds)
         self._wanted = frozenset(wanted)
+        self._status_wanted = _WORKLOAD_STATUS in self._wanted
         skips = [
             statuses for kinds, statuses in self._skips if EventKind.WORKLOAD_STATUS not in kinds
         ]
@@ -183,9 +208,13 @@ class EventBus:
             data = self._redact(data)
         self._seq += 1
         event = Event(kind, workload, data, time.time(), self._seq)
-        status = data.get("status") if kind is EventKind.WORKLOAD_STATUS else None
-        for listener, (kinds, statuses) in zip(self._listeners, self._skips, strict=True):
-            if (kinds and kind in kinds) or (statuses and status in statuses):
+        status = data.get("status") if kind is _WORKLOAD_STATUS else None
+        for listener, kinds, statuses, keep_dropped in self._entries:
+            if (kinds and kind in kinds) or (
+                statuses
+                and status in statuses
+                and not (keep_dropped and data.get("records_dropped"))
+            ):
                 continue
             try:
                 listener(event)

@@ -51,6 +51,8 @@ PARAMS_BUDGET = 256 * 1024
 
 _TERMINAL = frozenset(s for s in Status if s.terminal)
 _WORKLOAD_STATUS = EventKind.WORKLOAD_STATUS
+# Globals: ``Status.X`` costs a metaclass attribute lookup, ~10x a global's.
+_RUNNING, _COMPLETED, _FAILED = Status.RUNNING, Status.COMPLETED, Status.FAILED
 
 
 def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any) -> None:
@@ -59,10 +61,11 @@ def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any)
     terminal = status in _TERMINAL
     if terminal:
         state.finished_at = time.monotonic()
-    elif status is Status.RUNNING and state.started_at is None:
+    elif status is _RUNNING and state.started_at is None:
         state.started_at = time.monotonic()
     value = status._value_  # not .value: an enum descriptor call
-    if not bus.wants_status(value):  # nobody listens, or not to this status
+    # Nobody listens, or not to this status (unless it reports lost records).
+    if not bus.wants_status(value, state.records_dropped if terminal else 0):
         return
     # Two of these per workload: one dict, built in its final key order.
     payload = {
@@ -74,7 +77,7 @@ def set_status(bus: EventBus, state: WorkloadState, status: Status, **data: Any)
     }
     # Listeners (progress on stderr, TUI) must show what a run would otherwise hide.
     if terminal:
-        if status is Status.FAILED and state.workload.ignore_errors:
+        if status is _FAILED and state.workload.ignore_errors:
             payload["ignored"] = True
         if state.check_outcome:  # gxo run --check: ran, predicted or not run
             payload["check"] = state.check_outcome
@@ -162,10 +165,27 @@ class WorkloadRunner:
                 and not self._when(w, {**base, **(when_names or {})})
             ):
                 raise _Skip("when condition is false", blocked=blocked_if_false)
-            self.set_status(state, Status.RUNNING)
+            bus = self.run.bus
+            set_status(bus, state, _RUNNING)
             if w.loop is not None:
                 item_when = (when_names or {}) if per_item else None
                 await self._run_loop(state, spec, reader, writer, base, item_when, blocked_if_false)
+            elif w.retry is None and w.timeout is None and not self.run.check:
+                # One attempt, no deadline: what _run_attempts and _attempt do for it,
+                # without their two coroutine levels (most workloads of most runs).
+                if state.attempts < 1:
+                    state.attempts = 1
+                try:
+                    module, ctx, params = self._prepare(state, spec, reader, writer, base, None)
+                    summary = await module.perform(ctx, params)
+                except (UpstreamFailedError, _FailNow):
+                    raise
+                except Exception as exc:  # as _run_attempts: the workload fails with it
+                    exc.__traceback__ = None  # see _run_attempts: no reference cycle
+                    raise _FailNow(exc) from None
+                state.summary = self.run.register(
+                    w.register_key, {} if summary is None else summary
+                )
             else:
                 summary = await self._run_attempts(state, spec, reader, writer, base, None)
                 state.summary = self.run.register(w.register_key, summary)
@@ -174,7 +194,7 @@ class WorkloadRunner:
             if writer.connected:
                 await writer.wait_drained()
             self._collect_counts(state, reader, writer)
-            self.set_status(state, Status.COMPLETED)
+            set_status(bus, state, _COMPLETED)
         except _Skip as skip:
             failed_stream = skip.blocked
             self._collect_counts(state, reader, writer)
@@ -419,6 +439,34 @@ class WorkloadRunner:
         iteration: int | None,
     ) -> Any:
         w = state.workload
+        module, ctx, params = self._prepare(state, spec, reader, writer, local, iteration)
+        if w.timeout is not None:
+            deadline = asyncio.timeout(w.timeout)
+            try:
+                async with deadline:
+                    summary = await self._perform(module, ctx, params)
+            except TimeoutError:
+                if deadline.expired():
+                    raise ModuleError(f"timed out after {_fmt_seconds(w.timeout)}") from None
+                raise
+        elif self.run.check:
+            summary = await self._perform(module, ctx, params)
+        else:  # the common case, one coroutine less
+            summary = await module.perform(ctx, params)
+        return {} if summary is None else summary
+
+    def _prepare(
+        self,
+        state: WorkloadState,
+        spec: ModuleSpec,
+        reader: MergedReader,
+        writer: StreamWriter,
+        local: dict[str, Any],
+        iteration: int | None,
+    ) -> tuple[Module, ModuleContext, Any]:
+        """An attempt up to ``perform``: the module, its context and its validated params
+        (rendered, redacted for the TUI and the report)."""
+        w = state.workload
         ctx = ModuleContext(
             self.run, state, reader=reader, writer=writer, local_vars=local, iteration=iteration
         )
@@ -445,7 +493,7 @@ class WorkloadRunner:
         if iteration is not None:  # this iteration's own (bounded by _run_loop)
             state.iterations[iteration]["params"] = state.rendered_params
         try:
-            params = spec.params_model.model_validate(rendered)
+            params = spec.validate_params(rendered)
         except ValidationError as exc:
             raise ModuleParamsError(
                 _params_message(spec, exc, rendered, self.run.secrets), workload=w.name
@@ -455,20 +503,7 @@ class WorkloadRunner:
             from gxo.engine.sandbox.parent import Sandboxed
 
             module = Sandboxed(spec.name, rendered, w.security_context)  # type: ignore[assignment]
-        if w.timeout is not None:
-            deadline = asyncio.timeout(w.timeout)
-            try:
-                async with deadline:
-                    summary = await self._perform(module, ctx, params)
-            except TimeoutError:
-                if deadline.expired():
-                    raise ModuleError(f"timed out after {_fmt_seconds(w.timeout)}") from None
-                raise
-        elif self.run.check:
-            summary = await self._perform(module, ctx, params)
-        else:  # the common case, one coroutine less
-            summary = await module.perform(ctx, params)
-        return {} if summary is None else summary
+        return module, ctx, params
 
     async def _perform(self, module: Module, ctx: ModuleContext, params: Any) -> Any:
         """``perform``, or under ``gxo run --check`` what the module's check mode says."""
@@ -533,6 +568,8 @@ _CREDENTIAL_NAMES = (
 
 
 def _has_credential_keys(value: Any) -> bool:
+    if not value:  # {} (many workloads), None, ""
+        return False
     if isinstance(value, dict):
         return any(
             (isinstance(k, str) and any(w in k.lower() for w in _CREDENTIAL_NAMES))

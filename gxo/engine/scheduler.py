@@ -20,10 +20,11 @@ import os
 import shutil
 import tempfile
 import time
+import types
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,6 +147,25 @@ class _Plan:
         return cls(order, deps, dependents)
 
 
+@types.coroutine
+def _next_step() -> Generator[None, None, None]:
+    """Resume in the loop's next step: ``asyncio.sleep(0)`` without its coroutine."""
+    yield
+
+
+class _RunSlots(asyncio.Semaphore):
+    """The run's concurrency limit: a pipeline takes a slot, loop iterations borrow."""
+
+    def try_acquire(self) -> bool:
+        """``acquire()`` without a coroutine, when it would not wait: True if taken."""
+        # locked() without its generator: no slot, or waiters (even cancelled ones,
+        # which acquire() then sorts out) -> False.
+        if self._value <= 0 or self._waiters:
+            return False
+        self._value -= 1  # what acquire() does when the semaphore is not locked
+        return True
+
+
 class _Lazy(Mapping[str, Any]):
     """A mapping computed on first use."""
 
@@ -219,11 +239,14 @@ _HOOKS: weakref.WeakKeyDictionary[WorkloadGraph, dict[str, list[str]]] = weakref
 
 def _all_pause_hooks(graph: WorkloadGraph, workloads: list[Any]) -> dict[str, list[str]]:
     """Every ``paused()`` hook of a playbook, by the ``control:wait_for_signal`` it waits for."""
+    candidates = [w for w in workloads if w.when is not None and "paused" in _status_calls(w.when)]
+    if not candidates:  # most playbooks: no O(playbook) map of modules
+        return {}
     modules = {w.name: w.process.module for w in workloads}
     of = graph.pipeline_of
     hooks: dict[str, list[str]] = {}
-    for w in workloads:
-        if "paused" not in _status_calls(w.when) or len(graph.pipelines[of[w.name]].members) != 1:
+    for w in candidates:
+        if len(graph.pipelines[of[w.name]].members) != 1:
             continue
         for dep in graph.upstream[w.name]:
             if modules.get(dep) == WAIT_FOR_SIGNAL and of[dep] != of[w.name]:
@@ -245,6 +268,7 @@ def _was_cancelled(state: WorkloadState) -> bool:
     )
 
 
+_FAILED = Status.FAILED  # a global: ``Status.X`` costs ~10x more (read per workload)
 DEPENDENCY_CANCELLED = "dependency cancelled"  # skipped: a dependency was cancelled
 
 
@@ -524,7 +548,7 @@ class Engine:
                 shutil.rmtree(temp_dir, ignore_errors=True)
         if self._cancelled:
             status = RunStatus.INTERRUPTED
-        elif any(s.status == Status.FAILED and not s.ignored for s in self.states.values()):
+        elif any(s.status == _FAILED and not s.ignored for s in self.states.values()):
             status = RunStatus.FAILED
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         self.bus.emit(
@@ -589,7 +613,10 @@ class Engine:
         """One channel per stream link; readers and writers for the workloads that have links."""
         policy = self.playbook.channel_policy
         by_consumer: dict[str, list[Channel]] = {}
-        by_producer: dict[str, list[Channel]] = {n: [] for n in self.states}
+        # Every workload may get taps; else only producers with links (not O(playbook)).
+        by_producer: dict[str, list[Channel]] = (
+            {n: [] for n in self.states} if self.stream_taps is not None else {}
+        )
         stream_deps = self.graph.stream_deps
         links = (
             ((c, stream_deps[c]) for c in self.states if stream_deps.get(c))
@@ -605,7 +632,7 @@ class Engine:
                     continue
                 ch = Channel(producer, consumer, policy.buffer_size, policy.overflow_strategy)
                 by_consumer.setdefault(consumer, []).append(ch)
-                by_producer[producer].append(ch)
+                by_producer.setdefault(producer, []).append(ch)
                 self._all_channels.append(ch)
         if self.stream_taps is not None:
             for name, chans in by_producer.items():
@@ -619,18 +646,19 @@ class Engine:
 
     async def _schedule(self, runner: WorkloadRunner) -> None:
         pipelines = self.graph.pipelines
-        dependents: Mapping[int, Collection[int]]
+        dependents: Mapping[int, Collection[int]] | list[set[int]]
+        waiting: dict[int, int] | list[int]  # by pipeline index
         if self.scoped:  # an instance: only its own pipelines, not the whole playbook's
             plan = self._plan()
-            order, deps, dependents = plan.order, plan.deps, plan.dependents
-        else:
+            order, dependents = plan.order, plan.dependents
+            waiting = dict(plan.deps)
+        else:  # every pipeline: lists (a pipeline's index is its position)
             order = pipelines
-            deps = {p.index: len(p.deps) for p in pipelines}
-            dependents = {p.index: p.dependents for p in pipelines}
-        waiting = dict(deps)
+            waiting = [len(p.deps) for p in pipelines]
+            dependents = [p.dependents for p in pipelines]
         remaining = len(order)
         done = self._done = asyncio.Event()
-        semaphore = asyncio.Semaphore(self.concurrency)
+        semaphore = _RunSlots(self.concurrency)
         runner.slots = semaphore  # loop iterations beyond the first borrow from it
         runner.cancel_reasons = self._user_cancels
         if remaining == 0:
@@ -663,7 +691,12 @@ class Engine:
         # ~10 % of the engine's time per workload). FIFO, as the semaphore's waiters
         # were; the semaphore still enforces the limit (loop iterations borrow from it).
         queued: deque[Pipeline] = deque()
+        running: dict[int, asyncio.Task[None]] = {}  # pipeline index -> its task
         active = 0  # started pipelines that take a slot and have not finished
+        # While a pipeline's task hands its slot and dependents on: the last pipeline
+        # it makes ready, which that task runs next (after a loop step, as a new task
+        # would start) instead of a new task for it; the others get tasks, in order.
+        handoff: list[Pipeline] | None = None
 
         def launch(pipe: Pipeline) -> None:
             nonlocal active
@@ -672,50 +705,81 @@ class Engine:
                     queued.append(pipe)
                     return
                 active += 1
+            if handoff is not None:
+                if handoff:  # an earlier one: started first, as before
+                    start(handoff.pop())
+                handoff.append(pipe)
+                return
+            start(pipe)
+
+        def start(pipe: Pipeline) -> None:
             task = asyncio.create_task(run_pipeline(pipe), name=f"gxo:{pipe.members[0]}")
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            running[pipe.index] = task
 
         async def run_pipeline(pipe: Pipeline) -> None:
-            nonlocal remaining, active
-            slot = contextlib.nullcontext() if pipe.index in slot_free else semaphore
+            nonlocal remaining, active, handoff
             try:
-                async with slot:
-                    if len(pipe.members) == 1:
-                        await self._run_member(runner, pipe.members[0])
-                    else:
-                        members = [
-                            asyncio.create_task(self._run_member(runner, m)) for m in pipe.members
-                        ]
-                        self._members.update(zip(pipe.members, members, strict=True))
+                while True:
+                    ended = False
+                    try:
+                        # The slot, taken without a coroutine when one is free (`async
+                        # with` costs three); loop iterations borrow from the same semaphore.
+                        slot = pipe.index not in slot_free
+                        if slot and not semaphore.try_acquire():
+                            await semaphore.acquire()
                         try:
-                            await asyncio.gather(*members)
-                        except BaseException:
-                            for m in members:
-                                m.cancel()
-                            await asyncio.gather(*members, return_exceptions=True)
-                            raise
+                            if len(pipe.members) > 1:
+                                await self._run_members(runner, pipe.members)
+                            elif (member := self._member(runner, pipe.members[0])) is not None:
+                                # _run_member, inlined: one coroutine level less
+                                state, reader, writer, calls = member
+                                try:
+                                    if calls:
+                                        await self._run_with_status(
+                                            runner, state, reader, writer, calls
+                                        )
+                                    else:
+                                        await runner.execute(state, reader, writer)
+                                except asyncio.CancelledError:
+                                    if not self._cancelled_alone(pipe.members[0]):
+                                        raise
                         finally:
-                            for member in pipe.members:
-                                self._members.pop(member, None)
-            finally:
-                remaining -= 1
-                if remaining == 0:
-                    done.set()
-                if pipe.index not in slot_free:
-                    active -= 1
-                    if not self._cancelled:  # the freed slot goes to the longest waiting
-                        while queued and active < self.concurrency:
-                            launch(queued.popleft())
-            if self._cancelled:
-                return
-            for dep_index in dependents[pipe.index]:
-                if (pipe.index, dep_index) in early:
-                    release((pipe.index, dep_index))
-                    continue
-                waiting[dep_index] -= 1
-                if waiting[dep_index] == 0:
-                    launch(pipelines[dep_index])
+                            if slot:
+                                semaphore.release()
+                        ended = True
+                    finally:
+                        remaining -= 1
+                        if remaining == 0:
+                            done.set()
+                        if ended and not self._cancelled:
+                            handoff = []
+                        if pipe.index not in slot_free:
+                            active -= 1
+                            if not self._cancelled:  # the freed slot goes to the longest waiting
+                                while queued and active < self.concurrency:
+                                    launch(queued.popleft())
+                    if self._cancelled:
+                        handoff = None
+                        return
+                    for dep_index in dependents[pipe.index]:
+                        if (pipe.index, dep_index) in early:
+                            release((pipe.index, dep_index))
+                            continue
+                        waiting[dep_index] -= 1
+                        if waiting[dep_index] == 0:
+                            launch(pipelines[dep_index])
+                    following, handoff = handoff, None
+                    if not following:
+                        return
+                    task = running.pop(pipe.index)
+                    pipe = following[0]
+                    running[pipe.index] = task
+                    task.set_name(f"gxo:{pipe.members[0]}")  # cancel_workload finds it so
+                    await _next_step()  # as a new task would: after those started before
+            finally:  # the task leaves self._tasks as it ends (no done callback)
+                handoff = None  # in case the hand-over itself raised
+                self._tasks.discard(running.pop(pipe.index))
 
         for pipe in order:
             if waiting[pipe.index] == 0:
@@ -725,39 +789,69 @@ class Engine:
         self._release_hooks = None
         # launch and run_pipeline refer to each other (and to self): without this the
         # whole run is cyclic garbage, left to the cycle collector (a daemon's cost).
-        launch = run_pipeline = release = None  # type: ignore[assignment]  # noqa: F811
+        launch = start = run_pipeline = release = None  # type: ignore[assignment]  # noqa: F811
         if self._cancelled:
             await self._after_interrupt(runner)
             self._mark_interrupted()
 
+    async def _run_members(self, runner: WorkloadRunner, names: list[str]) -> None:
+        """The members of a pipeline joined by streams, each in its own task, together."""
+        members = [asyncio.create_task(self._run_member(runner, m)) for m in names]
+        self._members.update(zip(names, members, strict=True))
+        try:
+            await asyncio.gather(*members)
+        except BaseException:
+            for m in members:
+                m.cancel()
+            await asyncio.gather(*members, return_exceptions=True)
+            raise
+        finally:
+            for member in names:
+                self._members.pop(member, None)
+
     async def _run_member(self, runner: WorkloadRunner, name: str) -> None:
+        member = self._member(runner, name)
+        if member is None:
+            return
+        state, reader, writer, calls = member
+        try:
+            if calls:
+                await self._run_with_status(runner, state, reader, writer, calls)
+            else:
+                await runner.execute(state, reader, writer)
+        except asyncio.CancelledError:
+            if not self._cancelled_alone(name):
+                raise
+
+    def _member(
+        self, runner: WorkloadRunner, name: str
+    ) -> tuple[WorkloadState, MergedReader, StreamWriter, frozenset[str] | None] | None:
+        """What ``name`` runs with: its state, input, output and the status functions its
+        ``when`` calls (then its ``when`` decides, whatever its dependencies' outcome).
+        None when it ended here without running (or is outside the run)."""
         state = self.states.get(name)
         reader = self._readers.get(name) or MergedReader(name)
         writer = self._writers.get(name) or StreamWriter(name)
         if state is None:  # outside an instance run: nothing to run, report or announce
             reader.abandon()
             writer.close()
-            return
+            return None
         if name in self._user_cancels:  # cancelled while pending (cancel_workload)
             reader.abandon()
             writer.close(failed=True)
-            return
+            return None
         if self.only is not None and name not in self.only:
             if not state.status.terminal:  # else: kept from an earlier run (prior_states)
                 runner.skip(state, "not selected")
             reader.abandon()
             writer.close()
-            return
+            return None
         if self.check and self._skipped_for_check(runner, state, reader, writer):
-            return
-        calls = _status_calls(state.workload.when)
-        if calls:  # the when decides, whatever its dependencies' outcome
-            try:
-                await self._run_with_status(runner, state, reader, writer, calls)
-            except asyncio.CancelledError:
-                if not self._cancelled_alone(name):
-                    raise
-            return
+            return None
+        when = state.workload.when
+        calls = _status_calls(when) if when is not None else None
+        if calls:
+            return state, reader, writer, calls
         for dep in self.graph.upstream[name]:
             dep_state = self.states.get(dep)
             if dep_state is None:
@@ -767,7 +861,7 @@ class Engine:
                     set_status(self.bus, state, Status.FAILED)
                     reader.abandon()
                     writer.close(failed=not state.workload.ignore_errors)
-                    return
+                    return None
                 continue
             if not dep_state.satisfies_dependents:
                 if _was_cancelled(dep_state):  # not a failure: failure() stays false below
@@ -778,12 +872,8 @@ class Engine:
                 runner.skip(state, reason, blocked=True)
                 reader.abandon()
                 writer.close(failed=True)
-                return
-        try:
-            await runner.execute(state, reader, writer)
-        except asyncio.CancelledError:
-            if not self._cancelled_alone(name):
-                raise
+                return None
+        return state, reader, writer, None
 
     def _cancelled_alone(self, name: str) -> bool:
         """In ``name``'s task, on a CancelledError: True when cancel_workload() cancelled
@@ -1027,7 +1117,10 @@ class Engine:
 
     async def _await_tasks(self) -> None:
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            tasks = list(self._tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # A pipeline's task leaves the set itself, unless cancelled before it ran.
+            self._tasks.difference_update(tasks)
 
     def _mark_interrupted(self) -> None:
         for state in self.states.values():

@@ -40,6 +40,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import SchemaValidator
 
 from gxo.errors import RegistryError
 
@@ -195,10 +196,27 @@ class ModuleSpec:
         self.doc = doc
         self.raw_paths = frozenset(_raw_paths(cls.Params))
         self.expression_paths = frozenset(_raw_paths(cls.Params, expressions_only=True))
+        self._validator: tuple[type[BaseModel], Callable[[Any], Any]] | None = None
 
     @property
     def params_model(self) -> type[BaseModel]:
         return self.cls.Params
+
+    def validate_params(self, value: Any) -> Any:
+        """``params_model.model_validate(value)``: the model's compiled validator, called
+        without ``model_validate``'s Python wrapper (its keyword handling cost more than
+        validating a small params dict). Raises ``ValidationError`` the same way."""
+        model = self.cls.Params
+        cached = self._validator
+        if cached is None or cached[0] is not model:
+            validator = model.__pydantic_validator__
+            call = (
+                validator.validate_python
+                if isinstance(validator, SchemaValidator)
+                else model.model_validate  # not built yet (a forward reference): as pydantic does
+            )
+            cached = self._validator = (model, call)
+        return cached[1](value)
 
     @property
     def example(self) -> str:
@@ -344,7 +362,8 @@ class Registry:
         return None, None
 
     def get(self, name: str) -> ModuleSpec | None:
-        return self.resolve(name)[0]
+        spec = self._specs.get(name)  # a registered name: once per workload run
+        return spec if spec is not None else self.resolve(name)[0]
 
     def all(self) -> list[ModuleSpec]:
         self.load_builtins()

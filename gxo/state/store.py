@@ -16,7 +16,8 @@ def copy_record(obj: Any) -> Any:
     """Deep copy of a JSON-like value, several times faster than ``copy.deepcopy``."""
     t = type(obj)
     if t is dict:
-        return {k: copy_record(v) for k, v in obj.items()}
+        # {} without a comprehension's frame (the params of many workloads)
+        return {k: copy_record(v) for k, v in obj.items()} if obj else {}
     if t is list:
         return [copy_record(v) for v in obj]
     if t in _IMMUTABLE:
