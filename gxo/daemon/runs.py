@@ -221,11 +221,26 @@ async def _run(daemon: Daemon, instance: Instance) -> None:
             if instance.writes:  # statuses: queued once their task ran, then the rest
                 await asyncio.shield(_settle(daemon, instance))
             elif instance.last_write is not None and not instance.last_write.done():
-                # Its rows are committed with the writes before them (FIFO).
-                with contextlib.suppress(Exception):  # a failed write is logged by the writer
-                    await asyncio.shield(instance.last_write)
+                # Its rows are committed with the writes before them (FIFO); a failed
+                # write is logged by the writer.
+                await _ended(instance.last_write)
         finally:
             daemon.instances.pop(instance.run_id, None)
+
+
+def _ended(future: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done when ``future`` is, whatever its outcome; cancelling it leaves
+    ``future`` alone. ``asyncio.shield`` without its result (one callback less)."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: the writer or the run logs a failure
+        if not waiter.done():
+            waiter.set_result(None)
+
+    future.add_done_callback(wake)
+    return waiter
 
 
 def _close(daemon: Daemon, instance: Instance, error: str) -> None:
@@ -307,7 +322,9 @@ async def run_instance(
     )
     assert instance.task is not None
     try:
-        await asyncio.shield(instance.task)
+        await _ended(instance.task)
+        if instance.task.cancelled():  # as asyncio.shield would say
+            raise asyncio.CancelledError
     except asyncio.CancelledError:
         instance.stopped.update(names)
         instance.engine.cancel()

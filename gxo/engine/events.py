@@ -95,6 +95,10 @@ class Subscription:
         self._bus.unsubscribe(self)
 
 
+_NO_SKIPS: tuple[frozenset[EventKind], frozenset[str]] = (frozenset(), frozenset())
+_ALL_KINDS = frozenset(EventKind)
+
+
 class EventBus:
     """Fan-out of engine events to subscribers and synchronous listeners."""
 
@@ -140,7 +144,12 @@ class EventBus:
         the engine does not even build (:meth:`wants`, :meth:`wants_status`).
         """
         self._listeners.append(listener)
-        self._skips.append((frozenset(skip_kinds), frozenset(skip_statuses)))
+        skips = (frozenset(skip_kinds), frozenset(skip_statuses))
+        self._skips.append(skips)
+        if skips == _NO_SKIPS:  # it wants everything (a daemon's instance: once per run)
+            self._wanted = _ALL_KINDS
+            self._unwanted = frozenset()
+            return
         self._update_audience()
 
     def wants(self, kind: EventKind) -> bool:

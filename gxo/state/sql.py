@@ -462,7 +462,8 @@ class SqlState(LeaseMixin, PauseMixin):
         status_rows = []
         for playbook, workload, record in statuses:
             data = {**record}
-            data.setdefault("updated_at", now_iso())
+            if "updated_at" not in data:  # (the daemon's records carry it: no clock read)
+                data["updated_at"] = now_iso()
             text = seal(encode(data), "statuses", playbook, workload, column="data")
             status_rows.append({"playbook": playbook, "workload": workload, "data": text})
         found: dict[str, tuple[str, str]] = dict(merged)
