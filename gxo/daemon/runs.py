@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gxo.daemon.instance_store import InstanceStore
-from gxo.daemon.reconcile_base import iso_now
+from gxo.daemon.reconcile_base import InstanceOutcome, iso_now, outcome_from_result
 from gxo.daemon.writer import writer_of
 from gxo.engine.events import Event, EventBus, EventKind
+from gxo.engine.instances import instance_workloads
 from gxo.engine.scheduler import Engine, RunResult
 
 if TYPE_CHECKING:
@@ -308,9 +309,6 @@ async def run_instance(
     Cancelling the caller stops the instance (the engine kills its process groups);
     its history rows then say ``Stopped``.
     """
-    from gxo.daemon.reconcile_base import InstanceOutcome, outcome_from_result
-    from gxo.engine.instances import instance_workloads
-
     started = time.monotonic()
     upstream = _cached(daemon, applied) or await _upstream(daemon, applied)
     names = upstream.members.get(root)
