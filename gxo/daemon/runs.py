@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gxo.daemon import heap
 from gxo.daemon.instance_store import InstanceStore
 from gxo.daemon.reconcile_base import InstanceOutcome, iso_now, outcome_from_result
 from gxo.daemon.writer import writer_of
 from gxo.engine.events import Event, EventBus, EventKind
 from gxo.engine.instances import instance_workloads
+from gxo.engine.report import workload_report
 from gxo.engine.scheduler import Engine, RunResult
 
 if TYPE_CHECKING:
@@ -60,23 +62,23 @@ class Instance:
     last_write: asyncio.Future[Any] | None = None  # its last queued state write
     result: RunResult | None = None
     owner: str | None = None  # the root whose reconciler owns its status
+    _started_text: str | None = field(default=None, repr=False)
 
     def row_id(self, workload: str) -> str:
         return f"{self.run_id}.{workload}"
 
     def partial_report(self, workload: str, status: str) -> dict[str, Any]:
-        state = self.engine.states[workload]
-        result = RunResult(
+        """The report of a run of ``workload`` alone (its history entry)."""
+        if self._started_text is None:  # as RunResult.report formats it
+            self._started_text = self.started.isoformat().replace("+00:00", "Z")
+        return workload_report(
             self.engine.playbook.name,
             self.run_id,
             status,
-            self.started,
-            state.duration_ms or 0.0,
-            {workload: state},
-            [],
+            self._started_text,
+            self.engine.states[workload],
             self.engine.secrets,
         )
-        return result.report()
 
 
 class _Upstream:
@@ -227,6 +229,8 @@ async def _run(daemon: Daemon, instance: Instance) -> None:
                 await _ended(instance.last_write)
         finally:
             daemon.instances.pop(instance.run_id, None)
+            if not daemon.instances:  # the end of a burst: a cheap moment to collect
+                heap.quiet_soon(lambda: not daemon.instances)
 
 
 def _ended(future: asyncio.Future[Any]) -> asyncio.Future[None]:
