@@ -20,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from operator import itemgetter
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, exc, inspect, select, update
