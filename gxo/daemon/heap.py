@@ -75,8 +75,19 @@ def quiet() -> None:
     """No instance in flight: collect the young generation if it grew by
     :data:`QUIET_YOUNG` since the last collection (cheap now: what an instance
     allocated is freed; in a burst it would walk every instance in flight)."""
-    if _ENABLED[0] and gc.get_count()[0] >= QUIET_YOUNG and gc.isenabled():
-        gc.collect(0)
+    if not _ENABLED[0] or not gc.isenabled():
+        return
+    young, middle, full = gc.get_count()
+    if young < QUIET_YOUNG:
+        return
+    # The older generations as an automatic collection would (these collections reset
+    # the young count, so automatic ones may never come): the middle one every
+    # `middle threshold` young ones, a full one every FULL_EVERY middle ones.
+    _, every_middle, every_full = gc.get_threshold()
+    generation = 0
+    if middle + 1 >= every_middle:
+        generation = 2 if full + 1 >= every_full else 1
+    gc.collect(generation)
 
 
 def quiet_soon(idle: Callable[[], bool]) -> None:
