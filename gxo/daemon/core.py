@@ -347,7 +347,8 @@ class Daemon(FeedsMixin):
         def on_status(status: dict[str, Any]) -> None:
             if playbook not in self.playbooks:
                 return  # removed: its statuses are gone with it
-            record = {**status, "updated_at": now_iso()}
+            record = status  # a copy made for us (reconcile.py): ours to complete
+            record["updated_at"] = now_iso()
             if self.fleet:  # `gxo ctl status` shows which member runs what
                 record["member"] = self.member
             writer_of(self).set_status(playbook, workload, record)

@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gxo.daemon import heap
 from gxo.daemon.instance_store import InstanceStore
-from gxo.daemon.reconcile_base import iso_now
+from gxo.daemon.reconcile_base import InstanceOutcome, iso_now, outcome_from_result
 from gxo.daemon.writer import writer_of
 from gxo.engine.events import Event, EventBus, EventKind
+from gxo.engine.instances import instance_workloads
+from gxo.engine.report import workload_report
 from gxo.engine.scheduler import Engine, RunResult
 
 if TYPE_CHECKING:
@@ -59,23 +62,23 @@ class Instance:
     last_write: asyncio.Future[Any] | None = None  # its last queued state write
     result: RunResult | None = None
     owner: str | None = None  # the root whose reconciler owns its status
+    _started_text: str | None = field(default=None, repr=False)
 
     def row_id(self, workload: str) -> str:
         return f"{self.run_id}.{workload}"
 
     def partial_report(self, workload: str, status: str) -> dict[str, Any]:
-        state = self.engine.states[workload]
-        result = RunResult(
+        """The report of a run of ``workload`` alone (its history entry)."""
+        if self._started_text is None:  # as RunResult.report formats it
+            self._started_text = self.started.isoformat().replace("+00:00", "Z")
+        return workload_report(
             self.engine.playbook.name,
             self.run_id,
             status,
-            self.started,
-            state.duration_ms or 0.0,
-            {workload: state},
-            [],
+            self._started_text,
+            self.engine.states[workload],
             self.engine.secrets,
         )
-        return result.report()
 
 
 class _Upstream:
@@ -221,11 +224,28 @@ async def _run(daemon: Daemon, instance: Instance) -> None:
             if instance.writes:  # statuses: queued once their task ran, then the rest
                 await asyncio.shield(_settle(daemon, instance))
             elif instance.last_write is not None and not instance.last_write.done():
-                # Its rows are committed with the writes before them (FIFO).
-                with contextlib.suppress(Exception):  # a failed write is logged by the writer
-                    await asyncio.shield(instance.last_write)
+                # Its rows are committed with the writes before them (FIFO); a failed
+                # write is logged by the writer.
+                await _ended(instance.last_write)
         finally:
             daemon.instances.pop(instance.run_id, None)
+            if not daemon.instances:  # the end of a burst: a cheap moment to collect
+                heap.quiet_soon(lambda: not daemon.instances)
+
+
+def _ended(future: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """A future done when ``future`` is, whatever its outcome; cancelling it leaves
+    ``future`` alone. ``asyncio.shield`` without its result (one callback less)."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: the writer or the run logs a failure
+        if not waiter.done():
+            waiter.set_result(None)
+
+    future.add_done_callback(wake)
+    return waiter
 
 
 def _close(daemon: Daemon, instance: Instance, error: str) -> None:
@@ -293,9 +313,6 @@ async def run_instance(
     Cancelling the caller stops the instance (the engine kills its process groups);
     its history rows then say ``Stopped``.
     """
-    from gxo.daemon.reconcile_base import InstanceOutcome, outcome_from_result
-    from gxo.engine.instances import instance_workloads
-
     started = time.monotonic()
     upstream = _cached(daemon, applied) or await _upstream(daemon, applied)
     names = upstream.members.get(root)
@@ -307,7 +324,9 @@ async def run_instance(
     )
     assert instance.task is not None
     try:
-        await asyncio.shield(instance.task)
+        await _ended(instance.task)
+        if instance.task.cancelled():  # as asyncio.shield would say
+            raise asyncio.CancelledError
     except asyncio.CancelledError:
         instance.stopped.update(names)
         instance.engine.cancel()

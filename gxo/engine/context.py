@@ -135,6 +135,30 @@ class WorkloadState:
         }
 
 
+# The secret NAMEs the templates of a run's workloads name (params, when, loop), by
+# the workload models of the run: a daemon starts thousands of runs of the same models.
+_SECRET_NAMES: dict[tuple[int, ...], tuple[tuple[Workload, ...], list[str]]] = {}
+_SECRET_NAMES_MAX = 4096
+
+
+def _secret_names_of(states: Mapping[str, WorkloadState]) -> list[str]:
+    """``SecretRegistry.preload_names`` of the workloads' templates, sorted (cached)."""
+    workloads = tuple(s.workload for s in states.values())
+    key = tuple(map(id, workloads))
+    entry = _SECRET_NAMES.get(key)
+    if entry is not None and all(a is b for a, b in zip(entry[0], workloads, strict=True)):
+        return entry[1]
+    from gxo.template.secrets import secret_names
+
+    names = sorted(
+        secret_names([(getattr(w.process, "params", None), w.when, w.loop) for w in workloads])
+    )
+    if len(_SECRET_NAMES) >= _SECRET_NAMES_MAX:
+        _SECRET_NAMES.clear()
+    _SECRET_NAMES[key] = (workloads, names)
+    return names
+
+
 class _WorkloadsView(Mapping[str, Any]):
     """``_gxo.workloads``: a live, read-only view (built per access, never stale).
 
@@ -202,12 +226,8 @@ class RunContext:
         if self.paths.confined:  # secret('file://...') stays inside the roots too
             self.secrets.confine_files(self.paths.contains, self.paths.describe_roots())
         # Where templates are rendered: params, when, loop (not the whole model: 10x faster).
-        self.secrets.preload_names(
-            [
-                (getattr(w.process, "params", None), w.when, w.loop)
-                for w in (s.workload for s in states.values())
-            ]
-        )
+        for name in _secret_names_of(states):
+            self.secrets.preload(name)
         self.bus = bus or EventBus()
         self.bus.set_redactor(self.secrets.redact)
         self.access_mode = access_mode

@@ -102,6 +102,10 @@ class Subscription:
         self._bus.unsubscribe(self)
 
 
+_NO_SKIPS: tuple[frozenset[EventKind], frozenset[str]] = (frozenset(), frozenset())
+_ALL_KINDS = frozenset(EventKind)
+
+
 class EventBus:
     """Fan-out of engine events to subscribers and synchronous listeners."""
 
@@ -157,11 +161,17 @@ class EventBus:
         only failures and lost records).
         """
         self._listeners.append(listener)
-        self._skips.append((frozenset(skip_kinds), frozenset(skip_statuses)))
-        self._entries.append((listener, *self._skips[-1], keep_dropped))
+        skips = (frozenset(skip_kinds), frozenset(skip_statuses))
+        self._skips.append(skips)
+        self._entries.append((listener, *skips, keep_dropped))
         self._keeps_dropped = self._keeps_dropped or (
-            keep_dropped and EventKind.WORKLOAD_STATUS not in self._skips[-1][0]
+            keep_dropped and EventKind.WORKLOAD_STATUS not in skips[0]
         )
+        if skips == _NO_SKIPS:  # it wants everything (a daemon's instance: once per run)
+            self._wanted = _ALL_KINDS
+            self._status_wanted = True
+            self._unwanted = frozenset()
+            return
         self._update_audience()
 
     def wants(self, kind: EventKind) -> bool:

@@ -15,40 +15,24 @@ from typing import TYPE_CHECKING, Any
 from gxo.errors import UsageError
 
 if TYPE_CHECKING:
+    from gxo.engine.context import WorkloadState
     from gxo.engine.scheduler import RunResult
+    from gxo.template.secrets import SecretRegistry
 
-__all__ = ["ReportPathError", "ReportTarget", "build_report", "report_target", "write_report"]
+__all__ = [
+    "ReportPathError",
+    "ReportTarget",
+    "build_report",
+    "report_target",
+    "workload_report",
+    "write_report",
+]
 
 TEMP_SUFFIX = ".gxo-tmp"  # as filesystem writes: one pattern to clean up or ignore
 
 
 def build_report(result: RunResult) -> dict[str, Any]:
-    workloads: dict[str, Any] = {}
-    for name, s in result.states.items():
-        entry: dict[str, Any] = {
-            "status": s.status.value,
-            "attempts": s.attempts,
-            "duration_ms": s.duration_ms,
-            "error": s.error,
-            "summary": s.summary,
-            "records_in": s.records_in,
-            "records_out": s.records_out,
-        }
-        if s.reason:
-            entry["reason"] = s.reason
-        if s.ignored:
-            entry["ignored"] = True  # failed under ignore_errors: did not fail the run
-        if s.records_dropped:
-            entry["records_dropped"] = s.records_dropped
-        if s.counters:
-            entry["counters"] = dict(s.counters)
-        if s.iterations:
-            entry["iterations"] = list(s.iterations)
-        if s.check_outcome:  # gxo run --check: "ran", "predicted" or "not run"
-            entry["check"] = s.check_outcome
-        if s.diffs:  # --diff: what changed (or would), as unified diffs
-            entry["diff"] = "".join(d if d.endswith("\n") else d + "\n" for d in s.diffs)
-        workloads[name] = entry
+    workloads = {name: _workload_entry(s) for name, s in result.states.items()}
     report: dict[str, Any] = {
         "playbook": result.playbook,
         "run_id": result.run_id,
@@ -62,6 +46,55 @@ def build_report(result: RunResult) -> dict[str, Any]:
     if result.warnings:
         report["warnings"] = list(result.warnings)
     return result.secrets.redact(report) if result.secrets else report
+
+
+def workload_report(
+    playbook: str,
+    run_id: str,
+    status: str,
+    started_at: str,
+    state: WorkloadState,
+    secrets: SecretRegistry | None,
+) -> dict[str, Any]:
+    """:func:`build_report` of a run of the one workload ``state`` that ended with
+    ``status`` (``started_at`` as that report formats it): a daemon's history entry
+    of one workload of an instance, without building a :class:`RunResult` per entry."""
+    report: dict[str, Any] = {
+        "playbook": playbook,
+        "run_id": run_id,
+        "status": status,
+        "started_at": started_at,
+        "duration_ms": state.duration_ms or 0.0,
+        "workloads": {state.workload.name: _workload_entry(state)},
+    }
+    return secrets.redact(report) if secrets else report
+
+
+def _workload_entry(s: WorkloadState) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "status": s.status.value,
+        "attempts": s.attempts,
+        "duration_ms": s.duration_ms,
+        "error": s.error,
+        "summary": s.summary,
+        "records_in": s.records_in,
+        "records_out": s.records_out,
+    }
+    if s.reason:
+        entry["reason"] = s.reason
+    if s.ignored:
+        entry["ignored"] = True  # failed under ignore_errors: did not fail the run
+    if s.records_dropped:
+        entry["records_dropped"] = s.records_dropped
+    if s.counters:
+        entry["counters"] = dict(s.counters)
+    if s.iterations:
+        entry["iterations"] = list(s.iterations)
+    if s.check_outcome:  # gxo run --check: "ran", "predicted" or "not run"
+        entry["check"] = s.check_outcome
+    if s.diffs:  # --diff: what changed (or would), as unified diffs
+        entry["diff"] = "".join(d if d.endswith("\n") else d + "\n" for d in s.diffs)
+    return entry
 
 
 class ReportPathError(UsageError, OSError):

@@ -488,7 +488,7 @@ class WorkloadRunner:
         redacted = self.run.secrets.redact(rendered)
         masks = self._credential_keys.get(w.name)
         if masks is None:  # decided once per workload, from its params' (literal) keys
-            masks = self._credential_keys[w.name] = _has_credential_keys(source)
+            masks = self._credential_keys[w.name] = _credential_keys_of(source)
         state.rendered_params = mask_credentials(redacted) if masks else redacted
         if iteration is not None:  # this iteration's own (bounded by _run_loop)
             state.iterations[iteration]["params"] = state.rendered_params
@@ -565,6 +565,23 @@ _CREDENTIAL_NAMES = (
     "authorization",
     "credential",
 )
+
+
+# Params (by identity) -> whether they have credential-named keys: a daemon runs the
+# same workload model in thousands of runs (the params are kept alive by the entry).
+_CREDENTIAL_KEYS: dict[int, tuple[Any, bool]] = {}
+_CREDENTIAL_KEYS_MAX = 4096
+
+
+def _credential_keys_of(params: Any) -> bool:
+    entry = _CREDENTIAL_KEYS.get(id(params))
+    if entry is not None and entry[0] is params:
+        return entry[1]
+    masks = _has_credential_keys(params)
+    if len(_CREDENTIAL_KEYS) >= _CREDENTIAL_KEYS_MAX:
+        _CREDENTIAL_KEYS.clear()
+    _CREDENTIAL_KEYS[id(params)] = (params, masks)
+    return masks
 
 
 def _has_credential_keys(value: Any) -> bool:

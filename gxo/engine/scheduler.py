@@ -603,6 +603,8 @@ class Engine:
         They see ``_gxo`` as far as it is known before any workload runs (run_id,
         workspace, playbook_dir, playbook): ``data: "{{ _gxo.playbook_dir }}/data"``.
         """
+        if not self.playbook.vars:  # nothing to render (a daemon's usual instance)
+            return dict(self.extra_vars)
         gxo = {"run_id": self.run_id, "workspace": str(workspace), **self.gxo_extra}
         context = {**self.extra_vars, "_gxo": gxo}
         rendered, _ = render_playbook_vars(self.playbook.vars, context, templates)

@@ -143,6 +143,17 @@ def _forms(value: str, *, lines: bool) -> set[str]:
     return {f for f in out if len(f) >= MIN_DERIVED or f == value}
 
 
+_RUN_PROVIDERS: list[Any] = []  # RunProviders, imported on first use (not per run)
+
+
+def _run_providers() -> Any:
+    if not _RUN_PROVIDERS:
+        from gxo.template.secret_providers import RunProviders
+
+        _RUN_PROVIDERS.append(RunProviders)
+    return _RUN_PROVIDERS[0]
+
+
 class SecretRegistry:
     """The secret values seen in one run, and redaction of them (in all their forms)."""
 
@@ -150,9 +161,7 @@ class SecretRegistry:
         if provider is env_provider:
             # NAME: the environment; file://, aws-sm://, vault:// references: the
             # providers of gxo/template/secret_providers.py, fetched once per run.
-            from gxo.template.secret_providers import RunProviders
-
-            provider = RunProviders(env_provider)
+            provider = _run_providers()(env_provider)
         self._provider = provider
         self._values: set[str] = set()
         self._forms: set[str] = set()

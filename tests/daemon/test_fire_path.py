@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gxo.daemon import reconcile_base
+from gxo.daemon import heap, reconcile_base
 from gxo.daemon.core import Daemon, now_iso
 from gxo.daemon.feeds import Feed
 from gxo.daemon.reconcile_base import iso, iso_now
@@ -142,16 +142,23 @@ async def test_an_instance_is_freed_without_the_cycle_collector(tmp_path: Path) 
         state.close()
 
 
-def test_a_settled_daemon_heap_runs_full_collections_rarely() -> None:
+def test_a_settled_daemon_heap_collects_rarely_and_when_quiet() -> None:
     # In a child: gc.freeze() here would freeze the test process's heap.
+    # Then no young collection within a burst of fires, and quiet() (no instance in
+    # flight) collects what accumulated, once past QUIET_YOUNG only.
     code = (
         "import gc; from gxo.daemon import heap; heap.settle(); "
-        "print(*gc.get_threshold(), gc.get_freeze_count() > 0)"
+        "print(*gc.get_threshold(), gc.get_freeze_count() > 0); "
+        "heap.enable(); kept = [{} for _ in range(heap.QUIET_YOUNG // 2)]; heap.quiet(); "
+        "print(gc.get_count()[0] >= heap.QUIET_YOUNG // 2); "
+        "kept += [{} for _ in range(heap.QUIET_YOUNG)]; heap.quiet(); "
+        "print(gc.get_count()[0] < 100)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
-    assert out == [str(gc.get_threshold()[0]), str(gc.get_threshold()[1]), "100", "True"]
+    young = max(gc.get_threshold()[0], heap.YOUNG_EVERY)
+    assert out == [str(young), str(gc.get_threshold()[1]), "100", "True", "True", "True"]
 
 
 async def test_full_says_when_an_instance_start_waits_for_room(
