@@ -527,8 +527,23 @@ def zygote(control: int) -> None:
     finally:
         for warm in pool.values():
             warm.drop()
+        _stop_sandboxes()
         _reap_all()
         _exit(0)
+
+
+def _stop_sandboxes() -> None:
+    """The engine gone (or done): SIGTERM to every sandbox still running, which ends it
+    as the engine's stop does (a command's init kills what the command started), now
+    rather than by the parent-death signal once the zygote has waited for them."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _sandboxed(
