@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -449,8 +450,8 @@ def zygote(control: int) -> None:
 
     ``control``: a SOCK_SEQPACKET socket to the engine. A request carries the three
     pipe ends (SCM_RIGHTS), the module to preload and the namespaces; the reply is the
-    keeper's pid. EOF on the socket (the engine closed it or died) ends the zygote and
-    the sandboxes still waiting.
+    keeper's pid. EOF on the socket (the engine closed it or died), or the engine's end
+    (its pidfd), ends the zygote, the sandboxes still waiting and those still running.
     """
     global confine, _nice, _zygote_pid, _own_pid_ns
     ctl = socket.socket(fileno=control)
@@ -480,12 +481,24 @@ def zygote(control: int) -> None:
     gc.freeze()  # what is imported now stays shared with the forks (no GC writes to it)
     pool: dict[tuple[tuple[str, ...], bool], _Warm] = {}  # oldest first
 
+    # The engine's end, watched as well as the socket's: the socket stays open while
+    # any other process holds the engine's end of it; the engine's pidfd does not.
+    engine = _engine_pidfd()
+    watch = select.poll()
+    watch.register(ctl.fileno(), select.POLLIN)
+    if engine >= 0:
+        watch.register(engine, select.POLLIN)
+
     def others() -> list[int]:
-        return [ctl.fileno()] + [fd for warm in pool.values() for fd in warm.fds()]
+        own = [ctl.fileno()] + ([engine] if engine >= 0 else [])
+        return own + [fd for warm in pool.values() for fd in warm.fds()]
 
     try:
         while True:
             _reap()  # finished keepers (their CPU time then counts in the zygote's children)
+            ready = {fd for fd, _ in watch.poll()}
+            if engine in ready and ctl.fileno() not in ready:
+                return  # the engine is gone (a request it sent first is still read)
             try:
                 data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 6)
             except OSError:
@@ -530,6 +543,22 @@ def zygote(control: int) -> None:
         _stop_sandboxes()
         _reap_all()
         _exit(0)
+
+
+def _engine_pidfd() -> int:
+    """A pidfd of the engine (the zygote's parent); -1 without pidfds. The engine
+    already gone: the zygote goes too."""
+    parent = os.getppid()
+    if not hasattr(os, "pidfd_open") or parent <= 0:
+        return -1
+    try:
+        fd = os.pidfd_open(parent)
+    except OSError:
+        return -1
+    if os.getppid() != parent:  # it died meanwhile (and the pid may be another's)
+        os.close(fd)
+        raise SystemExit(0)
+    return fd
 
 
 def _stop_sandboxes() -> None:
