@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -145,6 +146,7 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
     except confine.SandboxSetupError as exc:
         problem = str(exc)
     pid, host_proc, sync, back = 0, -1, None, None
+    command = False  # known once the workload came: a command's or a module's sandbox
     if problem is None:
         # The host's /proc, held open: the sandboxed process mounts its own over it (the
         # mount namespace is shared) before the keeper writes its uid map.
@@ -160,10 +162,17 @@ def keeper(namespaces: list[str], own: socket.socket, child_sock: socket.socket)
                 _waiting(namespaces, child_sock, sync, back)
             finally:
                 _exit(70)  # never return into the keeper's code
+
         # The engine stops a sandbox with SIGTERM to this keeper: SIGKILL to the pid
         # namespace's init, whose exit the kernel completes only once every process in
         # the namespace is gone; then the keeper reports and exits, closing the pipe.
-        signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+        # Without a pid namespace a command's init gets the SIGTERM: it kills what the
+        # command started first (_run_command), which SIGKILL would leave running.
+        def stop(*_: object) -> None:
+            pid_namespace = "pid" in namespaces
+            os.kill(pid, signal.SIGTERM if command and not pid_namespace else signal.SIGKILL)
+
+        signal.signal(signal.SIGTERM, stop)
     child_sock.close()
     status = None
     if problem is None and sync is None:
@@ -207,7 +216,7 @@ def _direct(namespaces: list[str], sock: socket.socket) -> None:
     """A command's sandbox without a keeper: this process is the sandbox's init (pid 1
     of the new pid namespace, into which the zygote forked it), unshares the other
     namespaces itself and waits for a workload. SIGTERM (the engine stopping it) ends
-    it, and with it the namespace."""
+    it, and with it the namespace (once a command runs: see :func:`_run_command`)."""
     from gxo.engine.sandbox import confine
 
     signal.signal(signal.SIGTERM, lambda *_: _exit(128 + signal.SIGTERM))
@@ -217,6 +226,9 @@ def _direct(namespaces: list[str], sock: socket.socket) -> None:
     except confine.SandboxSetupError as exc:
         problem = str(exc)
     _waiting(namespaces, sock, None, None, problem, for_module=False)
+
+
+_parent = -1  # the sandboxed process's parent (the zygote or the keeper) when it started
 
 
 def _waiting(
@@ -232,7 +244,9 @@ def _waiting(
     (:func:`_sandboxed`) and module or command."""
     from gxo.engine.sandbox import child, confine
 
+    global _parent
     confine.set_pdeathsig(signal.SIGKILL)
+    _parent = os.getppid()  # 0 as a pid namespace's init: its parent is outside
     if problem is None:  # else reported (and nothing run) once a workload comes
         try:
             if "mount" in namespaces:
@@ -436,8 +450,8 @@ def zygote(control: int) -> None:
 
     ``control``: a SOCK_SEQPACKET socket to the engine. A request carries the three
     pipe ends (SCM_RIGHTS), the module to preload and the namespaces; the reply is the
-    keeper's pid. EOF on the socket (the engine closed it or died) ends the zygote and
-    the sandboxes still waiting.
+    keeper's pid. EOF on the socket (the engine closed it or died), or the engine's end
+    (its pidfd), ends the zygote, the sandboxes still waiting and those still running.
     """
     global confine, _nice, _zygote_pid, _own_pid_ns
     ctl = socket.socket(fileno=control)
@@ -467,12 +481,24 @@ def zygote(control: int) -> None:
     gc.freeze()  # what is imported now stays shared with the forks (no GC writes to it)
     pool: dict[tuple[tuple[str, ...], bool], _Warm] = {}  # oldest first
 
+    # The engine's end, watched as well as the socket's: the socket stays open while
+    # any other process holds the engine's end of it; the engine's pidfd does not.
+    engine = _engine_pidfd()
+    watch = select.poll()
+    watch.register(ctl.fileno(), select.POLLIN)
+    if engine >= 0:
+        watch.register(engine, select.POLLIN)
+
     def others() -> list[int]:
-        return [ctl.fileno()] + [fd for warm in pool.values() for fd in warm.fds()]
+        own = [ctl.fileno()] + ([engine] if engine >= 0 else [])
+        return own + [fd for warm in pool.values() for fd in warm.fds()]
 
     try:
         while True:
             _reap()  # finished keepers (their CPU time then counts in the zygote's children)
+            ready = {fd for fd, _ in watch.poll()}
+            if engine in ready and ctl.fileno() not in ready:
+                return  # the engine is gone (a request it sent first is still read)
             try:
                 data, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 6)
             except OSError:
@@ -514,8 +540,39 @@ def zygote(control: int) -> None:
     finally:
         for warm in pool.values():
             warm.drop()
+        _stop_sandboxes()
         _reap_all()
         _exit(0)
+
+
+def _engine_pidfd() -> int:
+    """A pidfd of the engine (the zygote's parent); -1 without pidfds. The engine
+    already gone: the zygote goes too."""
+    parent = os.getppid()
+    if not hasattr(os, "pidfd_open") or parent <= 0:
+        return -1
+    try:
+        fd = os.pidfd_open(parent)
+    except OSError:
+        return -1
+    if os.getppid() != parent:  # it died meanwhile (and the pid may be another's)
+        os.close(fd)
+        raise SystemExit(0)
+    return fd
+
+
+def _stop_sandboxes() -> None:
+    """The engine gone (or done): SIGTERM to every sandbox still running, which ends it
+    as the engine's stop does (a command's init kills what the command started), now
+    rather than by the parent-death signal once the zygote has waited for them."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _sandboxed(
@@ -601,7 +658,9 @@ def _run_command(
     status on ``status``, exit. With a pid namespace the kernel then ends whatever of it
     is left; without one, this process is a child subreaper (every orphaned descendant
     comes to it, wherever it moved: ``setsid``, a double fork) and kills what is left
-    before it exits, as the kernel would (when ``/proc`` lists its children)."""
+    before it exits, as the kernel would (when ``/proc`` lists its children). So does
+    SIGTERM: the engine stopping the sandbox, or the parent-death signal (the zygote or
+    the keeper gone: GXO killed)."""
     from gxo.engine.sandbox import confine
 
     out, stdin = fds
@@ -609,6 +668,26 @@ def _run_command(
     contained = pid_namespace or os.path.exists(own)
     if not pid_namespace and contained:
         confine.become_subreaper()
+    pid = 0
+
+    def stop(*_: object) -> None:
+        """SIGTERM (the engine stopping the sandbox, or the parent-death signal: the
+        zygote or keeper gone, GXO killed): what the command started dies first."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if pid:
+            with contextlib.suppress(OSError):  # its session, whatever /proc can list
+                os.killpg(pid, signal.SIGKILL)
+        if not pid_namespace and contained:
+            _kill_descendants(own)
+        _exit(128 + signal.SIGTERM)
+
+    # The user switch and capability drop cleared the parent-death signal: armed again,
+    # now that the credentials are final. A pid namespace's init just dies (the kernel
+    # ends the rest); else SIGTERM, so that it empties the sandbox first.
+    signal.signal(signal.SIGTERM, stop)
+    confine.set_pdeathsig(signal.SIGKILL if pid_namespace else signal.SIGTERM)
+    if _parent > 0 and os.getppid() != _parent:  # it died before the signal was armed
+        stop()
     try:
         os.chdir(spec["cwd"])
         actions = [(os.POSIX_SPAWN_DUP2, out, 1)]

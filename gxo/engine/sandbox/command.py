@@ -11,7 +11,9 @@ the init reports its status and exits. With a pid namespace the kernel then ends
 process left in it (nothing the command started outlives it); without one, the init is
 a child subreaper (every orphaned descendant comes to it) and kills what is left before
 it exits (where /proc cannot list its children: ``exec`` finds and stops them as it
-does outside a sandbox).
+does outside a sandbox). The same when it is stopped (SIGTERM) or when GXO is killed:
+its parent-death signal (from the zygote, or the keeper) is a SIGTERM it handles that
+way; a pid namespace's init gets SIGKILL.
 
 No keeper either (but with a user namespace, whose uid map a process outside must
 write): the zygote forks the init itself, into a new pid namespace, and hands the
