@@ -350,3 +350,27 @@ def azure_error(what: str, exc: BaseException) -> str:
         return head + (f": {text}" if text else "")
     line = str(exc).strip().splitlines()
     return f"{what}: {type(exc).__name__}" + (f": {line[0]}" if line else "")
+
+
+class StaticToken:
+    """A fixed OAuth2 bearer token as an azure-core async TokenCredential (the
+    `token` param of the azure:* modules)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> StaticToken:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass

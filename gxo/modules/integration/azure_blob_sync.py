@@ -14,6 +14,7 @@ from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, register
 from gxo.modules.integration._cloud_sync import (
     SYNC_SUMMARY,
+    StaticToken,
     SyncParams,
     azure_error,
     load_libraries,
@@ -110,7 +111,7 @@ class AzureBlobSync(Module):
         from azure.core.exceptions import AzureError
         from azure.storage.blob.aio import ContainerClient
 
-        credential: Any = sas if sas else _Token(token or "")
+        credential: Any = sas if sas else StaticToken(token or "")
         step = f"cannot list {where}"
         try:
             client = ContainerClient(
@@ -145,29 +146,6 @@ class AzureBlobSync(Module):
         except (AzureError, ValueError, OSError) as exc:
             raise ctx.fail(ctx.redact(azure_error(step, exc))) from None
         return plan.summary(dry_run, container=params.container, prefix=prefix)
-
-
-class _Token:
-    """A fixed OAuth2 bearer token as an azure-core async TokenCredential."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        import time
-
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        pass
-
-    async def __aenter__(self) -> _Token:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        pass
 
 
 async def _list(client: Any, prefix: str) -> dict[str, tuple[int, str | None]]:

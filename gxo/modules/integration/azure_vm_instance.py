@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from gxo.config.durations import Duration
 from gxo.engine.context import ModuleContext
 from gxo.modules.base import CheckMode, Module, ModuleParams, register
-from gxo.modules.integration._cloud_sync import azure_error, load_libraries
+from gxo.modules.integration._cloud_sync import StaticToken, azure_error, load_libraries
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
@@ -166,28 +166,11 @@ class AzureVmInstance(Module):
             await arm.close()
 
 
-class _Token:
-    """A fixed bearer token as an azure-core async TokenCredential."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        import time
-
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        pass
-
-
 def _credential(ctx: ModuleContext, params: AzureVmInstance.Params, verify: Any) -> Any:
     token = params.token or (None if params.client_secret else os.environ.get("AZURE_ACCESS_TOKEN"))
     if token:
         ctx.run.secrets.add(token)
-        return _Token(token)
+        return StaticToken(token)
     if params.client_secret:
         from azure.identity.aio import ClientSecretCredential
 
