@@ -280,3 +280,19 @@ def test_legacy_warnings_are_shown_when_the_migrated_file_is_invalid(gxo) -> Non
     assert proc.returncode == 2
     assert "warning:" in proc.stderr and "gxo migrate" in proc.stderr
     assert proc.stderr.index("warning:") < proc.stderr.index("error:")
+
+
+def test_python_dash_m_gxo_is_the_gxo_command() -> None:
+    """``python -m gxo`` runs the same entry point as the console script."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    version = subprocess.run(
+        [sys.executable, "-m", "gxo", "--version"], capture_output=True, text=True, env=env
+    )
+    assert version.returncode == 0 and version.stdout.startswith("gxo ")
+    run = subprocess.run(
+        [sys.executable, "-m", "gxo", "run", "-q", str(EXAMPLES / "quickstart.gxo.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
