@@ -43,6 +43,7 @@ from gxo.engine.streams import Channel, MergedReader, StreamWriter
 from gxo.errors import GxoError, TemplateError
 from gxo.state.store import Store
 from gxo.template.engine import TemplateEngine
+from gxo.template.limits import interrupted as _render_interrupted
 from gxo.template.references import status_calls
 from gxo.template.secrets import SecretRegistry, SecretStr
 
@@ -750,6 +751,11 @@ class Engine:
                             if slot:
                                 semaphore.release()
                         ended = True
+                        if not self._cancelled and _render_interrupted():
+                            # A signal stopped a CPU-bound render, and the workload ended
+                            # before the blocked loop could run its handler: the run is
+                            # interrupted all the same (exit 130), nothing more starts.
+                            self.cancel()
                     finally:
                         remaining -= 1
                         if remaining == 0:

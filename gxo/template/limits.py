@@ -41,6 +41,7 @@ __all__ = [
     "deadline",
     "expression_too_deep",
     "interrupt_renders",
+    "interrupted",
     "run_regex",
 ]
 
@@ -180,6 +181,11 @@ def interrupt_renders(signum: int | None = None, frame: Any = None) -> None:
     if _REGEX.active:  # a regex in C: only an exception raised here stops it
         _REGEX.active = False
         raise RenderStopped("template rendering interrupted by a signal")
+
+
+def interrupted() -> bool:
+    """Whether a signal stopped renders (and the run has not cleared it yet)."""
+    return _interrupted
 
 
 def clear_interrupt() -> None:
