@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(GXO) run examples/quickstart.gxo.yaml
 
+# The 25 slowest tests are listed at the end of `make test`: a CI run that takes longer
+# than the local one says where the time went.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --reruns $(RERUNS) --reruns-delay 1 --cov=gxo --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --reruns $(RERUNS) --reruns-delay 1 --durations=25 --cov=gxo --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
 	$(PY) tools/coverage_gate.py .coverage.json
 
 test-fast: $(STAMP)
